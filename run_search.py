@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Command line of the search system: search, worker, predict (and, with no arguments, the demo).
+
+    python run_search.py search --data agiqa3k --root PATH --study NAME --trials N
+    python run_search.py worker --storage URL --study NAME
+    python run_search.py predict --model FILE --data agiqa3k --root PATH
+    python run_search.py            # the whole flow on the built-in synthetic set
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search.study import LOCAL_SETTINGS, StudyConfig, default_storage_url, run_search, run_worker
+
+DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
+
+
+def _study_config(args: argparse.Namespace) -> StudyConfig:
+    return StudyConfig(
+        dataset=args.data, root=args.root, targets=args.targets, n_synthetic=args.n_synthetic,
+        profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
+        val_fraction=args.val_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
+        max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
+        sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
+        t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=args.cache_dir,
+    )
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    run_dir = Path(args.runs_dir) / args.study
+    cfg = _study_config(args)
+    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=args.workers)
+    print_best(study)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    run_dir = Path(args.runs_dir) / args.study
+    storage = args.storage or default_storage_url(run_dir)
+    overrides = {k: getattr(args, k) for k in LOCAL_SETTINGS}
+    run_worker(storage, args.study, args.trials, run_dir, overrides, progress=not args.quiet)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from search.predict import predict_to_csv
+
+    out = predict_to_csv(args.model, data=args.data, root=args.root, out=args.out, cache_dir=Path(args.cache_dir),
+                         device=args.device)
+    print(f"wrote {out}")
+    return 0
+
+
+def print_best(study) -> None:
+    """Print the trial with the best score (and the Pareto front's size) for a quick look."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        print("no completed trial yet")
+        return
+    best = max(complete, key=lambda t: t.values[0])
+    m = best.user_attrs.get("metrics", {})
+    pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    print(f"\n{len(complete)} complete, {pruned} stopped early; Pareto front: {len(study.best_trials)} trials")
+    print(f"best trial #{best.number}: {best.user_attrs.get('summary')}")
+    print(f"  params {best.user_attrs['params']:,}  FLOPs {best.user_attrs['flops']:,}  epochs {best.user_attrs['epochs_run']}"
+          f"  est. T4 {best.user_attrs['t4_s']:.1f}s  wall {best.user_attrs['wall_s']:.1f}s")
+    print("  validation " + "  ".join(f"{k.upper()} {m[k]:.3f}" for k in ("plcc", "srcc", "krcc", "rmse") if k in m)
+          + f"  corr_score {best.values[0]:.3f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", default="default", help="study name; its run directory is RUNS_DIR/STUDY")
+        p.add_argument("--runs-dir", default="runs")
+        p.add_argument("--storage", default=None, help="SQLAlchemy URL (default: SQLite in the run directory)")
+        p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold")
+        p.add_argument("--root", default=None, help="dataset folder (overrides the stored one when joining)")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--cache-dir", default=".cache/images")
+
+    p = sub.add_parser("search", help="create or resume an Optuna study")
+    common(p)
+    p.add_argument("--data", default="synthetic", help="synthetic | agiqa3k | agiqa1k | aigiqa20k")
+    p.add_argument("--targets", nargs="+", default=None, help="score columns (default: the dataset's quality MOS)")
+    p.add_argument("--n-synthetic", type=int, default=1200)
+    p.add_argument("--profile", default="icme2026-aigc")
+    p.add_argument("--space", default=None, help="default | tiny (default: tiny for synthetic, else default)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trial-budget", type=float, default=300.0, help="training budget per trial, T4 seconds")
+    p.add_argument("--max-epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10))
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "random"))
+    p.add_argument("--flops-objective", action="store_true", help="minimise FLOPs as a third objective")
+    p.add_argument("--no-early-stop", action="store_true")
+    p.add_argument("--t4-efficiency", type=float, default=StudyConfig.t4_efficiency)
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="join an existing study (any machine that reaches its storage)")
+    common(p)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("predict", help="score images with a checkpoint; metrics when labels exist")
+    p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")
+    p.add_argument("--data", default="folder", help="folder (unlabelled images) | agiqa3k | agiqa1k | aigiqa20k")
+    p.add_argument("--root", required=True, help="image folder or dataset folder")
+    p.add_argument("--out", default=None, help="CSV to write (default: predictions.csv beside the model)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=".cache/images")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def demo() -> int:
+    """The whole flow on the synthetic set: a small study, then its best trial."""
+    print("demo: searching the built-in synthetic AIGC-like set (run with --help for the real commands)")
+    args = build_parser().parse_args([
+        "search", "--study", DEMO["study"], "--trials", str(DEMO["trials"]), "--space", DEMO["space"],
+        "--n-synthetic", str(DEMO["n_synthetic"]), "--trial-budget", str(DEMO["trial_budget_s"]),
+        "--max-epochs", str(DEMO["max_epochs"]),
+    ])
+    return cmd_search(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return demo()
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Device-side augmentation on uint8 batches: images are never re-decoded, crops and flips happen
+where the batch already is (the GPU when there is one)."""
+from __future__ import annotations
+
+import torch
+
+
+def random_crop_flip(batch: torch.Tensor, crop: int, generator: torch.Generator | None = None,
+                     hflip: bool = True) -> torch.Tensor:
+    """A random `crop` x `crop` window per image (and a random horizontal flip), vectorised."""
+    n, c, h, w = batch.shape
+    if crop > min(h, w):
+        raise ValueError(f"crop {crop} is larger than the images ({h}x{w})")
+    dev = batch.device
+    gen_dev = generator.device if generator is not None else torch.device("cpu")
+    top = torch.randint(0, h - crop + 1, (n,), generator=generator, device=gen_dev).to(dev)
+    left = torch.randint(0, w - crop + 1, (n,), generator=generator, device=gen_dev).to(dev)
+    ar = torch.arange(crop, device=dev)
+    rows = (top[:, None] + ar[None, :])  # [n, crop]
+    cols = (left[:, None] + ar[None, :])
+    if hflip:
+        flip = torch.rand(n, generator=generator, device=gen_dev).to(dev) < 0.5
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+    idx_n = torch.arange(n, device=dev)[:, None, None, None]
+    idx_c = torch.arange(c, device=dev)[None, :, None, None]
+    return batch[idx_n, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def crop_views(batch: torch.Tensor, crop: int, n_views: int = 1) -> list[torch.Tensor]:
+    """Deterministic evaluation views: 1 = centre, 5 = centre + 4 corners, 10 = those and their flips."""
+    if n_views not in (1, 5, 10):
+        raise ValueError(f"n_views must be 1, 5 or 10, got {n_views}")
+    h, w = batch.shape[-2:]
+    if crop > min(h, w):
+        raise ValueError(f"crop {crop} is larger than the images ({h}x{w})")
+    t, l = (h - crop) // 2, (w - crop) // 2
+    offsets = [(t, l)] + ([(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)] if n_views >= 5 else [])
+    views = [batch[..., y:y + crop, x:x + crop] for y, x in offsets]
+    if n_views == 10:
+        views += [v.flip(-1) for v in views]
+    return views
+
+
+def to_model_input(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """uint8 [N,3,H,W] -> float32 in [0, 1] (the models' input convention)."""
+    x = batch.float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -1,0 +1,154 @@
+"""Label loaders for the real IQA label formats, each returning a `LabelTable`.
+
+Every loader checks what it reads: a missing column, or a score that is not a finite number, raises
+an error that names the file, the column and the row (1-based, the header being row 1).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """Labels of one dataset: `frame` has columns `image` (relative to `image_dir`), `group`, and targets."""
+
+    name: str
+    source: Path
+    image_dir: Path
+    frame: pd.DataFrame
+    targets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], source: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
+                         f"columns found: {', '.join(map(str, frame.columns))}")
+
+
+def _scores(frame: pd.DataFrame, column: str, source: Path, first_row: int = 2) -> np.ndarray:
+    """The column as float64; the first non-numeric or non-finite cell is reported by file row."""
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{source}: column {column!r}, row {i + first_row}: score {frame[column].iloc[i]!r} is not a "
+                         f"finite number ({bad.size} bad value(s) in that column)")
+    return values
+
+
+def _table(name: str, source: Path, image_dir: Path, images, groups, scores: dict[str, np.ndarray]) -> LabelTable:
+    frame = pd.DataFrame({"image": pd.Series(images, dtype=str).str.strip(), "group": pd.Series(groups).astype(str).to_numpy()})
+    for col, vals in scores.items():
+        frame[col] = vals
+    if frame.empty:
+        raise ValueError(f"{source}: no labelled rows")
+    return LabelTable(name, source, image_dir, frame.reset_index(drop=True), list(scores))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    # newline handling of the csv engine accepts LF and CRLF alike; strip stray whitespace in headers
+    frame = pd.read_csv(path, keep_default_na=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def load_agiqa3k(root, targets: Sequence[str] | None = None) -> LabelTable:
+    """AGIQA-3K: `labels.csv` or the official `data.csv` (CRLF) with `name, prompt, ..., mos_quality, mos_align`.
+
+    Images are read from `root/images/` when it exists, else from `root`. Default target: `mos_quality`.
+    """
+    root = Path(root)
+    source = next((root / n for n in ("labels.csv", "data.csv") if (root / n).is_file()), root / "data.csv")
+    frame = _read_csv(source)
+    targets = list(targets or ["mos_quality"])
+    _require_columns(frame, ["name", "prompt", *targets], source)
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    return _table("agiqa3k", source, image_dir, frame["name"], frame["prompt"], {t: _scores(frame, t, source) for t in targets})
+
+
+def load_agiqa1k(root, targets: Sequence[str] | None = None) -> LabelTable:
+    """AGIQA-1K: `AIGC_MOS_Zscore.xlsx` with `Image, Prompt, MOS` (`root` is the file or its folder).
+
+    The distributed file lists `dreamStudio_8_9_1_1.jpg` twice with different MOS: duplicated names are
+    merged into one row with the mean MOS, and a warning names them. (`dreamStudio_8_5_0_0.jpg` is in
+    the image archive but not in the labels; an unlabelled image is simply not used.)
+    """
+    root = Path(root)
+    source = root if root.suffix == ".xlsx" else root / "AIGC_MOS_Zscore.xlsx"
+    if not source.is_file():
+        raise FileNotFoundError(f"label file not found: {source}")
+    frame = pd.read_excel(source)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    targets = list(targets or ["MOS"])
+    _require_columns(frame, ["Image", "Prompt", *targets], source)
+    scores = {t: _scores(frame, t, source) for t in targets}
+    merged = pd.DataFrame({"Image": frame["Image"].astype(str).str.strip(), "Prompt": frame["Prompt"], **scores})
+    dup = merged["Image"].duplicated(keep=False)
+    if dup.any():
+        detail = "; ".join(f"{name}: {', '.join(f'{v:.4g}' for v in g[targets[0]])}"
+                           for name, g in merged[dup].groupby("Image"))
+        warnings.warn(f"{source}: duplicated image name(s) merged by averaging their scores ({detail})", stacklevel=2)
+        merged = merged.groupby("Image", sort=False, as_index=False).agg({"Prompt": "first", **{t: "mean" for t in targets}})
+    image_dir = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
+    return _table("agiqa1k", source, image_dir, merged["Image"], merged["Prompt"], {t: merged[t].to_numpy() for t in targets})
+
+
+def load_aigiqa20k(root, targets: Sequence[str] | None = None) -> LabelTable:
+    """AIGIQA-20K: `info_train.csv` with `name, prompt, mos` (`.png` names; `root` is the file or its folder)."""
+    root = Path(root)
+    source = root if root.suffix == ".csv" else root / "info_train.csv"
+    frame = _read_csv(source)
+    targets = list(targets or ["mos"])
+    _require_columns(frame, ["name", "prompt", *targets], source)
+    image_dir = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
+    return _table("aigiqa20k", source, image_dir, frame["name"], frame["prompt"], {t: _scores(frame, t, source) for t in targets})
+
+
+def load_csv(csv_path, image_col: str, score_cols: Sequence[str], group_col: str | None = None,
+             image_dir=None) -> LabelTable:
+    """Any CSV: chosen image and score columns; the group (for grouped splits) defaults to the image."""
+    source = Path(csv_path)
+    frame = _read_csv(source)
+    _require_columns(frame, [image_col, *score_cols] + ([group_col] if group_col else []), source)
+    groups = frame[group_col] if group_col else frame[image_col]
+    return _table("csv", source, Path(image_dir) if image_dir else source.parent, frame[image_col], groups,
+                  {c: _scores(frame, c, source) for c in score_cols})
+
+
+def load_folder(image_dir) -> LabelTable:
+    """Unlabelled images in a folder (for prediction): every image file, sorted, no targets."""
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {image_dir}")
+    names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise ValueError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return _table("folder", image_dir, image_dir, names, names, {})
+
+
+LOADERS = {"agiqa3k": load_agiqa3k, "agiqa1k": load_agiqa1k, "aigiqa20k": load_aigiqa20k}
+
+
+def load_labels(dataset: str, root, targets: Sequence[str] | None = None, **kwargs) -> LabelTable:
+    """Dispatch on the dataset name: agiqa3k, agiqa1k, aigiqa20k, csv (kwargs as `load_csv`), folder."""
+    if dataset == "csv":
+        return load_csv(root, score_cols=targets or kwargs.pop("score_cols"), **kwargs)
+    if dataset == "folder":
+        return load_folder(root)
+    if dataset not in LOADERS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join([*LOADERS, 'csv', 'folder', 'synthetic'])}")
+    return LOADERS[dataset](root, targets)

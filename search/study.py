@@ -1,0 +1,371 @@
+"""The Optuna study: sample a from-scratch architecture under the cap, train it on a T4-sized budget,
+stop hopeless trials early, and record everything needed to rebuild it.
+
+Objectives: maximise the profile's validation score, minimise parameters (and optionally FLOPs).
+Every trial stores its spec, train config, counts, per-epoch curve, wall time and estimated T4 time as
+user attributes; finished trials also leave a checkpoint in `runs/NAME/trials/`.
+
+Early stopping: Optuna's pruners do not work in multi-objective studies, so the study prunes on its
+own rungs. At fixed fractions of a trial's planned schedule (its "rungs") the trial's validation score
+is stored; a trial stops when at least `dominators` other trials that are no larger (parameters) already
+scored higher at the same rung by more than `margin`. Comparing at the same fraction of each trial's
+own schedule keeps cosine schedules of different lengths comparable, and comparing only with
+no-larger trials keeps small models (the cheap end of the Pareto front) from being judged against
+big ones. A stopped trial ends PRUNED with its partial curve kept.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import socket
+import sqlite3
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import optuna
+import torch
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
+
+from search.budget import BudgetModel
+from search.checkpoint import save_checkpoint
+from search.data import ImageSet, grouped_holdout, load_imageset
+from search.device import resolve_device
+from search.profiles import get_profile
+from search.train import EpochRecord, TrainConfig, train_model
+from space import SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary
+
+LOSS_PRESETS: dict[str, dict[str, float]] = {
+    "mse": {"mse": 1.0},
+    "mse+plcc": {"mse": 1.0, "plcc": 1.0},
+    "mse+rank": {"mse": 1.0, "rank": 1.0},
+    "plcc+rank": {"plcc": 1.0, "rank": 1.0},
+}
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Settings that may differ between the command that created a study and one that resumes or joins it.
+LOCAL_SETTINGS = ("root", "device", "cache_dir")
+
+
+@dataclass
+class StudyConfig:
+    """Everything a worker needs to run trials of a study; stored in the study so workers can join."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    targets: list[str] | None = None
+    n_synthetic: int = 1200
+    profile: str = "icme2026-aigc"
+    space: str = "default"
+    """Search-space preset: "default" (real data) or "tiny" (64 px synthetic demo, tests)."""
+    val_fraction: float = 0.2
+    seed: int = 0
+    trial_budget_s: float = 300.0
+    """Training budget of one trial, in T4 seconds (see search.budget)."""
+    max_epochs: int = 60
+    batch_size: int = 32
+    eval_views: int = 1
+    sampler: str = "tpe"
+    flops_objective: bool = False
+    early_stop: bool = True
+    rung_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    dominators: int = 3
+    margin: float = 0.01
+    t4_efficiency: float = BudgetModel.efficiency
+    heartbeat_interval: int = 20
+    grace_period: int = 60
+    max_retry: int = 2
+    device: str = "auto"
+    cache_dir: str = ".cache/images"
+
+    def __post_init__(self) -> None:
+        get_profile(self.profile)
+        space_config(self.space)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if any(not 0 < f < 1 for f in self.rung_fractions):
+            raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StudyConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown study settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def space_config(name: str) -> SpaceConfig:
+    """The search-space preset called `name`."""
+    presets = {"default": SpaceConfig, "tiny": SpaceConfig.tiny}
+    if name not in presets:
+        raise ValueError(f"unknown space preset {name!r}; choose from {', '.join(presets)}")
+    return presets[name]()
+
+
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True, group=True),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=16),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+# ----------------------------------------------------------------------------------------- storage
+def default_storage_url(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str, cfg: StudyConfig | None = None) -> RDBStorage:
+    """An RDB storage with heartbeats (a killed worker's trial turns FAIL and is retried).
+
+    SQLite copes with several local worker processes once it is in WAL mode with a long busy timeout:
+    writers then wait for each other instead of failing with "database is locked".
+    """
+    cfg = cfg or StudyConfig()
+    engine_kwargs: dict = {}
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path, timeout=300) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+        engine_kwargs = {"connect_args": {"timeout": 300}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    return RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=cfg.heartbeat_interval,
+        grace_period=cfg.grace_period,
+        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=cfg.max_retry),
+    )
+
+
+def create_study(cfg: StudyConfig, name: str, storage_url: str) -> optuna.Study:
+    """Create the study, or load it when it exists and was made with the same settings."""
+    storage = open_storage(storage_url, cfg)
+    directions = ["maximize", "minimize"] + (["minimize"] if cfg.flops_objective else [])
+    study = optuna.create_study(
+        study_name=name, storage=storage, directions=directions,
+        sampler=SAMPLERS[cfg.sampler](cfg.seed), load_if_exists=True,
+    )
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", cfg.to_dict())
+        study.set_metric_names([get_profile(cfg.profile).score_name, "params"] + (["flops"] if cfg.flops_objective else []))
+        return study
+    differing = [k for k, v in cfg.to_dict().items() if k not in LOCAL_SETTINGS and stored.get(k) != v]
+    if differing:
+        detail = ", ".join(f"{k}: stored {stored.get(k)!r}, given {getattr(cfg, k)!r}" for k in differing)
+        raise ValueError(f"study {name!r} exists with other settings ({detail}); "
+                         "resume with the same settings or choose a new --study name")
+    return study
+
+
+def load_study(name: str, storage_url: str, overrides: dict | None = None) -> tuple[optuna.Study, StudyConfig]:
+    """Join an existing study: its settings come from the storage (local paths may be overridden)."""
+    probe = optuna.load_study(study_name=name, storage=storage_url)
+    if "config" not in probe.user_attrs:
+        raise ValueError(f"study {name!r} in {storage_url} was not created by run_search.py (no stored config)")
+    data = dict(probe.user_attrs["config"])
+    data.update({k: v for k, v in (overrides or {}).items() if k in LOCAL_SETTINGS and v is not None})
+    cfg = StudyConfig.from_dict(data)
+    study = optuna.load_study(study_name=name, storage=open_storage(storage_url, cfg), sampler=SAMPLERS[cfg.sampler](cfg.seed))
+    return study, cfg
+
+
+# ---------------------------------------------------------------------------------- early stopping
+def rung_epochs(planned_epochs: int, fractions: list[float]) -> list[int]:
+    """Epochs (1-based) at which a trial planned for `planned_epochs` is compared with its peers."""
+    rungs = sorted({max(1, round(f * planned_epochs)) for f in fractions})
+    return [r for r in rungs if r < planned_epochs]
+
+
+def should_stop(score: float, params: int, rung: int, peers: list[FrozenTrial], dominators: int, margin: float) -> bool:
+    """True when at least `dominators` no-larger peers beat `score` at the same rung by `margin`."""
+    key = f"rung{rung}"
+    better = sum(
+        1 for t in peers
+        if key in t.user_attrs and t.user_attrs.get("params", float("inf")) <= params
+        and t.user_attrs[key] > score + margin
+    )
+    return better >= dominators
+
+
+# -------------------------------------------------------------------------------------- objective
+def sample_train_config(trial: optuna.Trial, cfg: StudyConfig) -> TrainConfig:
+    """The training knobs the search tunes alongside the architecture."""
+    return TrainConfig(
+        batch_size=cfg.batch_size,
+        lr=trial.suggest_float("lr", 5e-4, 5e-3, log=True),
+        weight_decay=trial.suggest_float("weight_decay", 1e-3, 1e-1, log=True),
+        loss_weights=dict(LOSS_PRESETS[trial.suggest_categorical("loss", list(LOSS_PRESETS))]),
+        eval_views=cfg.eval_views,
+        seed=cfg.seed + trial.number,
+    )
+
+
+class Objective:
+    """Trains one sampled architecture per call and returns (score, params[, flops])."""
+
+    def __init__(self, cfg: StudyConfig, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.profile = get_profile(cfg.profile)
+        self.space = space_config(cfg.space)
+        self.budget = BudgetModel(efficiency=cfg.t4_efficiency)
+        self.device = resolve_device(cfg.device)
+        self._data: dict[int, ImageSet] = {}
+        self._split: tuple[np.ndarray, np.ndarray] | None = None
+
+    def data(self, size: int) -> tuple[ImageSet, ImageSet]:
+        """Train and validation sets at `size`, decoded once per process and split by group."""
+        if size not in self._data:
+            self._data[size] = load_imageset(
+                self.cfg.dataset, self.cfg.root, size=size, cache_dir=Path(self.cfg.cache_dir),
+                targets=self.cfg.targets, seed=self.cfg.seed, n_images=self.cfg.n_synthetic, progress=False,
+            )
+        images = self._data[size]
+        if self._split is None:
+            self._split = grouped_holdout(images.groups, self.cfg.val_fraction, seed=self.cfg.seed)
+        train_idx, val_idx = self._split
+        return images.subset(train_idx), images.subset(val_idx)
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        cfg, caps = self.cfg, self.profile.caps
+        spec = sample_spec(trial, self.space, caps)
+        train_cfg = sample_train_config(trial, cfg)
+        params, flops = count_params(spec), count_flops(spec)
+        if params > caps.params or (caps.flops is not None and flops > caps.flops):
+            raise RuntimeError(f"sampler returned an over-cap spec ({params} params, {flops} FLOPs): refusing to train")
+        train_set, val_set = self.data(spec.input.resize)
+        epoch_t4_s = self.budget.epoch_seconds(flops, len(train_set), train_cfg.batch_size)
+        train_cfg.epochs = min(cfg.max_epochs, self.budget.epochs_for(cfg.trial_budget_s, flops, len(train_set), train_cfg.batch_size))
+        train_cfg.crop = spec.input.crop
+        for key, value in {
+            "spec": spec.to_dict(), "summary": spec_summary(spec), "params": params, "flops": flops,
+            "train_config": train_cfg.to_dict(), "epochs_planned": train_cfg.epochs,
+            "t4_s_planned": epoch_t4_s * train_cfg.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }.items():
+            trial.set_user_attr(key, value)
+
+        model = build_model(spec)
+        result = train_model(model, train_set, val_set, train_cfg, device=self.device,
+                             on_epoch=self._on_epoch(trial, params, train_cfg.epochs))
+        score = self.profile.score(result.metrics)
+        trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("wall_s", result.seconds)
+        trial.set_user_attr("t4_s", epoch_t4_s * result.epochs_run)
+        trial.set_user_attr("stopped_early", result.stopped_early)
+        if result.stopped_early:
+            raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: dominated at its rung")
+        ckpt = save_checkpoint(self.run_dir / "trials" / f"{trial.number:05d}.pt", model.cpu(), spec,
+                               target_names=train_set.target_names, metrics=result.metrics,
+                               train_config=train_cfg.to_dict(), trial=trial.number)
+        trial.set_user_attr("checkpoint", str(ckpt.relative_to(self.run_dir)))
+        return (score, float(params)) + ((float(flops),) if cfg.flops_objective else ())
+
+    def _on_epoch(self, trial: optuna.Trial, params: int, planned: int) -> Callable[[EpochRecord], bool]:
+        rungs = rung_epochs(planned, self.cfg.rung_fractions) if self.cfg.early_stop else []
+        curve: list[float] = []
+
+        def on_epoch(record: EpochRecord) -> bool:
+            score = self.profile.score(record.metrics)
+            curve.append(score)
+            trial.set_user_attr("curve", curve)
+            if record.epoch not in rungs:
+                return False
+            rung = rungs.index(record.epoch)
+            trial.set_user_attr(f"rung{rung}", score)
+            peers = [t for t in trial.study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))
+                     if t.number != trial.number]
+            return should_stop(score, params, rung, peers, self.cfg.dominators, self.cfg.margin)
+
+        return on_epoch
+
+
+# ---------------------------------------------------------------------------------------- workers
+def count_trials(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path,
+               overrides: dict | None = None, progress: bool = True, threads: int | None = None) -> None:
+    """Run trials until the study holds `n_trials` finished ones (complete or pruned).
+
+    Each trial is one `optimize(n_trials=1)` call, preceded by failing stale trials (a killed worker's
+    RUNNING trial becomes FAIL and its retry is queued), so workers stop at the target instead of
+    each running a fixed number.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, cfg = load_study(study_name, storage_url, overrides)
+    objective = Objective(cfg, run_dir)
+    done = count_trials(study, FINISHED)
+    bar = tqdm(total=n_trials, initial=min(done, n_trials), desc=f"study {study_name}", unit="trial", disable=not progress)
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        active = count_trials(study, FINISHED + (TrialState.RUNNING,))
+        if active >= n_trials:
+            break
+        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        gc.collect()
+        finished = count_trials(study, FINISHED)
+        bar.update(max(0, min(finished, n_trials) - bar.n))
+        best = _best_score(study)
+        if best is not None:
+            bar.set_postfix(best=f"{best:.3f}")
+    bar.close()
+
+
+def _best_score(study: optuna.Study) -> float | None:
+    scores = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return max(scores) if scores else None
+
+
+def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int) -> None:
+    run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads)
+
+
+def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
+               storage_url: str | None = None, workers: int = 1, progress: bool = True) -> optuna.Study:
+    """Create or resume a study and run it to `n_trials` finished trials with `workers` processes."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage_url = storage_url or default_storage_url(run_dir)
+    study = create_study(cfg, study_name, storage_url)
+    (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()}, indent=2))
+    overrides = {k: getattr(cfg, k) for k in LOCAL_SETTINGS}
+    if workers <= 1:
+        run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress)
+        return study
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_entry, args=(storage_url, study_name, n_trials, str(run_dir), overrides, threads))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    with tqdm(total=n_trials, desc=f"study {study_name} ({workers} workers)", unit="trial", disable=not progress) as bar:
+        while any(p.is_alive() for p in procs):
+            bar.update(max(0, min(count_trials(study, FINISHED), n_trials) - bar.n))
+            time.sleep(1.0)
+        bar.update(max(0, min(count_trials(study, FINISHED), n_trials) - bar.n))
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (exit codes {failed}); "
+                           "finished trials are kept: rerun the same command to resume")
+    return study

@@ -1,0 +1,140 @@
+"""The search space: what a trial may choose, and how an Optuna trial becomes a spec under the caps."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+from space.count import count_flops, count_params
+from space.spec import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, make_divisible
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Hard limits: a spec over either is never built or trained."""
+
+    params: int = 10_000_000
+    flops: int | None = None
+
+    def allows(self, spec: ArchSpec) -> bool:
+        return count_params(spec) <= self.params and (self.flops is None or count_flops(spec) <= self.flops)
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The choices the sampler draws from. Defaults suit 512 px AIGC images; `tiny()` suits tests."""
+
+    resizes: tuple[int, ...] = (224, 288, 384)
+    crop_fractions: tuple[float, ...] = (1.0, 0.75)
+    activations: tuple[str, ...] = ("relu", "silu", "gelu")
+    stem_kinds: tuple[str, ...] = ("conv", "patchify")
+    stem_widths: tuple[int, ...] = (16, 24, 32)
+    patch_sizes: tuple[int, ...] = (2, 4)
+    stages: tuple[int, int] = (3, 5)
+    blocks: tuple[str, ...] = ("residual", "mbconv", "convnext", "attention")
+    widths: tuple[int, ...] = (16, 24, 32, 48, 64, 96, 128, 160, 192, 256)
+    depths: tuple[int, int] = (1, 4)
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expansions: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0)
+    attention_max_tokens: int = 256
+    """Attention is offered only in the last two stages, and only where the map has at most this many positions."""
+    pools: tuple[str, ...] = ("avg", "avgstd", "attn")
+    max_fuse: int = 3
+    head_hiddens: tuple[int, ...] = (0, 64, 128, 256)
+    dropouts: tuple[float, ...] = (0.0, 0.1, 0.3)
+
+    @classmethod
+    def tiny(cls) -> "SpaceConfig":
+        """64 px images, models of a few thousand to ~100k parameters that train in seconds on a CPU."""
+        return cls(resizes=(64,), stem_widths=(8, 16), patch_sizes=(2,), stages=(2, 3), widths=(8, 16, 24, 32, 48),
+                   depths=(1, 2), kernels=(3, 5), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64,
+                   head_hiddens=(0, 32), max_fuse=2)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_spec(trial, space: SpaceConfig, caps: Caps) -> ArchSpec:
+    """Define-by-run sampling with conditional choices, then shrunk to fit `caps` (never over them)."""
+    resize = trial.suggest_categorical("resize", list(space.resizes))
+    crop = make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions)))
+    act = trial.suggest_categorical("act", list(space.activations))
+    stem_kind = trial.suggest_categorical("stem", list(space.stem_kinds))
+    kernel = trial.suggest_categorical("stem_patch", list(space.patch_sizes)) if stem_kind == "patchify" else 3
+    stem = StemSpec(stem_kind, trial.suggest_categorical("stem_width", list(space.stem_widths)), kernel)
+    size = crop // 2 if stem_kind == "conv" else crop // kernel
+    n = trial.suggest_int("stages", *space.stages)
+    stages, width = [], stem.width
+    for i in range(n):
+        stride = trial.suggest_categorical("s0_stride", [1, 2]) if i == 0 else 2
+        size = max(1, size // stride)
+        late_ok = i >= n - 2 and size * size <= space.attention_max_tokens and "attention" in space.blocks
+        choices = list(space.blocks) if late_ok else [b for b in space.blocks if b != "attention"]
+        block = trial.suggest_categorical(f"s{i}_block" + ("_late" if late_ok else ""), choices)
+        width = max(width, trial.suggest_categorical(f"s{i}_width", list(space.widths)))
+        stage = StageSpec(block, width, depth=trial.suggest_int(f"s{i}_depth", *space.depths), stride=stride)
+        if block != "attention":
+            stage.kernel = trial.suggest_categorical(f"s{i}_kernel", list(space.kernels))
+        if block != "residual":
+            stage.expansion = trial.suggest_categorical(f"s{i}_expansion", list(space.expansions))
+        if block in ("residual", "mbconv"):
+            stage.se = trial.suggest_categorical(f"s{i}_se", [False, True])
+        stages.append(stage)
+    head = HeadSpec(
+        pool=trial.suggest_categorical("pool", list(space.pools)),
+        fuse=trial.suggest_int("fuse", 1, min(space.max_fuse, n)),
+        hidden=trial.suggest_categorical("head_hidden", list(space.head_hiddens)),
+        dropout=trial.suggest_categorical("dropout", list(space.dropouts)),
+    )
+    spec = ArchSpec(InputSpec(resize, crop), stem, stages, head, act=act).validate()
+    return fit_to_caps(spec, caps)
+
+
+def scale_widths(spec: ArchSpec, factor: float) -> ArchSpec:
+    """A copy with every width (stem, stages, per-block overrides, head hidden) scaled by `factor`."""
+    out = copy.deepcopy(spec)
+    out.stem.width = make_divisible(spec.stem.width * factor)
+    for s in out.stages:
+        s.width = make_divisible(s.width * factor)
+        s.hidden = [make_divisible(h * factor) for h in s.hidden] if s.hidden else None
+        s.se_hidden = [make_divisible(h * factor) for h in s.se_hidden] if s.se_hidden else None
+    out.head.hidden = make_divisible(spec.head.hidden * factor) if spec.head.hidden else 0
+    return out
+
+
+def fit_to_caps(spec: ArchSpec, caps: Caps) -> ArchSpec:
+    """`spec` itself when it fits, else its widths shrunk step by step until it does.
+
+    Raises ValueError when even the narrowest version (every width at 8) is over a cap: the depth or
+    resolution is then the problem, and shrinking widths cannot fix it.
+    """
+    factor, candidate = 1.0, spec
+    while not caps.allows(candidate):
+        factor *= 0.9
+        smaller = scale_widths(spec, factor)
+        if smaller == candidate:
+            raise ValueError(f"spec cannot fit the caps ({caps}) by shrinking widths: "
+                             f"{count_params(candidate):,} params, {count_flops(candidate):,} FLOPs at minimum width")
+        candidate = smaller
+    return candidate
+
+
+def spec_summary(spec: ArchSpec) -> str:
+    """One line, e.g. `conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256`."""
+    short = {"residual": "res", "mbconv": "mb", "convnext": "cnx", "attention": "attn"}
+    parts = [f"{spec.stem.kind}{spec.stem.width}" + (f"p{spec.stem.kernel}" if spec.stem.kind == "patchify" else "")]
+    for s in spec.stages:
+        desc = f"{short[s.block]}{s.width}x{s.depth}"
+        if s.block != "attention":
+            desc += f"k{s.kernel}"
+        if s.block != "residual":
+            desc += f"e{s.expansion:g}"
+        if s.se and s.block in ("residual", "mbconv"):
+            desc += "se"
+        if s.stride == 1:
+            desc += "s1"
+        if s.hidden:
+            desc += "*"
+        parts.append(desc)
+    parts.append(f"{spec.head.pool}·f{spec.head.fuse}" + (f"·h{spec.head.hidden}" if spec.head.hidden else ""))
+    parts.append(f"{spec.input.crop}/{spec.input.resize}")
+    return " | ".join(parts)

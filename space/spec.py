@@ -1,0 +1,166 @@
+"""Architecture specs: plain dataclasses that round-trip through JSON, and the resolved block plan
+that both the model builder and the analytic counters read (one source of truth for every width)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+BLOCKS = ("residual", "mbconv", "convnext", "attention")
+POOLS = ("avg", "avgstd", "attn")
+STEMS = ("conv", "patchify")
+ACTIVATIONS = ("relu", "silu", "gelu")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of `divisor`, at least `divisor` (hardware-friendly widths)."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+@dataclass
+class InputSpec:
+    resize: int
+    """Working resolution: images are decoded once to resize x resize."""
+    crop: int
+    """Train crops and evaluation views are crop x crop (crop == resize: the full image)."""
+
+
+@dataclass
+class StemSpec:
+    kind: str = "conv"
+    """conv: kxk stride-2 conv-BN-act; patchify: kxk stride-k conv + BN."""
+    width: int = 16
+    kernel: int = 3
+
+
+@dataclass
+class StageSpec:
+    block: str
+    width: int
+    depth: int = 1
+    stride: int = 2
+    kernel: int = 3
+    expansion: float = 4.0
+    se: bool = False
+    hidden: list[int] | None = None
+    """Per-block internal width, overriding the default from width/expansion (pruned models)."""
+    se_hidden: list[int] | None = None
+    """Per-block squeeze-excitation width, overriding the default (pruned models)."""
+
+
+@dataclass
+class HeadSpec:
+    pool: str = "avg"
+    fuse: int = 1
+    """How many of the last stages are pooled and concatenated."""
+    hidden: int = 0
+    dropout: float = 0.0
+
+
+@dataclass
+class ArchSpec:
+    input: InputSpec
+    stem: StemSpec
+    stages: list[StageSpec]
+    head: HeadSpec = field(default_factory=HeadSpec)
+    num_outputs: int = 1
+    act: str = "silu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ArchSpec":
+        try:
+            spec = cls(
+                input=InputSpec(**data["input"]), stem=StemSpec(**data["stem"]),
+                stages=[StageSpec(**s) for s in data["stages"]], head=HeadSpec(**data.get("head", {})),
+                num_outputs=data.get("num_outputs", 1), act=data.get("act", "silu"),
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"malformed architecture spec: {err}") from None
+        spec.validate()
+        return spec
+
+    def validate(self) -> "ArchSpec":
+        """Raise ValueError naming the first bad field; return self."""
+        def bad(path: str, why: str, value) -> None:
+            raise ValueError(f"{path}: {why}, got {value!r}")
+
+        if self.input.crop < 8 or self.input.resize < self.input.crop:
+            bad("input", "need 8 <= crop <= resize", (self.input.crop, self.input.resize))
+        if self.stem.kind not in STEMS:
+            bad("stem.kind", f"must be one of {STEMS}", self.stem.kind)
+        if self.stem.width < 1:
+            bad("stem.width", "must be >= 1", self.stem.width)
+        if self.stem.kind == "conv" and self.stem.kernel % 2 == 0:
+            bad("stem.kernel", "must be odd for a conv stem", self.stem.kernel)
+        if self.act not in ACTIVATIONS:
+            bad("act", f"must be one of {ACTIVATIONS}", self.act)
+        if not self.stages:
+            bad("stages", "need at least one stage", self.stages)
+        for i, s in enumerate(self.stages):
+            p = f"stages[{i}]"
+            if s.block not in BLOCKS:
+                bad(f"{p}.block", f"must be one of {BLOCKS}", s.block)
+            for name in ("width", "depth"):
+                if getattr(s, name) < 1:
+                    bad(f"{p}.{name}", "must be >= 1", getattr(s, name))
+            if s.stride not in (1, 2):
+                bad(f"{p}.stride", "must be 1 or 2", s.stride)
+            if s.kernel % 2 == 0 or s.kernel < 1:
+                bad(f"{p}.kernel", "must be odd", s.kernel)
+            if s.expansion <= 0:
+                bad(f"{p}.expansion", "must be > 0", s.expansion)
+            for name in ("hidden", "se_hidden"):
+                values = getattr(s, name)
+                if values is not None and (len(values) != s.depth or min(values) < 1):
+                    bad(f"{p}.{name}", f"needs {s.depth} positive widths (one per block)", values)
+        if self.head.pool not in POOLS:
+            bad("head.pool", f"must be one of {POOLS}", self.head.pool)
+        if not 1 <= self.head.fuse <= len(self.stages):
+            bad("head.fuse", f"must be in 1..{len(self.stages)}", self.head.fuse)
+        if self.head.hidden < 0 or not 0 <= self.head.dropout < 1:
+            bad("head", "need hidden >= 0 and 0 <= dropout < 1", (self.head.hidden, self.head.dropout))
+        if self.num_outputs < 1:
+            bad("num_outputs", "must be >= 1", self.num_outputs)
+        return self
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """One block with every width resolved."""
+
+    block: str
+    cin: int
+    cout: int
+    stride: int
+    kernel: int
+    hidden: int
+    se_hidden: int
+    """0 = no squeeze-excitation."""
+
+
+def default_hidden(stage: StageSpec) -> int:
+    return stage.width if stage.block == "residual" else make_divisible(stage.width * stage.expansion)
+
+
+def has_se(stage: StageSpec) -> bool:
+    return stage.se and stage.block in ("residual", "mbconv")
+
+
+def default_se_hidden(stage: StageSpec, hidden: int) -> int:
+    channels = stage.width if stage.block == "residual" else hidden  # SE acts on these channels
+    return make_divisible(channels / 4)
+
+
+def block_plan(spec: ArchSpec) -> list[list[BlockPlan]]:
+    """Per stage, the resolved blocks (defaults from the stage, overridden by per-block lists)."""
+    plans, cin = [], spec.stem.width
+    for s in spec.stages:
+        blocks = []
+        for i in range(s.depth):
+            hidden = s.hidden[i] if s.hidden else default_hidden(s)
+            se_hidden = (s.se_hidden[i] if s.se_hidden else default_se_hidden(s, hidden)) if has_se(s) else 0
+            blocks.append(BlockPlan(s.block, cin, s.width, s.stride if i == 0 else 1, s.kernel, hidden, se_hidden))
+            cin = s.width
+        plans.append(blocks)
+    return plans
