@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.study import LOCAL_SETTINGS, StudyConfig, default_storage_url, run_search, run_worker
+from search.study import LOCAL_SETTINGS, StudyConfig, default_storage_url, quiet_optuna, run_search, run_worker
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
 
@@ -134,6 +134,7 @@ def demo() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    quiet_optuna()
     if not argv:
         return demo()
     args = build_parser().parse_args(argv)

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import optuna
 import torch
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
@@ -147,7 +147,7 @@ def open_storage(url: str, cfg: StudyConfig | None = None) -> RDBStorage:
         engine_kwargs=engine_kwargs,
         heartbeat_interval=cfg.heartbeat_interval,
         grace_period=cfg.grace_period,
-        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=cfg.max_retry),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
     )
 
 
@@ -296,6 +296,11 @@ class Objective:
 
 
 # ---------------------------------------------------------------------------------------- workers
+def quiet_optuna() -> None:
+    """Keep Optuna's per-trial log lines and experimental-feature warnings out of the progress bars."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 def count_trials(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
@@ -310,15 +315,13 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path,
     """
     if threads:
         torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     study, cfg = load_study(study_name, storage_url, overrides)
     objective = Objective(cfg, run_dir)
     done = count_trials(study, FINISHED)
     bar = tqdm(total=n_trials, initial=min(done, n_trials), desc=f"study {study_name}", unit="trial", disable=not progress)
     while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)
         active = count_trials(study, FINISHED + (TrialState.RUNNING,))
         if active >= n_trials:
             break

@@ -46,7 +46,7 @@ def test_should_stop_counts_only_no_larger_better_peers():
 
 @pytest.mark.slow
 def test_search_learns_synthetic_and_resumes(tmp_path):
-    cfg = StudyConfig(space="tiny", n_synthetic=600, max_epochs=12, trial_budget_s=1000.0, device="cpu",
+    cfg = StudyConfig(space="tiny", n_synthetic=1200, max_epochs=12, trial_budget_s=1000.0, device="cpu",
                       cache_dir=str(tmp_path / "cache"))
     run_dir = tmp_path / "runs" / "s"
     study = run_search(cfg, "s", 3, run_dir, progress=False)
