@@ -39,8 +39,8 @@ from search.checkpoint import save_checkpoint
 from search.data import ImageSet, grouped_holdout, load_imageset
 from search.device import resolve_device
 from search.profiles import get_profile
-from search.train import EpochRecord, TrainConfig, train_model
-from space import SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary
+from search.train import EpochRecord, TrainConfig, seed_everything, train_model
+from space import CapError, SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary
 
 LOSS_PRESETS: dict[str, dict[str, float]] = {
     "mse": {"mse": 1.0},
@@ -243,7 +243,11 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         cfg, caps = self.cfg, self.profile.caps
-        spec = sample_spec(trial, self.space, caps)
+        try:
+            spec = sample_spec(trial, self.space, caps)
+        except CapError as err:  # nothing was built: record why and move on
+            trial.set_user_attr("over_cap", str(err))
+            raise optuna.TrialPruned(str(err)) from None
         train_cfg = sample_train_config(trial, cfg)
         params, flops = count_params(spec), count_flops(spec)
         if params > caps.params or (caps.flops is not None and flops > caps.flops):
@@ -259,6 +263,7 @@ class Objective:
         }.items():
             trial.set_user_attr(key, value)
 
+        seed_everything(train_cfg.seed)  # the initial weights too: same seed, same trial
         model = build_model(spec)
         result = train_model(model, train_set, val_set, train_cfg, device=self.device,
                              on_epoch=self._on_epoch(trial, params, train_cfg.epochs))

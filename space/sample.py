@@ -8,6 +8,10 @@ from space.count import count_flops, count_params
 from space.spec import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, make_divisible
 
 
+class CapError(ValueError):
+    """A spec cannot be brought under the caps by shrinking widths."""
+
+
 @dataclass(frozen=True)
 class Caps:
     """Hard limits: a spec over either is never built or trained."""
@@ -104,17 +108,16 @@ def scale_widths(spec: ArchSpec, factor: float) -> ArchSpec:
 def fit_to_caps(spec: ArchSpec, caps: Caps) -> ArchSpec:
     """`spec` itself when it fits, else its widths shrunk step by step until it does.
 
-    Raises ValueError when even the narrowest version (every width at 8) is over a cap: the depth or
+    Raises CapError when even the narrowest version (every width at 8) is over a cap: the depth or
     resolution is then the problem, and shrinking widths cannot fix it.
     """
-    factor, candidate = 1.0, spec
+    factor, candidate, narrowest = 1.0, spec, scale_widths(spec, 0.0)
     while not caps.allows(candidate):
-        factor *= 0.9
-        smaller = scale_widths(spec, factor)
-        if smaller == candidate:
-            raise ValueError(f"spec cannot fit the caps ({caps}) by shrinking widths: "
+        if candidate == narrowest:
+            raise CapError(f"spec cannot fit the caps ({caps}) by shrinking widths: "
                              f"{count_params(candidate):,} params, {count_flops(candidate):,} FLOPs at minimum width")
-        candidate = smaller
+        factor *= 0.9
+        candidate = scale_widths(spec, factor)
     return candidate
 
 

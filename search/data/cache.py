@@ -94,6 +94,6 @@ def decode_images(table: LabelTable, size: int, cache_dir: Path | str = ".cache/
                                          unit="img", disable=not progress)):
                 array[i] = img
         _write_atomic(path, array)
-    images = torch.from_numpy(np.ascontiguousarray(array))
+    images = torch.from_numpy(np.array(array))  # a writable in-memory copy of the (memory-mapped) cache
     targets = torch.tensor(table.frame[table.targets].to_numpy(dtype=np.float32).reshape(n, len(table.targets)))
     return ImageSet(images, targets, table.frame["group"].to_numpy(dtype=object), list(table.frame["image"]), list(table.targets))

@@ -43,7 +43,9 @@ def _scores(frame: pd.DataFrame, column: str, source: Path, first_row: int = 2) 
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{source}: column {column!r}, row {i + first_row}: score {frame[column].iloc[i]!r} is not a "
+        cell = frame[column].iloc[i]
+        shown = "empty" if pd.isna(cell) else repr(cell)
+        raise ValueError(f"{source}: column {column!r}, row {i + first_row}: score {shown} is not a "
                          f"finite number ({bad.size} bad value(s) in that column)")
     return values
 
