@@ -44,6 +44,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(args: argparse.Namespace):
+    """The study named by --study/--storage/--runs-dir, its settings and run directory."""
+    from search.study import load_study
+
+    run_dir = Path(args.runs_dir) / args.study
+    storage = args.storage or default_storage_url(run_dir)
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        raise SystemExit(f"no study storage at {storage}: run `run_search.py search --study {args.study}` first")
+    study, cfg = load_study(args.study, storage)
+    return study, cfg, run_dir, storage
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from results.report import format_ranking, write_report
+    from search.profiles import get_profile
+
+    study, cfg, run_dir, _ = _open(args)
+    ranked = write_report(study, get_profile(cfg.profile), run_dir / "report", reference_sizes_m=args.reference_sizes)
+    print(format_ranking(ranked, args.top))
+    print(f"\nwrote {run_dir / 'report' / 'trials.csv'} and {run_dir / 'report' / 'report.html'}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from search.predict import predict_to_csv
 
@@ -91,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", nargs="+", default=None, help="score columns (default: the dataset's quality MOS)")
     p.add_argument("--n-synthetic", type=int, default=1200)
     p.add_argument("--profile", default="icme2026-aigc")
-    p.add_argument("--space", default=None, help="default | tiny (default: tiny for synthetic, else default)")
+    p.add_argument("--space", default=None, help="default | small | tiny (default: tiny for synthetic, else default)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trial-budget", type=float, default=300.0, help="training budget per trial, T4 seconds")
@@ -109,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("report", help="CSV of every trial, interactive Pareto page, ranking by composite score")
+    p.add_argument("--study", required=True)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--storage", default=None)
+    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
+    p.add_argument("--reference-sizes", type=float, nargs="+", default=None,
+                   help="competitors' model sizes in millions of parameters (default: the profile's)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="score images with a checkpoint; metrics when labels exist")
     p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")

@@ -7,6 +7,7 @@ page works offline.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +124,14 @@ def importance_figure(study: optuna.Study) -> go.Figure | None:
     if len(complete) < 3:
         return None
     try:
-        imp = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+        with warnings.catch_warnings():  # few trials per choice is expected early in a study
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
     except (RuntimeError, ValueError):
         return None
     names = list(imp)[::-1]
     fig = go.Figure(go.Bar(x=[imp[n] for n in names], y=names, orientation="h", marker_color="#2ca02c"))
-    fig.update_layout(title="Parameter importances for the score (fANOVA)", template="plotly_white",
+    fig.update_layout(title="Parameter importances for the score (Optuna's default evaluator)", template="plotly_white",
                       height=max(300, 22 * len(names) + 120), xaxis_title="importance")
     return fig
 

@@ -63,7 +63,7 @@ class StudyConfig:
     n_synthetic: int = 1200
     profile: str = "icme2026-aigc"
     space: str = "default"
-    """Search-space preset: "default" (real data) or "tiny" (64 px synthetic demo, tests)."""
+    """Search-space preset: "default" (224-384 px), "small" (128-160 px) or "tiny" (64 px synthetic demo, tests)."""
     val_fraction: float = 0.2
     seed: int = 0
     trial_budget_s: float = 300.0
@@ -108,7 +108,7 @@ class StudyConfig:
 
 def space_config(name: str) -> SpaceConfig:
     """The search-space preset called `name`."""
-    presets = {"default": SpaceConfig, "tiny": SpaceConfig.tiny}
+    presets = {"default": SpaceConfig, "small": SpaceConfig.small, "tiny": SpaceConfig.tiny}
     if name not in presets:
         raise ValueError(f"unknown space preset {name!r}; choose from {', '.join(presets)}")
     return presets[name]()

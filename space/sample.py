@@ -47,6 +47,12 @@ class SpaceConfig:
     dropouts: tuple[float, ...] = (0.0, 0.1, 0.3)
 
     @classmethod
+    def small(cls) -> "SpaceConfig":
+        """128-160 px inputs and models up to ~1M parameters: quick real-data studies, even on a CPU."""
+        return cls(resizes=(128, 160), stem_widths=(16, 24), stages=(3, 4), widths=(16, 24, 32, 48, 64, 96, 128),
+                   depths=(1, 3), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64, head_hiddens=(0, 64, 128))
+
+    @classmethod
     def tiny(cls) -> "SpaceConfig":
         """64 px images, models of a few thousand to ~100k parameters that train in seconds on a CPU."""
         return cls(resizes=(64,), stem_widths=(8, 16), patch_sizes=(2,), stages=(2, 3), widths=(8, 16, 24, 32, 48),
