@@ -62,6 +62,7 @@ def _write_atomic(path: Path, array: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any data file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
