@@ -21,7 +21,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
         dataset=args.data, root=args.root, targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
-        val_fraction=args.val_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
         sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
         t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=args.cache_dir,
@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-synthetic", type=int, default=1200)
     p.add_argument("--profile", default="icme2026-aigc")
     p.add_argument("--space", default=None, help="default | small | tiny (default: tiny for synthetic, else default)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=None, help="share of prompts for validation (default: the profile's)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="share of prompts held out of the search, scored once per trial (default: the profile's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trial-budget", type=float, default=300.0, help="training budget per trial, T4 seconds")
     p.add_argument("--max-epochs", type=int, default=60)

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from results.score import composite_score
 from search.profiles import Profile
 
-METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_fit", "rmse_fit")
+METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_fit", "rmse_fit", "pair_acc")
 RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "rmse", "composite", "size_points", "t4_s"]
 
 
@@ -36,8 +36,13 @@ def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
             **{m: metrics.get(m, np.nan) for m in METRICS},
             "epochs_planned": a.get("epochs_planned"), "epochs_run": a.get("epochs_run"),
             "stopped_early": a.get("stopped_early", False), "wall_s": a.get("wall_s"), "t4_s": a.get("t4_s"),
+            "test_score": a.get("test_score", np.nan),
             "checkpoint": a.get("checkpoint"), "curve": a.get("curve", []),
         }
+        per_target = a.get("target_metrics", {})
+        if len(per_target) > 1:  # several dimensions (e.g. SIQA-S): metrics per dimension
+            for target, m in per_target.items():
+                row.update({f"{target}_{k}": m.get(k, np.nan) for k in ("srcc", "plcc")})
         rows.append(row)
     return pd.DataFrame(rows)
 

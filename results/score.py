@@ -40,6 +40,8 @@ def size_percentile(params: int, reference_sizes_m: Sequence[float]) -> float:
 def size_points(percentile: float, profile: Profile) -> float:
     """Tier points at `percentile`, ramping linearly across +-tier_smoothing around each boundary."""
     tiers, w = profile.size_tiers, profile.tier_smoothing
+    if not tiers:  # the profile gives no points for size
+        return 0.0
     for (bound, points), (_, next_points) in zip(tiers, tiers[1:]):
         if percentile < bound - w:
             return points
@@ -55,6 +57,6 @@ def composite_score(score: float, params: int, profile: Profile,
     if params > profile.caps.params:
         raise ValueError(f"{params:,} parameters exceed the {profile.name} cap of {profile.caps.params:,}")
     percentile = size_percentile(params, reference_sizes_m or profile.reference_sizes_m)
-    perf = profile.performance_points * max(0.0, min(1.0, score))
+    perf = profile.performance_points * max(0.0, min(1.0, score / profile.score_max))
     size = size_points(percentile, profile)
     return CompositeEstimate(perf, size, percentile, perf + size)

@@ -93,10 +93,24 @@ def fit_logistic5(pred, mos) -> tuple[float, ...]:
     return tuple(float(v) for v in params)
 
 
-def iqa_metrics(pred, mos) -> dict[str, float]:
-    """All metrics: raw PLCC/SRCC/KRCC/RMSE, PLCC/RMSE after the logistic fit, and the corr score."""
+def pair_accuracy(pred, mos, min_gap: float = 0.0) -> float:
+    """Fraction of image pairs whose MOS differ by more than `min_gap` that the predictions order the
+    same way (comparative quality selection: "which of two images is better"). Ties in the prediction
+    count half."""
     p, m = _pair(pred, mos)
-    out = {"plcc": plcc(p, m), "srcc": srcc(p, m), "krcc": krcc(p, m), "rmse": rmse(p, m)}
+    i, j = np.triu_indices(p.size, k=1)
+    keep = np.abs(m[i] - m[j]) > min_gap
+    if not keep.any():
+        return 0.5
+    dm, dp = np.sign(m[i][keep] - m[j][keep]), np.sign(p[i][keep] - p[j][keep])
+    return float(np.mean(np.where(dp == 0, 0.5, dp == dm)))
+
+
+def iqa_metrics(pred, mos) -> dict[str, float]:
+    """All metrics: raw PLCC/SRCC/KRCC/RMSE, PLCC/RMSE after the logistic fit, pair accuracy on
+    MOS-derived pairs, and the corr score."""
+    p, m = _pair(pred, mos)
+    out = {"plcc": plcc(p, m), "srcc": srcc(p, m), "krcc": krcc(p, m), "rmse": rmse(p, m), "pair_acc": pair_accuracy(p, m)}
     mapped = logistic5(p, *fit_logistic5(p, m))
     out["plcc_fit"] = plcc(mapped, m)
     out["rmse_fit"] = rmse(mapped, m)

@@ -1,8 +1,9 @@
 """Challenge profiles: each challenge's rules in one place.
 
 A profile holds what the search, the report and the export must agree on: the caps a model must fit,
-the performance score the organisers compute from the metrics, the notebook time limit, and how model
-size turns into points. Add a challenge by adding one `Profile` to `PROFILES`.
+the performance score the organisers compute from the metrics (a function of per-target validation
+metrics), the targets and splits, the notebook time limit, and how model size turns into points.
+Add a challenge by adding one `Profile` to `PROFILES`; `--profile NAME` switches the whole flow.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Callable
 from search.metrics import corr_score
 from space import Caps
 
-ScoreFn = Callable[[dict], float]
+ScoreFn = Callable[[dict[str, dict[str, float]]], float]
+"""Per-target metrics (target name -> `search.metrics.iqa_metrics` dict) -> the challenge's score."""
 
 VQUALA2025_FIQA_SIZES_M = (
     1.1796, 1.5189, 1.2224, 2.0916, 3.7171, 3.2805, 3.2511, 0.9513, 4.0252, 4.7795, 4.7242, 1.3005, 6.0523,
@@ -21,9 +23,36 @@ VQUALA2025_FIQA_SIZES_M = (
 the default reference for where a model's size falls among competitors."""
 
 
-def icme_corr_score(metrics: dict) -> float:
-    """(max(PLCC,0) + max(SRCC,0) + max(KRCC,0)) / 3 on raw predictions."""
-    return corr_score(metrics["plcc"], metrics["srcc"], metrics["krcc"])
+def _first(per_target: dict[str, dict[str, float]]) -> dict[str, float]:
+    return next(iter(per_target.values()))
+
+
+def icme_corr_score(per_target: dict[str, dict[str, float]]) -> float:
+    """(max(PLCC,0) + max(SRCC,0) + max(KRCC,0)) / 3 on raw predictions of the (first) target."""
+    m = _first(per_target)
+    return corr_score(m["plcc"], m["srcc"], m["krcc"])
+
+
+def srcc_plcc_mean(per_target: dict[str, dict[str, float]]) -> float:
+    """(SRCC + PLCC) / 2 of the (first) target (VQualA 2025)."""
+    m = _first(per_target)
+    return (m["srcc"] + m["plcc"]) / 2
+
+
+def siqa_score(per_target: dict[str, dict[str, float]]) -> float:
+    """Mean over dimensions of max((SRCC + PLCC) / 2, 0) x 100 (SIQA-S: perception and knowledge)."""
+    return sum(max((m["srcc"] + m["plcc"]) / 2, 0.0) * 100 for m in per_target.values()) / len(per_target)
+
+
+def pair_accuracy_score(per_target: dict[str, dict[str, float]]) -> float:
+    """Accuracy of choosing the better image of a pair, on pairs derived from MOS (NTIRE pairwise)."""
+    return _first(per_target)["pair_acc"]
+
+
+def aigiqa20k_score(per_target: dict[str, dict[str, float]]) -> float:
+    """(SRCC + PLCC after the 5-parameter logistic fit) / 2, as the AIGIQA-20K paper reports PLCC."""
+    m = _first(per_target)
+    return (m["srcc"] + m["plcc_fit"]) / 2
 
 
 @dataclass(frozen=True)
@@ -34,11 +63,19 @@ class Profile:
     caps: Caps
     score: ScoreFn
     score_name: str
+    description: str
     notebook_limit_s: float
     """Wall-clock limit of the whole notebook (train + predict) on the challenge's GPU."""
     export_budget_s: float
     """What the exported final retrain plus inference may spend, in T4 seconds (a safety margin
     below `notebook_limit_s`)."""
+    score_max: float = 1.0
+    """The score's best value (100 for percent-style scores); performance points scale by score / score_max."""
+    targets: tuple[str, ...] | None = None
+    """Score columns the model predicts (None: the dataset's default quality MOS)."""
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    """Share of prompts held out of the search entirely and scored once per finished trial."""
     performance_points: float = 50.0
     size_points_max: float = 20.0
     size_tiers: tuple[tuple[float, float], ...] = ((0.10, 20.0), (0.25, 18.0), (0.50, 15.0), (0.75, 10.0), (1.0, 5.0))
@@ -52,12 +89,32 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "icme2026-aigc": Profile(
-        name="icme2026-aigc",
-        caps=Caps(params=10_000_000),
-        score=icme_corr_score,
-        score_name="corr_score",
-        notebook_limit_s=3 * 3600.0,
-        export_budget_s=2.5 * 3600.0,
+        name="icme2026-aigc", caps=Caps(params=10_000_000), score=icme_corr_score, score_name="corr_score",
+        description="ICME 2026 lightweight AIGC IQA: <= 10M params, mean of PLCC/SRCC/KRCC clipped at 0, size tiers, T4 3 h notebook",
+        notebook_limit_s=3 * 3600.0, export_budget_s=2.5 * 3600.0,
+    ),
+    "vquala2025-fiqa": Profile(
+        name="vquala2025-fiqa", caps=Caps(params=5_000_000, flops=500_000_000), score=srcc_plcc_mean,
+        score_name="srcc_plcc",
+        description="VQualA 2025 lightweight face IQA: <= 5M params and <= 0.5 GFLOPs per image, (SRCC+PLCC)/2",
+        notebook_limit_s=3 * 3600.0, export_budget_s=2.5 * 3600.0, performance_points=100.0, size_tiers=(),
+    ),
+    "siqa-s": Profile(
+        name="siqa-s", caps=Caps(params=10_000_000), score=siqa_score, score_name="siqa_score", score_max=100.0,
+        description="SIQA-S: two dimensions from one model, mean of max((SRCC+PLCC)/2, 0) x 100",
+        targets=("mos_quality", "mos_align"), notebook_limit_s=3 * 3600.0, export_budget_s=2.5 * 3600.0,
+        performance_points=100.0, size_tiers=(),
+    ),
+    "ntire-pairwise": Profile(
+        name="ntire-pairwise", caps=Caps(params=10_000_000), score=pair_accuracy_score, score_name="pair_acc",
+        description="NTIRE comparative quality: pick the better image of a pair; pair accuracy",
+        notebook_limit_s=3 * 3600.0, export_budget_s=2.5 * 3600.0, performance_points=100.0, size_tiers=(),
+    ),
+    "aigiqa20k": Profile(
+        name="aigiqa20k", caps=Caps(params=10_000_000), score=aigiqa20k_score, score_name="srcc_plcc_fit",
+        description="AIGIQA-20K: 7:1:2 prompt-grouped split, PLCC after the 5-parameter logistic fit",
+        val_fraction=0.1, test_fraction=0.2, notebook_limit_s=3 * 3600.0, export_budget_s=2.5 * 3600.0,
+        performance_points=100.0, size_tiers=(),
     ),
 }
 DEFAULT_PROFILE = "icme2026-aigc"

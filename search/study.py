@@ -39,7 +39,7 @@ from search.checkpoint import save_checkpoint
 from search.data import ImageSet, grouped_holdout, load_imageset
 from search.device import resolve_device
 from search.profiles import get_profile
-from search.train import EpochRecord, TrainConfig, seed_everything, train_model
+from search.train import EpochRecord, TrainConfig, evaluate, seed_everything, train_model
 from space import CapError, SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary
 
 LOSS_PRESETS: dict[str, dict[str, float]] = {
@@ -62,9 +62,12 @@ class StudyConfig:
     targets: list[str] | None = None
     n_synthetic: int = 1200
     profile: str = "icme2026-aigc"
+    """Challenge rules (search.profiles); its targets and split fill the settings left as None."""
     space: str = "default"
     """Search-space preset: "default" (224-384 px), "small" (128-160 px) or "tiny" (64 px synthetic demo, tests)."""
-    val_fraction: float = 0.2
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    """Prompts held out of the search entirely; each finished trial is scored on them once."""
     seed: int = 0
     trial_budget_s: float = 300.0
     """Training budget of one trial, in T4 seconds (see search.budget)."""
@@ -85,12 +88,17 @@ class StudyConfig:
     cache_dir: str = ".cache/images"
 
     def __post_init__(self) -> None:
-        get_profile(self.profile)
+        profile = get_profile(self.profile)
+        if self.targets is None and profile.targets is not None:
+            self.targets = list(profile.targets)
+        self.val_fraction = profile.val_fraction if self.val_fraction is None else self.val_fraction
+        self.test_fraction = profile.test_fraction if self.test_fraction is None else self.test_fraction
         space_config(self.space)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and their sum < 1; "
+                             f"got {self.val_fraction} and {self.test_fraction}")
         if any(not 0 < f < 1 for f in self.rung_fractions):
             raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
 
@@ -106,12 +114,16 @@ class StudyConfig:
         return cls(**data)
 
 
+SPACE_PRESETS: dict[str, Callable[[], SpaceConfig]] = {
+    "default": SpaceConfig, "small": SpaceConfig.small, "tiny": SpaceConfig.tiny,
+}
+
+
 def space_config(name: str) -> SpaceConfig:
     """The search-space preset called `name`."""
-    presets = {"default": SpaceConfig, "small": SpaceConfig.small, "tiny": SpaceConfig.tiny}
-    if name not in presets:
-        raise ValueError(f"unknown space preset {name!r}; choose from {', '.join(presets)}")
-    return presets[name]()
+    if name not in SPACE_PRESETS:
+        raise ValueError(f"unknown space preset {name!r}; choose from {', '.join(SPACE_PRESETS)}")
+    return SPACE_PRESETS[name]()
 
 
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
@@ -225,8 +237,22 @@ class Objective:
         self.space = space_config(cfg.space)
         self.budget = BudgetModel(efficiency=cfg.t4_efficiency)
         self.device = resolve_device(cfg.device)
+        self.num_outputs = len(cfg.targets) if cfg.targets else 1
         self._data: dict[int, ImageSet] = {}
-        self._split: tuple[np.ndarray, np.ndarray] | None = None
+        self._split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def split(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, val, test) indices by prompt group; test is empty unless test_fraction > 0."""
+        cfg = self.cfg
+        rest, test = (grouped_holdout(groups, cfg.test_fraction, seed=cfg.seed) if cfg.test_fraction
+                      else (np.arange(len(groups)), np.zeros(0, dtype=np.int64)))
+        train, val = grouped_holdout(groups[rest], cfg.val_fraction / (1 - cfg.test_fraction), seed=cfg.seed + 1)
+        return rest[train], rest[val], test
+
+    def test_set(self, size: int) -> ImageSet | None:
+        """The held-out test prompts at `size` (None without a test share)."""
+        self.data(size)
+        return self._data[size].subset(self._split[2]) if len(self._split[2]) else None
 
     def data(self, size: int) -> tuple[ImageSet, ImageSet]:
         """Train and validation sets at `size`, decoded once per process and split by group."""
@@ -237,14 +263,14 @@ class Objective:
             )
         images = self._data[size]
         if self._split is None:
-            self._split = grouped_holdout(images.groups, self.cfg.val_fraction, seed=self.cfg.seed)
-        train_idx, val_idx = self._split
+            self._split = self.split(images.groups)
+        train_idx, val_idx, _ = self._split
         return images.subset(train_idx), images.subset(val_idx)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         cfg, caps = self.cfg, self.profile.caps
         try:
-            spec = sample_spec(trial, self.space, caps)
+            spec = sample_spec(trial, self.space, caps, num_outputs=self.num_outputs)
         except CapError as err:  # nothing was built: record why and move on
             trial.set_user_attr("over_cap", str(err))
             raise optuna.TrialPruned(str(err)) from None
@@ -267,14 +293,20 @@ class Objective:
         model = build_model(spec)
         result = train_model(model, train_set, val_set, train_cfg, device=self.device,
                              on_epoch=self._on_epoch(trial, params, train_cfg.epochs))
-        score = self.profile.score(result.metrics)
+        score = self.profile.score(result.target_metrics)
         trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        trial.set_user_attr("target_metrics", result.target_metrics)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("wall_s", result.seconds)
         trial.set_user_attr("t4_s", epoch_t4_s * result.epochs_run)
         trial.set_user_attr("stopped_early", result.stopped_early)
         if result.stopped_early:
             raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: dominated at its rung")
+        test_set = self.test_set(spec.input.resize)
+        if test_set is not None:
+            test = evaluate(model, test_set, spec.input.crop, train_cfg.eval_views, device=self.device)
+            trial.set_user_attr("test_metrics", test)
+            trial.set_user_attr("test_score", self.profile.score(test))
         ckpt = save_checkpoint(self.run_dir / "trials" / f"{trial.number:05d}.pt", model.cpu(), spec,
                                target_names=train_set.target_names, metrics=result.metrics,
                                train_config=train_cfg.to_dict(), trial=trial.number)
@@ -286,7 +318,7 @@ class Objective:
         curve: list[float] = []
 
         def on_epoch(record: EpochRecord) -> bool:
-            score = self.profile.score(record.metrics)
+            score = self.profile.score(record.target_metrics)
             curve.append(score)
             trial.set_user_attr("curve", curve)
             if record.epoch not in rungs:

@@ -63,6 +63,8 @@ class EpochRecord:
     lr: float
     metrics: dict[str, float]
     """Validation metrics of the first target ({} without a validation set)."""
+    target_metrics: dict[str, dict[str, float]]
+    """Validation metrics per target name."""
 
 
 @dataclass
@@ -210,7 +212,7 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             per_target = evaluate(model, val_set, crop, cfg.eval_views, device=device, amp=cfg.amp)
         metrics = per_target[val_set.target_names[0]] if per_target else {}
         record = EpochRecord(epoch + 1, loss_sum / max(1, seen), train_seconds, seen / max(epoch_s, 1e-9),
-                             optimizer.param_groups[0]["lr"], metrics)
+                             optimizer.param_groups[0]["lr"], metrics, per_target)
         history.append(record)
         bar.set_postfix(loss=f"{record.train_loss:.3f}", **({"srcc": f"{metrics['srcc']:.3f}"} if metrics else {}))
         if on_epoch is not None and on_epoch(record):

@@ -63,7 +63,7 @@ class SpaceConfig:
         return asdict(self)
 
 
-def sample_spec(trial, space: SpaceConfig, caps: Caps) -> ArchSpec:
+def sample_spec(trial, space: SpaceConfig, caps: Caps, num_outputs: int = 1) -> ArchSpec:
     """Define-by-run sampling with conditional choices, then shrunk to fit `caps` (never over them)."""
     resize = trial.suggest_categorical("resize", list(space.resizes))
     crop = make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions)))
@@ -95,7 +95,7 @@ def sample_spec(trial, space: SpaceConfig, caps: Caps) -> ArchSpec:
         hidden=trial.suggest_categorical("head_hidden", list(space.head_hiddens)),
         dropout=trial.suggest_categorical("dropout", list(space.dropouts)),
     )
-    spec = ArchSpec(InputSpec(resize, crop), stem, stages, head, act=act).validate()
+    spec = ArchSpec(InputSpec(resize, crop), stem, stages, head, num_outputs=num_outputs, act=act).validate()
     return fit_to_caps(spec, caps)
 
 

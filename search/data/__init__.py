@@ -20,7 +20,7 @@ def load_imageset(dataset: str, root=None, size: int = 64, cache_dir: Path | str
                   progress: bool = True) -> ImageSet:
     """Images and targets of `dataset` at `size` px: generated for "synthetic", else decoded once."""
     if dataset == "synthetic":
-        return make_synthetic(n_images=n_images, size=size, seed=seed)
+        return make_synthetic(n_images=n_images, size=size, seed=seed, targets=targets)
     if root is None:
         raise ValueError(f"dataset {dataset!r} needs --root (the folder holding its labels and images)")
     return decode_images(load_labels(dataset, root, targets), size, cache_dir, progress=progress)

@@ -12,6 +12,10 @@ classic distortions, each at a known severity in [0, 1]:
 
 MOS = 1 + 4 * exp(-sum_k w_k * s_k ** 0.8 / 2.5) + N(0, 0.1^2), clipped to [1, 5]: a fixed monotone
 function of the severities, so quality is learnable from pixels while a constant predictor scores 0.
+
+A second target, `align`, stands in for a content dimension (AGIQA-3K's text alignment, a knowledge
+score): it depends on the clean scene alone (how many shapes it holds and how colourful it is), not on
+the distortions, so a two-output model must read content and quality separately.
 """
 from __future__ import annotations
 
@@ -29,8 +33,8 @@ WEIGHTS = {"smooth": 1.2, "saturate": 1.0, "structure": 1.8, "checker": 1.3, "bl
 N_DISTORTIONS_P = (0.15, 0.4, 0.3, 0.15)  # probability of 0, 1, 2, 3 distortions per image
 
 
-def _scene(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A clean procedural scene, float32 [size,size,3] in [0,1]."""
+def _scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, float]:
+    """A clean procedural scene, float32 [size,size,3] in [0,1], and its content score in [1, 5]."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     angle = rng.uniform(0, np.pi)
     c0, c1 = rng.uniform(0.1, 0.9, 3), rng.uniform(0.1, 0.9, 3)
@@ -40,7 +44,8 @@ def _scene(rng: np.random.Generator, size: int) -> np.ndarray:
     for _ in range(3):  # low-frequency shading
         f, ph = rng.uniform(1, 4, 2), rng.uniform(0, 2 * np.pi, 2)
         img += 0.04 * (np.sin(2 * np.pi * f[0] * xx + ph[0]) * np.sin(2 * np.pi * f[1] * yy + ph[1]))[..., None]
-    for _ in range(rng.integers(3, 7)):  # soft shapes, some textured
+    n_shapes = int(rng.integers(3, 7))
+    for _ in range(n_shapes):  # soft shapes, some textured
         cx, cy, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.08, 0.3)
         if rng.random() < 0.5:
             d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) / r
@@ -53,7 +58,10 @@ def _scene(rng: np.random.Generator, size: int) -> np.ndarray:
             stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(ang) * xx + np.sin(ang) * yy))
             color = color * (0.6 + 0.4 * stripes[..., None])
         img = img * (1 - mask) + color * mask
-    return np.clip(img, 0, 1).astype(np.float32)
+    img = np.clip(img, 0, 1).astype(np.float32)
+    colourfulness = float(np.std(img - img.mean(axis=2, keepdims=True)))
+    content = 1.0 + 4.0 / (1.0 + np.exp(-(0.9 * (n_shapes - 4.5) + 12.0 * (colourfulness - 0.12))))
+    return img, float(content)
 
 
 def _blur(img, s, rng):
@@ -116,11 +124,19 @@ def mos_from_severities(severities: dict[str, float]) -> float:
     return 1.0 + 4.0 * float(np.exp(-damage / 2.5))
 
 
+SYNTHETIC_TARGETS = ("mos", "align")
+
+
 def make_synthetic(n_images: int = 600, size: int = 64, n_scenes: int | None = None, seed: int = 0,
-                   return_severities: bool = False):
-    """`n_images` synthetic images at `size` px; with `return_severities`, also a frame of severities."""
+                   targets=("mos",), return_severities: bool = False):
+    """`n_images` synthetic images at `size` px with the chosen `targets` ("mos", "align");
+    with `return_severities`, also a frame of severities and both targets."""
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2, got {n_images}")
+    targets = list(targets or ["mos"])
+    unknown = [t for t in targets if t not in SYNTHETIC_TARGETS]
+    if unknown:
+        raise ValueError(f"unknown synthetic target(s) {unknown}; choose from {', '.join(SYNTHETIC_TARGETS)}")
     n_scenes = n_scenes or max(2, n_images // 6)
     rng = np.random.default_rng(seed)
     scenes = [_scene(np.random.default_rng([seed, i]), size) for i in range(n_scenes)]
@@ -131,15 +147,16 @@ def make_synthetic(n_images: int = 600, size: int = 64, n_scenes: int | None = N
         k = rng.choice(len(N_DISTORTIONS_P), p=N_DISTORTIONS_P)
         chosen = rng.choice(list(DISTORTIONS), size=k, replace=False)
         severity = {d: float(rng.uniform(0.15, 1.0)) for d in chosen}
-        img = scenes[scene]
+        img, content = scenes[scene]
         for name in ORDER:
             if name in severity:
                 img = np.clip(DISTORTIONS[name](img, severity[name], rng), 0, 1)
         images[i] = (img * 255 + 0.5).astype(np.uint8).transpose(2, 0, 1)
         mos = float(np.clip(mos_from_severities(severity) + rng.normal(0, 0.1), 1, 5))
-        rows.append({"name": f"syn_{i:05d}", "scene": f"scene_{scene:04d}", "mos": mos,
+        align = float(np.clip(content + rng.normal(0, 0.1), 1, 5))
+        rows.append({"name": f"syn_{i:05d}", "scene": f"scene_{scene:04d}", "mos": mos, "align": align,
                      **{d: severity.get(d, 0.0) for d in DISTORTIONS}})
     frame = pd.DataFrame(rows)
-    data = ImageSet(torch.from_numpy(images), torch.tensor(frame[["mos"]].to_numpy(dtype=np.float32)),
-                    frame["scene"].to_numpy(dtype=object), list(frame["name"]), ["mos"])
+    data = ImageSet(torch.from_numpy(images), torch.tensor(frame[targets].to_numpy(dtype=np.float32)),
+                    frame["scene"].to_numpy(dtype=object), list(frame["name"]), targets)
     return (data, frame) if return_severities else data
