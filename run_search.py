@@ -60,10 +60,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     from results.report import format_ranking, write_report
     from search.profiles import get_profile
 
-    study, cfg, run_dir, _ = _open(args)
-    ranked = write_report(study, get_profile(cfg.profile), run_dir / "report", reference_sizes_m=args.reference_sizes)
+    from compress.variants import VariantStore
+
+    study, cfg, run_dir, storage = _open(args)
+    variants = VariantStore(storage, study.study_name).frame()
+    ranked = write_report(study, get_profile(cfg.profile), run_dir / "report", variants=variants,
+                          reference_sizes_m=args.reference_sizes)
     print(format_ranking(ranked, args.top))
     print(f"\nwrote {run_dir / 'report' / 'trials.csv'} and {run_dir / 'report' / 'report.html'}")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from compress.stage import compress_study
+
+    study, cfg, run_dir, storage = _open(args)
+    frame = compress_study(study, cfg, run_dir, storage, ratios=tuple(args.ratios), top_k=args.top,
+                           importance=args.importance, finetune_epochs=args.finetune_epochs,
+                           iterative_steps=args.iterative_steps)
+    cols = ["id", "params", "bytes", "score", "plcc", "srcc", "krcc", "rmse"]
+    print(frame[cols].sort_values("id").to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(frame) else "no candidates")
     return 0
 
 
@@ -143,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-sizes", type=float, nargs="+", default=None,
                    help="competitors' model sizes in millions of parameters (default: the profile's)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compress", help="prune and quantize the Pareto-front candidates, measure each variant")
+    p.add_argument("--study", required=True)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--storage", default=None)
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5], help="parameter reductions to prune to")
+    p.add_argument("--top", type=int, default=None, help="the K best trials instead of the Pareto front")
+    p.add_argument("--importance", default="magnitude", choices=("magnitude", "taylor"))
+    p.add_argument("--finetune-epochs", type=int, default=None, help="default: a quarter of the trial's epochs")
+    p.add_argument("--iterative-steps", type=int, default=1)
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("predict", help="score images with a checkpoint; metrics when labels exist")
     p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")

@@ -88,7 +88,9 @@ def _hover(r: pd.Series) -> str:
 def pareto_figure(frame: pd.DataFrame, profile: Profile) -> go.Figure:
     fig = go.Figure()
     shown = frame[frame["params"].notna() & frame["score"].notna()]
-    styles = {("search", "COMPLETE"): ("circle", "#1f77b4"), ("search", "PRUNED"): ("x", "#bbbbbb")}
+    styles = {("search", "COMPLETE"): ("circle", "#1f77b4"), ("search", "PRUNED"): ("x", "#bbbbbb"),
+              ("prune", "COMPLETE"): ("diamond", "#d62728"), ("int8", "COMPLETE"): ("square", "#9467bd"),
+              ("fp16", "COMPLETE"): ("triangle-up", "#8c564b")}
     for (kind, state), group in shown.groupby(["kind", "state"]):
         symbol, color = styles.get((kind, state), ("diamond", "#d62728"))
         fig.add_trace(go.Scatter(
