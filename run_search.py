@@ -83,6 +83,20 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from results.export import export_submission
+
+    study, cfg, run_dir, _ = _open(args)
+    result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date)
+    s = result.summary
+    print(f"exported trial #{s['trial']}: {s['summary']}")
+    print(f"  params {s['params']:,}  validation score {s['validation_score']:.3f}  estimated composite "
+          f"{s['estimated_composite']:.1f}  epochs {s['epochs']}  estimated T4 {s['estimated_t4_s'] / 60:.1f} min  "
+          f"retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  {result.weights}\n  {result.notebook}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from search.predict import predict_to_csv
 
@@ -170,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=int, default=None, help="default: a quarter of the trial's epochs")
     p.add_argument("--iterative-steps", type=int, default=1)
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("export", help="retrain the chosen candidate from scratch, write TEAM_DATE_model.pth + notebook")
+    p.add_argument("--study", required=True)
+    p.add_argument("--team", required=True)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--storage", default=None)
+    p.add_argument("--trial", type=int, default=None, help="export this trial (default: best estimated composite score)")
+    p.add_argument("--epochs", type=int, default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
+    p.add_argument("--date", default=None, help="YYYYMMDD in the file names (default: today)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="score images with a checkpoint; metrics when labels exist")
     p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")

@@ -1,0 +1,73 @@
+"""Export: the submission weights reload and predict like `predict`; the notebook runs headless and
+agrees with the project; candidates over the cap or the time budget are refused."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from nbclient import NotebookClient
+from PIL import Image
+
+from results import export as export_module
+from results.export import export_submission
+from search.checkpoint import load_checkpoint
+from search.data import decode_images, load_folder, make_synthetic
+from search.profiles import get_profile
+from search.train import predict
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_study):
+    study, cfg, run_dir = tiny_study
+    return export_submission(study, cfg, run_dir, "Team_X", date="20261122", smoke=True)
+
+
+def test_weights_reload_and_match_predict(exported, tiny_study):
+    study, cfg, run_dir = tiny_study
+    assert exported.weights.name == "Team_X_20261122_model.pth" and exported.notebook.name == "Team_X_20261122.ipynb"
+    model, payload = load_checkpoint(exported.weights)
+    rebuilt, _ = load_checkpoint(exported.weights)
+    images = make_synthetic(n_images=16, size=model.spec.input.resize, seed=9).images
+    a = predict(model, images, crop=model.spec.input.crop)
+    b = predict(rebuilt, images, crop=model.spec.input.crop)
+    assert np.abs(a - b).max() < 1e-5
+    assert exported.summary["params"] <= get_profile(cfg.profile).caps.params
+    assert (run_dir / "export" / "export.json").is_file()
+
+
+def test_notebook_runs_headless_and_agrees_with_the_project(exported, tmp_path):
+    data = make_synthetic(n_images=24, size=48, seed=4)
+    (tmp_path / "imgs").mkdir()
+    for name, img in zip(data.names, data.images):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
+    pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos": data.targets[:, 0].numpy()}).to_csv(tmp_path / "l.csv", index=False)
+    nb = nbformat.read(exported.notebook, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = TEST_LABELS = {str(tmp_path / 'l.csv')!r}\n"
+        f"SCORE_COLS = ['mos']\nOUT_DIR = {str(tmp_path)!r}\nSMOKE = True"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(out) == 24 and out["score"].notna().all()
+    model, _ = load_checkpoint(tmp_path / "Team_X_20261122_model.pth")
+    images = decode_images(load_folder(tmp_path / "imgs"), model.spec.input.resize, tmp_path / "cache", progress=False)
+    ours = predict(model, images.images, crop=model.spec.input.crop)[:, 0]
+    assert np.abs(out.sort_values("image")["score"].to_numpy() - ours).max() < 1e-4
+
+
+def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):
+    study, cfg, run_dir = tiny_study
+    icme = get_profile(cfg.profile)
+    monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, caps=replace(icme.caps, params=100)))
+    with pytest.raises(ValueError, match="no completed trial within the cap"):
+        export_submission(study, cfg, run_dir, "T", smoke=True)
+    with pytest.raises(ValueError, match="over the icme2026-aigc caps"):
+        export_submission(study, cfg, run_dir, "T", trial=study.best_trials[0].number, smoke=True)
+    monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, export_budget_s=1e-6))
+    with pytest.raises(ValueError, match="over the icme2026-aigc export budget"):
+        export_submission(study, cfg, run_dir, "T", smoke=True)
+    with pytest.raises(ValueError, match="team name"):
+        export_submission(study, cfg, run_dir, "bad name!", smoke=True)
