@@ -207,14 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def demo() -> int:
-    """The whole flow on the synthetic set: a small study, then its best trial."""
-    print("demo: searching the built-in synthetic AIGC-like set (run with --help for the real commands)")
-    args = build_parser().parse_args([
-        "search", "--study", DEMO["study"], "--trials", str(DEMO["trials"]), "--space", DEMO["space"],
-        "--n-synthetic", str(DEMO["n_synthetic"]), "--trial-budget", str(DEMO["trial_budget_s"]),
-        "--max-epochs", str(DEMO["max_epochs"]),
-    ])
-    return cmd_search(args)
+    """The whole flow on the synthetic set: search, report, compress the best trial, export it."""
+    parser, study = build_parser(), ["--study", DEMO["study"]]
+    steps = [
+        ("search the built-in synthetic AIGC-like set", ["search", *study, "--trials", str(DEMO["trials"]),
+         "--space", DEMO["space"], "--n-synthetic", str(DEMO["n_synthetic"]),
+         "--trial-budget", str(DEMO["trial_budget_s"]), "--max-epochs", str(DEMO["max_epochs"])]),
+        ("report: Pareto page and ranking", ["report", *study, "--top", "5"]),
+        ("compress the best trial (prune 50 %, int8, fp16)", ["compress", *study, "--top", "1", "--ratios", "0.5",
+                                                             "--finetune-epochs", "3"]),
+        ("report again, with the compressed variants", ["report", *study, "--top", "5"]),
+        ("export: retrain from scratch, write the submission", ["export", *study, "--team", "demo"]),
+    ]
+    for i, (what, argv) in enumerate(steps, 1):
+        print(f"\n=== demo {i}/{len(steps)}: {what}\n$ python run_search.py {' '.join(argv)}")
+        args = parser.parse_args(argv)
+        args.func(args)
+    print(f"\ndone: open runs/{DEMO['study']}/report/report.html; run with --help for the real commands")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
         row = {
             "kind": "search", "id": f"trial {t.number}", "trial": t.number, "state": t.state.name,
             "summary": a.get("summary", ""), "params": a.get("params"), "flops": a.get("flops"),
-            "bytes": None, "score": t.values[0] if t.state == TrialState.COMPLETE else (a.get("curve") or [np.nan])[-1],
+            "bytes": a.get("bytes"), "score": t.values[0] if t.state == TrialState.COMPLETE else (a.get("curve") or [np.nan])[-1],
             **{m: metrics.get(m, np.nan) for m in METRICS},
             "epochs_planned": a.get("epochs_planned"), "epochs_run": a.get("epochs_run"),
             "stopped_early": a.get("stopped_early", False), "wall_s": a.get("wall_s"), "t4_s": a.get("t4_s"),
@@ -180,6 +180,7 @@ def format_ranking(ranked: pd.DataFrame, top: int = 10) -> str:
     view["params"] = view["params"].map(lambda p: f"{int(p):,}")
     for col in ("score", "rmse"):
         view[col] = view[col].map(lambda v: f"{v:.3f}")
-    for col in ("composite", "size_points"):
-        view[col] = view[col].map(lambda v: f"{v:.1f}")
+    for col in ("composite", "size_points", "t4_s"):
+        view[col] = view[col].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
+    view["bytes"] = view["bytes"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "-")
     return view.to_string(index=False)

@@ -311,6 +311,7 @@ class Objective:
                                target_names=train_set.target_names, metrics=result.metrics,
                                train_config=train_cfg.to_dict(), trial=trial.number)
         trial.set_user_attr("checkpoint", str(ckpt.relative_to(self.run_dir)))
+        trial.set_user_attr("bytes", ckpt.stat().st_size)
         return (score, float(params)) + ((float(flops),) if cfg.flops_objective else ())
 
     def _on_epoch(self, trial: optuna.Trial, params: int, planned: int) -> Callable[[EpochRecord], bool]:
