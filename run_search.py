@@ -19,12 +19,12 @@ DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
-        dataset=args.data, root=args.root, targets=args.targets, n_synthetic=args.n_synthetic,
+        dataset=args.data, root=str(Path(args.root).resolve()) if args.root else None, targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
         sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
-        t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=args.cache_dir,
+        t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=str(Path(args.cache_dir).resolve()),
     )
 
 
