@@ -1,10 +1,14 @@
-"""Structured channel pruning with torch-pruning, and re-expressing the pruned model as a spec.
+"""Structured channel pruning with torch-pruning, re-expressed as an updated `ArchSpec`.
 
-torch-pruning's dependency graph removes coupled channels together (depthwise groups, residual adds,
-concatenated mean/std pooling). Left out, and reported: the output layer, attention-pooling score
-convs (one output channel each), and attention blocks (their head split needs whole heads). The
-pruned network is rebuilt from an updated `ArchSpec` (stage widths, per-block hidden and SE widths),
-its weights loaded strictly, so a pruned model is exported and reloaded like any other.
+torch-pruning's dependency graph removes coupled channels together: depthwise groups, squeeze-
+excitation gates, residual adds (a stage's width shrinks uniformly), the concatenated mean/std and
+multi-stage pooled features. Kept whole and reported in `left_out`: the output Linear (its width is
+the number of targets), attention-pooling score convs (one output channel), the qkv/proj convs of
+attention blocks (whole heads only; this also fixes their stage's width, while the block's MLP
+hidden still prunes), and the two widths around a stride-1 block that changes width (if pruning made
+them equal the spec would build an identity shortcut instead of a conv). A binary search over the
+channel ratio hits the parameter target; the pruned network is rebuilt from `spec_of` with a strict
+load, so a pruned model is saved, exported and reloaded like any other.
 """
 from __future__ import annotations
 
@@ -27,6 +31,11 @@ from space.layers.mbconv import MBConvBlock
 from space.layers.residual import ResidualBlock
 
 IMPORTANCES = ("magnitude", "taylor")
+SEARCH_STEPS = 8
+MAX_RATIO = 0.95
+TOLERANCE = 0.01
+"""Stop searching once the parameter count is within 1 % (of the original count) of the target."""
+TAYLOR_BATCHES = 4
 
 
 @dataclass
@@ -39,75 +48,130 @@ class PruneResult:
     """Layers kept whole, and why."""
 
 
-def _ignored(model: IQANet) -> tuple[list[nn.Module], list[str]]:
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _out_layer(block: nn.Module) -> nn.Module:
+    """The layer whose output channels are the block's (and so the stage's) width."""
+    if isinstance(block, ResidualBlock):
+        return block.conv2[0]
+    if isinstance(block, MBConvBlock):
+        return block.project[0]
+    if isinstance(block, ConvNeXtBlock):
+        return block.pw2
+    if isinstance(block, AttentionBlock):
+        return block.proj
+    raise TypeError(f"unknown block type {type(block).__name__}")
+
+
+def ignored_layers(model: IQANet) -> tuple[list[nn.Module], list[str]]:
+    """Layers torch-pruning must not prune (as group roots), with a note for each."""
     ignored: list[nn.Module] = [model.head.mlp[-1]]
-    notes = ["head output layer (its width is the number of targets)"]
+    notes = ["head output Linear (its width is the number of targets)"]
     for i, pool in enumerate(model.pools):
         if pool.score is not None:
             ignored.append(pool.score)
-            notes.append(f"pools[{i}].score (attention-pooling score map)")
+            notes.append(f"pools[{i}].score (attention-pooling score conv)")
+    producer, cin = model.stem.body[0], model.stem.body[0].out_channels
     for si, stage in enumerate(model.stages):
         for bi, block in enumerate(stage):
+            out = _out_layer(block)
             if isinstance(block, AttentionBlock):
-                ignored.append(block)
-                notes.append(f"stages[{si}][{bi}] attention block (whole heads only)")
+                ignored += [block.qkv, block.proj]
+                notes.append(f"stages[{si}][{bi}] attention qkv/proj (whole heads; fixes the stage width)")
+            if bi == 0 and _stride(block) == 1 and cin != out.out_channels:
+                ignored += [producer, out]
+                notes.append(f"stages[{si}][{bi}] input and output widths (stride-1 width change must stay a change)")
+            producer, cin = out, out.out_channels
     return ignored, notes
 
 
-def _importance(kind: str):
+def _stride(block: nn.Module) -> int:
+    """The block's spatial stride, read off its first strided layer."""
+    for m in block.modules():
+        if isinstance(m, nn.Conv2d) and m.stride[0] != 1:
+            return m.stride[0]
+    return 1
+
+
+def _importance(kind: str) -> tp.importance.Importance:
     if kind not in IMPORTANCES:
         raise ValueError(f"unknown importance {kind!r}; choose from {', '.join(IMPORTANCES)}")
     return tp.importance.MagnitudeImportance(p=2) if kind == "magnitude" else tp.importance.TaylorImportance()
 
 
-def _prune_once(model: IQANet, channel_ratio: float, importance: str, global_pruning: bool,
-                batch: torch.Tensor, targets: torch.Tensor) -> IQANet:
-    """Prune `model` in place by `channel_ratio` of the channels of every prunable group."""
-    ignored, _ = _ignored(model)
-    model.eval()
-    if importance == "taylor":  # Taylor importance reads gradients of a real loss
-        model.zero_grad()
-        mse_loss((model(batch) - model.target_mean) / model.target_std, (targets - model.target_mean) / model.target_std).backward()
+def _taylor_grads(model: IQANet, train_set: ImageSet, crop: int) -> dict[str, torch.Tensor]:
+    """Gradients of the standardised MSE over a few training batches (what Taylor importance reads)."""
+    model.eval().zero_grad()
+    for start in range(0, min(len(train_set), 16 * TAYLOR_BATCHES), 16):
+        x = to_model_input(train_set.images[start:start + 16, :, :crop, :crop])
+        y = train_set.targets[start:start + 16]
+        mse_loss((model(x) - model.target_mean) / model.target_std, (y - model.target_mean) / model.target_std).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _prune_once(model: IQANet, channel_ratio: float, importance: str, global_pruning: bool, example: torch.Tensor,
+                grads: dict[str, torch.Tensor] | None, round_to: int | None) -> IQANet:
+    """A copy of `model` with `channel_ratio` of the channels of every prunable group removed."""
+    model = copy.deepcopy(model).eval()
+    if grads is not None:
+        for name, p in model.named_parameters():
+            p.grad = grads[name].clone() if name in grads else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruner = tp.pruner.MetaPruner(model, batch[:2], _importance(importance), pruning_ratio=channel_ratio,
-                                      global_pruning=global_pruning, ignored_layers=ignored, round_to=8)
+        pruner = tp.pruner.MetaPruner(model, example, _importance(importance), pruning_ratio=channel_ratio,
+                                      global_pruning=global_pruning, max_pruning_ratio=MAX_RATIO,
+                                      ignored_layers=ignored_layers(model)[0], round_to=round_to)
         pruner.step()
     model.zero_grad(set_to_none=True)
     return model
 
 
-def _prune_to(model: IQANet, target_params: int, importance: str, global_pruning: bool,
-              batch: torch.Tensor, targets: torch.Tensor) -> IQANet:
-    """Binary-search the channel ratio whose pruned copy lands closest to `target_params`."""
-    lo, hi, best = 0.0, 0.95, None
-    for _ in range(8):
-        mid = (lo + hi) / 2
-        trial = _prune_once(copy.deepcopy(model), mid, importance, global_pruning, batch, targets)
-        n = sum(p.numel() for p in trial.parameters())
-        if best is None or abs(n - target_params) < abs(best[0] - target_params):
-            best = (n, trial)
-        lo, hi = (mid, hi) if n > target_params else (lo, mid)
-    return best[1]
+def _prune_to(model: IQANet, target: int, importance: str, global_pruning: bool, example: torch.Tensor,
+              grads: dict[str, torch.Tensor] | None, round_to: int | None) -> IQANet:
+    """The pruned copy whose parameter count is closest to `target`. Searches the channel ratio r in
+    u = (1 - r)^2, where the count is about linear (most layers lose channels on both sides):
+    interpolation, or bisection after two steps on one side; a few prunings instead of ten."""
+    before = _n_params(model)
+    above, below = (1.0, before), (0.0, 0)  # (u, params) bracketing the target; u = 0 is a guess
+    best, best_n, sides, seen = model, before, [], set()
+    for _ in range(SEARCH_STEPS):
+        if above[0] - below[0] < 1e-3:
+            break
+        bisect = len(sides) >= 2 and sides[-1] == sides[-2]
+        frac = 0.5 if bisect else (target - below[1]) / max(1, above[1] - below[1])
+        u = below[0] + (above[0] - below[0]) * frac
+        ratio = min(MAX_RATIO, 1 - u ** 0.5)
+        pruned = _prune_once(model, ratio, importance, global_pruning, example, grads, round_to)
+        n = _n_params(pruned)
+        if abs(n - target) < abs(best_n - target):
+            best, best_n = pruned, n
+        if abs(n - target) <= TOLERANCE * before or (ratio == MAX_RATIO and n > target) or n in seen:
+            break  # close enough, as far as it goes, or a step of the channel rounding: no closer count
+        seen.add(n)
+        sides.append(n > target)
+        if n > target:
+            above = ((1 - ratio) ** 2, n)
+        else:
+            below = ((1 - ratio) ** 2, n)
+    return best
 
 
 def _block_widths(block: nn.Module) -> tuple[int, int, int]:
     """(output width, hidden width, SE width or 0) read off a (pruned) block."""
-    se = block.se.fc1.out_channels if isinstance(getattr(block, "se", None), nn.Module) and hasattr(block.se, "fc1") else 0
-    if isinstance(block, ResidualBlock):
-        return block.conv2[0].out_channels, block.conv1[0].out_channels, se
-    if isinstance(block, MBConvBlock):
-        return block.project[0].out_channels, block.expand[0].out_channels, se
-    if isinstance(block, ConvNeXtBlock):
-        return block.pw2.out_channels, block.pw1.out_channels, 0
-    if isinstance(block, AttentionBlock):
-        return block.proj.out_channels, block.mlp[0].out_channels, 0
-    raise TypeError(f"unknown block type {type(block).__name__}")
+    se = getattr(block, "se", None)
+    se_width = se.fc1.out_channels if se is not None and hasattr(se, "fc1") else 0
+    hidden = {ResidualBlock: lambda b: b.conv1[0].out_channels, MBConvBlock: lambda b: b.expand[0].out_channels,
+              ConvNeXtBlock: lambda b: b.pw1.out_channels, AttentionBlock: lambda b: b.mlp[0].out_channels}
+    return _out_layer(block).out_channels, hidden[type(block)](block), se_width
 
 
-def spec_of(model: IQANet) -> ArchSpec:
-    """The spec that rebuilds `model` as it is now (after pruning), widths read off its layers."""
-    spec = copy.deepcopy(model.spec)
+def spec_of(model: IQANet, spec: ArchSpec) -> ArchSpec:
+    """`spec` with every width read off `model` (after pruning): stem, stages, per-block hidden/SE, head."""
+    spec = copy.deepcopy(spec)
     spec.stem.width = model.stem.body[0].out_channels
     for stage_spec, stage in zip(spec.stages, model.stages):
         widths = [_block_widths(b) for b in stage]
@@ -122,39 +186,40 @@ def spec_of(model: IQANet) -> ArchSpec:
     return spec.validate()
 
 
-def rebuild(model: IQANet) -> tuple[IQANet, ArchSpec]:
-    """A fresh model built from `spec_of(model)` holding the same weights (strict load)."""
-    spec = spec_of(model)
-    fresh = build_model(spec)
+def rebuild(model: IQANet, spec: ArchSpec) -> tuple[IQANet, ArchSpec]:
+    """A fresh model built from `spec_of(model, spec)` holding the same weights (strict load)."""
+    new_spec = spec_of(model, spec)
+    fresh = build_model(new_spec)
     fresh.load_state_dict(model.state_dict(), strict=True)
-    if count_params(spec) != sum(p.numel() for p in fresh.parameters()):
-        raise AssertionError("the re-expressed spec does not count the rebuilt model's parameters")
-    return fresh.eval(), spec
+    if count_params(new_spec) != _n_params(model):
+        raise AssertionError("the re-expressed spec does not count the pruned model's parameters")
+    return fresh.eval(), new_spec
 
 
-def prune_model(model: IQANet, train_set: ImageSet, ratio: float, importance: str = "magnitude",
-                global_pruning: bool = False, iterative_steps: int = 1, finetune: TrainConfig | None = None,
-                device: torch.device | str = "cpu", seed: int = 0) -> PruneResult:
-    """Remove about `ratio` of the parameters, in `iterative_steps` steps each followed by fine-tuning
-    (`finetune`, epochs split across the steps; None = no fine-tuning)."""
+def prune_model(model: IQANet, spec: ArchSpec, train_set: ImageSet, ratio: float, importance: str = "magnitude",
+                global_pruning: bool = False, iterative_steps: int = 1, finetune_epochs: int = 0,
+                train_config: TrainConfig | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                round_to: int | None = None) -> PruneResult:
+    """Remove about `ratio` of the parameters in `iterative_steps` equal steps, each followed by
+    `finetune_epochs / iterative_steps` epochs (at least 1 when `finetune_epochs` > 0) of fine-tuning
+    under `train_config` (default `TrainConfig()`). Pruning runs on the CPU, fine-tuning on `device`."""
     if not 0 < ratio < 1:
         raise ValueError(f"pruning ratio must be in (0, 1), got {ratio}")
+    if importance not in IMPORTANCES:
+        raise ValueError(f"unknown importance {importance!r}; choose from {', '.join(IMPORTANCES)}")
     seed_everything(seed)
     model = copy.deepcopy(model).cpu().eval()
-    before = sum(p.numel() for p in model.parameters())
-    crop = model.spec.input.crop
-    batch = to_model_input(train_set.images[:16, :, :crop, :crop])
-    targets = train_set.targets[:16]
-    _, notes = _ignored(model)
+    before = _n_params(model)
+    crop = spec.input.crop
+    example = to_model_input(train_set.images[:2, :, :crop, :crop])
+    notes = ignored_layers(model)[1]
     for step in range(1, iterative_steps + 1):
+        grads = _taylor_grads(model, train_set, crop) if importance == "taylor" else None
         target = round(before * (1 - ratio * step / iterative_steps))
-        model = _prune_to(model, target, importance, global_pruning, batch, targets)
-        model, _ = rebuild(model)
-        if finetune is not None and finetune.epochs:
-            cfg = copy.deepcopy(finetune)
-            cfg.epochs = max(1, finetune.epochs // iterative_steps)
-            cfg.crop = crop
+        model, spec = rebuild(_prune_to(model, target, importance, global_pruning, example, grads, round_to), spec)
+        if finetune_epochs > 0:
+            cfg = copy.deepcopy(train_config or TrainConfig())
+            cfg.epochs, cfg.crop, cfg.seed = max(1, round(finetune_epochs / iterative_steps)), crop, seed + step
             train_model(model, train_set, None, cfg, device=device)
             model = model.cpu().eval()
-    model, spec = rebuild(model)
-    return PruneResult(model, spec, before, sum(p.numel() for p in model.parameters()), notes)
+    return PruneResult(model, spec, before, _n_params(model), notes)

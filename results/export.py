@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -100,8 +99,8 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     weights = save_checkpoint(out / f"{team}_{date}_model.pth", model.cpu(), spec, target_names=data.target_names,
                               train_config=train_cfg.to_dict(), trial=chosen.number)
     notebook = out / f"{team}_{date}.ipynb"
-    nbformat.write(build_notebook(team, date, spec.to_dict(), train_cfg.to_dict(), data.target_names,
-                                  train_cfg.epochs, cfg.seed), notebook)
+    notebook.write_text(json.dumps(build_notebook(team, date, spec.to_dict(), train_cfg.to_dict(), data.target_names,
+                                                  train_cfg.epochs, cfg.seed), indent=1))
     estimate = add_composite(trials_frame(study, profile), profile).set_index("trial").loc[chosen.number]
     summary = {
         "study": study.study_name, "trial": chosen.number, "summary": chosen.user_attrs.get("summary"),

@@ -12,8 +12,6 @@ import ast
 import inspect
 from types import ModuleType
 
-import nbformat
-
 import search.augment
 import search.checkpoint
 import search.data.cache
@@ -138,21 +136,25 @@ if TEST_LABELS:
 '''
 
 
+def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> dict:
+    cell = {"cell_type": kind, "id": f"cell-{index}", "metadata": {"tags": tags} if tags else {}, "source": source}
+    return cell if kind == "markdown" else {**cell, "execution_count": None, "outputs": []}
+
+
 def build_notebook(team: str, date: str, spec: dict, train_config: dict, targets: list[str], epochs: int,
-                   seed: int) -> nbformat.NotebookNode:
-    """The submission notebook for one recipe (spec + training config)."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_markdown_cell(
-            f"# {team}: lightweight AIGC image-quality model, trained from scratch\n\n"
-            "Self-contained: the code below was generated from the liqa-nas source. Edit the first cell for "
-            "your paths; the notebook trains (fp16 autocast on a T4), saves and reloads "
-            f"`{team}_{date}_model.pth`, and writes `predictions.csv`."),
-        nbformat.v4.new_code_cell(CONFIG.format(
-            team=team, date=date, targets=list(targets), seed=seed, epochs=epochs,
-            spec=repr(spec), train_config=repr(train_config)), metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(generated_code()),
-        nbformat.v4.new_code_cell(RUN),
+                   seed: int) -> dict:
+    """The submission notebook for one recipe (spec + training config), as nbformat 4.5 JSON (a plain
+    dict: writing it needs no Jupyter package, so export works wherever the search runs)."""
+    cells = [
+        _cell("markdown", f"# {team}: lightweight AIGC image-quality model, trained from scratch\n\n"
+              "Self-contained: the code below was generated from the liqa-nas source. Edit the first cell for "
+              "your paths; the notebook trains (fp16 autocast on a T4), saves and reloads "
+              f"`{team}_{date}_model.pth`, and writes `predictions.csv`.", 0),
+        _cell("code", CONFIG.format(team=team, date=date, targets=list(targets), seed=seed, epochs=epochs,
+                                    spec=repr(spec), train_config=repr(train_config)), 1, tags=["parameters"]),
+        _cell("code", generated_code(), 2),
+        _cell("code", RUN, 3),
     ]
-    return nb
+    return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                         "language_info": {"name": "python"}}}

@@ -7,10 +7,11 @@ import torch
 
 def random_crop_flip(batch: torch.Tensor, crop: int, generator: torch.Generator | None = None,
                      hflip: bool = True) -> torch.Tensor:
-    """A random `crop` x `crop` window per image (and a random horizontal flip), vectorised."""
+    """A random `crop` x `crop` window per image (and, with `hflip`, a random horizontal flip), as one
+    gather on the batch's device: offsets differ per image and come from `generator` (on any device)."""
     n, c, h, w = batch.shape
-    if crop > min(h, w):
-        raise ValueError(f"crop {crop} is larger than the images ({h}x{w})")
+    if not 1 <= crop <= min(h, w):
+        raise ValueError(f"crop {crop} must lie in [1, {min(h, w)}] for {h}x{w} images")
     dev = batch.device
     gen_dev = generator.device if generator is not None else torch.device("cpu")
     top = torch.randint(0, h - crop + 1, (n,), generator=generator, device=gen_dev).to(dev)
@@ -31,8 +32,8 @@ def crop_views(batch: torch.Tensor, crop: int, n_views: int = 1) -> list[torch.T
     if n_views not in (1, 5, 10):
         raise ValueError(f"n_views must be 1, 5 or 10, got {n_views}")
     h, w = batch.shape[-2:]
-    if crop > min(h, w):
-        raise ValueError(f"crop {crop} is larger than the images ({h}x{w})")
+    if not 1 <= crop <= min(h, w):
+        raise ValueError(f"crop {crop} must lie in [1, {min(h, w)}] for {h}x{w} images")
     t, l = (h - crop) // 2, (w - crop) // 2
     offsets = [(t, l)] + ([(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)] if n_views >= 5 else [])
     views = [batch[..., y:y + crop, x:x + crop] for y, x in offsets]

@@ -14,30 +14,33 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the batch and targets."""
     return F.mse_loss(pred, target)
 
 
-def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(1 - Pearson correlation) / 2 over the batch, per target."""
+def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(1 - Pearson correlation) / 2 over the batch, averaged over targets.
+
+    `eps` is added to both variances: on standardised targets (variance ~1) it barely moves r, but it
+    bounds the gradient when the predictions collapse to a constant (a fresh or zero-initialised head),
+    where the exact Pearson gradient grows like 1 / std(pred).
+    """
     if pred.shape[0] < 2:
         return pred.sum() * 0
     p = pred - pred.mean(dim=0, keepdim=True)
     t = target - target.mean(dim=0, keepdim=True)
-    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-8)
+    r = (p * t).mean(0) / torch.sqrt((p.pow(2).mean(0) + eps) * (t.pow(2).mean(0) + eps))
     return ((1 - r) / 2).mean()
 
 
 def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pairwise logistic loss on every ordered pair: the better image should get the higher score."""
-    if pred.shape[0] < 2:
-        return pred.sum() * 0
+    """Pairwise logistic (RankNet) loss, softplus(-sign(dt) * dp), averaged over every ordered pair of
+    the batch whose targets differ (ties carry no order and are ignored), pooled over targets.
+    Written without data-dependent branches so it never synchronises a GPU."""
     dp = pred.unsqueeze(0) - pred.unsqueeze(1)  # [N, N, T]
-    dt = target.unsqueeze(0) - target.unsqueeze(1)
-    sign = torch.sign(dt)
-    valid = sign != 0
-    if not valid.any():
-        return pred.sum() * 0
-    return F.softplus(-sign * dp)[valid].mean()
+    sign = torch.sign(target.unsqueeze(0) - target.unsqueeze(1))
+    valid = (sign != 0).to(pred.dtype)
+    return (F.softplus(-sign * dp) * valid).sum() / valid.sum().clamp_min(1)
 
 
 LOSSES: dict[str, LossFn] = {"mse": mse_loss, "plcc": plcc_loss, "rank": rank_loss}
@@ -48,8 +51,8 @@ def make_loss(weights: dict[str, float]) -> LossFn:
     unknown = sorted(set(weights) - set(LOSSES))
     if unknown:
         raise ValueError(f"unknown loss(es) {', '.join(unknown)}; choose from {', '.join(LOSSES)}")
-    if not any(w > 0 for w in weights.values()):
-        raise ValueError(f"loss weights must include a positive weight, got {weights}")
+    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}")
     parts = [(LOSSES[name], w) for name, w in weights.items() if w]
 
     def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,18 @@ import numpy as np
 from scipy import optimize, stats
 
 
+def _vector(values, name: str) -> np.ndarray:
+    """1-D float64 from a 1-D or [N, 1] array; anything wider is an error, never silently flattened."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D or [N, 1], got shape {a.shape}")
+    return a
+
+
 def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(pred, dtype=np.float64).reshape(-1)
-    m = np.asarray(mos, dtype=np.float64).reshape(-1)
+    p, m = _vector(pred, "predictions"), _vector(mos, "MOS")
     if p.shape != m.shape:
         raise ValueError(f"predictions ({p.size}) and MOS ({m.size}) differ in length")
     if p.size < 2:
@@ -62,7 +71,8 @@ def corr_score(plcc_value: float, srcc_value: float, krcc_value: float) -> float
 
 def logistic5(x, b1: float, b2: float, b3: float, b4: float, b5: float):
     """The 5-parameter logistic mapping (VQEG): b1*(1/2 - 1/(1+exp(b2*(x-b3)))) + b4*x + b5."""
-    z = np.clip(b2 * (np.asarray(x, dtype=np.float64) - b3), -50, 50)
+    x = np.asarray(x, dtype=np.float64)
+    z = np.clip(b2 * (x - b3), -50, 50)  # exp overflow guard: the logistic is flat there anyway
     return b1 * (0.5 - 1.0 / (1.0 + np.exp(z))) + b4 * x + b5
 
 

@@ -16,6 +16,7 @@ big ones. A stopped trial ends PRUNED with its partial curve kept.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import multiprocessing
 import os
@@ -39,7 +40,7 @@ from search.checkpoint import save_checkpoint
 from search.data import ImageSet, grouped_holdout, load_imageset
 from search.device import resolve_device
 from search.profiles import get_profile
-from search.train import EpochRecord, TrainConfig, evaluate, seed_everything, train_model
+from search.train import EpochRecord, TrainConfig, TrainingDiverged, evaluate, seed_everything, train_model
 from space import CapError, SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary
 
 LOSS_PRESETS: dict[str, dict[str, float]] = {
@@ -244,10 +245,17 @@ class Objective:
     def split(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(train, val, test) indices by prompt group; test is empty unless test_fraction > 0."""
         cfg = self.cfg
-        rest, test = (grouped_holdout(groups, cfg.test_fraction, seed=cfg.seed) if cfg.test_fraction
-                      else (np.arange(len(groups)), np.zeros(0, dtype=np.int64)))
+        if not cfg.test_fraction:
+            train, val = grouped_holdout(groups, cfg.val_fraction, seed=cfg.seed)
+            return train, val, np.zeros(0, dtype=np.int64)
+        rest, test = grouped_holdout(groups, cfg.test_fraction, seed=cfg.seed)
         train, val = grouped_holdout(groups[rest], cfg.val_fraction / (1 - cfg.test_fraction), seed=cfg.seed + 1)
         return rest[train], rest[val], test
+
+    def val_fingerprint(self, size: int) -> str:
+        """A short hash of the validation images' names: later stages check they score on the same split."""
+        _, val = self.data(size)
+        return hashlib.sha256("\n".join(sorted(val.names)).encode()).hexdigest()[:16]
 
     def test_set(self, size: int) -> ImageSet | None:
         """The held-out test prompts at `size` (None without a test share)."""
@@ -286,13 +294,18 @@ class Objective:
             "spec": spec.to_dict(), "summary": spec_summary(spec), "params": params, "flops": flops,
             "train_config": train_cfg.to_dict(), "epochs_planned": train_cfg.epochs,
             "t4_s_planned": epoch_t4_s * train_cfg.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "val_fingerprint": self.val_fingerprint(spec.input.resize),
         }.items():
             trial.set_user_attr(key, value)
 
         seed_everything(train_cfg.seed)  # the initial weights too: same seed, same trial
         model = build_model(spec)
-        result = train_model(model, train_set, val_set, train_cfg, device=self.device,
-                             on_epoch=self._on_epoch(trial, params, train_cfg.epochs))
+        try:
+            result = train_model(model, train_set, val_set, train_cfg, device=self.device,
+                                 on_epoch=self._on_epoch(trial, params, train_cfg.epochs))
+        except TrainingDiverged as err:  # a recipe that blows up is a finished, hopeless trial
+            trial.set_user_attr("diverged", str(err))
+            raise optuna.TrialPruned(f"training diverged: {err}") from None
         score = self.profile.score(result.target_metrics)
         trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
         trial.set_user_attr("target_metrics", result.target_metrics)

@@ -5,13 +5,16 @@ and runs the model under autocast on CUDA (bf16 where the GPU supports it native
 scaling otherwise, e.g. a T4). AdamW with linear warm-up and cosine decay; a budget in epochs and,
 optionally, seconds. If the model has `target_mean` / `target_std` buffers, they are set from the
 training targets and the loss is computed on standardised scores, so the model predicts MOS directly.
+
+A step whose loss is not finite is skipped (no update); an epoch in which every step was skipped, or
+non-finite validation predictions, raise `TrainingDiverged` rather than carrying NaN weights on.
 """
 from __future__ import annotations
 
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -25,11 +28,16 @@ from search.losses import make_loss
 from search.metrics import iqa_metrics
 
 
+class TrainingDiverged(RuntimeError):
+    """Training produced non-finite losses or predictions (the recipe diverged for this model)."""
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
     time_budget_s: float | None = None
-    """Stop after this many seconds of training, whichever of epochs and seconds comes first."""
+    """Stop after this many seconds of training, whichever of epochs and seconds comes first; the
+    learning-rate schedule is still planned over `epochs`."""
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -39,17 +47,37 @@ class TrainConfig:
     """Training crop and evaluation view size; None = the full cached image."""
     hflip: bool = True
     eval_views: int = 1
+    """1 (centre), 5 (centre + corners) or 10 (those and their mirror images)."""
     amp: bool = True
+    """Autocast on CUDA only: bf16 where supported, else fp16 with a GradScaler."""
     channels_last: bool = True
+    """CUDA only."""
     seed: int = 0
     grad_clip: float | None = 1.0
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field (called by `train_model`, after any edits)."""
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0, "warmup_epochs": self.warmup_epochs >= 0,
+            "time_budget_s": self.time_budget_s is None or self.time_budget_s > 0,
+            "crop": self.crop is None or self.crop >= 1, "eval_views": self.eval_views in (1, 5, 10),
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} is invalid: {getattr(self, name)!r}")
+        make_loss(self.loss_weights)  # names and signs of the loss weights
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        return cls(**data)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        return cls(**{k: dict(v) if k == "loss_weights" else v for k, v in data.items()})
 
 
 @dataclass
@@ -57,20 +85,25 @@ class EpochRecord:
     epoch: int
     """1-based."""
     train_loss: float
+    """Mean loss over the epoch's finite (not skipped) steps."""
     seconds: float
     """Cumulative training wall time (evaluation excluded)."""
     images_per_s: float
     lr: float
+    """Learning rate at the end of the epoch."""
     metrics: dict[str, float]
     """Validation metrics of the first target ({} without a validation set)."""
     target_metrics: dict[str, dict[str, float]]
     """Validation metrics per target name."""
+    skipped_steps: int = 0
+    """Steps skipped for a non-finite loss."""
 
 
 @dataclass
 class TrainResult:
     history: list[EpochRecord]
     stopped_early: bool
+    """True when `on_epoch` stopped training before its planned epochs."""
     seconds: float
     target_metrics: dict[str, dict[str, float]]
     """Final validation metrics per target name."""
@@ -81,13 +114,22 @@ class TrainResult:
 
     @property
     def metrics(self) -> dict[str, float]:
+        """Final validation metrics of the first target ({} without a validation set)."""
         return self.history[-1].metrics if self.history else {}
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) global generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Multiplier of the base LR at `step` (0-based): linear warm-up to 1 over `warmup_steps`, capped
+    by a cosine from 1 at step 0 to 0 at `total_steps`."""
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+    return min((step + 1) / max(1, warmup_steps), cosine)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -105,20 +147,29 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def _set_target_buffers(model: nn.Module, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Set `target_mean` / `target_std` from the training targets; None if the model has no such buffers."""
     if not (hasattr(model, "target_mean") and hasattr(model, "target_std")):
         return None
     mean = targets.mean(0)
-    std = targets.std(0, unbiased=False).clamp_min(1e-6) if len(targets) > 1 else torch.ones_like(mean)
+    std = targets.std(0, unbiased=False)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant target: leave its scale alone
     model.target_mean.copy_(mean)
     model.target_std.copy_(std)
     return mean, std
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device: torch.device | str | None = None,
             crop: int | None = None, views: int = 1, amp: bool = True, channels_last: bool = True) -> np.ndarray:
-    """Scores [N, T] for uint8 images [N,3,S,S], averaged over `views` deterministic crops of `crop` px."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    """Scores [N, T] (float32) for uint8 images [N,3,S,S], averaged over `views` deterministic crops of
+    `crop` px (None = the full image). Eval mode, no grad; autocast only on CUDA. Moves the model to
+    `device` (default: where the model is)."""
+    device = torch.device(device) if device is not None else _model_device(model)
     model.eval().to(device)
     crop = crop or images.shape[-1]
     channels_last = channels_last and device.type == "cuda"
@@ -133,43 +184,49 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def evaluate(model: nn.Module, data: ImageSet, crop: int | None = None, views: int = 1, batch_size: int = 64,
-             device: torch.device | str | None = None, amp: bool = True) -> dict[str, dict[str, float]]:
-    """Metrics per target name on `data`."""
-    pred = predict(model, data.images, batch_size, device, crop, views, amp)
+def _metrics_per_target(pred: np.ndarray, data: ImageSet) -> dict[str, dict[str, float]]:
     truth = data.targets.numpy()
     return {name: iqa_metrics(pred[:, i], truth[:, i]) for i, name in enumerate(data.target_names)}
+
+
+def evaluate(model: nn.Module, data: ImageSet, crop: int | None = None, views: int = 1, batch_size: int = 64,
+             device: torch.device | str | None = None, amp: bool = True) -> dict[str, dict[str, float]]:
+    """Metrics (`iqa_metrics`) per target name of `model` on `data`."""
+    return _metrics_per_target(predict(model, data.images, batch_size, device, crop, views, amp), data)
 
 
 def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None, cfg: TrainConfig,
                 device: torch.device | str | None = None, on_epoch: Callable[[EpochRecord], bool] | None = None,
                 progress: bool = False) -> TrainResult:
-    """Train `model` on `train_set` under `cfg`'s budget; evaluate on `val_set` after every epoch.
+    """Train `model` on `train_set` under `cfg`'s budget on `device` (default: where the model is);
+    evaluate on `val_set` (if given, at least 2 images) after every epoch.
 
-    `on_epoch(record)` returning True stops training (the study's early stopping).
+    `on_epoch(record)` returning True stops training (the study's early stopping). Deterministic on
+    the CPU for a given seed. Leaves the model in eval mode on `device`.
     """
+    cfg.validate()
     if len(train_set) < 2:
         raise ValueError(f"training needs at least 2 images, got {len(train_set)}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else _model_device(model)
     seed_everything(cfg.seed)
-    crop = cfg.crop or train_set.size
+    crop = cfg.crop or train_set.images.shape[-1]
     channels_last = cfg.channels_last and device.type == "cuda"
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    images = train_set.images.to(device)
+    images = train_set.images.to(device)  # once, as uint8: the whole set stays resident
     targets = train_set.targets.to(device)
     norm = _set_target_buffers(model, targets)
     std_targets = (targets - norm[0]) / norm[1] if norm else targets
 
     n, bs = len(train_set), min(cfg.batch_size, len(train_set))
     steps_per_epoch = n // bs + (1 if n % bs > 1 else 0)  # a last batch of one would break BatchNorm
-    total_steps = max(1, cfg.epochs * steps_per_epoch)
-    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / total_steps)))))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
+    fp16 = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
     loss_fn = make_loss(cfg.loss_weights)
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     perm_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -180,27 +237,32 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     bar = tqdm(range(cfg.epochs), desc="training", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        start, loss_sum, seen = time.perf_counter(), 0.0, 0
+        start, loss_sum, finite_images, seen, steps, skipped = time.perf_counter(), 0.0, 0, 0, 0, 0
         order = torch.randperm(n, generator=perm_gen).to(device)
         for step in range(steps_per_epoch):
             idx = order[step * bs:(step + 1) * bs]
-            batch = random_crop_flip(images[idx], crop, gen, cfg.hflip)
-            x = to_model_input(batch, channels_last)
+            x = to_model_input(random_crop_flip(images[idx], crop, gen, cfg.hflip), channels_last)
             with _autocast(device, cfg.amp):
                 pred = model(x).float()
             if norm:
                 pred = (pred - norm[0]) / norm[1]
             loss = loss_fn(pred, std_targets[idx])
+            value = loss.item()  # one sync per step: running loss, the finiteness check, honest timing
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            loss_sum += loss.item() * len(idx)
+            if math.isfinite(value):
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                loss_sum += value * len(idx)
+                finite_images += len(idx)
+            else:
+                skipped += 1
             seen += len(idx)
+            steps += 1
             if cfg.time_budget_s is not None and train_seconds + time.perf_counter() - start >= cfg.time_budget_s:
                 out_of_time = True
                 break
@@ -208,11 +270,18 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - start
         train_seconds += epoch_s
+        if skipped == steps:
+            raise TrainingDiverged(f"every step of epoch {epoch + 1} had a non-finite loss"
+                                   + (" (fp16 autocast: activations may overflow)" if fp16 else ""))
         if val_set is not None and len(val_set) >= 2:
-            per_target = evaluate(model, val_set, crop, cfg.eval_views, device=device, amp=cfg.amp)
+            pred_val = predict(model, val_set.images, device=device, crop=crop, views=cfg.eval_views, amp=cfg.amp)
+            bad = int((~np.isfinite(pred_val)).sum())
+            if bad:
+                raise TrainingDiverged(f"{bad} non-finite validation prediction(s) after epoch {epoch + 1}")
+            per_target = _metrics_per_target(pred_val, val_set)
         metrics = per_target[val_set.target_names[0]] if per_target else {}
-        record = EpochRecord(epoch + 1, loss_sum / max(1, seen), train_seconds, seen / max(epoch_s, 1e-9),
-                             optimizer.param_groups[0]["lr"], metrics, per_target)
+        record = EpochRecord(epoch + 1, loss_sum / finite_images, train_seconds, seen / max(epoch_s, 1e-9),
+                             optimizer.param_groups[0]["lr"], metrics, per_target, skipped)
         history.append(record)
         bar.set_postfix(loss=f"{record.train_loss:.3f}", **({"srcc": f"{metrics['srcc']:.3f}"} if metrics else {}))
         if on_epoch is not None and on_epoch(record):
@@ -221,4 +290,5 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
         if out_of_time:
             break
     bar.close()
+    model.eval()
     return TrainResult(history, stopped, train_seconds, per_target)

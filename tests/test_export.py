@@ -46,6 +46,7 @@ def test_notebook_runs_headless_and_agrees_with_the_project(exported, tmp_path):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
     pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos": data.targets[:, 0].numpy()}).to_csv(tmp_path / "l.csv", index=False)
     nb = nbformat.read(exported.notebook, as_version=4)
+    nbformat.validate(nb)  # the hand-written JSON is a valid nbformat 4.5 notebook
     nb.cells.insert(2, nbformat.v4.new_code_cell(
         f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = TEST_LABELS = {str(tmp_path / 'l.csv')!r}\n"
         f"SCORE_COLS = ['mos']\nOUT_DIR = {str(tmp_path)!r}\nSMOKE = True"))

@@ -44,6 +44,15 @@ def test_non_finite_and_bad_lengths_raise_with_location():
         krcc([1], [1])
 
 
+def test_column_vectors_accepted_wider_arrays_refused():
+    rng = np.random.default_rng(2)
+    mos = rng.uniform(1, 5, 50)
+    pred = mos + rng.normal(0, 0.5, 50)
+    assert iqa_metrics(pred[:, None], mos[:, None]) == iqa_metrics(pred, mos)
+    with pytest.raises(ValueError, match=r"predictions must be 1-D or \[N, 1\], got shape \(25, 2\)"):
+        plcc(pred.reshape(25, 2), mos[:25])
+
+
 def test_two_samples():
     m = iqa_metrics([1.0, 2.0], [3.0, 5.0])
     assert m["plcc"] == pytest.approx(1) and m["srcc"] == pytest.approx(1) and m["krcc"] == pytest.approx(1)
@@ -59,6 +68,7 @@ def test_logistic_fit_linearises_a_monotone_mapping():
     assert m["rmse_fit"] < m["rmse"]
     params = fit_logistic5(pred, mos)
     assert np.isfinite(logistic5(pred, *params)).all()
+    assert logistic5(list(pred[:3]), *params) == pytest.approx(logistic5(pred[:3], *params))
 
 
 def test_logistic_fit_falls_back_to_a_line_below_five_points():

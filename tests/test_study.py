@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -163,3 +164,18 @@ def test_two_workers_on_postgresql(tmp_path):
     finished = study.get_trials(states=FINISHED)
     assert len(finished) >= 4, errors
     assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers should have run trials"
+
+
+def test_two_way_split_is_the_plain_grouped_holdout_and_recorded(tmp_path):
+    """Later stages recompute the split: it must stay exactly the one the trials were validated on."""
+    from search.data import grouped_holdout
+
+    cfg = _cfg(tmp_path)
+    objective = Objective(cfg, tmp_path)
+    groups = np.repeat([f"p{i}" for i in range(30)], 4)
+    train, val, test = objective.split(groups)
+    expected = grouped_holdout(groups, cfg.val_fraction, seed=cfg.seed)
+    assert (train == expected[0]).all() and (val == expected[1]).all() and len(test) == 0
+    study = create_study(cfg, "fp", default_storage_url(tmp_path))
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].user_attrs["val_fingerprint"] == objective.val_fingerprint(64)
