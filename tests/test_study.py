@@ -115,21 +115,31 @@ def _wait(procs: list[subprocess.Popen], timeout: float) -> list[str]:
     return errors
 
 
+def _freeze_a_running_trial(study: optuna.Study, deadline: float) -> tuple[optuna.trial.FrozenTrial, int]:
+    """Stop (SIGSTOP) the worker of a running trial once another trial has completed.
+
+    The trial is re-read after the worker is frozen, so it cannot finish between the choice and the kill.
+    """
+    while time.time() < deadline:
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
+        if running and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+            os.kill(pid, signal.SIGSTOP)
+            victim = study.get_trials(deepcopy=False)[running[0].number]
+            if victim.state == TrialState.RUNNING:
+                return victim, pid
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.2)
+    raise AssertionError("no trial was running")
+
+
 @pytest.mark.slow
 def test_killed_worker_trial_fails_and_is_retried(tmp_path):
     cfg = _cfg(tmp_path, heartbeat_interval=1, grace_period=3, max_epochs=6)
     url = default_storage_url(tmp_path / "runs" / "k")
     study = create_study(cfg, "k", url)
     procs = [_worker(url, "k", 6, tmp_path / "runs") for _ in range(3)]
-    deadline = time.time() + 240
-    victim = None
-    while victim is None and time.time() < deadline:
-        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
-        if running and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            victim = running[0]
-        time.sleep(0.2)
-    assert victim is not None, "no trial was running"
-    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    victim, pid = _freeze_a_running_trial(study, deadline=time.time() + 240)
     complete_before = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     os.kill(pid, signal.SIGKILL)
     errors = _wait(procs, timeout=300)
