@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flops-objective", action="store_true", help="minimise FLOPs as a third objective")
     p.add_argument("--no-early-stop", action="store_true")
     p.add_argument("--t4-efficiency", type=float, default=StudyConfig.t4_efficiency)
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes on this machine (default: 1 on a CPU, search.device.TRIALS_PER_GPU per GPU)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("worker", help="join an existing study (any machine that reaches its storage)")

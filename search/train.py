@@ -6,11 +6,17 @@ scaling otherwise, e.g. a T4). AdamW with linear warm-up and cosine decay; a bud
 optionally, seconds. If the model has `target_mean` / `target_std` buffers, they are set from the
 training targets and the loss is computed on standardised scores, so the model predicts MOS directly.
 
-A step whose loss is not finite is skipped (no update); an epoch in which every step was skipped, or
-non-finite validation predictions, raise `TrainingDiverged` rather than carrying NaN weights on.
+A step whose loss or gradients are not finite is skipped (no update); an epoch in which every step was
+skipped, or non-finite validation predictions, raise `TrainingDiverged` rather than carrying NaN weights on.
+
+On CUDA a step never waits for the GPU: the skip is decided on the device (a GradScaler, at scale 1
+unless fp16 needs loss scaling, feeds its found-inf flag to a fused AdamW), the running loss stays a
+device tensor, and the host synchronises once per epoch. Small models are launch-bound, and a
+per-step `loss.item()` would leave the GPU idle while Python queues the next step (bench/NOTES.md).
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -54,6 +60,9 @@ class TrainConfig:
     """CUDA only."""
     seed: int = 0
     grad_clip: float | None = 1.0
+    ema_decay: float = 0.0
+    """0: off. Otherwise an exponential moving average of the weights (and BatchNorm statistics) with
+    this decay, warmed up over the first steps, is what is evaluated and what the model keeps."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field (called by `train_model`, after any edits)."""
@@ -62,7 +71,7 @@ class TrainConfig:
             "weight_decay": self.weight_decay >= 0, "warmup_epochs": self.warmup_epochs >= 0,
             "time_budget_s": self.time_budget_s is None or self.time_budget_s > 0,
             "crop": self.crop is None or self.crop >= 1, "eval_views": self.eval_views in (1, 5, 10),
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0, "ema_decay": 0 <= self.ema_decay < 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -189,6 +198,27 @@ def _metrics_per_target(pred: np.ndarray, data: ImageSet) -> dict[str, dict[str,
     return {name: iqa_metrics(pred[:, i], truth[:, i]) for i, name in enumerate(data.target_names)}
 
 
+class WeightAverage:
+    """An exponential moving average of a model's floating-point parameters and buffers, updated on
+    the device without a host sync; the decay ramps up as min(decay, (1 + t) / (10 + t))."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, 0
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        self._float = [p for p in pairs if p[0].is_floating_point()]
+        self._other = [p for p in pairs if not p[0].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averaged, live = zip(*self._float)
+        torch._foreach_lerp_(list(averaged), list(live), weight)
+        for averaged_t, live_t in self._other:
+            averaged_t.copy_(live_t)
+
+
 def evaluate(model: nn.Module, data: ImageSet, crop: int | None = None, views: int = 1, batch_size: int = 64,
              device: torch.device | str | None = None, amp: bool = True) -> dict[str, dict[str, float]]:
     """Metrics (`iqa_metrics`) per target name of `model` on `data`."""
@@ -223,11 +253,16 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     steps_per_epoch = n // bs + (1 if n % bs > 1 else 0)  # a last batch of one would break BatchNorm
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    on_gpu = device.type == "cuda"
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=on_gpu)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
-    fp16 = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    fp16 = cfg.amp and on_gpu and not torch.cuda.is_bf16_supported()
+    # On the GPU the scaler is always on: it skips non-finite steps without a host sync; at scale 1
+    # (never grown) unless fp16 needs real loss scaling.
+    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu, **({} if fp16 else {"init_scale": 1.0, "growth_interval": 2**30}))
     loss_fn = make_loss(cfg.loss_weights)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    scored = average.model if average else model
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     perm_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -237,7 +272,8 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     bar = tqdm(range(cfg.epochs), desc="training", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        start, loss_sum, finite_images, seen, steps, skipped = time.perf_counter(), 0.0, 0, 0, 0, 0
+        start, seen, steps = time.perf_counter(), 0, 0
+        loss_sum, finite_images, skipped = (torch.zeros((), device=device) for _ in range(3))
         order = torch.randperm(n, generator=perm_gen).to(device)
         for step in range(steps_per_epoch):
             idx = order[step * bs:(step + 1) * bs]
@@ -247,20 +283,21 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             if norm:
                 pred = (pred - norm[0]) / norm[1]
             loss = loss_fn(pred, std_targets[idx])
-            value = loss.item()  # one sync per step: running loss, the finiteness check, honest timing
+            finite = torch.isfinite(loss.detach())
             optimizer.zero_grad(set_to_none=True)
-            if math.isfinite(value):
+            if on_gpu or bool(finite):  # the CPU decides on the host; the GPU's scaler skips on the device
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()
-                loss_sum += value * len(idx)
-                finite_images += len(idx)
-            else:
-                skipped += 1
+                if average:
+                    average.update()
+            loss_sum += torch.where(finite, loss.detach(), 0.0) * len(idx)
+            finite_images += finite * len(idx)
+            skipped += ~finite
             seen += len(idx)
             steps += 1
             if cfg.time_budget_s is not None and train_seconds + time.perf_counter() - start >= cfg.time_budget_s:
@@ -270,11 +307,12 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - start
         train_seconds += epoch_s
+        loss_sum, finite_images, skipped = loss_sum.item(), int(finite_images.item()), int(skipped.item())
         if skipped == steps:
             raise TrainingDiverged(f"every step of epoch {epoch + 1} had a non-finite loss"
                                    + (" (fp16 autocast: activations may overflow)" if fp16 else ""))
         if val_set is not None and len(val_set) >= 2:
-            pred_val = predict(model, val_set.images, device=device, crop=crop, views=cfg.eval_views, amp=cfg.amp)
+            pred_val = predict(scored, val_set.images, device=device, crop=crop, views=cfg.eval_views, amp=cfg.amp)
             bad = int((~np.isfinite(pred_val)).sum())
             if bad:
                 raise TrainingDiverged(f"{bad} non-finite validation prediction(s) after epoch {epoch + 1}")
@@ -290,5 +328,7 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
         if out_of_time:
             break
     bar.close()
+    if average:
+        model.load_state_dict(average.model.state_dict())
     model.eval()
     return TrainResult(history, stopped, train_seconds, per_target)

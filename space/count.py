@@ -10,7 +10,7 @@ from space.spec import ArchSpec, block_plan
 
 def count_params(spec: ArchSpec) -> int:
     """Exactly `sum(p.numel() for p in build_model(spec).parameters())`."""
-    total = stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel)
+    total = stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.input.mscn)
     for blocks in block_plan(spec):
         for b in blocks:
             total += BLOCK_FAMILIES[b.block][1](b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden)
@@ -30,7 +30,7 @@ def count_flops(spec: ArchSpec, size: int | None = None) -> int:
 
 
 def _walk(spec: ArchSpec, size: int) -> tuple[int, list[int]]:
-    flops = stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size)
+    flops = stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, spec.input.mscn)
     x = stem_out(spec.stem.kind, spec.stem.kernel, size)
     if x < 1:
         raise ValueError(f"input {size}px is too small for the stem")

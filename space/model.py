@@ -21,7 +21,7 @@ class IQANet(nn.Module):
         super().__init__()
         spec.validate()
         self.spec = spec
-        self.stem = Stem(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.act)
+        self.stem = Stem(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.act, spec.input.mscn)
         self.stages = nn.ModuleList(
             nn.Sequential(*(BLOCK_FAMILIES[b.block][0](b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, spec.act)
                             for b in blocks))

@@ -29,6 +29,8 @@ class SpaceConfig:
 
     resizes: tuple[int, ...] = (224, 288, 384)
     crop_fractions: tuple[float, ...] = (1.0, 0.75)
+    mscn: tuple[bool, ...] = (False, True)
+    """Whether the MSCN contrast channel may be appended to the input (`InputSpec.mscn`)."""
     activations: tuple[str, ...] = ("relu", "silu", "gelu")
     stem_kinds: tuple[str, ...] = ("conv", "patchify")
     stem_widths: tuple[int, ...] = (16, 24, 32)
@@ -95,7 +97,8 @@ def sample_spec(trial, space: SpaceConfig, caps: Caps, num_outputs: int = 1) -> 
         hidden=trial.suggest_categorical("head_hidden", list(space.head_hiddens)),
         dropout=trial.suggest_categorical("dropout", list(space.dropouts)),
     )
-    spec = ArchSpec(InputSpec(resize, crop), stem, stages, head, num_outputs=num_outputs, act=act).validate()
+    mscn = trial.suggest_categorical("mscn", list(space.mscn))
+    spec = ArchSpec(InputSpec(resize, crop, mscn), stem, stages, head, num_outputs=num_outputs, act=act).validate()
     return fit_to_caps(spec, caps)
 
 
@@ -145,5 +148,5 @@ def spec_summary(spec: ArchSpec) -> str:
             desc += "*"
         parts.append(desc)
     parts.append(f"{spec.head.pool}·f{spec.head.fuse}" + (f"·h{spec.head.hidden}" if spec.head.hidden else ""))
-    parts.append(f"{spec.input.crop}/{spec.input.resize}")
+    parts.append(f"{spec.input.crop}/{spec.input.resize}" + ("+mscn" if spec.input.mscn else ""))
     return " | ".join(parts)

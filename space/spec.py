@@ -21,6 +21,8 @@ class InputSpec:
     """Working resolution: images are decoded once to resize x resize."""
     crop: int
     """Train crops and evaluation views are crop x crop (crop == resize: the full image)."""
+    mscn: bool = False
+    """Append the MSCN (local-contrast-normalised) luminance as a fourth input channel (`layers.conv.MSCN`)."""
 
 
 @dataclass

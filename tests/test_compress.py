@@ -23,23 +23,23 @@ def images():
     return make_synthetic(n_images=48, size=64, seed=0)
 
 
-def _spec(block: str, pool: str, stem: str, first_stride: int = 2) -> ArchSpec:
+def _spec(block: str, pool: str, stem: str, first_stride: int = 2, mscn: bool = False) -> ArchSpec:
     """Two stages (an SE MBConv stage, then `block` x2) fused by the head; tiny widths as in SpaceConfig.tiny()."""
-    return ArchSpec(InputSpec(64, 64), StemSpec(stem, 16, 3 if stem == "conv" else 2),
+    return ArchSpec(InputSpec(64, 64, mscn), StemSpec(stem, 16, 3 if stem == "conv" else 2),
                     [StageSpec("mbconv", 24, 1, first_stride, 3, 2.0, True), StageSpec(block, 32, 2, 2, 3, 2.0, True)],
                     HeadSpec(pool, 2, 32, 0.1), act="gelu")
 
 
-@pytest.mark.parametrize("block, pool, stem, first_stride, importance, global_pruning", [
-    ("residual", "avgstd", "conv", 2, "magnitude", False),      # residual with SE
-    ("convnext", "avgstd", "patchify", 2, "taylor", False),     # ConvNeXt (the family has no SE)
-    ("mbconv", "attn", "patchify", 2, "taylor", True),          # MBConv with SE, attention pooling
-    ("attention", "attn", "conv", 2, "magnitude", False),       # attention blocks: qkv/proj kept whole
-    ("residual", "avg", "conv", 1, "magnitude", False),         # residual without SE, stride-1 first stage
+@pytest.mark.parametrize("block, pool, stem, first_stride, importance, global_pruning, mscn", [
+    ("residual", "avgstd", "conv", 2, "magnitude", False, False),   # residual with SE
+    ("convnext", "avgstd", "patchify", 2, "taylor", False, True),   # ConvNeXt (no SE), MSCN input channel
+    ("mbconv", "attn", "patchify", 2, "taylor", True, False),       # MBConv with SE, attention pooling
+    ("attention", "attn", "conv", 2, "magnitude", False, True),     # attention blocks: qkv/proj kept whole
+    ("residual", "avg", "conv", 1, "magnitude", False, False),      # residual without SE, stride-1 first stage
 ])
-def test_each_block_prunes_and_rebuilds_from_its_spec(images, block, pool, stem, first_stride, importance, global_pruning):
+def test_each_block_prunes_and_rebuilds_from_its_spec(images, block, pool, stem, first_stride, importance, global_pruning, mscn):
     torch.manual_seed(0)
-    spec = _spec(block, pool, stem, first_stride)
+    spec = _spec(block, pool, stem, first_stride, mscn)
     if first_stride == 1:  # no SE; the first stage keeps stride 1 but changes width, which must stay a change
         spec.stages[1].se = False
     model = build_model(spec).eval()

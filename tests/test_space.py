@@ -9,19 +9,26 @@ import torch
 from torch import nn
 
 from space import (
-    ArchSpec, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, build_model, count_flops, count_params,
+    ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, build_model, count_flops, count_params,
     fit_to_caps, sample_spec, spec_summary,
 )
 from space.layers.attention import TokenAttention
+from space.layers.conv import MSCN
 
 
 def _random_specs(n: int, space: SpaceConfig, caps: Caps, seed: int) -> list[ArchSpec]:
+    """`n` sampled specs; draws that cannot fit the caps fail, as in the study, at most one in four."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed))
-    specs = []
-    for _ in range(n):
+    specs, refused = [], 0
+    while len(specs) < n:
         trial = study.ask()
-        specs.append(sample_spec(trial, space, caps))
-        study.tell(trial, 0.0)
+        try:
+            specs.append(sample_spec(trial, space, caps))
+            study.tell(trial, 0.0)
+        except CapError:
+            refused += 1
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert refused <= n / 4, f"{refused} of {n + refused} draws could not fit {caps}"
     return specs
 
 
@@ -63,6 +70,10 @@ def _measured_flops(model: nn.Module, size: int) -> int:
         _, c3, h, w = inp[0].shape
         total += 2 * (h * w) ** 2 * (c3 // 3)
 
+    def mscn(m, inp, out):  # separable blurs of Y and Y^2: two passes of the window's taps per pixel each
+        nonlocal total
+        total += 2 * 2 * m.window.numel() * inp[0].shape[-2] * inp[0].shape[-1]
+
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             m.register_forward_hook(conv)
@@ -70,6 +81,8 @@ def _measured_flops(model: nn.Module, size: int) -> int:
             m.register_forward_hook(linear)
         elif isinstance(m, TokenAttention):
             m.register_forward_hook(attention)
+        elif isinstance(m, MSCN):
+            m.register_forward_hook(mscn)
     with torch.no_grad():
         model.eval()(torch.rand(1, 3, size, size))
     return total
@@ -140,3 +153,17 @@ def test_fit_to_caps_shrinks_or_refuses():
     assert fit_to_caps(spec, Caps(params=big)) is spec
     with pytest.raises(ValueError, match="cannot fit the caps"):
         fit_to_caps(spec, Caps(params=100))
+
+
+def test_mscn_channel_normalises_local_contrast():
+    mscn = MSCN()
+    flat = mscn(torch.full((1, 3, 32, 32), 0.5))
+    assert flat.shape == (1, 4, 32, 32) and flat[:, 3].abs().max() < 1e-3
+    torch.manual_seed(0)
+    noisy = mscn(torch.rand(2, 3, 48, 48))[:, 3]
+    assert abs(noisy.mean().item()) < 0.1 and 0.5 < noisy.std().item() < 3  # about zero mean, unit scale
+    spec = _spec("residual")
+    spec.input.mscn = True
+    model = build_model(spec)
+    assert count_params(spec) == sum(p.numel() for p in model.parameters())
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 2)

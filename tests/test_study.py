@@ -16,7 +16,7 @@ from optuna.trial import TrialState, create_trial
 
 from search.profiles import get_profile
 from search.study import (
-    FINISHED, Objective, StudyConfig, create_study, default_storage_url, rung_epochs, run_search, should_stop,
+    FINISHED, LOSS_PRESETS, Objective, StudyConfig, create_study, default_storage_url, rung_epochs, run_search, should_stop,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +189,8 @@ def test_two_way_split_is_the_plain_grouped_holdout_and_recorded(tmp_path):
     study = create_study(cfg, "fp", default_storage_url(tmp_path))
     study.optimize(objective, n_trials=1)
     assert study.trials[0].user_attrs["val_fingerprint"] == objective.val_fingerprint(64)
+
+
+def test_every_loss_preset_keeps_predictions_on_the_mos_scale():
+    """Correlation losses alone leave the scale free (RMSE, the first tie-break, then suffers)."""
+    assert all(weights.get("mse", 0) > 0 for weights in LOSS_PRESETS.values())

@@ -220,3 +220,17 @@ def test_non_finite_steps_are_skipped_and_divergence_raises(sets):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     with pytest.raises(TrainingDiverged, match="every step of epoch 1"):
         train_model(NaNOnce(bad_calls=set(range(100))), small, None, TrainConfig(epochs=2, batch_size=16))
+
+
+def test_weight_average_is_what_is_scored_and_kept(sets):
+    train, val = sets
+    small = train.subset(np.arange(64))
+    plain, averaged = TinyIQA(outputs=2), TinyIQA(outputs=2)
+    cfg = TrainConfig(epochs=3, batch_size=16, seed=3)
+    train_model(plain, small, val, cfg)
+    result = train_model(averaged, small, val, TrainConfig(epochs=3, batch_size=16, seed=3, ema_decay=0.9))
+    # same seed and steps: only the averaging differs, and the kept weights are the average's
+    assert not torch.equal(plain.head.weight, averaged.head.weight)
+    assert evaluate(averaged, val)["mos"] == pytest.approx(result.metrics, abs=1e-6)
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0).validate()

@@ -5,6 +5,8 @@ additions are not counted.
 """
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
@@ -38,27 +40,69 @@ def conv_flops(cin: int, cout: int, kernel: int, out_size: int, groups: int = 1)
     return cin // groups * cout * kernel * kernel * out_size * out_size
 
 
-class Stem(nn.Module):
-    """conv: kxk stride-2 conv-BN-act. patchify: kxk stride-k conv (with bias) + BN, non-overlapping."""
+MSCN_WINDOW = 7
 
-    def __init__(self, kind: str, width: int, kernel: int, act: str):
+
+class MSCN(nn.Module):
+    """Appends BRISQUE's mean-subtracted, contrast-normalised luminance, (Y - mu) / (sigma + 1/255)
+    with a 7x7 Gaussian window (sigma 7/6), as a fourth channel. Parameter-free: it hands a small
+    from-scratch model the local-contrast statistics that natural-scene quality models are built on.
+    Computed in fp32 even under autocast (a variance in bf16 is too coarse)."""
+
+    def __init__(self):
         super().__init__()
+        taps = torch.arange(MSCN_WINDOW, dtype=torch.float32) - MSCN_WINDOW // 2
+        window = torch.exp(-taps ** 2 / (2 * (7 / 6) ** 2))
+        self.register_buffer("window", window / window.sum(), persistent=False)
+
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        pad = MSCN_WINDOW // 2
+        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), self.window.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), self.window.view(1, 1, -1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            rgb = x.float()
+            luma = 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
+            mu = self._blur(luma)
+            sigma = (self._blur(luma * luma) - mu * mu).clamp_min(0).sqrt()
+            return torch.cat([rgb, (luma - mu) / (sigma + 1 / 255)], 1).to(x.dtype)
+
+
+def mscn_flops(size: int) -> int:
+    """Two separable 7-tap blurs (of Y and Y^2) over one channel."""
+    return 2 * 2 * MSCN_WINDOW * size * size
+
+
+class Stem(nn.Module):
+    """conv: kxk stride-2 conv-BN-act. patchify: kxk stride-k conv (with bias) + BN, non-overlapping.
+    With `mscn`, the MSCN channel is appended to the RGB input first."""
+
+    def __init__(self, kind: str, width: int, kernel: int, act: str, mscn: bool = False):
+        super().__init__()
+        cin = stem_in(mscn)
+        self.mscn = MSCN() if mscn else nn.Identity()
         if kind == "conv":
-            self.body = ConvBN(3, width, kernel, 2, act=act)
+            self.body = ConvBN(cin, width, kernel, 2, act=act)
         else:
-            self.body = nn.Sequential(nn.Conv2d(3, width, kernel, kernel), nn.BatchNorm2d(width))
+            self.body = nn.Sequential(nn.Conv2d(cin, width, kernel, kernel), nn.BatchNorm2d(width))
 
     def forward(self, x):
-        return self.body(x)
+        return self.body(self.mscn(x))
+
+
+def stem_in(mscn: bool) -> int:
+    return 4 if mscn else 3
 
 
 def stem_out(kind: str, kernel: int, size: int) -> int:
     return conv_out(size, kernel, 2, kernel // 2) if kind == "conv" else conv_out(size, kernel, kernel, 0)
 
 
-def stem_params(kind: str, width: int, kernel: int) -> int:
-    return conv_bn_params(3, width, kernel) + (width if kind == "patchify" else 0)
+def stem_params(kind: str, width: int, kernel: int, mscn: bool = False) -> int:
+    return conv_bn_params(stem_in(mscn), width, kernel) + (width if kind == "patchify" else 0)
 
 
-def stem_flops(kind: str, width: int, kernel: int, size: int) -> int:
-    return conv_flops(3, width, kernel, stem_out(kind, kernel, size))
+def stem_flops(kind: str, width: int, kernel: int, size: int, mscn: bool = False) -> int:
+    stem = conv_flops(stem_in(mscn), width, kernel, stem_out(kind, kernel, size))
+    return stem + (mscn_flops(size) if mscn else 0)

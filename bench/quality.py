@@ -1,0 +1,190 @@
+"""What lets a small from-scratch model see AIGC quality: one idea at a time on top of a plain CNN,
+scored by prompt-grouped 5-fold cross-validation (mean and sd of the correlation score).
+
+    python bench/quality.py --root ../shared/data/agiqa3k --jobs 4        # GPU machine
+    python bench/quality.py --quick                                        # CPU: synthetic, tiny, 2 folds
+
+Each row trains the recipe from scratch on four folds' prompts and scores the fifth's, for every fold;
+the fixed schedule runs to its end (no early stopping, nothing tuned on a test fold). Rows are the
+plain CNN, each idea alone on top of it, all ideas together, and all ideas at ~250K parameters. The
+T4 column is the budget model's estimate for one training run plus inference (search.budget).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.budget import BudgetModel  # noqa: E402
+from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
+from search.device import resolve_device  # noqa: E402
+from search.train import TrainConfig, evaluate, train_model  # noqa: E402
+from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A residual CNN and how it is trained and tested: the knobs the ideas switch."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)
+    resize: int = 320
+    crop: int = 320
+    views: int = 1
+    pool: str = "avg"
+    fuse: int = 1
+    mscn: bool = False
+    loss: dict = field(default_factory=lambda: {"mse": 1.0})
+    ema: float = 0.0
+    aux: bool = False
+    """Train on the second label (mos_align) too, as an auxiliary output."""
+
+    def spec(self, n_targets: int) -> ArchSpec:
+        return ArchSpec(InputSpec(self.resize, self.crop, self.mscn), StemSpec("conv", self.widths[0], 3),
+                        [StageSpec("residual", w, 1, 2, 3) for w in self.widths], HeadSpec(self.pool, self.fuse),
+                        num_outputs=n_targets)
+
+
+IDEAS: dict[str, dict] = {
+    "mean+std pooling, 3-stage fusion": dict(pool="avgstd", fuse=3),
+    "native 512 px, 320 px crops, 5-view test": dict(resize=512, views=5),
+    "MSCN input channel": dict(mscn=True),
+    "MSE + PLCC + rank loss": dict(loss={"mse": 1.0, "plcc": 1.0, "rank": 1.0}),
+    "EMA of weights (0.998)": dict(ema=0.998),
+    "mos_align as auxiliary target": dict(aux=True),
+}
+SMALL_WIDTHS = (16, 32, 64, 96)
+
+
+def recipes(base: Recipe) -> dict[str, Recipe]:
+    """The plain CNN, each idea alone, all together, all together at ~250K parameters."""
+    out = {"plain CNN": base}
+    everything: dict = {}
+    for name, change in IDEAS.items():
+        out[name] = replace(base, **change)
+        everything.update(change)
+    out["all of the above"] = replace(base, **everything)
+    out["all of the above, ~250K"] = replace(base, **everything, widths=SMALL_WIDTHS)
+    return out
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    recipe: Recipe
+    fold: int
+    dataset: str
+    root: str | None
+    targets: tuple[str, ...]
+    folds: int
+    epochs: int
+    batch_size: int
+    device: str
+    cache_dir: str
+    seed: int
+
+
+def _data(task: Task, resize: int) -> ImageSet:
+    return load_imageset(task.dataset, task.root, resize, task.cache_dir, list(task.targets), seed=task.seed,
+                         n_images=240, progress=False)
+
+
+def run_task(task: Task) -> dict:
+    """Train one recipe on one fold's training prompts; score the fold's test prompts."""
+    torch.set_num_threads(1)
+    device = resolve_device(task.device)
+    data = _data(task, task.recipe.resize)
+    if not task.recipe.aux:
+        data = ImageSet(data.images, data.targets[:, :1], data.groups, data.names, data.target_names[:1])
+    train_idx, test_idx = grouped_kfold(data.groups, task.folds, task.seed)[task.fold]
+    spec = task.recipe.spec(len(data.target_names))
+    cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(task.recipe.loss),
+                      crop=task.recipe.crop, eval_views=task.recipe.views, ema_decay=task.recipe.ema,
+                      seed=task.seed + task.fold)
+    model = build_model(spec)
+    start = time.perf_counter()
+    train_model(model, data.subset(train_idx), None, cfg, device)
+    test = data.subset(test_idx)
+    metrics = evaluate(model, test, task.recipe.crop, task.recipe.views, device=device)[data.target_names[0]]
+    budget = BudgetModel()
+    flops = count_flops(spec)
+    t4 = budget.train_seconds(flops, len(train_idx), task.epochs, task.batch_size) + budget.infer_seconds(
+        flops, len(test_idx), task.recipe.views)
+    return {"recipe": task.name, "fold": task.fold, "params": count_params(spec), "t4_s": t4,
+            "wall_s": time.perf_counter() - start, **metrics}
+
+
+def table(rows: list[dict], order: list[str]) -> str:
+    """Markdown: one line per recipe, mean +- sd over folds."""
+    lines = ["| recipe | params | corr score (mean +- sd) | SRCC | PLCC | RMSE | est. T4 min / run | wall s / run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in order:
+        r = [row for row in rows if row["recipe"] == name]
+        if not r:
+            continue
+        score = np.array([x["corr_score"] for x in r])
+        mean = {k: float(np.mean([x[k] for x in r])) for k in ("srcc", "plcc", "rmse", "t4_s", "wall_s")}
+        lines.append(f"| {name} | {r[0]['params']:,} | {score.mean():.3f} +- {score.std(ddof=1) if len(r) > 1 else 0:.3f} "
+                     f"| {mean['srcc']:.3f} | {mean['plcc']:.3f} | {mean['rmse']:.3f} | {mean['t4_s'] / 60:.1f} "
+                     f"| {mean['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
+    parser.add_argument("--quick", action="store_true", help="CPU smoke run: synthetic set, tiny models, 2 folds")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these recipes (names as in the table)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (processes sharing the device)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cache-dir", default=".cache/images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write every fold's metrics to this JSON file")
+    args = parser.parse_args()
+    if args.quick:
+        dataset, targets, folds, epochs = "synthetic", ("mos", "align"), 2, 2
+        base = Recipe(widths=(8, 16, 24), resize=64, crop=64)
+        todo = {k: replace(v, resize=64 if v.resize == 320 else 96, crop=64) for k, v in recipes(base).items()}
+        todo["all of the above, ~250K"] = replace(todo["all of the above, ~250K"], widths=(8, 8, 16))
+    else:
+        if not args.root:
+            parser.error("--root is required (or --quick)")
+        dataset, targets, folds, epochs = "agiqa3k", ("mos_quality", "mos_align"), args.folds, args.epochs
+        todo = recipes(Recipe())
+    if args.only:
+        unknown = sorted(set(args.only) - set(todo))
+        if unknown:
+            parser.error(f"unknown recipe(s) {unknown}; choose from {list(todo)}")
+        todo = {k: v for k, v in todo.items() if k in args.only}
+    root = str(Path(args.root).resolve()) if args.root else None
+    tasks = [Task(name, recipe, fold, dataset, root, targets, folds, epochs, args.batch_size, args.device,
+                  args.cache_dir, args.seed) for name, recipe in todo.items() for fold in range(folds)]
+    for resize in sorted({t.recipe.resize for t in tasks}):  # decode each size once, before the workers read it
+        _data(tasks[0], resize)
+    print(f"{len(todo)} recipes x {folds} folds, {epochs} epochs, {args.jobs} at once, device {resolve_device(args.device)}",
+          flush=True)
+    rows: list[dict] = []
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for row in pool.imap_unordered(run_task, tasks):
+            rows.append(row)
+            print(f"  [{len(rows)}/{len(tasks)} {time.perf_counter() - start:.0f}s] {row['recipe']}, fold {row['fold']}: "
+                  f"corr score {row['corr_score']:.3f}", flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps(rows, indent=1))
+    print(table(rows, list(todo)))
+
+
+if __name__ == "__main__":
+    main()
