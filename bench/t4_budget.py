@@ -1,6 +1,7 @@
 """Measured training time here against the budget model's T4 estimate, for the reference models.
 
     python bench/t4_budget.py                 # GPU machine: 320 px, 2,396 images (AGIQA-3K-sized)
+    python bench/t4_budget.py --root DIR      # real images (a folder of JPEGs) instead of the synthetic set
     python bench/t4_budget.py --quick         # CPU: 64 px, 128 images
 
 Prints, per model: parameters, FLOPs, measured seconds per epoch here, the T4 estimate per epoch, and
@@ -13,11 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.models import reference_specs  # noqa: E402
 from search.budget import BudgetModel  # noqa: E402
-from search.data import make_synthetic  # noqa: E402
+from search.data import decode_images, load_folder, make_synthetic  # noqa: E402
 from search.device import resolve_device  # noqa: E402
 from search.profiles import get_profile  # noqa: E402
 from search.train import TrainConfig, seed_everything, train_model  # noqa: E402
@@ -27,6 +30,8 @@ from space import build_model, count_flops, count_params  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small CPU run: 64 px, 128 images")
+    parser.add_argument("--root", default=None, help="folder of images (default: the synthetic set)")
+    parser.add_argument("--cache-dir", default=".cache/images")
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--images", type=int, default=2396)
     parser.add_argument("--epochs", type=int, default=60, help="epochs of the final retrain to estimate")
@@ -38,7 +43,13 @@ def main() -> None:
     device = resolve_device(args.device)
     budget = BudgetModel(efficiency=args.t4_efficiency)
     limit = get_profile("icme2026-aigc").export_budget_s
-    data = make_synthetic(n_images=n, size=size, seed=0)
+    if args.root:
+        data = decode_images(load_folder(args.root), size, args.cache_dir, progress=False)
+        n = min(n, len(data))
+        data = data.subset(range(n))  # timing only: random targets stand in for labels
+        data = type(data)(data.images, torch.rand(n, 1), data.groups, data.names, ["mos"])
+    else:
+        data = make_synthetic(n_images=n, size=size, seed=0)
     print(f"device {device}, {n} images at {size}px, batch {args.batch_size}, T4 efficiency {budget.efficiency}")
     print(f"{'model':>6} {'params':>10} {'GFLOPs':>8} {'here s/ep':>10} {'T4 s/ep':>9} {'ratio':>6} "
           f"{'retrain T4 h':>13} {'fits':>5}")
