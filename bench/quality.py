@@ -6,7 +6,7 @@ scored by prompt-grouped 5-fold cross-validation (mean and sd of the correlation
 
 Each row trains the recipe from scratch on four folds' prompts and scores the fifth's, for every fold;
 the fixed schedule runs to its end (no early stopping, nothing tuned on a test fold). Rows are the
-plain CNN, each idea alone on top of it, all ideas together, and all ideas at ~250K parameters. The
+plain CNN, each idea alone on top of it, all ideas together, and all ideas with smaller widths. The
 T4 column is the budget model's estimate for one training run plus inference (search.budget).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.budget import BudgetModel  # noqa: E402
 from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
 from search.device import resolve_device  # noqa: E402
-from search.train import TrainConfig, evaluate, train_model  # noqa: E402
+from search.train import TrainConfig, evaluate, seed_everything, train_model  # noqa: E402
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params  # noqa: E402
 
 
@@ -53,26 +53,28 @@ class Recipe:
                         num_outputs=n_targets)
 
 
-IDEAS: dict[str, dict] = {
-    "mean+std pooling, 3-stage fusion": dict(pool="avgstd", fuse=3),
-    "native 512 px, 320 px crops, 5-view test": dict(resize=512, views=5),
-    "MSCN input channel": dict(mscn=True),
-    "MSE + PLCC + rank loss": dict(loss={"mse": 1.0, "plcc": 1.0, "rank": 1.0}),
-    "EMA of weights (0.998)": dict(ema=0.998),
-    "mos_align as auxiliary target": dict(aux=True),
-}
-SMALL_WIDTHS = (16, 32, 64, 96)
+def ideas(base: Recipe) -> dict[str, dict]:
+    """Each idea as a change to the plain recipe."""
+    native = round(base.crop * 1.6)  # 512 px (AGIQA-3K's own size) for 320 px crops
+    return {
+        "mean+std pooling, 3-stage fusion": dict(pool="avgstd", fuse=3),
+        f"{native} px images, {base.crop} px crops, 5-view test": dict(resize=native, views=5),
+        "MSCN input channel": dict(mscn=True),
+        "MSE + PLCC + rank loss": dict(loss={"mse": 1.0, "plcc": 1.0, "rank": 1.0}),
+        "EMA of weights (0.998)": dict(ema=0.998),
+        "mos_align as auxiliary target": dict(aux=True),
+    }
 
 
-def recipes(base: Recipe) -> dict[str, Recipe]:
-    """The plain CNN, each idea alone, all together, all together at ~250K parameters."""
+def recipes(base: Recipe, small_widths: tuple[int, ...]) -> dict[str, Recipe]:
+    """The plain CNN, each idea alone, all together, and all together with `small_widths`."""
     out = {"plain CNN": base}
     everything: dict = {}
-    for name, change in IDEAS.items():
+    for name, change in ideas(base).items():
         out[name] = replace(base, **change)
         everything.update(change)
     out["all of the above"] = replace(base, **everything)
-    out["all of the above, ~250K"] = replace(base, **everything, widths=SMALL_WIDTHS)
+    out["all of the above, small widths"] = replace(base, **everything, widths=small_widths)
     return out
 
 
@@ -109,6 +111,7 @@ def run_task(task: Task) -> dict:
     cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(task.recipe.loss),
                       crop=task.recipe.crop, eval_views=task.recipe.views, ema_decay=task.recipe.ema,
                       seed=task.seed + task.fold)
+    seed_everything(cfg.seed)  # the initial weights too: a pool process has run other tasks before
     model = build_model(spec)
     start = time.perf_counter()
     train_model(model, data.subset(train_idx), None, cfg, device)
@@ -143,6 +146,9 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: synthetic set, tiny models, 2 folds")
     parser.add_argument("--only", nargs="+", default=None, help="run only these recipes (names as in the table)")
+    parser.add_argument("--size", type=int, default=320, help="crop size (the plain CNN sees whole images at this size)")
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 192], help="stage widths (~1M params)")
+    parser.add_argument("--small-widths", type=int, nargs="+", default=[16, 32, 64, 96], help="~250K params")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -154,14 +160,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         dataset, targets, folds, epochs = "synthetic", ("mos", "align"), 2, 2
-        base = Recipe(widths=(8, 16, 24), resize=64, crop=64)
-        todo = {k: replace(v, resize=64 if v.resize == 320 else 96, crop=64) for k, v in recipes(base).items()}
-        todo["all of the above, ~250K"] = replace(todo["all of the above, ~250K"], widths=(8, 8, 16))
+        todo = recipes(Recipe(widths=(8, 16, 24), resize=64, crop=64), (8, 8, 16))
     else:
         if not args.root:
             parser.error("--root is required (or --quick)")
         dataset, targets, folds, epochs = "agiqa3k", ("mos_quality", "mos_align"), args.folds, args.epochs
-        todo = recipes(Recipe())
+        todo = recipes(Recipe(widths=tuple(args.widths), resize=args.size, crop=args.size), tuple(args.small_widths))
     if args.only:
         unknown = sorted(set(args.only) - set(todo))
         if unknown:
