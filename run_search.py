@@ -23,7 +23,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
-        sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
+        pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
         t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=str(Path(args.cache_dir).resolve()),
     )
 
@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10))
+    p.add_argument("--pretrain-shares", type=float, nargs="+", default=StudyConfig().pretrain_shares,
+                   help="shares of a trial's budget that may go to self-supervised pretraining (0 = none)")
+    p.add_argument("--ema-decays", type=float, nargs="+", default=StudyConfig().ema_decays,
+                   help="weight-averaging decays the search picks from (0 = off)")
     p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "random"))
     p.add_argument("--flops-objective", action="store_true", help="minimise FLOPs as a third objective")
     p.add_argument("--no-early-stop", action="store_true")

@@ -16,7 +16,7 @@ import json
 import multiprocessing
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,8 @@ class Recipe:
     ema: float = 0.0
     aux: bool = False
     """Train on the second label (mos_align) too, as an auxiliary output."""
+    pretrain: float = 0.0
+    """Self-supervised ranking epochs before the MOS epochs, as a share of the MOS epochs."""
 
     def spec(self, n_targets: int) -> ArchSpec:
         return ArchSpec(InputSpec(self.resize, self.crop, self.mscn), StemSpec("conv", self.widths[0], 3),
@@ -61,6 +63,8 @@ def ideas(base: Recipe) -> dict[str, dict]:
         f"{native} px images, {base.crop} px crops, 5-view test": dict(resize=native, views=5),
         "MSCN input channel": dict(mscn=True),
         "MSE + PLCC + rank loss": dict(loss={"mse": 1.0, "plcc": 1.0, "rank": 1.0}),
+        "MSE + norm-in-norm loss": dict(loss={"mse": 1.0, "nin": 1.0}),
+        "self-supervised ranking pretraining (+20 % epochs)": dict(pretrain=0.2),
         "EMA of weights (0.998)": dict(ema=0.998),
         "mos_align as auxiliary target": dict(aux=True),
     }
@@ -72,7 +76,8 @@ def recipes(base: Recipe, small_widths: tuple[int, ...]) -> dict[str, Recipe]:
     everything: dict = {}
     for name, change in ideas(base).items():
         out[name] = replace(base, **change)
-        everything.update(change)
+        for key, value in change.items():  # loss ideas add their terms to one mix
+            everything[key] = {**everything.get(key, {}), **value} if key == "loss" else value
     out["all of the above"] = replace(base, **everything)
     out["all of the above, small widths"] = replace(base, **everything, widths=small_widths)
     return out
@@ -110,7 +115,7 @@ def run_task(task: Task) -> dict:
     spec = task.recipe.spec(len(data.target_names))
     cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(task.recipe.loss),
                       crop=task.recipe.crop, eval_views=task.recipe.views, ema_decay=task.recipe.ema,
-                      seed=task.seed + task.fold)
+                      pretrain_epochs=round(task.recipe.pretrain * task.epochs), seed=task.seed + task.fold)
     seed_everything(cfg.seed)  # the initial weights too: a pool process has run other tasks before
     model = build_model(spec)
     start = time.perf_counter()
@@ -119,8 +124,9 @@ def run_task(task: Task) -> dict:
     metrics = evaluate(model, test, task.recipe.crop, task.recipe.views, device=device)[data.target_names[0]]
     budget = BudgetModel()
     flops = count_flops(spec)
-    t4 = budget.train_seconds(flops, len(train_idx), task.epochs, task.batch_size) + budget.infer_seconds(
-        flops, len(test_idx), task.recipe.views)
+    t4 = (budget.pretrain_seconds(flops, len(train_idx), cfg.pretrain_epochs, task.batch_size)
+          + budget.train_seconds(flops, len(train_idx), task.epochs, task.batch_size)
+          + budget.infer_seconds(flops, len(test_idx), task.recipe.views))
     return {"recipe": task.name, "fold": task.fold, "params": count_params(spec), "t4_s": t4,
             "wall_s": time.perf_counter() - start, **metrics}
 
@@ -141,6 +147,21 @@ def table(rows: list[dict], order: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _setup(setup: dict, recipe: Recipe) -> dict:
+    """What decides a run's result, as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps({**setup, "recipe": asdict(recipe)}))
+
+
+def _earlier_rows(path: Path) -> list[dict]:
+    """The rows an earlier run of this bench wrote to `path` (none when it does not exist)."""
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path} is not a JSON file of earlier results ({err}); move it or pick another --out")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
@@ -156,7 +177,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache-dir", default=".cache/images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="write every fold's metrics to this JSON file")
+    parser.add_argument("--out", default=None,
+                        help="write every fold's metrics to this JSON file; runs already in it with the same "
+                             "setup are kept and not rerun, so an interrupted bench resumes")
     args = parser.parse_args()
     if args.quick:
         dataset, targets, folds, epochs = "synthetic", ("mos", "align"), 2, 2
@@ -178,13 +201,22 @@ def main() -> None:
         _data(tasks[0], resize)
     print(f"{len(todo)} recipes x {folds} folds, {epochs} epochs, {args.jobs} at once, device {resolve_device(args.device)}",
           flush=True)
-    rows: list[dict] = []
+    setup = {"dataset": dataset, "folds": folds, "epochs": epochs, "batch_size": args.batch_size, "seed": args.seed}
+    # Keep every earlier row except those this run redoes (same recipe and fold, different setup).
+    rows = _earlier_rows(Path(args.out)) if args.out else []
+    done = {(r["recipe"], r["fold"]) for r in rows
+            if r["recipe"] in todo and r.get("setup") == _setup(setup, todo[r["recipe"]])}
+    rows = [r for r in rows if r["recipe"] not in todo or (r["recipe"], r["fold"]) in done]
+    if done:
+        print(f"{len(done)} runs already in {args.out} with this setup; running the other {len(tasks) - len(done)}")
+    tasks = [t for t in tasks if (t.name, t.fold) not in done]
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for row in pool.imap_unordered(run_task, tasks):
+        for finished, row in enumerate(pool.imap_unordered(run_task, tasks), start=len(done) + 1):
+            row["setup"] = _setup(setup, todo[row["recipe"]])
             rows.append(row)
-            print(f"  [{len(rows)}/{len(tasks)} {time.perf_counter() - start:.0f}s] {row['recipe']}, fold {row['fold']}: "
-                  f"corr score {row['corr_score']:.3f}", flush=True)
+            print(f"  [{finished}/{len(tasks) + len(done)} {time.perf_counter() - start:.0f}s] {row['recipe']}, "
+                  f"fold {row['fold']}: corr score {row['corr_score']:.3f}", flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps(rows, indent=1))
     print(table(rows, list(todo)))

@@ -85,11 +85,13 @@ class _Stage:
 
 
 def _finetune_config(trial: FrozenTrial, epochs: int | None) -> tuple[TrainConfig, int]:
-    """The trial's own training settings at a lower learning rate, and the fine-tuning epochs
-    (default: a quarter of the epochs the trial ran, at least 1)."""
+    """The trial's own training settings at a lower learning rate and without pretraining (the weights
+    are trained already), and the fine-tuning epochs (default: a quarter of the epochs the trial ran, at
+    least 1)."""
     cfg = TrainConfig.from_dict(trial.user_attrs["train_config"])
     cfg.lr *= 0.3
     cfg.warmup_epochs = 0.0
+    cfg.pretrain_epochs = 0
     return cfg, epochs if epochs is not None else max(1, trial.user_attrs.get("epochs_run", 4) // 4)
 
 

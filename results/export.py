@@ -5,7 +5,8 @@ Writes under `runs/NAME/export/`: `TEAM_DATE_model.pth` (DATE as YYYYMMDD, the c
 retrain on Kaggle), and `export.json` (the choice, its estimates and the measured retrain time).
 
 The final retrain runs twice the epochs the search trial planned (more data, no early look at
-validation), fewer if the budget model says that would not fit the profile's export budget; a
+validation), fewer if the budget model says that would not fit the profile's export budget, after the
+trial's own self-supervised pretraining epochs (if it chose any); a
 candidate over the parameter cap, or whose retrain at even its trial's epochs would not fit, is refused.
 """
 from __future__ import annotations
@@ -54,10 +55,12 @@ def choose_candidate(study: optuna.Study, profile: Profile, trial: int | None = 
 
 def plan_epochs(budget: BudgetModel, profile: Profile, spec: ArchSpec, trial: FrozenTrial, n_images: int,
                 batch_size: int, views: int, epochs: int | None = None) -> tuple[int, float]:
-    """(epochs, estimated T4 seconds of retrain + inference); refuses a retrain that cannot fit."""
+    """(MOS epochs, estimated T4 seconds of retrain + inference); refuses a retrain that cannot fit.
+    The trial's pretraining epochs, if any, are kept as they were and counted in the estimate."""
     flops = count_flops(spec)
-    infer = budget.infer_seconds(flops, n_images, views)
-    fits = lambda e: budget.train_seconds(flops, n_images, e, batch_size) + infer  # noqa: E731
+    fixed = budget.infer_seconds(flops, n_images, views) + budget.pretrain_seconds(
+        flops, n_images, trial.user_attrs["train_config"].get("pretrain_epochs", 0), batch_size)
+    fits = lambda e: budget.train_seconds(flops, n_images, e, batch_size) + fixed  # noqa: E731
     wanted = epochs or 2 * trial.user_attrs["epochs_planned"]
     if fits(epochs or trial.user_attrs["epochs_planned"]) > profile.export_budget_s:
         raise ValueError(f"trial {trial.number}: retraining {epochs or trial.user_attrs['epochs_planned']} epochs on "
@@ -65,7 +68,7 @@ def plan_epochs(budget: BudgetModel, profile: Profile, spec: ArchSpec, trial: Fr
                          f"T4 hours, over the {profile.name} export budget of {profile.export_budget_s / 3600:.2f} h")
     if epochs is None:
         wanted = min(wanted, max(trial.user_attrs["epochs_planned"],
-                                 budget.epochs_for(profile.export_budget_s - infer, flops, n_images, batch_size)))
+                                 budget.epochs_for(profile.export_budget_s - fixed, flops, n_images, batch_size)))
     return wanted, fits(wanted)
 
 

@@ -16,6 +16,7 @@ import search.augment
 import search.checkpoint
 import search.data.cache
 import search.data.imageset
+import search.distort
 import search.losses
 import search.metrics
 import search.train
@@ -33,7 +34,7 @@ import space.spec
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
     space.layers.attention, space.layers.heads, space.layers, space.model, search.data.imageset, search.metrics,
-    search.losses, search.augment, search.train, search.checkpoint,
+    search.losses, search.augment, search.distort, search.train, search.checkpoint,
 ]
 OWN_PACKAGES = ("space", "search", "compress", "results")
 

@@ -64,6 +64,11 @@ class BudgetModel:
         """T4 seconds for `epochs` epochs of training over `n_images` images."""
         return epochs * self.epoch_seconds(flops, n_images, batch_size)
 
+    def pretrain_seconds(self, flops: int, n_images: int, epochs: float, batch_size: int) -> float:
+        """T4 seconds for `epochs` self-supervised pretraining epochs (`search.train.pretrain`): as many
+        steps as a MOS epoch, each on three crops per image (the image and two degraded copies)."""
+        return epochs * self.epoch_seconds(flops, 3 * n_images, 3 * batch_size)
+
     def infer_seconds(self, flops: int, n_images: int, views: int = 1, batch_size: int = 64) -> float:
         """T4 seconds to score `n_images` images, each seen through `views` crops."""
         batches = math.ceil(n_images * views / batch_size)

@@ -1,4 +1,4 @@
-"""Training losses for quality regression: MSE, PLCC and a pairwise rank loss, mixed by weights.
+"""Training losses for quality regression: MSE, PLCC, a pairwise rank loss and norm-in-norm, mixed by weights.
 
 All take predictions and targets of shape [N, T] (on the standardised scale) and average over targets.
 PLCC and rank losses need at least two samples; for a batch of one they contribute zero.
@@ -43,7 +43,24 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (F.softplus(-sign * dp) * valid).sum() / valid.sum().clamp_min(1)
 
 
-LOSSES: dict[str, LossFn] = {"mse": mse_loss, "plcc": plcc_loss, "rank": rank_loss}
+def norm_in_norm_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Norm-in-norm (Li et al., ACM MM 2020) with p = 2, q = 1: predictions and targets are centred and
+    divided by their L2 norms, and the loss is the L1 distance between the two, scaled to [0, 1].
+
+    Unlike PLCC (the squared L2 distance of the same normalised vectors, up to constants) it weighs
+    every image's error linearly, so a few outliers do not dominate the batch. `eps` bounds the
+    gradient when the predictions collapse to a constant, as in `plcc_loss`."""
+    n = pred.shape[0]
+    if n < 2:
+        return pred.sum() * 0
+    p = pred - pred.mean(dim=0, keepdim=True)
+    t = target - target.mean(dim=0, keepdim=True)
+    p = p / torch.sqrt(p.pow(2).sum(0) + n * eps)
+    t = t / torch.sqrt(t.pow(2).sum(0) + n * eps)
+    return ((p - t).abs().sum(0) / (2 * n ** 0.5)).mean()
+
+
+LOSSES: dict[str, LossFn] = {"mse": mse_loss, "plcc": plcc_loss, "rank": rank_loss, "nin": norm_in_norm_loss}
 
 
 def make_loss(weights: dict[str, float]) -> LossFn:

@@ -48,6 +48,7 @@ LOSS_PRESETS: dict[str, dict[str, float]] = {
     "mse+plcc": {"mse": 1.0, "plcc": 1.0},
     "mse+rank": {"mse": 1.0, "rank": 1.0},
     "mse+plcc+rank": {"mse": 1.0, "plcc": 1.0, "rank": 1.0},
+    "mse+nin": {"mse": 1.0, "nin": 1.0},
 }
 """Every preset keeps an MSE term: PLCC and rank losses ignore the scale and offset of predictions, and
 without it trials scored well on correlation but predicted MOS off by 1.4-1.7 RMSE (the challenge breaks
@@ -77,6 +78,11 @@ class StudyConfig:
     """Training budget of one trial, in T4 seconds (see search.budget)."""
     max_epochs: int = 60
     batch_size: int = 32
+    pretrain_shares: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    """Shares of a trial's T4 budget that may go to self-supervised pretraining (`TrainConfig.pretrain_epochs`);
+    the sampler picks one per trial."""
+    ema_decays: list[float] = field(default_factory=lambda: [0.0, 0.998])
+    """Weight-averaging decays the sampler picks from (0 = off)."""
     eval_views: int = 1
     sampler: str = "tpe"
     flops_objective: bool = False
@@ -103,6 +109,10 @@ class StudyConfig:
         if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and their sum < 1; "
                              f"got {self.val_fraction} and {self.test_fraction}")
+        if not self.pretrain_shares or any(not 0 <= f < 1 for f in self.pretrain_shares):
+            raise ValueError(f"pretrain_shares must be a non-empty list of values in [0, 1), got {self.pretrain_shares}")
+        if not self.ema_decays or any(not 0 <= d < 1 for d in self.ema_decays):
+            raise ValueError(f"ema_decays must be a non-empty list of values in [0, 1), got {self.ema_decays}")
         if any(not 0 < f < 1 for f in self.rung_fractions):
             raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
 
@@ -226,9 +236,20 @@ def sample_train_config(trial: optuna.Trial, cfg: StudyConfig) -> TrainConfig:
         lr=trial.suggest_float("lr", 5e-4, 5e-3, log=True),
         weight_decay=trial.suggest_float("weight_decay", 1e-3, 1e-1, log=True),
         loss_weights=dict(LOSS_PRESETS[trial.suggest_categorical("loss", list(LOSS_PRESETS))]),
+        ema_decay=trial.suggest_categorical("ema_decay", list(cfg.ema_decays)),
         eval_views=cfg.eval_views,
         seed=cfg.seed + trial.number,
     )
+
+
+def plan_schedule(budget: BudgetModel, budget_s: float, pretrain_share: float, max_epochs: int, flops: int,
+                  n_images: int, batch_size: int) -> tuple[int, int]:
+    """(pretraining epochs, MOS epochs) for a trial of `budget_s` T4 seconds: `pretrain_share` of it, in
+    whole epochs, goes to pretraining (none when not even one fits) and the rest to MOS epochs."""
+    pretrain_epochs = min(max_epochs, int(pretrain_share * budget_s
+                                          // budget.pretrain_seconds(flops, n_images, 1, batch_size)))
+    left = budget_s - budget.pretrain_seconds(flops, n_images, pretrain_epochs, batch_size)
+    return pretrain_epochs, min(max_epochs, budget.epochs_for(left, flops, n_images, batch_size))
 
 
 class Objective:
@@ -291,12 +312,15 @@ class Objective:
             raise RuntimeError(f"sampler returned an over-cap spec ({params} params, {flops} FLOPs): refusing to train")
         train_set, val_set = self.data(spec.input.resize)
         epoch_t4_s = self.budget.epoch_seconds(flops, len(train_set), train_cfg.batch_size)
-        train_cfg.epochs = min(cfg.max_epochs, self.budget.epochs_for(cfg.trial_budget_s, flops, len(train_set), train_cfg.batch_size))
+        train_cfg.pretrain_epochs, train_cfg.epochs = plan_schedule(
+            self.budget, cfg.trial_budget_s, trial.suggest_categorical("pretrain_share", list(cfg.pretrain_shares)),
+            cfg.max_epochs, flops, len(train_set), train_cfg.batch_size)
+        pretrain_t4_s = self.budget.pretrain_seconds(flops, len(train_set), train_cfg.pretrain_epochs, train_cfg.batch_size)
         train_cfg.crop = spec.input.crop
         for key, value in {
             "spec": spec.to_dict(), "summary": spec_summary(spec), "params": params, "flops": flops,
             "train_config": train_cfg.to_dict(), "epochs_planned": train_cfg.epochs,
-            "t4_s_planned": epoch_t4_s * train_cfg.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "t4_s_planned": pretrain_t4_s + epoch_t4_s * train_cfg.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
             "val_fingerprint": self.val_fingerprint(spec.input.resize),
         }.items():
             trial.set_user_attr(key, value)
@@ -314,7 +338,7 @@ class Objective:
         trial.set_user_attr("target_metrics", result.target_metrics)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("wall_s", result.seconds)
-        trial.set_user_attr("t4_s", epoch_t4_s * result.epochs_run)
+        trial.set_user_attr("t4_s", pretrain_t4_s + epoch_t4_s * result.epochs_run)
         trial.set_user_attr("stopped_early", result.stopped_early)
         if result.stopped_early:
             raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: dominated at its rung")

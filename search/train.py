@@ -9,6 +9,9 @@ training targets and the loss is computed on standardised scores, so the model p
 A step whose loss or gradients are not finite is skipped (no update); an epoch in which every step was
 skipped, or non-finite validation predictions, raise `TrainingDiverged` rather than carrying NaN weights on.
 
+With `pretrain_epochs`, the MOS epochs are preceded by self-supervised ranking epochs on the same
+training images (an image above degraded copies of itself): no external data, allowed by the rules.
+
 On CUDA a step never waits for the GPU: the skip is decided on the device (a GradScaler, at scale 1
 unless fp16 needs loss scaling, feeds its found-inf flag to a fused AdamW), the running loss stays a
 device tensor, and the host synchronises once per epoch. Small models are launch-bound, and a
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 
 from search.augment import crop_views, random_crop_flip, to_model_input
 from search.data.imageset import ImageSet
+from search.distort import DISTORTIONS, graded_pair
 from search.losses import make_loss
 from search.metrics import iqa_metrics
 
@@ -63,6 +67,14 @@ class TrainConfig:
     ema_decay: float = 0.0
     """0: off. Otherwise an exponential moving average of the weights (and BatchNorm statistics) with
     this decay, warmed up over the first steps, is what is evaluated and what the model keeps."""
+    pretrain_epochs: int = 0
+    """Self-supervised epochs before the MOS epochs: the model learns to score each training crop above
+    a mildly and a strongly degraded copy of itself (`search.distort`), with its own LR schedule. A
+    pretraining step runs three crops per image, so it costs about three MOS steps."""
+    pretrain_distortions: list[str] = field(default_factory=lambda: list(DISTORTIONS))
+    """Which `search.distort` distortions pretraining ranks against (one per step, at random). They
+    should be ones that lower quality in the target data: a small model cannot reconcile many that
+    pull its features different ways (noise adds the fine detail that blur removes)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field (called by `train_model`, after any edits)."""
@@ -72,10 +84,14 @@ class TrainConfig:
             "time_budget_s": self.time_budget_s is None or self.time_budget_s > 0,
             "crop": self.crop is None or self.crop >= 1, "eval_views": self.eval_views in (1, 5, 10),
             "grad_clip": self.grad_clip is None or self.grad_clip > 0, "ema_decay": 0 <= self.ema_decay < 1,
+            "pretrain_epochs": self.pretrain_epochs >= 0,
+            "pretrain_distortions": bool(self.pretrain_distortions)
+            and set(self.pretrain_distortions) <= set(DISTORTIONS),
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"TrainConfig.{name} is invalid: {getattr(self, name)!r}")
+                hint = f"; choose from {', '.join(DISTORTIONS)}" if name == "pretrain_distortions" else ""
+                raise ValueError(f"TrainConfig.{name} is invalid: {getattr(self, name)!r}{hint}")
         make_loss(self.loss_weights)  # names and signs of the loss weights
 
     def to_dict(self) -> dict:
@@ -86,7 +102,8 @@ class TrainConfig:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return cls(**{k: dict(v) if k == "loss_weights" else v for k, v in data.items()})
+        return cls(**{k: dict(v) if k == "loss_weights" else list(v) if k == "pretrain_distortions" else v
+                      for k, v in data.items()})
 
 
 @dataclass
@@ -219,6 +236,97 @@ class WeightAverage:
             averaged_t.copy_(live_t)
 
 
+class _Stepper:
+    """One optimisation step per call: AdamW (fused on CUDA) under linear warm-up and cosine decay,
+    gradient clipping, and skipping of non-finite steps, decided on the device on CUDA (a GradScaler at
+    scale 1 unless fp16 needs real loss scaling feeds its found-inf flag to the optimiser) and on the
+    host on the CPU. Returns the step's finite flag as a tensor, so a GPU caller never waits."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, total_steps: int, warmup_steps: int, device: torch.device,
+                 fp16: bool, average: WeightAverage | None = None):
+        self.model, self.clip, self.average = model, cfg.grad_clip, average
+        self.on_gpu = device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=self.on_gpu)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_gpu,
+                                           **({} if fp16 else {"init_scale": 1.0, "growth_interval": 2**30}))
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def __call__(self, loss: torch.Tensor) -> torch.Tensor:
+        finite = torch.isfinite(loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.on_gpu or bool(finite):
+            self.scaler.scale(loss).backward()
+            if self.clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip, foreach=True)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+            if self.average:
+                self.average.update()
+        return finite
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size + (1 if n % batch_size > 1 else 0)  # a last batch of one would break BatchNorm
+
+
+PRETRAIN_MARGIN = 0.5
+"""Score gap, in standard deviations of the training MOS, that pretraining asks between an image and a
+copy degraded one step further; a hinge, so scores stop growing once the order is clear."""
+
+
+def pretrain(model: nn.Module, images: torch.Tensor, cfg: TrainConfig, device: torch.device | str | None = None,
+             seconds_left: float = math.inf) -> float:
+    """`cfg.pretrain_epochs` self-supervised ranking epochs on uint8 `images` (no labels): the model's
+    first output must score each crop `PRETRAIN_MARGIN` above a mildly degraded copy and that above a
+    strongly degraded one (in units of `target_std` when the model has it). Stops early after
+    `seconds_left`; returns the wall seconds spent. `train_model` calls it before the MOS epochs."""
+    device = torch.device(device) if device is not None else _model_device(model)
+    model.to(device)
+    images = images.to(device)
+    crop = cfg.crop or images.shape[-1]
+    fp16 = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scale = model.target_std[0] if hasattr(model, "target_std") else 1.0
+    n, bs = len(images), min(cfg.batch_size, len(images))
+    steps = _steps_per_epoch(n, bs)
+    optimise = _Stepper(model, cfg, cfg.pretrain_epochs * steps, round(cfg.warmup_epochs * steps), device, fp16)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed + 2)
+    host, perm_gen = torch.Generator().manual_seed(cfg.seed + 3), torch.Generator().manual_seed(cfg.seed + 4)
+    start, out_of_time = time.perf_counter(), False
+    model.train()
+    for _ in range(cfg.pretrain_epochs):
+        order = torch.randperm(n, generator=perm_gen).to(device)
+        failed, steps_run = torch.zeros((), device=device), 0
+        for i in range(steps):
+            x = to_model_input(random_crop_flip(images[order[i * bs:(i + 1) * bs]], crop, gen, cfg.hflip))
+            batch = torch.cat([x, *graded_pair(x, cfg.pretrain_distortions, host, gen)])
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, cfg.amp):
+                score = model(batch).float()[:, 0]
+            clean, mild, strong = (score / scale).chunk(3)
+            loss = (torch.relu(PRETRAIN_MARGIN - (clean - mild)) + torch.relu(PRETRAIN_MARGIN - (mild - strong))
+                    + torch.relu(2 * PRETRAIN_MARGIN - (clean - strong))).mean()
+            failed += ~optimise(loss)
+            steps_run += 1
+            out_of_time = time.perf_counter() - start >= seconds_left
+            if out_of_time:
+                break
+        if int(failed.item()) == steps_run:
+            raise TrainingDiverged("every step of a pretraining epoch had a non-finite loss")
+        if out_of_time:
+            break
+    model.eval()
+    return time.perf_counter() - start  # the .item() above has waited for the GPU
+
+
 def evaluate(model: nn.Module, data: ImageSet, crop: int | None = None, views: int = 1, batch_size: int = 64,
              device: torch.device | str | None = None, amp: bool = True) -> dict[str, dict[str, float]]:
     """Metrics (`iqa_metrics`) per target name of `model` on `data`."""
@@ -249,26 +357,22 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     norm = _set_target_buffers(model, targets)
     std_targets = (targets - norm[0]) / norm[1] if norm else targets
 
+    pretrain_s = pretrain(model, images, cfg, device, cfg.time_budget_s or math.inf) if cfg.pretrain_epochs else 0.0
+    fp16 = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
     n, bs = len(train_set), min(cfg.batch_size, len(train_set))
-    steps_per_epoch = n // bs + (1 if n % bs > 1 else 0)  # a last batch of one would break BatchNorm
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    on_gpu = device.type == "cuda"
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=on_gpu)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
-    fp16 = cfg.amp and on_gpu and not torch.cuda.is_bf16_supported()
-    # On the GPU the scaler is always on: it skips non-finite steps without a host sync; at scale 1
-    # (never grown) unless fp16 needs real loss scaling.
-    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu, **({} if fp16 else {"init_scale": 1.0, "growth_interval": 2**30}))
+    steps_per_epoch = _steps_per_epoch(n, bs)
     loss_fn = make_loss(cfg.loss_weights)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    optimise = _Stepper(model, cfg, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch), device,
+                    fp16, average)
     scored = average.model if average else model
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     perm_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     history: list[EpochRecord] = []
     per_target: dict[str, dict[str, float]] = {}
-    stopped, train_seconds, out_of_time = False, 0.0, False
+    stopped, train_seconds, out_of_time = False, pretrain_s, False
     bar = tqdm(range(cfg.epochs), desc="training", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
@@ -283,18 +387,7 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             if norm:
                 pred = (pred - norm[0]) / norm[1]
             loss = loss_fn(pred, std_targets[idx])
-            finite = torch.isfinite(loss.detach())
-            optimizer.zero_grad(set_to_none=True)
-            if on_gpu or bool(finite):  # the CPU decides on the host; the GPU's scaler skips on the device
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-                if average:
-                    average.update()
+            finite = optimise(loss)
             loss_sum += torch.where(finite, loss.detach(), 0.0) * len(idx)
             finite_images += finite * len(idx)
             skipped += ~finite
@@ -319,7 +412,7 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             per_target = _metrics_per_target(pred_val, val_set)
         metrics = per_target[val_set.target_names[0]] if per_target else {}
         record = EpochRecord(epoch + 1, loss_sum / finite_images, train_seconds, seen / max(epoch_s, 1e-9),
-                             optimizer.param_groups[0]["lr"], metrics, per_target, skipped)
+                             optimise.lr, metrics, per_target, skipped)
         history.append(record)
         bar.set_postfix(loss=f"{record.train_loss:.3f}", **({"srcc": f"{metrics['srcc']:.3f}"} if metrics else {}))
         if on_epoch is not None and on_epoch(record):

@@ -14,9 +14,11 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from search.budget import BudgetModel
 from search.profiles import get_profile
 from search.study import (
-    FINISHED, LOSS_PRESETS, Objective, StudyConfig, create_study, default_storage_url, rung_epochs, run_search, should_stop,
+    FINISHED, LOSS_PRESETS, Objective, StudyConfig, create_study, default_storage_url, plan_schedule, rung_epochs,
+    run_search, should_stop,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,3 +196,35 @@ def test_two_way_split_is_the_plain_grouped_holdout_and_recorded(tmp_path):
 def test_every_loss_preset_keeps_predictions_on_the_mos_scale():
     """Correlation losses alone leave the scale free (RMSE, the first tie-break, then suffers)."""
     assert all(weights.get("mse", 0) > 0 for weights in LOSS_PRESETS.values())
+
+
+def test_pretraining_takes_its_share_of_the_trial_budget_and_the_rest_goes_to_mos_epochs():
+    budget, flops, n, bs = BudgetModel(), 50_000_000, 2000, 32
+    per_epoch, per_pretrain = budget.epoch_seconds(flops, n, bs), budget.pretrain_seconds(flops, n, 1, bs)
+    assert per_epoch < per_pretrain < 3 * per_epoch  # three crops per image, but no more steps (overheads)
+    total = 100 * per_epoch
+    pre, mos = plan_schedule(budget, total, 0.3, 1000, flops, n, bs)
+    assert pre >= 1 and budget.pretrain_seconds(flops, n, pre, bs) <= 0.3 * total
+    spent = budget.pretrain_seconds(flops, n, pre, bs) + budget.train_seconds(flops, n, mos, bs)
+    assert spent <= total < spent + per_epoch  # the rest is filled with whole MOS epochs
+    assert plan_schedule(budget, total, 0.0, 1000, flops, n, bs)[0] == 0
+    assert plan_schedule(budget, 2 * per_epoch, 0.3, 1000, flops, n, bs)[0] == 0  # not one epoch fits
+    with pytest.raises(ValueError, match="pretrain_shares"):
+        StudyConfig(pretrain_shares=[1.0])
+
+
+def test_trials_record_their_pretraining_and_weight_averaging(tmp_path):
+    cfg = _cfg(tmp_path, pretrain_shares=[0.5], ema_decays=[0.9], trial_budget_s=5.0, max_epochs=6)
+    objective = Objective(cfg, tmp_path)
+    study = create_study(cfg, "pt", default_storage_url(tmp_path))
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    train_cfg, flops = trial.user_attrs["train_config"], trial.user_attrs["flops"]
+    assert trial.params["pretrain_share"] == 0.5 and train_cfg["ema_decay"] == 0.9
+    assert train_cfg["pretrain_epochs"] >= 1, train_cfg
+    n = len(objective.data(64)[0])
+    budget = BudgetModel()
+    assert trial.user_attrs["t4_s_planned"] == pytest.approx(
+        budget.pretrain_seconds(flops, n, train_cfg["pretrain_epochs"], cfg.batch_size)
+        + budget.train_seconds(flops, n, train_cfg["epochs"], cfg.batch_size))
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["t4_s_planned"] <= cfg.trial_budget_s

@@ -14,8 +14,12 @@ from torch import nn
 
 from search.augment import crop_views, random_crop_flip, to_model_input
 from search.data import ImageSet, grouped_holdout
-from search.losses import make_loss, mse_loss, plcc_loss, rank_loss
-from search.train import EpochRecord, TrainConfig, TrainingDiverged, evaluate, lr_factor, predict, train_model
+from scipy.stats import spearmanr
+
+from search.distort import DISTORTIONS, graded_pair
+from search.losses import make_loss, mse_loss, norm_in_norm_loss, plcc_loss, rank_loss
+from search.train import (EpochRecord, TrainConfig, TrainingDiverged, evaluate, lr_factor, predict, pretrain,
+                          train_model)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -91,8 +95,10 @@ def test_losses_vanish_at_perfect_order_and_survive_a_batch_of_one():
     assert plcc_loss(t * 3 + 1, t) < 1e-4 and plcc_loss(-t, t) > 0.99
     assert rank_loss(t * 100, t) < 0.01 and rank_loss(-t * 100, t) > 10
     assert rank_loss(t, torch.ones_like(t)) == 0  # all ties: no order to learn
+    assert norm_in_norm_loss(t * 3 + 1, t) < 1e-3 and norm_in_norm_loss(-t, t) > 0.6
+    assert 0 < norm_in_norm_loss(t + torch.randn(16, 2), t) < norm_in_norm_loss(-t, t) <= 1
     one = torch.randn(1, 1, requires_grad=True)
-    loss = make_loss({"mse": 1.0, "plcc": 1.0, "rank": 1.0})(one, torch.zeros(1, 1))
+    loss = make_loss({"mse": 1.0, "plcc": 1.0, "rank": 1.0, "nin": 1.0})(one, torch.zeros(1, 1))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(one.grad).all()
     with pytest.raises(ValueError, match="unknown loss.*huber"):
@@ -101,10 +107,30 @@ def test_losses_vanish_at_perfect_order_and_survive_a_batch_of_one():
         make_loss({"mse": 1.0, "rank": -1.0})
 
 
-def test_plcc_loss_gradient_is_bounded_for_constant_predictions():
+@pytest.mark.parametrize("loss", [plcc_loss, norm_in_norm_loss])
+def test_normalised_loss_gradient_is_bounded_for_constant_predictions(loss):
     pred = torch.full((32, 1), 2.0, requires_grad=True)
-    plcc_loss(pred, torch.randn(32, 1, generator=torch.Generator().manual_seed(0))).backward()
+    loss(pred, torch.randn(32, 1, generator=torch.Generator().manual_seed(0))).backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().max() < 100
+
+
+# ------------------------------------------------------------------------------------ distortions
+@pytest.mark.parametrize("name", list(DISTORTIONS))
+def test_each_distortion_degrades_more_at_higher_strength(name):
+    x = noisy_scenes(n_scenes=4, per_scene=1).images.float() / 255
+    errors = [(DISTORTIONS[name](x, s, torch.Generator().manual_seed(0)) - x).abs().mean() for s in (0.1, 0.5, 1.0)]
+    assert 0 < errors[0] < errors[1] < errors[2], errors
+    out = DISTORTIONS[name](x, 1.0, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+
+
+def test_graded_pair_is_seeded_and_mild_is_closer():
+    x = noisy_scenes(n_scenes=4, per_scene=1).images.float() / 255
+    pairs = [graded_pair(x, list(DISTORTIONS), torch.Generator().manual_seed(5), torch.Generator().manual_seed(6))
+             for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*pairs))
+    mild, strong = pairs[0]
+    assert (mild - x).abs().mean() < (strong - x).abs().mean()
 
 
 # ------------------------------------------------------------------------------------ augmentation
@@ -220,6 +246,42 @@ def test_non_finite_steps_are_skipped_and_divergence_raises(sets):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     with pytest.raises(TrainingDiverged, match="every step of epoch 1"):
         train_model(NaNOnce(bad_calls=set(range(100))), small, None, TrainConfig(epochs=2, batch_size=16))
+
+
+def test_pretraining_without_labels_learns_the_quality_order(sets):
+    """Ranking clean crops above noised copies of themselves, with no MOS seen, orders unseen images by
+    their MOS (here MOS falls with noise): the self-supervised signal is real."""
+    train, val = (first_target(s) for s in sets)
+    cfg = TrainConfig(pretrain_epochs=4, pretrain_distortions=["noise"], crop=28, lr=3e-3)
+    untrained, pretrained = TinyIQA(), TinyIQA()
+    seconds = pretrain(pretrained, train.images, cfg)
+    assert seconds > 0 and not pretrained.training
+    mos = val.targets[:, 0].numpy()
+    assert abs(spearmanr(predict(untrained, val.images)[:, 0], mos).statistic) < 0.3
+    assert spearmanr(predict(pretrained, val.images)[:, 0], mos).statistic > 0.5
+
+
+def test_pretraining_runs_before_the_mos_epochs_within_the_budget(sets):
+    train, val = (first_target(s) for s in sets)
+    small = train.subset(np.arange(64))
+    cfg = TrainConfig(epochs=2, batch_size=16, pretrain_epochs=2, seed=4)
+
+    def run():
+        model = TinyIQA()
+        return model, train_model(model, small, val, TrainConfig.from_dict(cfg.to_dict()))
+
+    (a, first), (b, second) = run(), run()
+    assert [r.metrics for r in first.history] == [r.metrics for r in second.history]
+    assert torch.equal(a.head.weight, b.head.weight)
+    plain = TinyIQA()
+    train_model(plain, small, val, TrainConfig(epochs=2, batch_size=16, seed=4))
+    assert not torch.equal(plain.head.weight, a.head.weight)  # pretraining changed the start of MOS training
+    # pretraining seconds count towards the time budget: none is left for MOS epochs beyond the first step
+    timed = train_model(TinyIQA(), small, None, TrainConfig(epochs=50, batch_size=16, pretrain_epochs=500,
+                                                            time_budget_s=0.05))
+    assert timed.epochs_run == 1 and timed.seconds >= 0.05
+    with pytest.raises(ValueError, match="pretrain_distortions.*choose from blur"):
+        TrainConfig(pretrain_distortions=["jpeg"]).validate()
 
 
 def test_weight_average_is_what_is_scored_and_kept(sets):
