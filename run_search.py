@@ -87,7 +87,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from results.export import export_submission
 
     study, cfg, run_dir, _ = _open(args)
-    result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date)
+    result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date,
+                               teacher=args.teacher, distill_weight=args.distill_weight)
     s = result.summary
     print(f"exported trial #{s['trial']}: {s['summary']}")
     print(f"  params {s['params']:,}  validation score {s['validation_score']:.3f}  estimated composite "
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, default=None, help="export this trial (default: best estimated composite score)")
     p.add_argument("--epochs", type=int, default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
     p.add_argument("--date", default=None, help="YYYYMMDD in the file names (default: today)")
+    p.add_argument("--teacher", type=int, default=None,
+                   help="distil from this trial's architecture, trained first from scratch on the same data")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss term")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="score images with a checkpoint; metrics when labels exist")

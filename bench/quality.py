@@ -48,10 +48,14 @@ class Recipe:
     """Train on the second label (mos_align) too, as an auxiliary output."""
     pretrain: float = 0.0
     """Self-supervised ranking epochs before the MOS epochs, as a share of the MOS epochs."""
+    distill: float = 0.0
+    """Weight of distillation from a teacher of twice the widths (about 4x the parameters), trained
+    first, from scratch, on the same fold's training images by the same recipe."""
 
-    def spec(self, n_targets: int) -> ArchSpec:
-        return ArchSpec(InputSpec(self.resize, self.crop, self.mscn), StemSpec("conv", self.widths[0], 3),
-                        [StageSpec("residual", w, 1, 2, 3) for w in self.widths], HeadSpec(self.pool, self.fuse),
+    def spec(self, n_targets: int, width_factor: int = 1) -> ArchSpec:
+        widths = [w * width_factor for w in self.widths]
+        return ArchSpec(InputSpec(self.resize, self.crop, self.mscn), StemSpec("conv", widths[0], 3),
+                        [StageSpec("residual", w, 1, 2, 3) for w in widths], HeadSpec(self.pool, self.fuse),
                         num_outputs=n_targets)
 
 
@@ -66,6 +70,7 @@ def ideas(base: Recipe) -> dict[str, dict]:
         "MSE + norm-in-norm loss": dict(loss={"mse": 1.0, "nin": 1.0}),
         "self-supervised ranking pretraining (+20 % epochs)": dict(pretrain=0.2),
         "EMA of weights (0.998)": dict(ema=0.998),
+        "distilled from a 2x-wide teacher": dict(distill=1.0),
         "mos_align as auxiliary target": dict(aux=True),
     }
 
@@ -104,6 +109,12 @@ def _data(task: Task, resize: int) -> ImageSet:
                          n_images=240, progress=False)
 
 
+def _train_t4(budget: BudgetModel, spec: ArchSpec, cfg: TrainConfig, n_images: int) -> float:
+    flops = count_flops(spec)
+    return (budget.pretrain_seconds(flops, n_images, cfg.pretrain_epochs, cfg.batch_size)
+            + budget.train_seconds(flops, n_images, cfg.epochs, cfg.batch_size))
+
+
 def run_task(task: Task) -> dict:
     """Train one recipe on one fold's training prompts; score the fold's test prompts."""
     torch.set_num_threads(1)
@@ -116,17 +127,24 @@ def run_task(task: Task) -> dict:
     cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(task.recipe.loss),
                       crop=task.recipe.crop, eval_views=task.recipe.views, ema_decay=task.recipe.ema,
                       pretrain_epochs=round(task.recipe.pretrain * task.epochs), seed=task.seed + task.fold)
+    train, budget = data.subset(train_idx), BudgetModel()
+    start = time.perf_counter()
+    teacher, t4 = None, 0.0
+    if task.recipe.distill:
+        seed_everything(cfg.seed + 1000)
+        teacher_spec = task.recipe.spec(len(data.target_names), width_factor=2)
+        teacher = build_model(teacher_spec)
+        train_model(teacher, train, None, cfg, device)
+        t4 += _train_t4(budget, teacher_spec, cfg, len(train_idx)) + cfg.epochs * budget.infer_seconds(
+            count_flops(teacher_spec), len(train_idx))  # the teacher's forward passes while the student learns
+        cfg = replace(cfg, distill_weight=task.recipe.distill)
     seed_everything(cfg.seed)  # the initial weights too: a pool process has run other tasks before
     model = build_model(spec)
-    start = time.perf_counter()
-    train_model(model, data.subset(train_idx), None, cfg, device)
+    train_model(model, train, None, cfg, device, teacher=teacher)
     test = data.subset(test_idx)
     metrics = evaluate(model, test, task.recipe.crop, task.recipe.views, device=device)[data.target_names[0]]
-    budget = BudgetModel()
-    flops = count_flops(spec)
-    t4 = (budget.pretrain_seconds(flops, len(train_idx), cfg.pretrain_epochs, task.batch_size)
-          + budget.train_seconds(flops, len(train_idx), task.epochs, task.batch_size)
-          + budget.infer_seconds(flops, len(test_idx), task.recipe.views))
+    t4 += _train_t4(budget, spec, cfg, len(train_idx)) + budget.infer_seconds(count_flops(spec), len(test_idx),
+                                                                              task.recipe.views)
     return {"recipe": task.name, "fold": task.fold, "params": count_params(spec), "t4_s": t4,
             "wall_s": time.perf_counter() - start, **metrics}
 

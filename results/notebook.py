@@ -87,6 +87,8 @@ SEED = {seed}
 EPOCHS = {epochs}
 SPEC = {spec}
 TRAIN_CONFIG = {train_config}
+TEACHER_SPEC = {teacher_spec}            # distillation teacher, trained here first (None: no teacher)
+TEACHER_CONFIG = {teacher_config}
 '''
 
 RUN = '''import os, time
@@ -99,6 +101,8 @@ if SMOKE:  # small images and one epoch: checks the whole notebook in seconds
     spec.input.resize = 32
 cfg = TrainConfig.from_dict(TRAIN_CONFIG)
 cfg.epochs, cfg.seed, cfg.crop = (1 if SMOKE else EPOCHS), SEED, spec.input.crop
+if SMOKE:
+    cfg.pretrain_epochs = min(cfg.pretrain_epochs, 1)
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -113,10 +117,22 @@ train = ImageSet(read_images(TRAIN_IMAGES, names, spec.input.resize),
                  np.asarray(names, dtype=object), names, list(SCORE_COLS))
 print(f"{len(train)} training images at {spec.input.resize}px on {device}")
 
+start = time.time()
+teacher = None
+if TEACHER_SPEC:  # trained from scratch on the same images; it only teaches, and is not saved
+    teacher_spec = ArchSpec.from_dict(TEACHER_SPEC)
+    teacher_spec.input.resize, teacher_spec.input.crop = spec.input.resize, spec.input.crop
+    teacher_cfg = TrainConfig.from_dict(TEACHER_CONFIG)
+    teacher_cfg.epochs, teacher_cfg.seed, teacher_cfg.crop = cfg.epochs, SEED + 1, spec.input.crop
+    teacher_cfg.pretrain_epochs = min(teacher_cfg.pretrain_epochs, 1) if SMOKE else teacher_cfg.pretrain_epochs
+    seed_everything(teacher_cfg.seed)
+    teacher = build_model(teacher_spec)
+    train_model(teacher, train, None, teacher_cfg, device=device, progress=True)
+    print(f"trained the teacher in {time.time() - start:.0f}s")
+
 seed_everything(SEED)
 model = build_model(spec)
-start = time.time()
-result = train_model(model, train, None, cfg, device=device, progress=True)  # fp16 autocast on a T4
+result = train_model(model, train, None, cfg, device=device, progress=True, teacher=teacher)  # fp16 autocast on a T4
 print(f"trained {result.epochs_run} epochs in {time.time() - start:.0f}s")
 
 weights = Path(OUT_DIR) / f"{TEAM}_{DATE}_model.pth"
@@ -143,16 +159,19 @@ def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> 
 
 
 def build_notebook(team: str, date: str, spec: dict, train_config: dict, targets: list[str], epochs: int,
-                   seed: int) -> dict:
-    """The submission notebook for one recipe (spec + training config), as nbformat 4.5 JSON (a plain
-    dict: writing it needs no Jupyter package, so export works wherever the search runs)."""
+                   seed: int, teacher: tuple[dict, dict] | None = None) -> dict:
+    """The submission notebook for one recipe (spec + training config, and the (spec, training config)
+    of a distillation teacher if any), as nbformat 4.5 JSON (a plain dict: writing it needs no Jupyter
+    package, so export works wherever the search runs)."""
     cells = [
         _cell("markdown", f"# {team}: lightweight AIGC image-quality model, trained from scratch\n\n"
               "Self-contained: the code below was generated from the liqa-nas source. Edit the first cell for "
               "your paths; the notebook trains (fp16 autocast on a T4), saves and reloads "
               f"`{team}_{date}_model.pth`, and writes `predictions.csv`.", 0),
         _cell("code", CONFIG.format(team=team, date=date, targets=list(targets), seed=seed, epochs=epochs,
-                                    spec=repr(spec), train_config=repr(train_config)), 1, tags=["parameters"]),
+                                    spec=repr(spec), train_config=repr(train_config),
+                                    teacher_spec=repr(teacher[0] if teacher else None),
+                                    teacher_config=repr(teacher[1] if teacher else None)), 1, tags=["parameters"]),
         _cell("code", generated_code(), 2),
         _cell("code", RUN, 3),
     ]

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -71,6 +72,9 @@ class TrainConfig:
     """Self-supervised epochs before the MOS epochs: the model learns to score each training crop above
     a mildly and a strongly degraded copy of itself (`search.distort`), with its own LR schedule. A
     pretraining step runs three crops per image, so it costs about three MOS steps."""
+    distill_weight: float = 0.0
+    """Weight of a distillation term: MSE between the model's and a teacher's standardised scores on the
+    same crops (`train_model(..., teacher=)`, a larger model trained from scratch on the same data)."""
     pretrain_distortions: list[str] = field(default_factory=lambda: list(DISTORTIONS))
     """Which `search.distort` distortions pretraining ranks against (one per step, at random). They
     should be ones that lower quality in the target data: a small model cannot reconcile many that
@@ -84,7 +88,7 @@ class TrainConfig:
             "time_budget_s": self.time_budget_s is None or self.time_budget_s > 0,
             "crop": self.crop is None or self.crop >= 1, "eval_views": self.eval_views in (1, 5, 10),
             "grad_clip": self.grad_clip is None or self.grad_clip > 0, "ema_decay": 0 <= self.ema_decay < 1,
-            "pretrain_epochs": self.pretrain_epochs >= 0,
+            "pretrain_epochs": self.pretrain_epochs >= 0, "distill_weight": self.distill_weight >= 0,
             "pretrain_distortions": bool(self.pretrain_distortions)
             and set(self.pretrain_distortions) <= set(DISTORTIONS),
         }
@@ -182,6 +186,11 @@ def _set_target_buffers(model: nn.Module, targets: torch.Tensor) -> tuple[torch.
     model.target_mean.copy_(mean)
     model.target_std.copy_(std)
     return mean, std
+
+
+def _standardise(scores: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Scores in MOS units -> standardised by the training targets (unchanged without target buffers)."""
+    return (scores - norm[0]) / norm[1] if norm else scores
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -335,14 +344,19 @@ def evaluate(model: nn.Module, data: ImageSet, crop: int | None = None, views: i
 
 def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None, cfg: TrainConfig,
                 device: torch.device | str | None = None, on_epoch: Callable[[EpochRecord], bool] | None = None,
-                progress: bool = False) -> TrainResult:
+                progress: bool = False, teacher: nn.Module | None = None) -> TrainResult:
     """Train `model` on `train_set` under `cfg`'s budget on `device` (default: where the model is);
     evaluate on `val_set` (if given, at least 2 images) after every epoch.
 
-    `on_epoch(record)` returning True stops training (the study's early stopping). Deterministic on
-    the CPU for a given seed. Leaves the model in eval mode on `device`.
+    `on_epoch(record)` returning True stops training (the study's early stopping). With
+    `cfg.distill_weight`, a trained `teacher` (same outputs) scores every training crop too and the model
+    is also pulled towards its scores. Deterministic on the CPU for a given seed. Leaves the model in
+    eval mode on `device`.
     """
     cfg.validate()
+    if (teacher is None) != (cfg.distill_weight == 0):
+        raise ValueError(f"TrainConfig.distill_weight is {cfg.distill_weight} but a teacher was "
+                         f"{'not ' if teacher is None else ''}given: distillation needs both or neither")
     if len(train_set) < 2:
         raise ValueError(f"training needs at least 2 images, got {len(train_set)}")
     device = torch.device(device) if device is not None else _model_device(model)
@@ -352,6 +366,10 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher.eval().to(device)
+        if channels_last:
+            teacher.to(memory_format=torch.channels_last)
     images = train_set.images.to(device)  # once, as uint8: the whole set stays resident
     targets = train_set.targets.to(device)
     norm = _set_target_buffers(model, targets)
@@ -384,9 +402,12 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
             x = to_model_input(random_crop_flip(images[idx], crop, gen, cfg.hflip), channels_last)
             with _autocast(device, cfg.amp):
                 pred = model(x).float()
-            if norm:
-                pred = (pred - norm[0]) / norm[1]
+            pred = _standardise(pred, norm)
             loss = loss_fn(pred, std_targets[idx])
+            if teacher is not None:
+                with torch.no_grad(), _autocast(device, cfg.amp):
+                    taught = _standardise(teacher(x).float(), norm)
+                loss = loss + cfg.distill_weight * F.mse_loss(pred, taught)
             finite = optimise(loss)
             loss_sum += torch.where(finite, loss.detach(), 0.0) * len(idx)
             finite_images += finite * len(idx)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 from nbclient import NotebookClient
+from optuna.trial import TrialState
 from PIL import Image
 
 from results import export as export_module
@@ -22,8 +23,11 @@ from search.train import predict
 
 @pytest.fixture(scope="module")
 def exported(tiny_study):
+    """Exported with the study's largest trial as a distillation teacher, so the notebook test covers
+    the teacher's training too."""
     study, cfg, run_dir = tiny_study
-    return export_submission(study, cfg, run_dir, "Team_X", date="20261122", smoke=True)
+    largest = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["params"])
+    return export_submission(study, cfg, run_dir, "Team_X", date="20261122", smoke=True, teacher=largest.number)
 
 
 def test_weights_reload_and_match_predict(exported, tiny_study):
@@ -36,6 +40,9 @@ def test_weights_reload_and_match_predict(exported, tiny_study):
     b = predict(rebuilt, images, crop=model.spec.input.crop)
     assert np.abs(a - b).max() < 1e-5
     assert exported.summary["params"] <= get_profile(cfg.profile).caps.params
+    largest = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["params"])
+    assert exported.summary["teacher"]["trial"] == largest.number
+    assert "TEACHER_SPEC = {" in nbformat.read(exported.notebook, as_version=4).cells[1].source
     assert (run_dir / "export" / "export.json").is_file()
 
 
@@ -67,6 +74,11 @@ def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):
         export_submission(study, cfg, run_dir, "T", smoke=True)
     with pytest.raises(ValueError, match="over the icme2026-aigc caps"):
         export_submission(study, cfg, run_dir, "T", trial=study.best_trials[0].number, smoke=True)
+    sizes = sorted((t.user_attrs["params"], t.number) for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    between = replace(icme.caps, params=sizes[0][0])  # the smallest trial fits, the largest does not
+    monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, caps=between))
+    with pytest.raises(ValueError, match=f"teacher trial {sizes[-1][1]} .*over the icme2026-aigc caps"):
+        export_submission(study, cfg, run_dir, "T", trial=sizes[0][1], teacher=sizes[-1][1], smoke=True)
     monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, export_budget_s=1e-6))
     with pytest.raises(ValueError, match="over the icme2026-aigc export budget"):
         export_submission(study, cfg, run_dir, "T", smoke=True)

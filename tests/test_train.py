@@ -284,6 +284,31 @@ def test_pretraining_runs_before_the_mos_epochs_within_the_budget(sets):
         TrainConfig(pretrain_distortions=["jpeg"]).validate()
 
 
+class BrightnessTeacher(nn.Module):
+    """A fixed 'teacher' that scores brightness on the MOS range, not the noise the labels follow."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1 + 4 * x.mean((1, 2, 3))[:, None]
+
+
+def test_distillation_pulls_the_student_towards_its_teacher(sets):
+    train, val = (first_target(s) for s in sets)
+    brightness = val.images.float().mean((1, 2, 3)).numpy()
+    cfg = TrainConfig(epochs=4, lr=3e-3, crop=28, seed=1)
+
+    def follows_teacher(distill_weight: float) -> float:
+        student = TinyIQA()
+        teacher = BrightnessTeacher() if distill_weight else None
+        train_model(student, train, None, TrainConfig.from_dict({**cfg.to_dict(), "distill_weight": distill_weight}),
+                    teacher=teacher)
+        return spearmanr(predict(student, val.images, crop=28)[:, 0], brightness).statistic
+
+    alone, distilled = follows_teacher(0.0), follows_teacher(5.0)
+    assert distilled > 0.6 and distilled > alone + 0.3, (alone, distilled)
+    with pytest.raises(ValueError, match="distillation needs both or neither"):
+        train_model(TinyIQA(), train, None, TrainConfig(epochs=1, distill_weight=1.0))
+
+
 def test_weight_average_is_what_is_scored_and_kept(sets):
     train, val = sets
     small = train.subset(np.arange(64))
