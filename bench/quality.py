@@ -126,7 +126,8 @@ def run_task(task: Task) -> dict:
     spec = task.recipe.spec(len(data.target_names))
     cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(task.recipe.loss),
                       crop=task.recipe.crop, eval_views=task.recipe.views, ema_decay=task.recipe.ema,
-                      pretrain_epochs=round(task.recipe.pretrain * task.epochs), seed=task.seed + task.fold)
+                      pretrain_epochs=max(1, round(task.recipe.pretrain * task.epochs)) if task.recipe.pretrain else 0,
+                      seed=task.seed + task.fold)
     train, budget = data.subset(train_idx), BudgetModel()
     start = time.perf_counter()
     teacher, t4 = None, 0.0

@@ -214,7 +214,7 @@ def test_pretraining_takes_its_share_of_the_trial_budget_and_the_rest_goes_to_mo
 
 
 def test_trials_record_their_pretraining_and_weight_averaging(tmp_path):
-    cfg = _cfg(tmp_path, pretrain_shares=[0.5], ema_decays=[0.9], trial_budget_s=5.0, max_epochs=6)
+    cfg = _cfg(tmp_path, pretrain_shares=[0.5], ema_decays=[0.9], trial_budget_s=5.0, max_epochs=2)
     objective = Objective(cfg, tmp_path)
     study = create_study(cfg, "pt", default_storage_url(tmp_path))
     study.optimize(objective, n_trials=1)
