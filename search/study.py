@@ -79,8 +79,8 @@ class StudyConfig:
     max_epochs: int = 60
     batch_size: int = 32
     pretrain_shares: list[float] = field(default_factory=lambda: [0.0, 0.2])
-    """Shares of a trial's T4 budget that may go to self-supervised pretraining (`TrainConfig.pretrain_epochs`);
-    the sampler picks one per trial."""
+    """Shares of a trial's training time that may go to self-supervised pretraining
+    (`TrainConfig.pretrain_epochs`, see `plan_schedule`); the sampler picks one per trial."""
     ema_decays: list[float] = field(default_factory=lambda: [0.0, 0.998])
     """Weight-averaging decays the sampler picks from (0 = off)."""
     eval_views: int = 1
@@ -244,11 +244,13 @@ def sample_train_config(trial: optuna.Trial, cfg: StudyConfig) -> TrainConfig:
 
 def plan_schedule(budget: BudgetModel, budget_s: float, pretrain_share: float, max_epochs: int, flops: int,
                   n_images: int, batch_size: int) -> tuple[int, int]:
-    """(pretraining epochs, MOS epochs) for a trial of `budget_s` T4 seconds: `pretrain_share` of it, in
-    whole epochs, goes to pretraining (none when not even one fits) and the rest to MOS epochs."""
-    pretrain_epochs = min(max_epochs, int(pretrain_share * budget_s
-                                          // budget.pretrain_seconds(flops, n_images, 1, batch_size)))
-    left = budget_s - budget.pretrain_seconds(flops, n_images, pretrain_epochs, batch_size)
+    """(pretraining epochs, MOS epochs) for a trial of `budget_s` T4 seconds. The trial would spend
+    `budget_s`, or less when `max_epochs` MOS epochs cost less; `pretrain_share` of that, in whole
+    pretraining epochs (none when not even one fits), goes to pretraining and the rest to MOS epochs,
+    so pretraining never makes a trial longer."""
+    spend = min(budget_s, budget.train_seconds(flops, n_images, max_epochs, batch_size))
+    pretrain_epochs = int(pretrain_share * spend // budget.pretrain_seconds(flops, n_images, 1, batch_size))
+    left = spend - budget.pretrain_seconds(flops, n_images, pretrain_epochs, batch_size)
     return pretrain_epochs, min(max_epochs, budget.epochs_for(left, flops, n_images, batch_size))
 
 

@@ -209,12 +209,16 @@ def test_pretraining_takes_its_share_of_the_trial_budget_and_the_rest_goes_to_mo
     assert spent <= total < spent + per_epoch  # the rest is filled with whole MOS epochs
     assert plan_schedule(budget, total, 0.0, 1000, flops, n, bs)[0] == 0
     assert plan_schedule(budget, 2 * per_epoch, 0.3, 1000, flops, n, bs)[0] == 0  # not one epoch fits
+    # a schedule capped by max_epochs: pretraining takes its share of what the trial would have spent
+    pre, mos = plan_schedule(budget, total, 0.5, 10, flops, n, bs)
+    assert pre >= 1 and budget.pretrain_seconds(flops, n, pre, bs) + budget.train_seconds(flops, n, mos, bs) \
+        <= budget.train_seconds(flops, n, 10, bs) + 1e-9
     with pytest.raises(ValueError, match="pretrain_shares"):
         StudyConfig(pretrain_shares=[1.0])
 
 
 def test_trials_record_their_pretraining_and_weight_averaging(tmp_path):
-    cfg = _cfg(tmp_path, pretrain_shares=[0.5], ema_decays=[0.9], trial_budget_s=5.0, max_epochs=2)
+    cfg = _cfg(tmp_path, pretrain_shares=[0.5], ema_decays=[0.9], trial_budget_s=5.0, max_epochs=6)
     objective = Objective(cfg, tmp_path)
     study = create_study(cfg, "pt", default_storage_url(tmp_path))
     study.optimize(objective, n_trials=1)
