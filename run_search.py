@@ -23,7 +23,8 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
-        pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
+        pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays,
+        sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
         t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=str(Path(args.cache_dir).resolve()),
     )
 

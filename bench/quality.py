@@ -109,12 +109,6 @@ def _data(task: Task, resize: int) -> ImageSet:
                          n_images=240, progress=False)
 
 
-def _train_t4(budget: BudgetModel, spec: ArchSpec, cfg: TrainConfig, n_images: int) -> float:
-    flops = count_flops(spec)
-    return (budget.pretrain_seconds(flops, n_images, cfg.pretrain_epochs, cfg.batch_size)
-            + budget.train_seconds(flops, n_images, cfg.epochs, cfg.batch_size))
-
-
 def run_task(task: Task) -> dict:
     """Train one recipe on one fold's training prompts; score the fold's test prompts."""
     torch.set_num_threads(1)
@@ -136,16 +130,18 @@ def run_task(task: Task) -> dict:
         teacher_spec = task.recipe.spec(len(data.target_names), width_factor=2)
         teacher = build_model(teacher_spec)
         train_model(teacher, train, None, cfg, device)
-        t4 += _train_t4(budget, teacher_spec, cfg, len(train_idx)) + cfg.epochs * budget.infer_seconds(
-            count_flops(teacher_spec), len(train_idx))  # the teacher's forward passes while the student learns
+        teacher_flops = count_flops(teacher_spec)  # its training, and its forward passes while the student learns
+        t4 += (budget.train_seconds(teacher_flops, len(train_idx), cfg.epochs, cfg.batch_size, cfg.pretrain_epochs)
+               + cfg.epochs * budget.infer_seconds(teacher_flops, len(train_idx)))
         cfg = replace(cfg, distill_weight=task.recipe.distill)
     seed_everything(cfg.seed)  # the initial weights too: a pool process has run other tasks before
     model = build_model(spec)
     train_model(model, train, None, cfg, device, teacher=teacher)
     test = data.subset(test_idx)
     metrics = evaluate(model, test, task.recipe.crop, task.recipe.views, device=device)[data.target_names[0]]
-    t4 += _train_t4(budget, spec, cfg, len(train_idx)) + budget.infer_seconds(count_flops(spec), len(test_idx),
-                                                                              task.recipe.views)
+    flops = count_flops(spec)
+    t4 += (budget.train_seconds(flops, len(train_idx), cfg.epochs, cfg.batch_size, cfg.pretrain_epochs)
+           + budget.infer_seconds(flops, len(test_idx), task.recipe.views))
     return {"recipe": task.name, "fold": task.fold, "params": count_params(spec), "t4_s": t4,
             "wall_s": time.perf_counter() - start, **metrics}
 

@@ -61,9 +61,7 @@ def retrain_seconds(budget: BudgetModel, spec: ArchSpec, cfg: TrainConfig, n_ima
     it), training, the teacher's own training and its forward passes while the student learns (if
     distilling), and scoring `n_images` test images."""
     def training(s: ArchSpec, c: TrainConfig) -> float:
-        flops = count_flops(s)
-        return (budget.pretrain_seconds(flops, n_images, c.pretrain_epochs, c.batch_size)
-                + budget.train_seconds(flops, n_images, epochs, c.batch_size))
+        return budget.train_seconds(count_flops(s), n_images, epochs, c.batch_size, c.pretrain_epochs)
 
     total = training(spec, cfg) + budget.infer_seconds(count_flops(spec), n_images, cfg.eval_views)
     if teacher is not None:

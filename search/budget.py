@@ -60,9 +60,12 @@ class BudgetModel:
         steps = math.ceil(n_images / batch_size)
         return n_images * 3 * 2 * flops / self.effective_flops + steps * self.step_overhead_s
 
-    def train_seconds(self, flops: int, n_images: int, epochs: float, batch_size: int) -> float:
-        """T4 seconds for `epochs` epochs of training over `n_images` images."""
-        return epochs * self.epoch_seconds(flops, n_images, batch_size)
+    def train_seconds(self, flops: int, n_images: int, epochs: float, batch_size: int,
+                      pretrain_epochs: float = 0) -> float:
+        """T4 seconds for `epochs` epochs of training over `n_images` images, after `pretrain_epochs`
+        self-supervised pretraining epochs (`pretrain_seconds`)."""
+        return epochs * self.epoch_seconds(flops, n_images, batch_size) + (
+            self.pretrain_seconds(flops, n_images, pretrain_epochs, batch_size) if pretrain_epochs else 0.0)
 
     def pretrain_seconds(self, flops: int, n_images: int, epochs: float, batch_size: int) -> float:
         """T4 seconds for `epochs` self-supervised pretraining epochs (`search.train.pretrain`): as many

@@ -313,16 +313,19 @@ class Objective:
         if params > caps.params or (caps.flops is not None and flops > caps.flops):
             raise RuntimeError(f"sampler returned an over-cap spec ({params} params, {flops} FLOPs): refusing to train")
         train_set, val_set = self.data(spec.input.resize)
-        epoch_t4_s = self.budget.epoch_seconds(flops, len(train_set), train_cfg.batch_size)
         train_cfg.pretrain_epochs, train_cfg.epochs = plan_schedule(
             self.budget, cfg.trial_budget_s, trial.suggest_categorical("pretrain_share", list(cfg.pretrain_shares)),
             cfg.max_epochs, flops, len(train_set), train_cfg.batch_size)
-        pretrain_t4_s = self.budget.pretrain_seconds(flops, len(train_set), train_cfg.pretrain_epochs, train_cfg.batch_size)
+
+        def t4_seconds(epochs: int) -> float:
+            return self.budget.train_seconds(flops, len(train_set), epochs, train_cfg.batch_size,
+                                             train_cfg.pretrain_epochs)
+
         train_cfg.crop = spec.input.crop
         for key, value in {
             "spec": spec.to_dict(), "summary": spec_summary(spec), "params": params, "flops": flops,
             "train_config": train_cfg.to_dict(), "epochs_planned": train_cfg.epochs,
-            "t4_s_planned": pretrain_t4_s + epoch_t4_s * train_cfg.epochs, "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "t4_s_planned": t4_seconds(train_cfg.epochs), "worker": f"{socket.gethostname()}:{os.getpid()}",
             "val_fingerprint": self.val_fingerprint(spec.input.resize),
         }.items():
             trial.set_user_attr(key, value)
@@ -340,7 +343,7 @@ class Objective:
         trial.set_user_attr("target_metrics", result.target_metrics)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("wall_s", result.seconds)
-        trial.set_user_attr("t4_s", pretrain_t4_s + epoch_t4_s * result.epochs_run)
+        trial.set_user_attr("t4_s", t4_seconds(result.epochs_run))
         trial.set_user_attr("stopped_early", result.stopped_early)
         if result.stopped_early:
             raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: dominated at its rung")

@@ -252,14 +252,16 @@ class _Stepper:
     host on the CPU. Returns the step's finite flag as a tensor, so a GPU caller never waits."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, total_steps: int, warmup_steps: int, device: torch.device,
-                 fp16: bool, average: WeightAverage | None = None):
+                 average: WeightAverage | None = None):
         self.model, self.clip, self.average = model, cfg.grad_clip, average
         self.on_gpu = device.type == "cuda"
+        # fp16 autocast (a GPU without bf16, e.g. a T4): the scaler then scales the loss for real
+        self.fp16 = cfg.amp and self.on_gpu and not torch.cuda.is_bf16_supported()
         self.optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=self.on_gpu)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, warmup_steps, total_steps))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_gpu,
-                                           **({} if fp16 else {"init_scale": 1.0, "growth_interval": 2**30}))
+                                           **({} if self.fp16 else {"init_scale": 1.0, "growth_interval": 2**30}))
 
     @property
     def lr(self) -> float:
@@ -300,11 +302,10 @@ def pretrain(model: nn.Module, images: torch.Tensor, cfg: TrainConfig, device: t
     model.to(device)
     images = images.to(device)
     crop = cfg.crop or images.shape[-1]
-    fp16 = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scale = model.target_std[0] if hasattr(model, "target_std") else 1.0
     n, bs = len(images), min(cfg.batch_size, len(images))
     steps = _steps_per_epoch(n, bs)
-    optimise = _Stepper(model, cfg, cfg.pretrain_epochs * steps, round(cfg.warmup_epochs * steps), device, fp16)
+    optimise = _Stepper(model, cfg, cfg.pretrain_epochs * steps, round(cfg.warmup_epochs * steps), device)
     channels_last = cfg.channels_last and device.type == "cuda"
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed + 2)
     host, perm_gen = torch.Generator().manual_seed(cfg.seed + 3), torch.Generator().manual_seed(cfg.seed + 4)
@@ -376,14 +377,13 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     std_targets = (targets - norm[0]) / norm[1] if norm else targets
 
     pretrain_s = pretrain(model, images, cfg, device, cfg.time_budget_s or math.inf) if cfg.pretrain_epochs else 0.0
-    fp16 = cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
 
     n, bs = len(train_set), min(cfg.batch_size, len(train_set))
     steps_per_epoch = _steps_per_epoch(n, bs)
     loss_fn = make_loss(cfg.loss_weights)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     optimise = _Stepper(model, cfg, cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch), device,
-                    fp16, average)
+                        average)
     scored = average.model if average else model
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     perm_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -424,7 +424,7 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
         loss_sum, finite_images, skipped = loss_sum.item(), int(finite_images.item()), int(skipped.item())
         if skipped == steps:
             raise TrainingDiverged(f"every step of epoch {epoch + 1} had a non-finite loss"
-                                   + (" (fp16 autocast: activations may overflow)" if fp16 else ""))
+                                   + (" (fp16 autocast: activations may overflow)" if optimise.fp16 else ""))
         if val_set is not None and len(val_set) >= 2:
             pred_val = predict(scored, val_set.images, device=device, crop=crop, views=cfg.eval_views, amp=cfg.amp)
             bad = int((~np.isfinite(pred_val)).sum())
