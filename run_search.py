@@ -1,20 +1,136 @@
 #!/usr/bin/env python3
-"""Command line of the search system: search, worker, predict (and, with no arguments, the demo).
+"""Search, compress and export lightweight from-scratch image-quality models.
 
     python run_search.py search --data agiqa3k --root PATH --study NAME --trials N
     python run_search.py worker --storage URL --study NAME
+    python run_search.py report --study NAME
+    python run_search.py compress --study NAME --ratios 0.3 0.5
+    python run_search.py export --study NAME --team TEAM
     python run_search.py predict --model FILE --data agiqa3k --root PATH
     python run_search.py            # the whole flow on the built-in synthetic set
+
+A mistake in the input (an option, a file, a column) is reported in one line, exit code 2, before
+anything is stored; --debug shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import math
+import os
+import re
+import sqlite3
 import sys
 from pathlib import Path
+from typing import Callable
 
-from search.study import LOCAL_SETTINGS, StudyConfig, default_storage_url, quiet_optuna, run_search, run_worker
+import sqlalchemy.exc
+from optuna import get_all_study_names
+from optuna.trial import TrialState
+
+from search.data import DATASETS, PREDICT_DATASETS, LabelTable, check_dataset, check_split_sizes
+from search.device import TRIALS_PER_GPU
+from search.profiles import PROFILES
+from search.study import (
+    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, default_storage_url, load_study, quiet_optuna, run_search,
+    run_worker, study_split,
+)
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
+
+USER_ERRORS = (ValueError, OSError, sqlite3.OperationalError, sqlalchemy.exc.OperationalError)
+"""What a wrong option, file or folder raises: reported in one line (exit 2) unless --debug."""
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A study or team name: it names a folder or file, so no path separators and no leading dot."""
+
+URL_SPECIAL = "?%"
+"""Characters an SQLite URL would misread in a path (`?` starts its query, `%` escapes)."""
+
+
+class CommandLineError(ValueError):
+    """A bad option or argument, raised by the parser instead of exiting, so `main` reports it like any other."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and appends each option's default, unless it has none or says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with defaults in the help and errors raised as `CommandLineError` (one line, exit 2)."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message: str):
+        raise CommandLineError(f"{self.prog}: {message}")
+
+
+def _number(kind: type, low: float, inclusive: bool = True, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` number >= `low` (> `low` unless `inclusive`), or in (`low`, `high`)."""
+    if high is not None:
+        bound, fits = f"in ({low}, {high})", lambda v: low < v < high
+    else:
+        bound, fits = f"{'>=' if inclusive else '>'} {low}", (lambda v: v >= low) if inclusive else (lambda v: v > low)
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if not (math.isfinite(value) and fits(value)):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+def _name(text: str) -> str:
+    if not NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a name: use letters, digits, '.', '_' and '-', "
+                                         "starting with a letter or digit (it names a folder or a file)")
+    return text
+
+
+def _date(text: str) -> str:
+    if len(text) == 8 and text.isdigit():
+        try:
+            datetime.datetime.strptime(text, "%Y%m%d")
+            return text
+        except ValueError:  # no such day
+            pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYYMMDD (it names the exported files)")
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    """RUNS_DIR/STUDY, absolute; refused when it cannot be created or written, or when its SQLite URL
+    (used unless --storage is given) would misread the path."""
+    run_dir = Path(args.runs_dir).resolve() / args.study
+    if args.storage is None and any(c in str(run_dir) for c in URL_SPECIAL):
+        raise ValueError(f"--runs-dir {args.runs_dir!r}: the path {run_dir} holds one of {' '.join(URL_SPECIAL)}, "
+                         "which the study's SQLite URL would misread; choose another folder or give --storage")
+    existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--runs-dir {args.runs_dir!r}: cannot create {run_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--runs-dir {args.runs_dir!r}: cannot write to {existing} (read-only)")
+    return run_dir
+
+
+def _check_study_split(table: LabelTable, cfg: StudyConfig) -> None:
+    """The split the study will make (by prompt) leaves enough images in every part."""
+    groups = table.frame["group"].to_numpy(dtype=object)
+    try:
+        train, val, test = study_split(groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    except ValueError as err:  # fewer prompts than the split has parts
+        raise ValueError(f"{table.source}: {err}") from None
+    check_split_sizes(table, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
 
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
@@ -29,32 +145,54 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     )
 
 
+def _open(args: argparse.Namespace, overrides: dict | None = None, need_data: bool = True):
+    """The existing study named by --study/--storage/--runs-dir, its settings (local ones overridden),
+    run directory and storage URL; its dataset checked when the command reads it."""
+    run_dir = _run_dir(args)
+    storage = args.storage or default_storage_url(run_dir)
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"no study storage at {storage}: run `run_search.py search --study {args.study}` first")
+    names = get_all_study_names(storage)
+    if args.study not in names:
+        held = f"; it holds {', '.join(sorted(names))}" if names else ""
+        raise ValueError(f"no study {args.study!r} in {storage}{held}")
+    study, cfg = load_study(args.study, storage, overrides)
+    if need_data:
+        if cfg.root is not None and not Path(cfg.root).exists() and not (overrides or {}).get("root"):
+            raise FileNotFoundError(f"the dataset folder of study {args.study!r} is not at {cfg.root} any more: "
+                                    "give --root with where it lives now")
+        check_dataset(cfg.dataset, cfg.root, cfg.targets)
+    return study, cfg, run_dir, storage
+
+
+def _require_completed(study) -> None:
+    """Report, compress and export read completed trials: a study without one is an error, not an empty result."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise ValueError(f"study {study.study_name!r} has no completed trial yet: run (or resume) "
+                         f"`run_search.py search --study {study.study_name}` first")
+
+
+def _root(args: argparse.Namespace) -> dict:
+    """The --root override of a study's dataset folder (absolute), for the commands that accept one."""
+    return {"root": str(Path(args.root).resolve()) if args.root else None}
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    run_dir = Path(args.runs_dir) / args.study
     cfg = _study_config(args)
+    run_dir = _run_dir(args)
+    table = check_dataset(cfg.dataset, cfg.root, cfg.targets)
+    if table is not None:
+        _check_study_split(table, cfg)
     study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=args.workers)
     print_best(study)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    run_dir = Path(args.runs_dir) / args.study
-    storage = args.storage or default_storage_url(run_dir)
-    overrides = {k: getattr(args, k) for k in LOCAL_SETTINGS}
+    overrides = {**{k: getattr(args, k) for k in LOCAL_SETTINGS}, **_root(args)}
+    _, _, run_dir, storage = _open(args, overrides)
     run_worker(storage, args.study, args.trials, run_dir, overrides, progress=not args.quiet)
     return 0
-
-
-def _open(args: argparse.Namespace):
-    """The study named by --study/--storage/--runs-dir, its settings and run directory."""
-    from search.study import load_study
-
-    run_dir = Path(args.runs_dir) / args.study
-    storage = args.storage or default_storage_url(run_dir)
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
-        raise SystemExit(f"no study storage at {storage}: run `run_search.py search --study {args.study}` first")
-    study, cfg = load_study(args.study, storage)
-    return study, cfg, run_dir, storage
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -63,7 +201,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from compress.variants import VariantStore
 
-    study, cfg, run_dir, storage = _open(args)
+    study, cfg, run_dir, storage = _open(args, need_data=False)
+    _require_completed(study)
     variants = VariantStore(storage, study.study_name).frame()
     ranked = write_report(study, get_profile(cfg.profile), run_dir / "report", variants=variants,
                           reference_sizes_m=args.reference_sizes)
@@ -75,7 +214,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     from compress.stage import compress_study
 
-    study, cfg, run_dir, storage = _open(args)
+    study, cfg, run_dir, storage = _open(args, _root(args))
+    _require_completed(study)
     frame = compress_study(study, cfg, run_dir, storage, ratios=tuple(args.ratios), top_k=args.top,
                            importance=args.importance, finetune_epochs=args.finetune_epochs,
                            iterative_steps=args.iterative_steps)
@@ -87,15 +227,34 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from results.export import export_submission
 
-    study, cfg, run_dir, _ = _open(args)
+    from compress.variants import VariantStore
+
+    study, cfg, run_dir, storage = _open(args, _root(args))
+    _require_completed(study)
     result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date,
-                               teacher=args.teacher, distill_weight=args.distill_weight)
+                               teacher=args.teacher, distill_weight=args.distill_weight,
+                               variants=VariantStore(storage, study.study_name).frame(), variant=args.variant,
+                               reference_sizes_m=args.reference_sizes)
     s = result.summary
-    print(f"exported trial #{s['trial']}: {s['summary']}")
-    print(f"  params {s['params']:,}  validation score {s['validation_score']:.3f}  estimated composite "
-          f"{s['estimated_composite']:.1f}  epochs {s['epochs']}  estimated T4 {s['estimated_t4_s'] / 60:.1f} min  "
-          f"retrain here {s['measured_retrain_s']:.0f}s")
+    estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
+    print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
+    print(f"  params {s['params']:,}{estimate}  epochs {s['epochs']}  retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
+          "its own pace on the machine it runs on and refits the epochs to its deadline")
     print(f"  {result.weights}\n  {result.notebook}")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    from compress.variants import VariantStore
+    from results.paper import compile_paper, write_paper_kit
+
+    study, cfg, run_dir, storage = _open(args, need_data=False)
+    _require_completed(study)
+    out = write_paper_kit(study, cfg, run_dir, variants=VariantStore(storage, study.study_name).frame())
+    print(f"wrote {out}: method.tex, paper.tex, refs.bib, figures/")
+    if args.pdf:
+        print(f"compiled {compile_paper(out)}")
     return 0
 
 
@@ -110,113 +269,174 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def print_best(study) -> None:
     """Print the trial with the best score (and the Pareto front's size) for a quick look."""
-    from optuna.trial import TrialState
+    from search.study import TrialRecord
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    complete = [r for r in records if r.state == TrialState.COMPLETE]
     if not complete:
         print("no completed trial yet")
         return
-    best = max(complete, key=lambda t: t.values[0])
-    m = best.user_attrs.get("metrics", {})
-    pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
-    print(f"\n{len(complete)} complete, {pruned} stopped early; Pareto front: {len(study.best_trials)} trials")
-    print(f"best trial #{best.number}: {best.user_attrs.get('summary')}")
-    print(f"  params {best.user_attrs['params']:,}  FLOPs {best.user_attrs['flops']:,}  epochs {best.user_attrs['epochs_run']}"
-          f"  est. T4 {best.user_attrs['t4_s']:.1f}s  wall {best.user_attrs['wall_s']:.1f}s")
+    best = max(complete, key=lambda r: r.values[0])
+    m = best.metrics or {}
+    duplicates = sum(r.duplicate_of is not None for r in records)
+    stopped = sum(r.state == TrialState.PRUNED and r.duplicate_of is None for r in records)
+    print(f"\n{len(complete)} complete, {stopped} stopped early, {duplicates} duplicate proposals not trained; "
+          f"Pareto front: {len(study.best_trials)} trials")
+    print(f"best trial #{best.number}: {best.summary}")
+    print(f"  params {best.params:,}  FLOPs {best.flops:,}  epochs {best.epochs_run}  est. T4 {best.t4_s:.1f}s  "
+          f"wall {best.wall_s:.1f}s")
     print("  validation " + "  ".join(f"{k.upper()} {m[k]:.3f}" for k in ("plcc", "srcc", "krcc", "rmse") if k in m)
-          + f"  corr_score {best.values[0]:.3f}")
+          + f"  score {best.values[0]:.3f}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
+def _debug_option(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="show the full traceback of an error instead of its one-line message")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--study", default="default", help="study name; its run directory is RUNS_DIR/STUDY")
-        p.add_argument("--runs-dir", default="runs")
-        p.add_argument("--storage", default=None, help="SQLAlchemy URL (default: SQLite in the run directory)")
-        p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold")
-        p.add_argument("--root", default=None, help="dataset folder (overrides the stored one when joining)")
-        p.add_argument("--device", default="auto")
-        p.add_argument("--cache-dir", default=".cache/images")
 
-    p = sub.add_parser("search", help="create or resume an Optuna study")
-    common(p)
-    p.add_argument("--data", default="synthetic", help="synthetic | agiqa3k | agiqa1k | aigiqa20k")
-    p.add_argument("--targets", nargs="+", default=None, help="score columns (default: the dataset's quality MOS)")
-    p.add_argument("--n-synthetic", type=int, default=1200)
-    p.add_argument("--profile", default="icme2026-aigc")
-    p.add_argument("--space", default=None, help="default | small | tiny (default: tiny for synthetic, else default)")
+def _study_options(p: argparse.ArgumentParser, required: bool) -> None:
+    """Where a study lives: its name, the folder of run directories, or a storage URL."""
+    p.add_argument("--study", type=_name, required=required, **({} if required else {"default": "default"}),
+                   help="study name; its run directory is RUNS_DIR/STUDY")
+    p.add_argument("--runs-dir", default="runs", help="folder of the run directories")
+    p.add_argument("--storage", default=None, help="SQLAlchemy URL (default: SQLite in the run directory)")
+
+
+def _local_options(p: argparse.ArgumentParser) -> None:
+    """Settings local to this machine (they may differ between the workers of one study)."""
+    p.add_argument("--trials", type=_number(int, 1), default=20, help="finished trials the study should hold")
+    p.add_argument("--root", default=None, help="dataset folder (worker: overrides the stored one)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
+
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help="create or resume an Optuna study and run it to --trials finished trials",
+                       description="Create or resume a study; every input is checked before the study is created.")
+    _study_options(p, required=False)
+    _local_options(p)
+    p.add_argument("--data", default="synthetic", choices=DATASETS, metavar="DATASET",
+                   help=f"dataset: {' | '.join(DATASETS)}")
+    p.add_argument("--targets", nargs="+", default=None,
+                   help="score columns (default: the profile's targets, else the dataset's quality MOS)")
+    p.add_argument("--n-synthetic", type=int, default=1200, help="images of the synthetic set")
+    p.add_argument("--profile", default="icme2026-aigc", choices=list(PROFILES), metavar="PROFILE",
+                   help=f"challenge rules: {' | '.join(PROFILES)}")
+    p.add_argument("--space", default=None, choices=list(SPACE_PRESETS),
+                   help=f"search-space preset: {' | '.join(SPACE_PRESETS)} (default: tiny for synthetic, else default)")
     p.add_argument("--val-fraction", type=float, default=None, help="share of prompts for validation (default: the profile's)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share of prompts held out of the search, scored once per trial (default: the profile's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampler and the training")
     p.add_argument("--trial-budget", type=float, default=300.0, help="training budget per trial, T4 seconds")
-    p.add_argument("--max-epochs", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10))
+    p.add_argument("--max-epochs", type=int, default=60, help="most epochs of one trial")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10), help="crops averaged per validation image")
     p.add_argument("--pretrain-shares", type=float, nargs="+", default=StudyConfig().pretrain_shares,
                    help="shares of a trial's budget that may go to self-supervised pretraining (0 = none)")
     p.add_argument("--ema-decays", type=float, nargs="+", default=StudyConfig().ema_decays,
                    help="weight-averaging decays the search picks from (0 = off)")
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "random"))
+    p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS), help=f"Optuna sampler: {' | '.join(SAMPLERS)}")
     p.add_argument("--flops-objective", action="store_true", help="minimise FLOPs as a third objective")
-    p.add_argument("--no-early-stop", action="store_true")
-    p.add_argument("--t4-efficiency", type=float, default=StudyConfig.t4_efficiency)
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes on this machine (default: 1 on a CPU, search.device.TRIALS_PER_GPU per GPU)")
+    p.add_argument("--no-early-stop", action="store_true", help="train every trial to its planned epochs")
+    p.add_argument("--t4-efficiency", type=float, default=StudyConfig.t4_efficiency,
+                   help="share of a T4's peak the budget model assumes (search.budget)")
+    p.add_argument("--workers", type=_number(int, 1), default=None,
+                   help=f"worker processes on this machine (default: 1 on a CPU, {TRIALS_PER_GPU} per GPU)")
+    _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("worker", help="join an existing study (any machine that reaches its storage)")
-    common(p)
-    p.add_argument("--quiet", action="store_true")
+
+def _add_worker(sub) -> None:
+    p = sub.add_parser("worker", help="join an existing study (from any machine that reaches its storage)")
+    _study_options(p, required=False)
+    _local_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
 
+
+def _add_report(sub) -> None:
     p = sub.add_parser("report", help="CSV of every trial, interactive Pareto page, ranking by composite score")
-    p.add_argument("--study", required=True)
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--storage", default=None)
-    p.add_argument("--top", type=int, default=10, help="rows of the ranking to print")
-    p.add_argument("--reference-sizes", type=float, nargs="+", default=None,
+    _study_options(p, required=True)
+    p.add_argument("--top", type=_number(int, 1), default=10, help="rows of the ranking to print")
+    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
                    help="competitors' model sizes in millions of parameters (default: the profile's)")
+    _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_report)
 
+
+def _add_compress(sub) -> None:
     p = sub.add_parser("compress", help="prune and quantize the Pareto-front candidates, measure each variant")
-    p.add_argument("--study", required=True)
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--storage", default=None)
-    p.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5], help="parameter reductions to prune to")
-    p.add_argument("--top", type=int, default=None, help="the K best trials instead of the Pareto front")
-    p.add_argument("--importance", default="magnitude", choices=("magnitude", "taylor"))
-    p.add_argument("--finetune-epochs", type=int, default=None, help="default: a quarter of the trial's epochs")
-    p.add_argument("--iterative-steps", type=int, default=1)
+    _study_options(p, required=True)
+    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    p.add_argument("--ratios", type=_number(float, 0, high=1), nargs="+", default=[0.3, 0.5],
+                   help="parameter reductions to prune to, each in (0, 1)")
+    p.add_argument("--top", type=_number(int, 1), default=None, help="the K best trials (default: the Pareto front)")
+    p.add_argument("--importance", default="magnitude", choices=("magnitude", "taylor"), help="channel importance")
+    p.add_argument("--finetune-epochs", type=_number(int, 0), default=None,
+                   help="fine-tuning epochs after each pruning step (default: a quarter of the trial's)")
+    p.add_argument("--iterative-steps", type=_number(int, 1), default=1, help="pruning steps, fine-tuned after each")
+    _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_compress)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser("export", help="retrain the chosen candidate from scratch, write TEAM_DATE_model.pth + notebook")
-    p.add_argument("--study", required=True)
-    p.add_argument("--team", required=True)
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--storage", default=None)
-    p.add_argument("--trial", type=int, default=None, help="export this trial (default: best estimated composite score)")
-    p.add_argument("--epochs", type=int, default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
-    p.add_argument("--date", default=None, help="YYYYMMDD in the file names (default: today)")
-    p.add_argument("--teacher", type=int, default=None,
-                   help="distil from this trial's architecture, trained first from scratch on the same data")
-    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss term")
+    _study_options(p, required=True)
+    p.add_argument("--team", type=_name, required=True, help="team name, as in TEAM_DATE_model.pth")
+    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    p.add_argument("--trial", type=_number(int, 0), default=None,
+                   help="export this trial (default: what the report ranks first among trials and scratch variants)")
+    p.add_argument("--variant", default=None,
+                   help="export this compressed variant instead: a scratch variant id as the report lists it")
+    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
+                   help="competitors' model sizes in millions of parameters, as given to report (default: the profile's)")
+    p.add_argument("--epochs", type=_number(int, 1), default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
+    p.add_argument("--date", type=_date, default=None, help="YYYYMMDD in the file names (default: today)")
+    p.add_argument("--teacher", type=_number(int, 0), default=None,
+                   help="distil from this trial's architecture, trained first from scratch on the same data (default: no teacher)")
+    p.add_argument("--distill-weight", type=_number(float, 0), default=1.0, help="weight of the distillation loss term")
+    _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="score images with a checkpoint; metrics when labels exist")
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="score images with a checkpoint; metrics too when labels exist")
     p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")
-    p.add_argument("--data", default="folder", help="folder (unlabelled images) | agiqa3k | agiqa1k | aigiqa20k")
+    p.add_argument("--data", default="folder", choices=PREDICT_DATASETS, metavar="DATASET",
+                   help=f"{' | '.join(PREDICT_DATASETS)} (folder: unlabelled images)")
     p.add_argument("--root", required=True, help="image folder or dataset folder")
     p.add_argument("--out", default=None, help="CSV to write (default: predictions.csv beside the model)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", default=".cache/images")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
+    _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_predict)
+
+
+def _add_paper(sub) -> None:
+    p = sub.add_parser("paper", help="LaTeX method section, tables, figures and references of the study for the paper")
+    _study_options(p, required=True)
+    p.add_argument("--pdf", action="store_true", help="also compile paper.pdf (needs pdflatex)")
+    _debug_option(p, argparse.SUPPRESS)
+    p.set_defaults(func=cmd_paper)
+
+
+SUBCOMMANDS = (_add_search, _add_worker, _add_report, _add_compress, _add_export, _add_paper, _add_predict)
+"""One function per subcommand, adding its parser; add a command by adding one here."""
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="run_search.py", description=__doc__)
+    _debug_option(parser, False)
+    parser.set_defaults(func=demo)
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
-def demo() -> int:
+def demo(args: argparse.Namespace | None = None) -> int:
     """The whole flow on the synthetic set: search, report, compress the best trial, export it."""
     parser, study = build_parser(), ["--study", DEMO["study"]]
     steps = [
@@ -231,22 +451,38 @@ def demo() -> int:
     ]
     for i, (what, argv) in enumerate(steps, 1):
         print(f"\n=== demo {i}/{len(steps)}: {what}\n$ python run_search.py {' '.join(argv)}")
-        args = parser.parse_args(argv)
-        args.func(args)
+        step = parser.parse_args(argv)
+        step.func(step)
     print(f"\ndone: open runs/{DEMO['study']}/report/report.html; run with --help for the real commands")
     return 0
 
 
+def error_message(err: BaseException) -> str:
+    """The one line a user error is reported as."""
+    if isinstance(err, (sqlite3.OperationalError, sqlalchemy.exc.OperationalError)):
+        cause = getattr(err, "orig", None) or err
+        text = f"the study storage cannot be used ({cause}): check that the run directory (--runs-dir) or the " \
+               "--storage database exists and can be written"
+    elif isinstance(err, OSError) and err.strerror and err.filename is not None:
+        text = f"{err.strerror}: {err.filename}"
+    else:
+        text = str(err)
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a user error prints `error: ...` (one line) and returns 2."""
     argv = sys.argv[1:] if argv is None else argv
-    quiet_optuna()
-    if not argv:
-        return demo()
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        build_parser().print_help()
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        quiet_optuna()
+        return args.func(args)
+    except USER_ERRORS as err:
+        if args is not None and args.debug:
+            raise
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
-    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.budget import BudgetModel  # noqa: E402
 from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
 from search.device import resolve_device  # noqa: E402
-from search.train import TrainConfig, evaluate, seed_everything, train_model  # noqa: E402
-from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params  # noqa: E402
+from search.recipe import Recipe  # noqa: E402
+from search.retrain import StepCosts, plan_retrain, retrain  # noqa: E402
+from search.recipe import TrainConfig  # noqa: E402
+from search.train import evaluate  # noqa: E402
+from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, count_params  # noqa: E402
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Knobs:
     """A residual CNN and how it is trained and tested: the knobs the ideas switch."""
 
     widths: tuple[int, ...] = (32, 64, 128, 192)
@@ -59,7 +62,7 @@ class Recipe:
                         num_outputs=n_targets)
 
 
-def ideas(base: Recipe) -> dict[str, dict]:
+def ideas(base: Knobs) -> dict[str, dict]:
     """Each idea as a change to the plain recipe."""
     native = round(base.crop * 1.6)  # 512 px (AGIQA-3K's own size) for 320 px crops
     return {
@@ -75,7 +78,7 @@ def ideas(base: Recipe) -> dict[str, dict]:
     }
 
 
-def recipes(base: Recipe, small_widths: tuple[int, ...]) -> dict[str, Recipe]:
+def recipes(base: Knobs, small_widths: tuple[int, ...]) -> dict[str, Knobs]:
     """The plain CNN, each idea alone, all together, and all together with `small_widths`."""
     out = {"plain CNN": base}
     everything: dict = {}
@@ -91,7 +94,7 @@ def recipes(base: Recipe, small_widths: tuple[int, ...]) -> dict[str, Recipe]:
 @dataclass(frozen=True)
 class Task:
     name: str
-    recipe: Recipe
+    recipe: Knobs
     fold: int
     dataset: str
     root: str | None
@@ -117,32 +120,20 @@ def run_task(task: Task) -> dict:
     if not task.recipe.aux:
         data = ImageSet(data.images, data.targets[:, :1], data.groups, data.names, data.target_names[:1])
     train_idx, test_idx = grouped_kfold(data.groups, task.folds, task.seed)[task.fold]
-    spec = task.recipe.spec(len(data.target_names))
-    cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(task.recipe.loss),
-                      crop=task.recipe.crop, eval_views=task.recipe.views, ema_decay=task.recipe.ema,
-                      pretrain_epochs=max(1, round(task.recipe.pretrain * task.epochs)) if task.recipe.pretrain else 0,
-                      seed=task.seed + task.fold)
-    train, budget = data.subset(train_idx), BudgetModel()
+    knobs, n_targets = task.recipe, len(data.target_names)
+    cfg = TrainConfig(epochs=task.epochs, batch_size=task.batch_size, loss_weights=dict(knobs.loss),
+                      eval_views=knobs.views, ema_decay=knobs.ema,
+                      pretrain_epochs=max(1, round(knobs.pretrain * task.epochs)) if knobs.pretrain else 0)
+    recipe = Recipe(knobs.spec(n_targets), cfg)
+    if knobs.distill:
+        recipe = recipe.with_teacher(Recipe(knobs.spec(n_targets, width_factor=2), cfg), knobs.distill)
+    train, test = data.subset(train_idx), data.subset(test_idx)
     start = time.perf_counter()
-    teacher, t4 = None, 0.0
-    if task.recipe.distill:
-        seed_everything(cfg.seed + 1000)
-        teacher_spec = task.recipe.spec(len(data.target_names), width_factor=2)
-        teacher = build_model(teacher_spec)
-        train_model(teacher, train, None, cfg, device)
-        teacher_flops = count_flops(teacher_spec)  # its training, and its forward passes while the student learns
-        t4 += (budget.train_seconds(teacher_flops, len(train_idx), cfg.epochs, cfg.batch_size, cfg.pretrain_epochs)
-               + cfg.epochs * budget.infer_seconds(teacher_flops, len(train_idx)))
-        cfg = replace(cfg, distill_weight=task.recipe.distill)
-    seed_everything(cfg.seed)  # the initial weights too: a pool process has run other tasks before
-    model = build_model(spec)
-    train_model(model, train, None, cfg, device, teacher=teacher)
-    test = data.subset(test_idx)
-    metrics = evaluate(model, test, task.recipe.crop, task.recipe.views, device=device)[data.target_names[0]]
-    flops = count_flops(spec)
-    t4 += (budget.train_seconds(flops, len(train_idx), cfg.epochs, cfg.batch_size, cfg.pretrain_epochs)
-           + budget.infer_seconds(flops, len(test_idx), task.recipe.views))
-    return {"recipe": task.name, "fold": task.fold, "params": count_params(spec), "t4_s": t4,
+    model, _ = retrain(recipe, train, task.seed + task.fold, device)
+    metrics = evaluate(model, test, knobs.crop, knobs.views, device=device)[data.target_names[0]]
+    t4 = plan_retrain(recipe, len(train), len(test), StepCosts.from_budget(BudgetModel(), recipe), float("inf"),
+                      task.epochs).seconds
+    return {"recipe": task.name, "fold": task.fold, "params": count_params(recipe.spec), "t4_s": t4,
             "wall_s": time.perf_counter() - start, **metrics}
 
 
@@ -162,7 +153,7 @@ def table(rows: list[dict], order: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _setup(setup: dict, recipe: Recipe) -> dict:
+def _setup(setup: dict, recipe: Knobs) -> dict:
     """What decides a run's result, as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps({**setup, "recipe": asdict(recipe)}))
 
@@ -198,12 +189,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         dataset, targets, folds, epochs = "synthetic", ("mos", "align"), 2, 2
-        todo = recipes(Recipe(widths=(8, 16, 24), resize=64, crop=64), (8, 8, 16))
+        todo = recipes(Knobs(widths=(8, 16, 24), resize=64, crop=64), (8, 8, 16))
     else:
         if not args.root:
             parser.error("--root is required (or --quick)")
         dataset, targets, folds, epochs = "agiqa3k", ("mos_quality", "mos_align"), args.folds, args.epochs
-        todo = recipes(Recipe(widths=tuple(args.widths), resize=args.size, crop=args.size), tuple(args.small_widths))
+        todo = recipes(Knobs(widths=tuple(args.widths), resize=args.size, crop=args.size), tuple(args.small_widths))
     if args.only:
         unknown = sorted(set(args.only) - set(todo))
         if unknown:

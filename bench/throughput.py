@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.models import reference_specs  # noqa: E402
 from search.augment import to_model_input  # noqa: E402
 from search.data import decode_images, load_folder, make_synthetic  # noqa: E402
-from search.data.cache import decode_image  # noqa: E402
+from search.data.decode import decode_image  # noqa: E402
 from search.device import resolve_device  # noqa: E402
 from search.losses import mse_loss  # noqa: E402
-from search.train import TrainConfig, seed_everything, train_model  # noqa: E402
+from search.recipe import TrainConfig  # noqa: E402
+from search.train import seed_everything, train_model  # noqa: E402
 from space import build_model  # noqa: E402
 
 

@@ -1,20 +1,24 @@
 """Structured channel pruning with torch-pruning, re-expressed as an updated `ArchSpec`.
 
+`prune_model(model, target_params)` is the whole API, in torch-pruning's narrow style: an importance
+("magnitude" or "taylor"), per-layer or global ranking, and a number of iterative steps. Fine-tuning
+belongs to the caller (`compress.stage`), through the `finetune` hook called after each step.
+
 torch-pruning's dependency graph removes coupled channels together: depthwise groups, squeeze-
 excitation gates, residual adds (a stage's width shrinks uniformly), the concatenated mean/std and
 multi-stage pooled features. Kept whole and reported in `left_out`: the output Linear (its width is
 the number of targets), attention-pooling score convs (one output channel), the qkv/proj convs of
 attention blocks (whole heads only; this also fixes their stage's width, while the block's MLP
 hidden still prunes), and the two widths around a stride-1 block that changes width (if pruning made
-them equal the spec would build an identity shortcut instead of a conv). A binary search over the
-channel ratio hits the parameter target; the pruned network is rebuilt from `spec_of` with a strict
-load, so a pruned model is saved, exported and reloaded like any other.
+them equal the spec would build an identity shortcut instead of a conv). A search over the channel
+ratio hits the parameter target; the pruned network is rebuilt from `spec_of` with a strict load, so
+a pruned model is saved, exported and reloaded like any other.
 """
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch_pruning as tp
@@ -23,7 +27,6 @@ from torch import nn
 from search.augment import to_model_input
 from search.data import ImageSet
 from search.losses import mse_loss
-from search.train import TrainConfig, seed_everything, train_model
 from space import ArchSpec, IQANet, build_model, count_params
 from space.layers.attention import AttentionBlock
 from space.layers.convnext import ConvNeXtBlock
@@ -40,6 +43,8 @@ TAYLOR_BATCHES = 4
 
 @dataclass
 class PruneResult:
+    """The pruned model (built from `spec`), its counts before and after, and what was kept whole."""
+
     model: IQANet
     spec: ArchSpec
     params_before: int
@@ -96,42 +101,41 @@ def _stride(block: nn.Module) -> int:
 
 
 def _importance(kind: str) -> tp.importance.Importance:
-    if kind not in IMPORTANCES:
-        raise ValueError(f"unknown importance {kind!r}; choose from {', '.join(IMPORTANCES)}")
     return tp.importance.MagnitudeImportance(p=2) if kind == "magnitude" else tp.importance.TaylorImportance()
 
 
-def _taylor_grads(model: IQANet, train_set: ImageSet, crop: int) -> dict[str, torch.Tensor]:
-    """Gradients of the standardised MSE over a few training batches (what Taylor importance reads)."""
+def _taylor_grads(model: IQANet, data: ImageSet) -> dict[str, torch.Tensor]:
+    """Gradients of the standardised MSE over a few batches of `data` (what Taylor importance reads)."""
+    crop = model.spec.input.crop
     model.eval().zero_grad()
-    for start in range(0, min(len(train_set), 16 * TAYLOR_BATCHES), 16):
-        x = to_model_input(train_set.images[start:start + 16, :, :crop, :crop])
-        y = train_set.targets[start:start + 16]
+    for start in range(0, min(len(data), 16 * TAYLOR_BATCHES), 16):
+        x = to_model_input(data.images[start:start + 16, :, :crop, :crop])
+        y = data.targets[start:start + 16]
         mse_loss((model(x) - model.target_mean) / model.target_std, (y - model.target_mean) / model.target_std).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return grads
 
 
-def _prune_once(model: IQANet, channel_ratio: float, importance: str, global_pruning: bool, example: torch.Tensor,
-                grads: dict[str, torch.Tensor] | None, round_to: int | None) -> IQANet:
+def _prune_once(model: IQANet, channel_ratio: float, importance: str, global_pruning: bool,
+                grads: dict[str, torch.Tensor] | None) -> IQANet:
     """A copy of `model` with `channel_ratio` of the channels of every prunable group removed."""
     model = copy.deepcopy(model).eval()
     if grads is not None:
         for name, p in model.named_parameters():
             p.grad = grads[name].clone() if name in grads else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pruner = tp.pruner.MetaPruner(model, example, _importance(importance), pruning_ratio=channel_ratio,
-                                      global_pruning=global_pruning, max_pruning_ratio=MAX_RATIO,
-                                      ignored_layers=ignored_layers(model)[0], round_to=round_to)
-        pruner.step()
+    crop = model.spec.input.crop
+    example = torch.rand(1, 3, crop, crop, generator=torch.Generator().manual_seed(0))  # tracing reads only shapes
+    pruner = tp.pruner.BasePruner(model, example, _importance(importance), pruning_ratio=channel_ratio,
+                                  global_pruning=global_pruning, max_pruning_ratio=MAX_RATIO,
+                                  ignored_layers=ignored_layers(model)[0])
+    pruner.step()
     model.zero_grad(set_to_none=True)
     return model
 
 
-def _prune_to(model: IQANet, target: int, importance: str, global_pruning: bool, example: torch.Tensor,
-              grads: dict[str, torch.Tensor] | None, round_to: int | None) -> IQANet:
+def _prune_to(model: IQANet, target: int, importance: str, global_pruning: bool,
+              grads: dict[str, torch.Tensor] | None) -> IQANet:
     """The pruned copy whose parameter count is closest to `target`. Searches the channel ratio r in
     u = (1 - r)^2, where the count is about linear (most layers lose channels on both sides):
     interpolation, or bisection after two steps on one side; a few prunings instead of ten."""
@@ -145,7 +149,7 @@ def _prune_to(model: IQANet, target: int, importance: str, global_pruning: bool,
         frac = 0.5 if bisect else (target - below[1]) / max(1, above[1] - below[1])
         u = below[0] + (above[0] - below[0]) * frac
         ratio = min(MAX_RATIO, 1 - u ** 0.5)
-        pruned = _prune_once(model, ratio, importance, global_pruning, example, grads, round_to)
+        pruned = _prune_once(model, ratio, importance, global_pruning, grads)
         n = _n_params(pruned)
         if abs(n - target) < abs(best_n - target):
             best, best_n = pruned, n
@@ -186,40 +190,40 @@ def spec_of(model: IQANet, spec: ArchSpec) -> ArchSpec:
     return spec.validate()
 
 
-def rebuild(model: IQANet, spec: ArchSpec) -> tuple[IQANet, ArchSpec]:
-    """A fresh model built from `spec_of(model, spec)` holding the same weights (strict load)."""
-    new_spec = spec_of(model, spec)
-    fresh = build_model(new_spec)
+def rebuild(model: IQANet) -> IQANet:
+    """A fresh model built from `spec_of(model, model.spec)` holding the same weights (strict load)."""
+    fresh = build_model(spec_of(model, model.spec))
     fresh.load_state_dict(model.state_dict(), strict=True)
-    if count_params(new_spec) != _n_params(model):
+    if count_params(fresh.spec) != _n_params(model):
         raise AssertionError("the re-expressed spec does not count the pruned model's parameters")
-    return fresh.eval(), new_spec
+    return fresh.eval()
 
 
-def prune_model(model: IQANet, spec: ArchSpec, train_set: ImageSet, ratio: float, importance: str = "magnitude",
-                global_pruning: bool = False, iterative_steps: int = 1, finetune_epochs: int = 0,
-                train_config: TrainConfig | None = None, device: torch.device | str = "cpu", seed: int = 0,
-                round_to: int | None = None) -> PruneResult:
-    """Remove about `ratio` of the parameters in `iterative_steps` equal steps, each followed by
-    `finetune_epochs / iterative_steps` epochs (at least 1 when `finetune_epochs` > 0) of fine-tuning
-    under `train_config` (default `TrainConfig()`). Pruning runs on the CPU, fine-tuning on `device`."""
-    if not 0 < ratio < 1:
-        raise ValueError(f"pruning ratio must be in (0, 1), got {ratio}")
+def prune_model(model: IQANet, target_params: int, importance: str = "magnitude", global_pruning: bool = False,
+                iterative_steps: int = 1, data: ImageSet | None = None,
+                finetune: Callable[[IQANet], None] | None = None) -> PruneResult:
+    """A pruned copy of `model` with about `target_params` parameters, rebuilt from its own spec.
+
+    Pruning runs on the CPU in `iterative_steps` equal steps, importance re-estimated before each
+    (Taylor: gradients of the MSE on a few batches of `data`, which it then requires). `finetune(model)`,
+    when given, trains the model in place after each step; the next step prunes what it learned.
+    """
     if importance not in IMPORTANCES:
         raise ValueError(f"unknown importance {importance!r}; choose from {', '.join(IMPORTANCES)}")
-    seed_everything(seed)
-    model = copy.deepcopy(model).cpu().eval()
+    if importance == "taylor" and data is None:
+        raise ValueError("Taylor importance reads gradients: pass `data` (labelled images) to prune_model")
     before = _n_params(model)
-    crop = spec.input.crop
-    example = to_model_input(train_set.images[:2, :, :crop, :crop])
+    if not 0 < target_params < before:
+        raise ValueError(f"target_params must be in (0, {before:,}) (the model's count), got {target_params:,}")
+    if iterative_steps < 1:
+        raise ValueError(f"iterative_steps must be at least 1, got {iterative_steps}")
+    model = copy.deepcopy(model).cpu().eval()
     notes = ignored_layers(model)[1]
     for step in range(1, iterative_steps + 1):
-        grads = _taylor_grads(model, train_set, crop) if importance == "taylor" else None
-        target = round(before * (1 - ratio * step / iterative_steps))
-        model, spec = rebuild(_prune_to(model, target, importance, global_pruning, example, grads, round_to), spec)
-        if finetune_epochs > 0:
-            cfg = copy.deepcopy(train_config or TrainConfig())
-            cfg.epochs, cfg.crop, cfg.seed = max(1, round(finetune_epochs / iterative_steps)), crop, seed + step
-            train_model(model, train_set, None, cfg, device=device)
+        grads = _taylor_grads(model, data) if importance == "taylor" else None
+        target = round(before - (before - target_params) * step / iterative_steps)
+        model = rebuild(_prune_to(model, target, importance, global_pruning, grads))
+        if finetune is not None:
+            finetune(model)
             model = model.cpu().eval()
-    return PruneResult(model, spec, before, _n_params(model), notes)
+    return PruneResult(model, model.spec, before, _n_params(model), notes)

@@ -1,7 +1,10 @@
 """The compression stage of a study: prune and quantize the best candidates, measure every variant.
 
 For each candidate trial: int8 and fp16 copies of the trained model; for each ratio, a pruned and
-fine-tuned model (re-expressed as a spec) and its int8 and fp16 copies. Every variant is saved under
+fine-tuned model (re-expressed as a spec), its int8 and fp16 copies, and a scratch variant: the pruned
+spec trained from scratch with the trial's recipe (its `TrainConfig`, epochs planned and seed) on the
+study's train split. A notebook that trains from scratch can only submit a pruned architecture that
+way, so the scratch variant is the one export can reproduce. Every variant is saved under
 `runs/NAME/compress/`, reloaded through the common loader, scored on the study's own validation split
 and recorded with its change against its parent; variants already recorded are skipped (an
 interrupted run resumes) and none over the profile's caps is recorded.
@@ -18,11 +21,15 @@ from tqdm.auto import tqdm
 from compress.prune import prune_model
 from compress.quantize import WEIGHT_FORMATS, Measurement, measure
 from compress.variants import Variant, list_variants, record_variant, variant_exists, variants_url
+from search.budget import BudgetModel
 from search.checkpoint import load_checkpoint, save_checkpoint
+from search.device import resolve_device
 from search.profiles import get_profile
-from search.study import Objective, StudyConfig
-from search.train import TrainConfig
-from space import ArchSpec, IQANet, count_flops, count_params, spec_summary
+from search.recipe import Recipe
+from search.study import StudyConfig, StudyData, TrialRecord, check_split
+from search.recipe import TrainConfig
+from search.train import seed_everything, train_model
+from space import ArchSpec, CapError, IQANet, build_model, count_flops, count_params, spec_summary
 
 
 def candidates(study: optuna.Study, top_k: int | None = None) -> list[FrozenTrial]:
@@ -32,113 +39,146 @@ def candidates(study: optuna.Study, top_k: int | None = None) -> list[FrozenTria
     return sorted(chosen, key=lambda t: -t.values[0])
 
 
+def scratch_recipe(trial: TrialRecord, spec: ArchSpec) -> Recipe:
+    """`spec` with `trial`'s training recipe: its `TrainConfig` (seed included) for the epochs it planned."""
+    train = trial.recipe.train
+    train.epochs = trial.epochs_planned
+    return Recipe(spec, train)
+
+
 class _Stage:
-    """Per-study state: where variants go, how they are scored, what is already recorded."""
+    """Per-study state: where variants go, what they train and score on, what is already recorded.
+    Refuses a study validated on another split than the one computed now (`check_split`): its
+    variants could not be compared with its trials."""
 
     def __init__(self, study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage_url: str, bar: tqdm):
         self.study, self.run_dir, self.bar = study.study_name, Path(run_dir), bar
         self.url = variants_url(storage_url, run_dir)
         self.profile = get_profile(cfg.profile)
-        self.objective = Objective(cfg, run_dir)
-        self.device = self.objective.device
+        self.data = StudyData(cfg)
+        check_split(study, self.data.val_fingerprint())
+        self.budget = BudgetModel(efficiency=cfg.t4_efficiency)
+        self.device = resolve_device(cfg.device)
 
     def done(self, vid: str) -> bool:
         return variant_exists(self.url, self.study, vid)
 
-    def within_caps(self, spec: ArchSpec) -> bool:
-        caps = self.profile.caps
-        return count_params(spec) <= caps.params and (caps.flops is None or count_flops(spec) <= caps.flops)
+    def measure(self, path: Path, trial: TrialRecord) -> Measurement:
+        """Score a saved variant on the study's validation split, as its trial was scored."""
+        _, val_set = self.data.train_val(trial.recipe.spec.input.resize)
+        return measure(path, val_set, self.profile, trial.recipe.train.eval_views, self.device)
 
-    def measure(self, path: Path, trial: FrozenTrial) -> Measurement:
-        """Score a saved variant on the trial's validation split (refused if the split has changed)."""
-        resize = ArchSpec.from_dict(trial.user_attrs["spec"]).input.resize
-        _, val_set = self.objective.data(resize)
-        stored = trial.user_attrs.get("val_fingerprint")
-        if stored is not None and stored != self.objective.val_fingerprint(resize):
-            raise ValueError(f"trial {trial.number} was validated on another split than the one computed now "
-                             "(data or split code changed): its variants cannot be compared with it")
-        return measure(path, val_set, self.profile, trial.user_attrs["train_config"].get("eval_views", 1), self.device)
-
-    def save(self, vid: str, trial: FrozenTrial, kind: str, model: IQANet, spec: ArchSpec, parent_m: Measurement,
-             target_names: list[str], weights: str = "fp32", parent: str | None = None, **extra) -> Measurement | None:
-        """Save, measure and record one variant; None (nothing recorded) when it is over the caps."""
-        if not self.within_caps(spec):
-            self.bar.write(f"{vid}: over the {self.profile.name} caps, not recorded")
+    def save(self, vid: str, trial: TrialRecord, kind: str, model: IQANet, parent_m: Measurement,
+             target_names: list[str], weights: str = "fp32", parent: str | None = None,
+             recipe: Recipe | None = None, **extra) -> Measurement | None:
+        """Save, measure and record one variant; None (nothing recorded) when it is over the caps.
+        `recipe`: what a scratch variant was trained with (recorded, so export can repeat it)."""
+        spec = model.spec
+        try:
+            self.profile.caps.check(spec, f"variant {vid}")
+        except CapError as err:
+            self.bar.write(f"{err}: not recorded")
             return None
+        scratch_config = recipe.train.to_dict() if recipe else None
         path = save_checkpoint(self.run_dir / "compress" / f"{vid}.pt", model, spec, weights=weights, variant=vid,
                                trial=trial.number, parent=parent, target_names=target_names,
-                               train_config=trial.user_attrs["train_config"])
+                               train_config=scratch_config or trial.train_config)
         m = self.measure(path, trial)
         record_variant(self.url, Variant(
             id=vid, study=self.study, trial=trial.number, kind=kind, params=m.params, bytes=m.bytes, score=m.score,
             metrics=m.metrics, path=str(path.relative_to(self.run_dir)), parent=parent, flops=m.flops,
-            delta=m.delta(parent_m), summary=spec_summary(spec), spec=spec.to_dict() if kind == "prune" else None, **extra))
+            delta=m.delta(parent_m), summary=spec_summary(spec), spec=spec.to_dict(), train_config=scratch_config,
+            **extra))
         return m
 
-    def quantized(self, base: str, trial: FrozenTrial, model: IQANet, spec: ArchSpec, parent_m: Measurement,
+    def quantized(self, base: str, trial: TrialRecord, model: IQANet, parent_m: Measurement,
                   names: list[str], parent: str | None, **extra) -> None:
         for weights in WEIGHT_FORMATS:
             vid = f"{base}-{weights}"
             if not self.done(vid):
-                self.save(vid, trial, weights, model, spec, parent_m, names, weights=weights, parent=parent, **extra)
+                self.save(vid, trial, weights, model, parent_m, names, weights=weights, parent=parent, **extra)
             self.bar.update()
 
+    def scratch(self, pid: str, trial: TrialRecord, spec: ArchSpec, pruned_m: Measurement, names: list[str],
+                **extra) -> None:
+        """Train the pruned `spec` from scratch with the trial's recipe on the train split; record it."""
+        recipe = scratch_recipe(trial, spec)
+        train_set, _ = self.data.train_val(spec.input.resize)
+        seed_everything(recipe.train.seed)  # the initial weights too, as the trial drew its own
+        model = build_model(spec)
+        train_model(model, train_set, None, recipe.train, device=self.device)
+        t4_s = self.budget.train_seconds(count_flops(spec), len(train_set), recipe.train.epochs,
+                                                   recipe.train.batch_size, recipe.train.pretrain_epochs)
+        self.save(f"{pid}-scratch", trial, "scratch", model.cpu(), pruned_m, names, parent=pid, recipe=recipe,
+                  t4_s=t4_s, **extra)
 
-def _finetune_config(trial: FrozenTrial, epochs: int | None) -> tuple[TrainConfig, int]:
+
+def _finetune_config(trial: TrialRecord, epochs: int | None, steps: int) -> TrainConfig:
     """The trial's own training settings at a lower learning rate and without pretraining (the weights
-    are trained already), and the fine-tuning epochs (default: a quarter of the epochs the trial ran, at
-    least 1)."""
-    cfg = TrainConfig.from_dict(trial.user_attrs["train_config"])
+    are trained already), for one of `steps` pruning steps: `epochs` (default: a quarter of the epochs
+    the trial ran, at least 1) shared out over the steps, at least 1 each."""
+    cfg = trial.recipe.train
     cfg.lr *= 0.3
     cfg.warmup_epochs = 0.0
     cfg.pretrain_epochs = 0
-    return cfg, epochs if epochs is not None else max(1, trial.user_attrs.get("epochs_run", 4) // 4)
+    total = epochs if epochs is not None else max(1, (trial.epochs_run or 4) // 4)
+    cfg.epochs = max(1, round(total / steps))
+    return cfg
 
 
 def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage_url: str,
                    ratios: tuple[float, ...] = (0.3, 0.5), top_k: int | None = None, importance: str = "magnitude",
                    finetune_epochs: int | None = None, iterative_steps: int = 1, global_pruning: bool = False,
                    progress: bool = True) -> pd.DataFrame:
-    """Prune (at each ratio) and quantize the candidates (`candidates(study, top_k)`); returns every
-    recorded variant of the study (`compress.variants.list_variants`)."""
+    """Prune (to each parameter reduction in `ratios`, fine-tuning after each of `iterative_steps`
+    steps), retrain each pruned spec from scratch, and quantize the candidates
+    (`candidates(study, top_k)`); returns every recorded variant of the study
+    (`compress.variants.list_variants`)."""
+    if not all(0 < r < 1 for r in ratios):
+        raise ValueError(f"pruning ratios must lie in (0, 1), got {ratios}")
     run_dir = Path(run_dir)
     chosen = candidates(study, top_k)
-    per_trial = len(WEIGHT_FORMATS) + len(ratios) * (1 + len(WEIGHT_FORMATS))
+    per_trial = len(WEIGHT_FORMATS) + len(ratios) * (2 + len(WEIGHT_FORMATS))
     tag = f"-{importance}" + ("-global" if global_pruning else "") + (f"-it{iterative_steps}" if iterative_steps > 1 else "")
     with tqdm(total=len(chosen) * per_trial, desc=f"compress {study.study_name}", unit="variant", disable=not progress) as bar:
         stage = _Stage(study, cfg, run_dir, storage_url, bar)
-        for trial in chosen:
+        for trial in map(TrialRecord.from_trial, chosen):
             t = f"t{trial.number}"
-            ids = [f"{t}-{w}" for w in WEIGHT_FORMATS] + [f"{t}-prune{r:g}{tag}{s}" for r in ratios for s in ("", "-int8", "-fp16")]
+            pids = [f"{t}-prune{r:g}{tag}" for r in ratios]
+            ids = [f"{t}-{w}" for w in WEIGHT_FORMATS] + [f"{p}{s}" for p in pids for s in ("", "-int8", "-fp16", "-scratch")]
             if all(stage.done(vid) for vid in ids):
                 bar.update(per_trial)
                 continue
-            ckpt = run_dir / trial.user_attrs["checkpoint"]
+            ckpt = run_dir / trial.checkpoint
             model, payload = load_checkpoint(ckpt)
-            spec, names = model.spec, payload["target_names"]
+            names = payload["target_names"]
             trial_m = stage.measure(ckpt, trial)
-            stage.quantized(t, trial, model, spec, trial_m, names, parent=None)
-            train_set, _ = stage.objective.data(spec.input.resize)
-            ft_cfg, ft_epochs = _finetune_config(trial, finetune_epochs)
-            for ratio in ratios:
-                pid = f"{t}-prune{ratio:g}{tag}"
+            stage.quantized(t, trial, model, trial_m, names, parent=None)
+            train_set, _ = stage.data.train_val(model.spec.input.resize)
+            ft_cfg = _finetune_config(trial, finetune_epochs, iterative_steps)
+
+            def finetune(pruned: IQANet) -> None:
+                train_model(pruned, train_set, None, ft_cfg, device=stage.device)
+
+            for ratio, pid in zip(ratios, pids):
                 extra = {"ratio": ratio, "importance": importance}
+                if all(stage.done(f"{pid}{s}") for s in ("", "-int8", "-fp16", "-scratch")):
+                    bar.update(2 + len(WEIGHT_FORMATS))
+                    continue
                 if stage.done(pid):
-                    bar.update()
-                    if all(stage.done(f"{pid}-{w}") for w in WEIGHT_FORMATS):
-                        bar.update(len(WEIGHT_FORMATS))
-                        continue
                     path = run_dir / "compress" / f"{pid}.pt"
                     pruned, pruned_m = load_checkpoint(path)[0], stage.measure(path, trial)
                 else:
-                    result = prune_model(model, spec, train_set, ratio, importance, global_pruning, iterative_steps,
-                                         ft_epochs, ft_cfg, stage.device, cfg.seed + trial.number)
+                    result = prune_model(model, round(count_params(model.spec) * (1 - ratio)), importance,
+                                         global_pruning, iterative_steps, data=train_set, finetune=finetune)
                     pruned = result.model
-                    pruned_m = stage.save(pid, trial, "prune", pruned, result.spec, trial_m, names,
-                                          left_out=result.left_out, **extra)
-                    bar.update()
+                    pruned_m = stage.save(pid, trial, "pruned", pruned, trial_m, names, left_out=result.left_out, **extra)
                     if pruned_m is None:
-                        bar.update(len(WEIGHT_FORMATS))
+                        bar.update(2 + len(WEIGHT_FORMATS))
                         continue
-                stage.quantized(pid, trial, pruned, pruned.spec, pruned_m, names, parent=pid, **extra)
+                bar.update()
+                stage.quantized(pid, trial, pruned, pruned_m, names, parent=pid, **extra)
+                if not stage.done(f"{pid}-scratch"):
+                    stage.scratch(pid, trial, pruned.spec, pruned_m, names, **extra)
+                bar.update()
     return list_variants(stage.url, study.study_name)

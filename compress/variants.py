@@ -1,8 +1,10 @@
 """The record of compressed variants: table `compress_variants`, beside the study in its own database.
 
-One row per variant (pruned, int8, fp16) keyed by (study, id), next to its parent trial and parent
-variant, so the report and the export read it and re-running compression skips finished variants.
-A storage that is not an SQLAlchemy URL gets a SQLite file under `runs/NAME/compress/` instead.
+One row per variant (pruned, scratch, int8, fp16) keyed by (study, id), next to its parent trial and
+parent variant, so the report and the export read it and re-running compression skips finished
+variants. Every row holds its architecture (`spec`); a scratch variant also holds the training settings
+it was trained with from scratch (`train_config`, its trial's), which is what export needs to rebuild
+its recipe. A storage that is not an SQLAlchemy URL gets a SQLite file under `runs/NAME/compress/`.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ VARIANTS = sa.Table(
     sa.Column("spec", sa.Text, nullable=True),
     sa.Column("left_out", sa.Text, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
+    sa.Column("train_config", sa.Text, nullable=True),
+    sa.Column("t4_s", sa.Float, nullable=True),
     extend_existing=True,
 )
 
@@ -48,7 +52,7 @@ class Variant:
     study: str
     trial: int
     kind: str
-    """prune, int8 or fp16."""
+    """pruned (and fine-tuned), scratch (the pruned spec trained from scratch), int8 or fp16."""
     params: int
     bytes: int
     score: float
@@ -63,9 +67,13 @@ class Variant:
     delta: dict = field(default_factory=dict)
     summary: str | None = None
     spec: dict | None = None
-    """The pruned architecture; None for int8/fp16 (the parent's spec, stored in the checkpoint)."""
+    """The variant's architecture (int8/fp16: their parent's)."""
     left_out: list[str] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    train_config: dict | None = None
+    """Scratch variants: the `TrainConfig` they were trained with (their trial's recipe)."""
+    t4_s: float | None = None
+    """Scratch variants: estimated T4 seconds of that training (`search.budget`)."""
 
 
 def variants_url(storage_url: str, run_dir: Path) -> str:
@@ -84,13 +92,17 @@ def _engine(url: str) -> sa.Engine:
     args = {"timeout": 60} if url.startswith("sqlite") else {}  # wait for the study's writers
     engine = sa.create_engine(url, connect_args=args)
     METADATA.create_all(engine, tables=[VARIANTS])
+    present = {c["name"] for c in sa.inspect(engine).get_columns(VARIANTS.name)}
+    with engine.begin() as conn:  # a table made by an older version lacks the nullable columns added since
+        for col in (c for c in VARIANTS.columns if c.name not in present):
+            conn.execute(sa.text(f"ALTER TABLE {VARIANTS.name} ADD COLUMN {col.name} {col.type.compile(engine.dialect)}"))
     return engine
 
 
 def record_variant(storage_url: str, variant: Variant) -> None:
     """Insert (or replace) one variant row."""
     row = asdict(variant)
-    for key in ("metrics", "delta", "spec", "left_out"):
+    for key in ("metrics", "delta", "spec", "left_out", "train_config"):
         row[key] = None if row[key] is None else json.dumps(row[key])
     with _engine(storage_url).begin() as conn:
         conn.execute(sa.delete(VARIANTS).where(VARIANTS.c.study == variant.study, VARIANTS.c.id == variant.id))
@@ -111,14 +123,16 @@ def list_variants(storage_url: str, study: str) -> pd.DataFrame:
     for r in rows:
         r.update(json.loads(r.pop("metrics")))
         r.update({f"d_{k}": v for k, v in json.loads(r.pop("delta")).items()})
-        r["spec"] = json.loads(r["spec"]) if r["spec"] else None
+        for key in ("spec", "train_config"):
+            r[key] = json.loads(r[key]) if r[key] else None
         r["left_out"] = json.loads(r["left_out"])
+        r["kind"] = "pruned" if r["kind"] == "prune" else r["kind"]  # the name before scratch variants existed
         r["state"] = "COMPLETE"
     return pd.DataFrame(rows)
 
 
 class VariantStore:
-    """The three functions bound to one (storage, study), as `run_search.py report` reads them."""
+    """The record of one (storage, study), as `run_search.py report` reads it."""
 
     def __init__(self, storage_url: str, study: str):
         self.url, self.study = storage_url, study

@@ -1,25 +1,39 @@
-"""A self-contained Kaggle notebook generated from the project's own source.
+"""The submission notebook, generated from the project's own source, and the files that go with it.
 
-The notebook imports nothing of this project: its code cell is the source of the modules it needs
-(spec, layers, model, data container, metrics, losses, augmentation, trainer, checkpoint), read with
-`inspect` and stripped of the project's own imports, so the notebook and the project cannot drift
-apart. The first cell holds every setting (paths with Kaggle-style defaults, team, date, the spec and
-the training recipe) and can be edited or overridden.
+The notebook imports nothing of this project: its library cell is the source of the modules it needs
+(spec, layers, model, data container, metrics, losses, augmentation, trainer, checkpoint, recipe,
+planner, `results.submission`), read with `inspect`, with every module's imports hoisted once to the
+top and the project's own imports dropped, so the notebook and the project cannot drift apart. The
+first code cell ("Settings") holds every setting: paths (Kaggle defaults; the columns of the official
+AGIQA-3K `data.csv`), team, date, the recipe, the wanted epochs and the deadline; the last cell is one
+call of `run_submission`.
 """
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import inspect
+import json
+import os
+from pathlib import Path
 from types import ModuleType
 
+import results.submission
 import search.augment
+import search.budget
 import search.checkpoint
-import search.data.cache
+import search.data.decode
 import search.data.imageset
 import search.distort
 import search.losses
+import search.memory
 import search.metrics
+import search.recipe
+import search.pretrain
+import search.retrain
+import search.step
 import search.train
+import space.count
 import space.layers
 import space.layers.attention
 import space.layers.conv
@@ -29,128 +43,91 @@ import space.layers.mbconv
 import space.layers.residual
 import space.model
 import space.spec
+from search.recipe import Recipe
 
 # In dependency order: each module only uses names defined above it.
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
-    space.layers.attention, space.layers.heads, space.layers, space.model, search.data.imageset, search.metrics,
-    search.losses, search.augment, search.distort, search.train, search.checkpoint,
+    space.layers.attention, space.layers.heads, space.layers, space.model, space.count, search.data.imageset,
+    search.metrics, search.losses, search.augment, search.distort, search.memory, search.recipe, search.step,
+    search.pretrain, search.train, search.checkpoint, search.budget, search.retrain, search.data.decode, results.submission,
 ]
 OWN_PACKAGES = ("space", "search", "compress", "results")
+PACKAGES = ("torch", "numpy", "pandas", "scipy", "pillow", "tqdm")
+"""What the notebook imports (`requirements.txt` pins the versions export ran with)."""
 
 
-def _strip_own_imports(source: str) -> str:
-    """Drop `from __future__` and imports of the project's packages (their names are defined in the
-    same notebook namespace), keeping every other line as written."""
-    tree = ast.parse(source)
-    drop: set[int] = set()
+def _is_own(node: ast.stmt) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "__future__" or (node.module or "").split(".")[0] in OWN_PACKAGES
+    return any(a.name.split(".")[0] in OWN_PACKAGES for a in node.names)
+
+
+def _split_imports(source: str) -> tuple[list[ast.stmt], str]:
+    """(the module's top-level imports of other packages, its source without any top-level import)."""
+    tree, lines = ast.parse(source), source.splitlines()
+    imports, drop = [], set()
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module == "__future__" or (node.module or "").split(".")[0] in OWN_PACKAGES):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
             drop.update(range(node.lineno, node.end_lineno + 1))
-        elif isinstance(node, ast.Import) and any(a.name.split(".")[0] in OWN_PACKAGES for a in node.names):
-            drop.update(range(node.lineno, node.end_lineno + 1))
-    return "\n".join(line for i, line in enumerate(source.splitlines(), 1) if i not in drop)
+            if not _is_own(node):
+                imports.append(node)
+    return imports, "\n".join(line for i, line in enumerate(lines, 1) if i not in drop)
 
 
-def _imports(source: str) -> str:
-    """The module's own import lines other than the project's (for a function copied alone)."""
-    tree = ast.parse(source)
-    lines = source.splitlines()
-    keep = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
-    return _strip_own_imports("\n".join("\n".join(lines[n.lineno - 1:n.end_lineno]) for n in keep))
+def _merged(imports: list[ast.stmt]) -> str:
+    """The imports as lines, each module once and each name once, in first-seen order."""
+    plain: dict[str, None] = {}
+    named: dict[str, dict[str, None]] = {}
+    for node in imports:
+        for alias in node.names:
+            text = alias.name + (f" as {alias.asname}" if alias.asname else "")
+            if isinstance(node, ast.Import):
+                plain[text] = None
+            else:
+                named.setdefault(node.module, {})[text] = None
+    return "\n".join([f"import {m}" for m in plain] + [f"from {m} import {', '.join(n)}" for m, n in named.items()])
 
 
 def generated_code() -> str:
-    """The notebook's library cell: the needed project modules, concatenated."""
-    parts = ["from __future__ import annotations"]
+    """The notebook's library cell: every import once at the top, then the needed project modules."""
+    imports: list[ast.stmt] = []
+    bodies = []
     for module in SOURCES:
-        parts.append(f"# ---- {module.__name__} (generated from the project source) ----")
-        parts.append(_strip_own_imports(inspect.getsource(module)))
-    parts.append("# ---- search.data.cache.decode_image ----")
-    parts.append(_imports(inspect.getsource(search.data.cache)))
-    parts.append(inspect.getsource(search.data.cache.decode_image))
-    return "\n\n".join(parts)
+        module_imports, body = _split_imports(inspect.getsource(module))
+        imports += module_imports
+        bodies.append(f"# ---- {module.__name__} (generated from the project source) ----\n{body.strip()}")
+    return "\n\n".join(["from __future__ import annotations", _merged(imports), *bodies])
 
 
-CONFIG = '''# Settings: edit here (Kaggle paths by default).
+CONFIG = '''# Settings: edit this cell (Kaggle paths by default). The clock of the deadline starts here.
+import time
+START = time.time()
 TEAM = {team!r}
 DATE = {date!r}                       # YYYYMMDD, as in TEAM_DATE_model.pth
 TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
 TRAIN_LABELS = "/kaggle/input/agiqa-3k/data.csv"      # CSV with an image column and score column(s)
-IMAGE_COL = "name"
-SCORE_COLS = {targets!r}
-TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # folder of images to score
-TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS) to report metrics
+IMAGE_COL = "name"                    # the official AGIQA-3K data.csv columns
+SCORE_COLS = {score_cols!r}
+TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
+TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 OUT_DIR = "/kaggle/working"
+DEADLINE_S = {deadline_s}                  # everything ends this many seconds after START (the limit is 3 h)
+PRECISION = "auto"                    # fp16 + loss scaling on a T4, bf16 on newer GPUs; "fp16" forces the T4 path
 SMOKE = False                         # True: tiny images, one epoch (a quick end-to-end check)
+PLAN_ONLY = False                     # True: read the data, measure this machine, print the plan, stop
 SEED = {seed}
-EPOCHS = {epochs}
-SPEC = {spec}
-TRAIN_CONFIG = {train_config}
-TEACHER_SPEC = {teacher_spec}            # distillation teacher, trained here first (None: no teacher)
-TEACHER_CONFIG = {teacher_config}
+EPOCHS = {epochs}                          # wanted; fewer if the measured plan says they would not fit
+RECIPE = {recipe}
 '''
 
-RUN = '''import os, time
-from pathlib import Path
-import numpy as np, pandas as pd, torch
-
-spec = ArchSpec.from_dict(SPEC)
-if SMOKE:  # small images and one epoch: checks the whole notebook in seconds
-    spec.input.crop = 32 if spec.input.crop == spec.input.resize else 24
-    spec.input.resize = 32
-cfg = TrainConfig.from_dict(TRAIN_CONFIG)
-cfg.epochs, cfg.seed, cfg.crop = (1 if SMOKE else EPOCHS), SEED, spec.input.crop
-if SMOKE:
-    cfg.pretrain_epochs = min(cfg.pretrain_epochs, 1)
-device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def read_images(folder, names, size):
-    return torch.from_numpy(np.stack([decode_image(Path(folder) / n, size) for n in names]))
-
-
-labels = pd.read_csv(TRAIN_LABELS)
-names = [str(n).strip() for n in labels[IMAGE_COL]]
-train = ImageSet(read_images(TRAIN_IMAGES, names, spec.input.resize),
-                 torch.tensor(labels[SCORE_COLS].to_numpy(dtype=np.float32)),
-                 np.asarray(names, dtype=object), names, list(SCORE_COLS))
-print(f"{len(train)} training images at {spec.input.resize}px on {device}")
-
-start = time.time()
-teacher = None
-if TEACHER_SPEC:  # trained from scratch on the same images; it only teaches, and is not saved
-    teacher_spec = ArchSpec.from_dict(TEACHER_SPEC)
-    teacher_spec.input.resize, teacher_spec.input.crop = spec.input.resize, spec.input.crop
-    teacher_cfg = TrainConfig.from_dict(TEACHER_CONFIG)
-    teacher_cfg.epochs, teacher_cfg.seed, teacher_cfg.crop = cfg.epochs, SEED + 1, spec.input.crop
-    teacher_cfg.pretrain_epochs = min(teacher_cfg.pretrain_epochs, 1) if SMOKE else teacher_cfg.pretrain_epochs
-    seed_everything(teacher_cfg.seed)
-    teacher = build_model(teacher_spec)
-    train_model(teacher, train, None, teacher_cfg, device=device, progress=True)
-    print(f"trained the teacher in {time.time() - start:.0f}s")
-
-seed_everything(SEED)
-model = build_model(spec)
-result = train_model(model, train, None, cfg, device=device, progress=True, teacher=teacher)  # fp16 autocast on a T4
-print(f"trained {result.epochs_run} epochs in {time.time() - start:.0f}s")
-
-weights = Path(OUT_DIR) / f"{TEAM}_{DATE}_model.pth"
-save_checkpoint(weights, model.cpu(), spec, target_names=list(SCORE_COLS), train_config=cfg.to_dict())
-model, _ = load_checkpoint(weights)          # reload the saved weights: what is submitted is what predicts
-print(f"saved and reloaded {weights}")
-
-test_names = sorted(p.name for p in Path(TEST_IMAGES).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp"))
-pred = predict(model, read_images(TEST_IMAGES, test_names, spec.input.resize), device=device,
-               crop=spec.input.crop, views=cfg.eval_views)
-out = pd.DataFrame({"image": test_names, **{f"pred_{c}" if len(SCORE_COLS) > 1 else "score": pred[:, i] for i, c in enumerate(SCORE_COLS)}})
-out.to_csv(Path(OUT_DIR) / "predictions.csv", index=False)
-print(f"wrote {Path(OUT_DIR) / 'predictions.csv'} ({len(out)} images)")
-if TEST_LABELS:
-    truth = pd.read_csv(TEST_LABELS).set_index(IMAGE_COL).loc[test_names]
-    for i, c in enumerate(SCORE_COLS):
-        print(c, {k: round(v, 4) for k, v in iqa_metrics(pred[:, i], truth[c].to_numpy()).items()})
+RUN = '''result = run_submission(Submission(
+    team=TEAM, date=DATE, train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES,
+    out_dir=OUT_DIR, recipe=RECIPE, epochs=EPOCHS, seed=SEED, image_col=IMAGE_COL, score_cols=list(SCORE_COLS),
+    test_labels=TEST_LABELS, deadline_s=DEADLINE_S, start=START, precision=PRECISION, smoke=SMOKE,
+    plan_only=PLAN_ONLY))
 '''
+AGIQA3K_COLUMNS = ("mos_quality", "mos_align")
 
 
 def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> dict:
@@ -158,23 +135,71 @@ def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> 
     return cell if kind == "markdown" else {**cell, "execution_count": None, "outputs": []}
 
 
-def build_notebook(team: str, date: str, spec: dict, train_config: dict, targets: list[str], epochs: int,
-                   seed: int, teacher: tuple[dict, dict] | None = None) -> dict:
-    """The submission notebook for one recipe (spec + training config, and the (spec, training config)
-    of a distillation teacher if any), as nbformat 4.5 JSON (a plain dict: writing it needs no Jupyter
-    package, so export works wherever the search runs)."""
+def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
+                   deadline_s: float = 2.5 * 3600) -> dict:
+    """The submission notebook of one recipe (its epochs are the ones wanted), as nbformat 4.5 JSON (a
+    plain dict: writing it needs no Jupyter package, so export works wherever the search runs). The
+    score columns default to the study's targets when they are AGIQA-3K columns, else `mos_quality`."""
+    score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
     cells = [
         _cell("markdown", f"# {team}: lightweight AIGC image-quality model, trained from scratch\n\n"
-              "Self-contained: the code below was generated from the liqa-nas source. Edit the first cell for "
-              "your paths; the notebook trains (fp16 autocast on a T4), saves and reloads "
-              f"`{team}_{date}_model.pth`, and writes `predictions.csv`.", 0),
-        _cell("code", CONFIG.format(team=team, date=date, targets=list(targets), seed=seed, epochs=epochs,
-                                    spec=repr(spec), train_config=repr(train_config),
-                                    teacher_spec=repr(teacher[0] if teacher else None),
-                                    teacher_config=repr(teacher[1] if teacher else None)), 1, tags=["parameters"]),
+              "Self-contained: the code below was generated from the liqa-nas source. Edit the **Settings** cell "
+              "(the first code cell) for your paths. The notebook measures its training speed on this machine, "
+              "fits the epochs so that everything ends before `DEADLINE_S`, trains (fp16 autocast with loss "
+              f"scaling on a T4), saves and reloads `{team}_{date}_model.pth`, and writes `predictions.csv` with "
+              "a score for every image in `TEST_IMAGES`.", 0),
+        _cell("code", CONFIG.format(team=team, date=date, score_cols=score_cols, seed=seed, epochs=recipe.train.epochs,
+                                    deadline_s=deadline_s, recipe=repr(recipe.to_dict())), 1, tags=["parameters"]),
         _cell("code", generated_code(), 2),
         _cell("code", RUN, 3),
     ]
     return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                          "language_info": {"name": "python"}}}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int) -> Path:
+    """Write the notebook (`build_notebook`) to `path`, readable by all."""
+    return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed), indent=1))
+
+
+def write_run_files(folder: Path, notebook: str, weights: str, plan) -> None:
+    """`requirements.txt` (the versions this export ran with) and `HOW_TO_RUN.md` (environment, steps,
+    expected time), which shortlisted teams must send with the notebook."""
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
+    _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(notebook=notebook, weights=weights, epochs=plan.epochs,
+                                                             minutes=plan.seconds / 60, source=plan.costs.source))
+
+
+HOW_TO_RUN = '''# How to run
+
+**Environment.** A Kaggle notebook with an NVIDIA T4 (16 GB) and Python 3.10 or newer; the packages in
+`requirements.txt` (Kaggle's image has them). No internet, no pretrained weights, no external data.
+
+**Steps.**
+1. Upload `{notebook}` to Kaggle and attach the AGIQA-3K training images and labels and the test images.
+2. In its first code cell (Settings), set `TRAIN_IMAGES`, `TRAIN_LABELS`, `TEST_IMAGES` (and `TEST_LABELS`
+   if you have test labels), and `OUT_DIR`.
+3. Run all cells. The notebook measures its own speed, fits the epochs to end before `DEADLINE_S`
+   (2.5 h by default, of the 3 h allowed), trains from scratch, saves and reloads `{weights}`, and writes
+   `predictions.csv` (a score for every test image).
+
+**Expected time.** {epochs} epochs were planned at export, estimated at {minutes:.0f} minutes by {source}.
+The notebook prints its own plan after measuring, e.g. "measured 41 s/epoch, 180 epochs fit, expected
+end 2 h 11 min", and stops training early, still saving and predicting, if the clock runs out anyway.
+To check the plan on a T4 in a few minutes, set `PLAN_ONLY = True`: the notebook reads the data, measures
+its speed, prints the plan and stops. `SMOKE = True` runs the whole notebook on tiny images in seconds.
+'''

@@ -1,14 +1,19 @@
-"""The study report: a CSV of every trial (and compressed variant), an offline plotly page, a ranking.
+"""The study report: a CSV of every trial and compressed variant, an offline page a person can act on,
+and the ranking for the terminal.
 
-`runs/NAME/report/trials.csv` holds one row per trial or variant; `report.html` shows the Pareto front
-of parameters (log axis) against the profile's score with the front as a step line, learning curves,
-and Optuna's parameter importances. plotly.js is written beside the page (`plotly.min.js`), so the
-page works offline.
+`runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with what export
+will take and the ranking by estimated composite score (its parts, counts, T4 time, kind and whether
+export can reproduce it), then the Pareto front of parameters (log axis) against the profile's score
+with the size-tier boundaries and the export choice marked, a key to the architecture notation, the
+learning curves and Optuna's parameter importances. plotly.js is written beside the page
+(`plotly.min.js`), so it works offline; without it the page says so instead of showing empty boxes.
 """
 from __future__ import annotations
 
+import html
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import optuna
@@ -16,55 +21,51 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from results.score import composite_score
+from results.candidates import add_composite, candidates_frame, rank, trials_frame
+from results.score import tier_boundaries
 from search.profiles import Profile
 
-METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_fit", "rmse_fit", "pair_acc")
-RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "rmse", "composite", "size_points", "t4_s"]
+# add_composite, rank and trials_frame live in results.candidates; named here for results.export.
+__all__ = ["add_composite", "format_ranking", "pareto_front", "rank", "trials_frame", "write_report"]
 
-
-def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
-    """One row per trial of the study, every state, with metrics, counts, times and composite score."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        metrics = a.get("metrics", {})
-        row = {
-            "kind": "search", "id": f"trial {t.number}", "trial": t.number, "state": t.state.name,
-            "summary": a.get("summary", ""), "params": a.get("params"), "flops": a.get("flops"),
-            "bytes": a.get("bytes"), "score": t.values[0] if t.state == TrialState.COMPLETE else (a.get("curve") or [np.nan])[-1],
-            **{m: metrics.get(m, np.nan) for m in METRICS},
-            "epochs_planned": a.get("epochs_planned"), "epochs_run": a.get("epochs_run"),
-            "stopped_early": a.get("stopped_early", False), "wall_s": a.get("wall_s"), "t4_s": a.get("t4_s"),
-            "test_score": a.get("test_score", np.nan),
-            "checkpoint": a.get("checkpoint"), "curve": a.get("curve", []),
-        }
-        per_target = a.get("target_metrics", {})
-        if len(per_target) > 1:  # several dimensions (e.g. SIQA-S): metrics per dimension
-            for target, m in per_target.items():
-                row.update({f"{target}_{k}": m.get(k, np.nan) for k in ("srcc", "plcc")})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m=None) -> pd.DataFrame:
-    """Add composite-score columns to rows that finished within the cap (others get NaN)."""
-    frame = frame.copy()
-    totals, sizes, pcts = [], [], []
-    for _, r in frame.iterrows():
-        ok = r["state"] == "COMPLETE" and pd.notna(r["params"]) and r["params"] <= profile.caps.params and pd.notna(r["score"])
-        est = composite_score(float(r["score"]), int(r["params"]), profile, reference_sizes_m) if ok else None
-        totals.append(est.total if est else np.nan)
-        sizes.append(est.size_points if est else np.nan)
-        pcts.append(est.size_percentile if est else np.nan)
-    frame["composite"], frame["size_points"], frame["size_percentile"] = totals, sizes, pcts
-    return frame
-
-
-def rank(frame: pd.DataFrame) -> pd.DataFrame:
-    """Candidates by estimated composite score; ties broken by RMSE, then size, as the challenge does."""
-    ranked = frame[frame["composite"].notna()]
-    return ranked.sort_values(["composite", "rmse", "params"], ascending=[False, True, True]).reset_index(drop=True)
+RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "rmse", "composite", "size_points", "t4_s",
+                "exportable"]
+PAGE_ROWS = 30
+"""Rows of the ranking shown on the page (trials.csv holds them all)."""
+MIN_IMPORTANCE_TRIALS = 20
+"""Below this many finished trials, parameter importances mostly reflect noise; the page says so."""
+STYLES = {  # (kind, state) -> (legend name, marker symbol, colour)
+    ("trial", "COMPLETE"): ("trial", "circle", "#1f77b4"),
+    ("trial", "PRUNED"): ("trial, stopped early", "x", "#bbbbbb"),
+    ("scratch", "COMPLETE"): ("scratch: pruned spec trained from scratch", "star", "#2ca02c"),
+    ("pruned", "COMPLETE"): ("pruned + fine-tuned (not exportable)", "diamond", "#d62728"),
+    ("int8", "COMPLETE"): ("int8 storage (not exportable)", "square", "#9467bd"),
+    ("fp16", "COMPLETE"): ("fp16 storage (not exportable)", "triangle-up", "#8c564b"),
+}
+KIND_NOTES = {
+    "trial": "a search trial: its architecture and recipe, trained from scratch. Exportable.",
+    "scratch": "a pruned architecture trained from scratch with its trial's recipe (same epochs and seed rule) "
+               "on the study's train split. Exportable: this is how a pruned model can be submitted.",
+    "pruned": "channel-pruned and fine-tuned weights of a trained trial. Shown for comparison, not exportable: "
+              "the notebook trains from scratch, so it cannot reproduce weights that descend from a trained trial.",
+    "int8 / fp16": "storage formats of a trial's or a pruned model's weights. They change the weights file "
+                   "(smaller .pth), not the parameter count the challenge ranks, so they move no size points; "
+                   "the notebook trains and saves fp32 weights. Not exportable.",
+}
+NOTATION = [
+    ("conv16, patchify24p2", "stem: a strided 3x3 conv of 16 channels, or a patchify conv of 24 channels "
+                             "over 2x2 patches"),
+    ("res, mb, cnx, attn", "stage block: residual, MBConv (inverted bottleneck), ConvNeXt, attention"),
+    ("mb32x2", "a stage of 2 MBConv blocks, 32 channels wide"),
+    ("k5", "depthwise / conv kernel size 5 (not for attention)"),
+    ("e4", "expansion ratio 4 of the block's hidden width (not for residual)"),
+    ("se", "squeeze-excitation gate"),
+    ("s1", "the stage keeps the resolution (stride 1); otherwise it halves it"),
+    ("*", "per-block hidden widths set by pruning"),
+    ("avgstd·f2·h64", "head: pooling (avg, avgstd = mean and std, attn = attention pooling), features of the "
+                      "last 2 stages fused, an MLP of 64 hidden units (no h: a linear head)"),
+    ("192/256+mscn", "inference crop / cached resize in pixels; +mscn: an MSCN contrast channel is added"),
+]
 
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
@@ -80,38 +81,54 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _hover(r: pd.Series) -> str:
     m = " ".join(f"{k.upper()} {r[k]:.3f}" for k in ("plcc", "srcc", "krcc", "rmse") if pd.notna(r.get(k)))
-    return (f"<b>{r['id']}</b> ({r['kind']}, {r['state']})<br>{r['summary']}<br>"
+    return (f"<b>{html.escape(str(r['id']))}</b> ({r['kind']}, {r['state']})<br>{html.escape(str(r['summary']))}<br>"
             f"params {int(r['params']):,}" + (f" · FLOPs {int(r['flops']):,}" if pd.notna(r.get("flops")) else "")
             + f"<br>score {r['score']:.3f} · {m}" + (f"<br>composite {r['composite']:.1f}" if pd.notna(r.get("composite")) else ""))
 
 
-def pareto_figure(frame: pd.DataFrame, profile: Profile) -> go.Figure:
+def _vline(fig: go.Figure, x: float, label: str, color: str, dash: str) -> None:
+    """A labelled vertical line on the log x axis (plotly's own vline labels land off a log axis)."""
+    fig.add_vline(x=x, line_dash=dash, line_color=color)
+    fig.add_annotation(x=np.log10(x), y=1, yref="paper", text=label, showarrow=False, textangle=-90, xanchor="right",
+                       yanchor="top", font=dict(color=color, size=11))
+
+
+def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | None = None,
+                  reference_sizes_m: Sequence[float] | None = None) -> go.Figure:
+    """Parameters (log) against the score: every kind in its own marker, the Pareto front, the cap, the
+    size-tier boundaries of the reference distribution, and `choice` (the export row) ringed."""
     fig = go.Figure()
     shown = frame[frame["params"].notna() & frame["score"].notna()]
-    styles = {("search", "COMPLETE"): ("circle", "#1f77b4"), ("search", "PRUNED"): ("x", "#bbbbbb"),
-              ("prune", "COMPLETE"): ("diamond", "#d62728"), ("int8", "COMPLETE"): ("square", "#9467bd"),
-              ("fp16", "COMPLETE"): ("triangle-up", "#8c564b")}
     for (kind, state), group in shown.groupby(["kind", "state"]):
-        symbol, color = styles.get((kind, state), ("diamond", "#d62728"))
+        name, symbol, color = STYLES.get((kind, state), (f"{kind}, {state.lower()}", "diamond-open", "#7f7f7f"))
         fig.add_trace(go.Scatter(
-            x=group["params"], y=group["score"], mode="markers", name=f"{kind} · {state.lower()}",
-            marker=dict(symbol=symbol, color=color, size=9, line=dict(width=0.5, color="#333")),
+            x=group["params"], y=group["score"], mode="markers", name=name,
+            marker=dict(symbol=symbol, color=color, size=11 if kind == "scratch" else 9, line=dict(width=0.5, color="#333")),
             text=[_hover(r) for _, r in group.iterrows()], hoverinfo="text",
         ))
     front = pareto_front(frame)
     if len(front):
         fig.add_trace(go.Scatter(x=front["params"], y=front["score"], mode="lines", name="Pareto front",
                                  line=dict(shape="hv", color="#ff7f0e", width=2), hoverinfo="skip"))
-    fig.add_vline(x=profile.caps.params, line_dash="dash", line_color="#999", annotation_text="cap")
-    fig.update_layout(title=f"Pareto front: parameters vs validation {profile.score_name}",
+    if choice is not None:
+        fig.add_trace(go.Scatter(
+            x=[choice["params"]], y=[choice["score"]], mode="markers+text", name=f"export choice: {choice['id']}",
+            marker=dict(symbol="circle-open", size=24, color="#000", line=dict(width=3)), text=["export"],
+            textposition="top center", hoverinfo="text", hovertext=_hover(choice)))
+    if profile.size_tiers:
+        for bound, params in tier_boundaries(profile, reference_sizes_m):
+            _vline(fig, params, f"{bound:.0%} of teams", "#2ca02c", "dot")
+    _vline(fig, profile.caps.params, "cap", "#999", "dash")
+    fig.update_layout(title=f"Pareto front: parameters vs validation {profile.score_name} "
+                            "(green dotted: size-tier boundaries, smaller is better)",
                       xaxis=dict(type="log", title="parameters"), yaxis=dict(title=profile.score_name),
-                      template="plotly_white", height=520)
+                      template="plotly_white", height=540, legend=dict(orientation="h", y=-0.18))
     return fig
 
 
 def curves_figure(frame: pd.DataFrame, profile: Profile) -> go.Figure:
     fig = go.Figure()
-    for _, r in frame[frame["kind"] == "search"].iterrows():
+    for _, r in frame[frame["kind"] == "trial"].iterrows():
         curve = r["curve"] or []
         if not curve:
             continue
@@ -143,27 +160,106 @@ def importance_figure(study: optuna.Study) -> go.Figure | None:
     return fig
 
 
+def _t4(seconds: float) -> str:
+    if pd.isna(seconds):
+        return "-"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _ranking_table(ranked: pd.DataFrame) -> str:
+    """The top of the ranking as an HTML table; the export row is marked and highlighted."""
+    head = ["#", "", "id", "kind", "exportable", "composite", "performance pts", "size pts", "size tier",
+            "size percentile", "params", "FLOPs", "T4 time", "score", "RMSE", "architecture"]
+    rows = []
+    for i, r in ranked.head(PAGE_ROWS).iterrows():
+        cells = [i + 1, "&#9654; export" if r["export"] else "", html.escape(str(r["id"])), r["kind"],
+                 "yes" if r["exportable"] else "no", f"{r['composite']:.1f}", f"{r['performance_points']:.1f}",
+                 f"{r['size_points']:.1f}", r["size_tier"], f"{r['size_percentile']:.0%}", f"{int(r['params']):,}",
+                 f"{r['flops'] / 1e6:,.1f} M" if pd.notna(r.get("flops")) else "-", _t4(r.get("t4_s", np.nan)),
+                 f"{r['score']:.3f}", f"{r['rmse']:.3f}" if pd.notna(r.get("rmse")) else "-",
+                 f"<code>{html.escape(str(r['summary']))}</code>"]
+        style = " class='export'" if r["export"] else "" if r["exportable"] else " class='dim'"
+        rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return ("<table id='ranking'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
+    if choice is None:
+        return ("<div class='choice'>No exportable candidate within the caps yet: finish a trial (or a scratch "
+                "variant) under the caps first.</div>")
+    return (f"<div class='choice' id='export-choice'><b>Export will take {html.escape(str(choice['id']))}</b> "
+            f"({choice['kind']}): <code>{html.escape(str(choice['summary']))}</code><br>estimated composite "
+            f"{choice['composite']:.1f} = {choice['performance_points']:.1f} performance + {choice['size_points']:.1f} "
+            f"size points (tier {choice['size_tier']}, smaller than {1 - choice['size_percentile']:.0%} of the "
+            f"reference teams) · {int(choice['params']):,} parameters · validation {profile.score_name} "
+            f"{choice['score']:.3f}. The paper's {sum(profile.out_of_reach.values()):g} points are not estimated."
+            "<br><small>Override with <code>run_search.py export --trial N</code>.</small></div>")
+
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:right}
+td{white-space:nowrap}td:nth-child(3),td:nth-child(4),td:last-child{text-align:left;white-space:normal}tr.export{background:#fff3c4;font-weight:bold}
+tr.dim{color:#888}.choice{background:#fff3c4;border:1px solid #e0b400;padding:10px;margin:12px 0}
+.warn{background:#fdecea;border:1px solid #d93025;padding:10px;margin:12px 0}dt{font-family:monospace;font-weight:bold}
+dd{margin:0 0 4px 24px}"""
+PLOTLY_MISSING = ("<div class='warn' id='plotly-missing'><b>The plots cannot be drawn:</b> <code>plotly.min.js</code> "
+                  "was not found beside this page (or JavaScript is off). Keep the report folder together, or rerun "
+                  "<code>run_search.py report</code>. The ranking table below does not need it.</div>"
+                  "<script>if (window.Plotly) document.getElementById('plotly-missing').remove();</script>")
+
+
+def _plot(fig: go.Figure) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False)
+
+
+def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd.DataFrame,
+          reference_sizes_m: Sequence[float] | None) -> str:
+    choice = ranked[ranked["export"]].iloc[0] if ranked["export"].any() else None
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    importance = importance_figure(study)
+    if importance is None:
+        importance_part = "<p>Parameter importances need at least 3 finished trials.</p>"
+    else:
+        caution = (f"<div class='warn'>Computed from only {n_complete} finished trials: with fewer than about "
+                   f"{MIN_IMPORTANCE_TRIALS}, importances mostly reflect noise. Read them as a hint.</div>"
+                   if n_complete < MIN_IMPORTANCE_TRIALS else "")
+        importance_part = caution + _plot(importance)
+    kinds = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in KIND_NOTES.items())
+    notation = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in NOTATION)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(study.study_name)}: search report</title><script src='plotly.min.js'></script>"
+        f"<style>{CSS}</style></head><body><h1>Study {html.escape(study.study_name)}</h1>"
+        f"<p>{(frame['kind'] == 'trial').sum()} trials ({n_complete} complete) and {(frame['kind'] != 'trial').sum()} "
+        f"compressed variants · profile {profile.name} · cap {profile.caps.params:,} parameters"
+        + (f", {profile.caps.flops:,} FLOPs" if profile.caps.flops else "") + "</p>"
+        + PLOTLY_MISSING + _choice_box(choice, profile)
+        + f"<h2>Ranking by estimated composite score</h2><p>{len(ranked)} candidates within the caps; ties broken "
+        "by RMSE, then size. Export takes the first exportable row (highlighted); greyed rows are shown for "
+        "comparison only. Size percentile: the share of reference teams smaller than the model (0 % = smallest); "
+        "T4 time: estimated training time on a T4 (search budget model).</p>" + _ranking_table(ranked)
+        + f"<h3>Kinds</h3><dl>{kinds}</dl>"
+        + "<h2>Pareto front</h2>" + _plot(pareto_figure(frame, profile, choice, reference_sizes_m))
+        + f"<h3>Architecture notation</h3><p>Each model is summarised as stem | stages | head | input, e.g. "
+        f"<code>conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256</code>.</p><dl>{notation}</dl>"
+        + "<h2>Learning curves</h2>" + _plot(curves_figure(frame, profile))
+        + "<h2>Parameter importances</h2>" + importance_part + "</body></html>"
+    )
+
+
 def write_report(study: optuna.Study, profile: Profile, out_dir: Path, variants: pd.DataFrame | None = None,
-                 reference_sizes_m=None) -> pd.DataFrame:
-    """Write trials.csv and report.html under `out_dir`; return the ranked candidates."""
+                 reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
+    """Write trials.csv, report.html and plotly.min.js under `out_dir`; return the ranked candidates
+    (`results.candidates.rank`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = trials_frame(study, profile)
-    if variants is not None and len(variants):
-        frame = pd.concat([frame, variants], ignore_index=True)
-    frame = add_composite(frame, profile, reference_sizes_m)
-    frame.drop(columns=["curve"]).to_csv(out_dir / "trials.csv", index=False)
-    figures = [pareto_figure(frame, profile), curves_figure(frame, profile), importance_figure(study)]
-    parts = [f.to_html(full_html=False, include_plotlyjs=False) for f in figures if f is not None]
+    frame = candidates_frame(study, profile, variants, reference_sizes_m)
+    ranked = rank(frame)
+    frame.drop(columns=["curve", "spec", "train_config"], errors="ignore").to_csv(out_dir / "trials.csv", index=False)
     (out_dir / "plotly.min.js").write_text(_plotly_js())
-    (out_dir / "report.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{study.study_name}: search report</title><script src='plotly.min.js'></script></head>"
-        f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>Study {study.study_name}</h1>"
-        f"<p>{len(frame)} rows · profile {profile.name} · cap {profile.caps.params:,} parameters</p>"
-        + "".join(parts) + "</body></html>"
-    )
-    return rank(frame)
+    (out_dir / "report.html").write_text(_page(study, profile, frame, ranked, reference_sizes_m))
+    return ranked
 
 
 def _plotly_js() -> str:
@@ -173,9 +269,9 @@ def _plotly_js() -> str:
 
 
 def format_ranking(ranked: pd.DataFrame, top: int = 10) -> str:
-    """The top of the ranking as a plain-text table for the terminal."""
+    """The top of the ranking as a plain-text table for the terminal; the export row is marked."""
     if ranked.empty:
-        return "no finished candidate within the cap yet"
+        return "no finished candidate within the caps yet"
     view = ranked.head(top)[[c for c in RANK_COLUMNS if c in ranked.columns]].copy()
     view["params"] = view["params"].map(lambda p: f"{int(p):,}")
     for col in ("score", "rmse"):
@@ -183,4 +279,6 @@ def format_ranking(ranked: pd.DataFrame, top: int = 10) -> str:
     for col in ("composite", "size_points", "t4_s"):
         view[col] = view[col].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
     view["bytes"] = view["bytes"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "-")
+    top_rows = ranked.head(top)
+    view["exportable"] = np.where(top_rows["export"], "<- export", np.where(top_rows["exportable"], "yes", "no"))
     return view.to_string(index=False)

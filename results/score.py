@@ -60,3 +60,22 @@ def composite_score(score: float, params: int, profile: Profile,
     perf = profile.performance_points * max(0.0, min(1.0, score / profile.score_max))
     size = size_points(percentile, profile)
     return CompositeEstimate(perf, size, percentile, perf + size)
+
+
+def size_tier(percentile: float, profile: Profile) -> str:
+    """The tier `percentile` falls in, as a percentile range such as "10-25 %" (0 = the smallest team);
+    "-" when the profile gives no points for size."""
+    lower = 0.0
+    for bound, _ in profile.size_tiers:
+        if percentile < bound or bound == profile.size_tiers[-1][0]:
+            return f"{lower * 100:g}-{bound * 100:g} %"
+        lower = bound
+    return "-"
+
+
+def tier_boundaries(profile: Profile, reference_sizes_m: Sequence[float] | None = None) -> list[tuple[float, float]]:
+    """(boundary, parameters) for each tier boundary below 100 %: the reference size just above which a
+    model's percentile reaches the boundary (the size points ramp across it)."""
+    ref_m = sorted(reference_sizes_m or profile.reference_sizes_m)
+    return [(bound, next(s * 1e6 for s in ref_m if size_percentile(s * 1e6 + 1, ref_m) >= bound))
+            for bound, _ in profile.size_tiers if bound < 1.0]

@@ -60,6 +60,7 @@ def save_checkpoint(path: str | Path, model: IQANet, spec: ArchSpec, weights: st
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are shared and submitted like any file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -67,17 +68,31 @@ def save_checkpoint(path: str | Path, model: IQANet, spec: ArchSpec, weights: st
     return path
 
 
+def _read(path: Path, map_location: str | torch.device) -> dict:
+    """The checkpoint's payload; a file torch cannot read (truncated, text, another pickle) is a ValueError."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch.load fails in many ways (zip, pickle, EOF, OS errors) on a foreign file
+        raise ValueError(f"{path}: not a readable checkpoint, truncated or not written by torch.save "
+                         f"({type(err).__name__}: {' '.join(str(err).split()).split('. ')[0]})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path}: not a {FORMAT} checkpoint (format={found})")
+    return payload
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[IQANet, dict]:
     """Rebuild the model from a checkpoint's spec and load its weights; returns (model, payload)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} checkpoint (format={payload.get('format') if isinstance(payload, dict) else type(payload).__name__})")
-    model = build_model(ArchSpec.from_dict(payload["spec"]))
+    payload = _read(path, map_location)
+    try:
+        model = build_model(ArchSpec.from_dict(payload["spec"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the checkpoint's spec cannot be rebuilt ({type(err).__name__}: {err})") from err
     try:
         model.load_state_dict(decode_weights(payload["state_dict"]))
-    except RuntimeError as err:
+    except (KeyError, RuntimeError) as err:
         raise ValueError(f"{path}: weights do not fit the checkpoint's spec: {err}") from None
     return model.eval(), payload

@@ -22,6 +22,13 @@ class Caps:
     def allows(self, spec: ArchSpec) -> bool:
         return count_params(spec) <= self.params and (self.flops is None or count_flops(spec) <= self.flops)
 
+    def check(self, spec: ArchSpec, role: str = "model") -> None:
+        """Raise CapError naming `role`, its counts and the caps when `spec` is over a cap: the one
+        cap check of every stage (search, compress, report, export)."""
+        if not self.allows(spec):
+            raise CapError(f"{role} ({count_params(spec):,} params, {count_flops(spec):,} FLOPs) is over the caps "
+                           f"({self})")
+
 
 @dataclass(frozen=True)
 class SpaceConfig:

@@ -1,5 +1,8 @@
-"""The command line: predict on a folder and on labelled data, and clear errors."""
+"""The command line: predict on a folder and on labelled data (bad inputs: tests/test_inputs.py)."""
 from __future__ import annotations
+
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -51,8 +54,13 @@ def test_predict_with_labels_prints_metrics(tiny_study, image_dir, tmp_path, cap
     assert {"pred_mos", "mos"} <= set(pd.read_csv(out).columns)
 
 
-def test_missing_study_and_checkpoint_errors_are_clear(tmp_path):
-    with pytest.raises(SystemExit, match="no study storage"):
-        main(["report", "--study", "nope", "--runs-dir", str(tmp_path)])
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        main(["predict", "--model", str(tmp_path / "x.pt"), "--root", str(tmp_path)])
+
+def test_compress_with_a_truncated_trial_checkpoint_says_which_file(tiny_study, tmp_path, capsys):
+    _, _, run_dir = tiny_study
+    copy = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("compress", "report", "export"))
+    for ckpt in (copy / "trials").glob("*.pt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    assert main(["compress", "--study", run_dir.name, "--runs-dir", str(tmp_path / "runs"), "--top", "1"]) == 2
+    last = capsys.readouterr().err.rstrip("\n").rsplit("\n", 1)[-1]  # after the progress bar
+    assert re.fullmatch(r"error: .*trials/\d+\.pt: not a readable checkpoint.*central directory\)", last), last

@@ -88,6 +88,40 @@ def test_bad_score_names_file_column_and_row(tmp_path, bad, shown):
         load_agiqa3k(tmp_path)
 
 
+def test_duplicated_image_name_is_refused_naming_file_names_and_rows(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("name,prompt,mos_quality\na.jpg,cat,1.0\nb.jpg,dog,2.0\na.jpg,bird,4.5\nc.jpg,cat,3.0\n")
+    with pytest.raises(ValueError, match=r"labels\.csv: image name\(s\) listed more than once: a\.jpg \(rows 2, 4\)"):
+        load_agiqa3k(tmp_path)
+
+
+def test_agiqa1k_duplicate_is_merged_with_a_warning(tmp_path):
+    frame = pd.DataFrame({"Image": ["x.jpg", "y.jpg", "x.jpg", "z.jpg"], "Prompt": ["p", "q", "p", "r"],
+                          "MOS": [1.0, 2.0, 3.0, 4.0]})
+    frame.to_excel(tmp_path / "AIGC_MOS_Zscore.xlsx", index=False)
+    with pytest.warns(UserWarning, match="x.jpg: 1, 3"):
+        table = load_agiqa1k(tmp_path)
+    assert list(table.frame["image"]) == ["x.jpg", "y.jpg", "z.jpg"] and table.frame["MOS"].tolist() == [2.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("content, message", [("", "empty file"), ("\x00\xff\xfe\x01,\x9c\n\x00\xff", "not a readable CSV")])
+def test_empty_or_binary_labels_file_is_named(tmp_path, content, message):
+    (tmp_path / "labels.csv").write_bytes(content.encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"labels\.csv: {message}"):
+        load_agiqa3k(tmp_path)
+
+
+@pytest.mark.parametrize("name, mode", [("g.png", "I;16"), ("g.tif", "I")])  # older Pillow opens 16-bit PNGs as I
+def test_16_bit_greyscale_is_scaled_not_white(tmp_path, name, mode):
+    ramp = np.tile(np.linspace(0, 65535, 32).round().astype(np.uint16), (32, 1))
+    (Image.fromarray(ramp) if mode == "I;16" else Image.fromarray(ramp.astype(np.int32), "I")).save(tmp_path / name)
+    assert Image.open(tmp_path / name).mode == mode
+    decoded = cache_module.decode_image(tmp_path / name, 32)
+    assert decoded.shape == (3, 32, 32) and (decoded[0] == decoded[2]).all()
+    expected = np.rint(ramp / 257.0)
+    assert np.abs(decoded[0].astype(float) - expected).max() <= 1 and decoded.min() == 0 and decoded.max() == 255
+
+
 def test_missing_and_unreadable_images_are_named(tmp_path):
     names = _write_images(tmp_path / "imgs", 3)
     csv = tmp_path / "l.csv"
@@ -176,3 +210,5 @@ def test_load_imageset_dispatch_and_missing_root():
         load_imageset("agiqa3k", None)
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         load_imageset("nope", "x")
+    with pytest.raises(ValueError, match="unknown dataset 'folder'"):  # unlabelled images: nothing to train on
+        load_imageset("folder", "x")

@@ -7,9 +7,10 @@ from optuna.trial import TrialState
 
 from results.report import write_report
 from search import study as study_module
+from search.study import objective as objective_module
 from search.metrics import pair_accuracy
 from search.profiles import PROFILES, get_profile
-from search.study import FINISHED, Objective, StudyConfig, create_study, default_storage_url, run_search
+from search.study import FINISHED, Objective, StudyConfig, TrialRecord, create_study, default_storage_url, run_search
 from space import SpaceConfig, count_flops, count_params, sample_spec
 
 M1 = {"plcc": 0.8, "srcc": 0.7, "krcc": 0.5, "rmse": 0.4, "plcc_fit": 0.85, "pair_acc": 0.75}
@@ -57,11 +58,12 @@ def test_spec_over_the_flops_cap_is_never_trained(tmp_path, monkeypatch):
     monkeypatch.setitem(study_module.SPACE_PRESETS, "huge", lambda: SpaceConfig(
         resizes=(1024,), crop_fractions=(1.0,), stem_kinds=("conv",), stages=(5, 5), depths=(4, 4),
         blocks=("residual",), widths=(256,)))
-    monkeypatch.setattr(study_module, "build_model", lambda spec: pytest.fail(f"built an over-cap spec {spec}"))
+    monkeypatch.setattr(objective_module, "build_model", lambda spec: pytest.fail(f"built an over-cap spec {spec}"))
     cfg = StudyConfig(profile="vquala2025-fiqa", space="huge", n_synthetic=40, device="cpu", cache_dir=str(tmp_path))
     study = create_study(cfg, "huge", default_storage_url(tmp_path))
     study.optimize(Objective(cfg, tmp_path), n_trials=2)
-    assert all(t.state == TrialState.PRUNED and "cannot fit the caps" in t.user_attrs["over_cap"] for t in study.trials)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    assert all(r.state == TrialState.PRUNED and "cannot fit the caps" in r.over_cap for r in records)
 
 
 @pytest.mark.parametrize("name, extra", [
@@ -76,14 +78,14 @@ def test_each_profile_runs_the_synthetic_flow(tmp_path, name, extra):
     cfg = StudyConfig(profile=name, space="tiny", n_synthetic=200, max_epochs=2, early_stop=False, device="cpu",
                       cache_dir=str(tmp_path / "cache"), **extra)
     study = run_search(cfg, name, 2, tmp_path / name, progress=False)
-    trials = study.get_trials(states=FINISHED)
-    assert len(trials) == 2
-    for t in trials:
-        assert t.user_attrs["params"] <= profile.caps.params
-        assert profile.caps.flops is None or t.user_attrs["flops"] <= profile.caps.flops
-        assert t.values[0] == pytest.approx(profile.score(t.user_attrs["target_metrics"]))
-        assert len(t.user_attrs["target_metrics"]) == len(cfg.targets or ["mos"])
-        assert ("test_score" in t.user_attrs) == (profile.test_fraction > 0)
+    records = [TrialRecord.from_trial(t) for t in study.get_trials(states=FINISHED)]
+    assert len(records) == 2
+    for r in records:
+        assert r.params <= profile.caps.params
+        assert profile.caps.flops is None or r.flops <= profile.caps.flops
+        assert r.values[0] == pytest.approx(profile.score(r.target_metrics))
+        assert len(r.target_metrics) == len(cfg.targets or ["mos"])
+        assert (r.test_score is not None) == (profile.test_fraction > 0)
     ranked = write_report(study, profile, tmp_path / name / "report")
     assert len(ranked) == 2
     if name == "siqa-s":

@@ -1,6 +1,8 @@
 """The Optuna study: learning on the synthetic set, resuming, early stopping, workers, storages."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -17,9 +19,11 @@ from optuna.trial import TrialState, create_trial
 from search.budget import BudgetModel
 from search.profiles import get_profile
 from search.study import (
-    FINISHED, LOSS_PRESETS, Objective, StudyConfig, create_study, default_storage_url, plan_schedule, rung_epochs,
-    run_search, should_stop,
+    FINISHED, LOSS_PRESETS, Objective, ParetoRungs, StudyConfig, TrialRecord, create_study, default_storage_url,
+    load_study, plan_schedule, run_search, run_worker, sample_trial, space_config, study_split,
 )
+from search.study import workers as workers_module
+from space import Caps, SpaceConfig, sample_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(space="tiny", n_synthetic=240, max_epochs=3, trial_budget_s=1000.0, early_stop=False, device="cpu")
@@ -30,21 +34,25 @@ def _cfg(tmp_path: Path, **kw) -> StudyConfig:
 
 
 def test_rung_epochs_are_fractions_of_the_schedule():
-    assert rung_epochs(20, [0.25, 0.5]) == [5, 10]
-    assert rung_epochs(2, [0.25, 0.5]) == [1]
-    assert rung_epochs(1, [0.25, 0.5]) == []
+    rungs = ParetoRungs((0.25, 0.5))
+    assert rungs.rung_epochs(20) == [5, 10]
+    assert rungs.rung_epochs(2) == [1]
+    assert rungs.rung_epochs(1) == []
+    assert Objective(_cfg(Path("/nonexistent")), Path("/nonexistent")).early_stopping.rung_epochs(20) == []
 
 
 def test_should_stop_counts_only_no_larger_better_peers():
-    def peer(params, score):
-        return create_trial(state=TrialState.COMPLETE, values=[score, params], user_attrs={"params": params, "rung0": score})
+    def peer(params, score):  # stored as studies always stored them
+        trial = create_trial(state=TrialState.COMPLETE, values=[score, params], user_attrs={"params": params, "rung0": score})
+        return TrialRecord.from_trial(trial)
 
+    rungs = ParetoRungs(dominators=3, margin=0.01)
     strong_small = [peer(1_000, 0.8) for _ in range(3)]
     strong_big = [peer(100_000, 0.8) for _ in range(3)]
-    assert should_stop(0.5, 10_000, 0, strong_small, dominators=3, margin=0.01)
-    assert not should_stop(0.5, 10_000, 0, strong_big, dominators=3, margin=0.01)
-    assert not should_stop(0.795, 10_000, 0, strong_small, dominators=3, margin=0.01)
-    assert not should_stop(0.5, 10_000, 1, strong_small, dominators=3, margin=0.01)
+    assert rungs.should_stop(0, 0.5, 10_000, strong_small)
+    assert not rungs.should_stop(0, 0.5, 10_000, strong_big)
+    assert not rungs.should_stop(0, 0.795, 10_000, strong_small)
+    assert not rungs.should_stop(1, 0.5, 10_000, strong_small)
 
 
 @pytest.mark.slow
@@ -55,12 +63,13 @@ def test_search_learns_synthetic_and_resumes(tmp_path):
     study = run_search(cfg, "s", 3, run_dir, progress=False)
     first = {t.number: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert len(study.get_trials(states=FINISHED)) == 3
-    best = max(t.user_attrs["metrics"]["srcc"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    complete = [TrialRecord.from_trial(t) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    best = max(r.metrics["srcc"] for r in complete)
     assert best > 0.6, f"best synthetic validation SRCC {best:.3f}"
-    for t in study.get_trials(states=(TrialState.COMPLETE,)):
-        assert t.user_attrs["params"] <= get_profile(cfg.profile).caps.params
-        assert (run_dir / t.user_attrs["checkpoint"]).is_file()
-        assert len(t.user_attrs["curve"]) == t.user_attrs["epochs_run"]
+    for r in complete:
+        assert r.params <= get_profile(cfg.profile).caps.params
+        assert (run_dir / r.checkpoint).is_file()
+        assert len(r.curve) == r.epochs_run
 
     resumed = run_search(cfg, "s", 4, run_dir, progress=False)
     trials = resumed.get_trials(states=FINISHED)
@@ -91,13 +100,14 @@ def test_hopeless_trials_stop_early_and_promising_ones_run_on(tmp_path, peer_sco
     cfg = _cfg(tmp_path, early_stop=True, max_epochs=8)
     study = _study_with_peers(tmp_path, cfg, peer_score)
     study.optimize(Objective(cfg, tmp_path), n_trials=1)
-    trial = study.trials[-1]
+    trial = TrialRecord.from_trial(study.trials[-1])
     assert trial.state == expect
-    planned = trial.user_attrs["epochs_planned"]
+    planned = trial.epochs_planned
     if expect == TrialState.PRUNED:
-        assert trial.user_attrs["epochs_run"] == rung_epochs(planned, cfg.rung_fractions)[0] < planned
+        assert trial.epochs_run == ParetoRungs(tuple(cfg.rung_fractions)).rung_epochs(planned)[0] < planned
+        assert trial.rungs.keys() == {0}
     else:
-        assert trial.user_attrs["epochs_run"] == planned
+        assert trial.epochs_run == planned
 
 
 def _worker(url: str, name: str, trials: int, runs: Path) -> subprocess.Popen:
@@ -123,9 +133,10 @@ def _freeze_a_running_trial(study: optuna.Study, deadline: float) -> tuple[optun
     The trial is re-read after the worker is frozen, so it cannot finish between the choice and the kill.
     """
     while time.time() < deadline:
-        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
+        running = [r for r in map(TrialRecord.from_trial, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+                   if r.worker]
         if running and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+            pid = int(running[0].worker.rsplit(":", 1)[1])
             os.kill(pid, signal.SIGSTOP)
             victim = study.get_trials(deepcopy=False)[running[0].number]
             if victim.state == TrialState.RUNNING:
@@ -175,7 +186,7 @@ def test_two_workers_on_postgresql(tmp_path):
     errors = _wait([_worker(url, name, 4, tmp_path / "runs") for _ in range(2)], timeout=300)
     finished = study.get_trials(states=FINISHED)
     assert len(finished) >= 4, errors
-    assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers should have run trials"
+    assert len({TrialRecord.from_trial(t).worker for t in finished}) == 2, "both workers should have run trials"
 
 
 def test_two_way_split_is_the_plain_grouped_holdout_and_recorded(tmp_path):
@@ -185,12 +196,12 @@ def test_two_way_split_is_the_plain_grouped_holdout_and_recorded(tmp_path):
     cfg = _cfg(tmp_path)
     objective = Objective(cfg, tmp_path)
     groups = np.repeat([f"p{i}" for i in range(30)], 4)
-    train, val, test = objective.split(groups)
+    train, val, test = study_split(groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     expected = grouped_holdout(groups, cfg.val_fraction, seed=cfg.seed)
     assert (train == expected[0]).all() and (val == expected[1]).all() and len(test) == 0
     study = create_study(cfg, "fp", default_storage_url(tmp_path))
     study.optimize(objective, n_trials=1)
-    assert study.trials[0].user_attrs["val_fingerprint"] == objective.val_fingerprint(64)
+    assert TrialRecord.from_trial(study.trials[0]).val_fingerprint == objective.data.val_fingerprint()
 
 
 def test_every_loss_preset_keeps_predictions_on_the_mos_scale():
@@ -222,13 +233,187 @@ def test_trials_record_their_pretraining_and_weight_averaging(tmp_path):
     objective = Objective(cfg, tmp_path)
     study = create_study(cfg, "pt", default_storage_url(tmp_path))
     study.optimize(objective, n_trials=1)
-    trial = study.trials[0]
-    train_cfg, flops = trial.user_attrs["train_config"], trial.user_attrs["flops"]
-    assert trial.params["pretrain_share"] == 0.5 and train_cfg["ema_decay"] == 0.9
+    trial = TrialRecord.from_trial(study.trials[0])
+    train_cfg, flops = trial.train_config, trial.flops
+    assert study.trials[0].params["pretrain_share"] == 0.5 and train_cfg["ema_decay"] == 0.9
     assert train_cfg["pretrain_epochs"] >= 1, train_cfg
-    n = len(objective.data(64)[0])
+    n = len(objective.data.train_val(64)[0])
     budget = BudgetModel()
-    assert trial.user_attrs["t4_s_planned"] == pytest.approx(
+    assert trial.t4_s_planned == pytest.approx(
         budget.pretrain_seconds(flops, n, train_cfg["pretrain_epochs"], cfg.batch_size)
         + budget.train_seconds(flops, n, train_cfg["epochs"], cfg.batch_size))
-    assert trial.state == TrialState.COMPLETE and trial.user_attrs["t4_s_planned"] <= cfg.trial_budget_s
+    assert trial.state == TrialState.COMPLETE and trial.t4_s_planned <= cfg.trial_budget_s
+
+
+# ------------------------------------------------------------------------ settings and trial records
+@pytest.mark.parametrize("setting, value", [
+    ("dataset", "imagenet"), ("trial_budget_s", 0.0), ("max_epochs", 0), ("batch_size", 0), ("n_synthetic", 5),
+    ("sampler", "grid"), ("early_stop", "median"),
+])
+def test_bad_settings_are_refused_naming_the_setting_and_value(setting, value):
+    with pytest.raises(ValueError, match=f"{setting.split('_')[0]}.*{value}") as err:
+        StudyConfig(**{setting: value})
+    assert "\n" not in str(err.value)
+
+
+def test_older_studies_settings_still_resume(tmp_path):
+    """Studies stored `early_stop` as a bool: the same settings in today's spelling resume them."""
+    url = default_storage_url(tmp_path)
+    study = create_study(_cfg(tmp_path), "old", url)
+    study.set_user_attr("config", {**study.user_attrs["config"], "early_stop": False})
+    create_study(_cfg(tmp_path, early_stop="none"), "old", url)
+    assert load_study("old", url)[1].early_stop == "none"
+
+
+def test_trial_record_round_trips_through_the_storage():
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(1))
+    spec = sample_spec(study.ask(), SpaceConfig.tiny(), Caps())
+    record = TrialRecord(
+        number=0, state=TrialState.COMPLETE, values=[0.5, 1234.0], worker="host:12", spec=spec.to_dict(),
+        summary="s", params=1234, flops=99, train_config={"lr": 0.001, "epochs": 3, "seed": 7}, epochs_planned=3,
+        t4_s_planned=1.5, val_fingerprint="abc", curve=[0.1, 0.3, 0.5], rungs={0: 0.1, 1: 0.3},
+        metrics={"srcc": 0.5}, target_metrics={"mos": {"srcc": 0.5}}, epochs_run=3, wall_s=2.0, t4_s=1.5,
+        stopped_early=False, test_metrics={"mos": {"srcc": 0.4}}, test_score=0.4, checkpoint="trials/00000.pt",
+        bytes=10)
+    fresh = optuna.create_study(directions=["maximize", "minimize"])
+    fresh.add_trial(create_trial(state=record.state, values=record.values, user_attrs=record.to_attrs()))
+    assert TrialRecord.from_trial(fresh.trials[0]) == record
+    assert {"params", "rung0", "rung1", "train_config", "checkpoint"} <= fresh.trials[0].user_attrs.keys()
+    assert record.recipe.spec == spec and record.recipe.train.lr == 0.001 and record.recipe.train.crop == spec.input.crop
+    assert record.recipe_key == dataclasses.replace(record, train_config={**record.train_config, "seed": 8}).recipe_key
+    assert record.recipe_key != dataclasses.replace(record, train_config={**record.train_config, "lr": 0.002}).recipe_key
+    with pytest.raises(TypeError, match="nope"):
+        TrialRecord.store(study.ask(), nope=1)
+
+
+# --------------------------------------------------------------------------- every trial counts
+def _propose(cfg: StudyConfig):
+    """An objective that samples exactly as the study's does but trains nothing (a fast stand-in)."""
+    space = space_config(cfg.space)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        spec, train_cfg, share = sample_trial(trial, cfg, space)
+        return train_cfg.lr * 100 + share, float(spec.stem.width)
+
+    return objective
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_four_workers_propose_distinct_trials(tmp_path, sampler):
+    """Four workers (each loads the study and builds its own sampler, as worker processes do) taking
+    turns for 8 trials each: 32 distinct parameter sets (seeded alike, they proposed 8 x 4 copies)."""
+    cfg = _cfg(tmp_path, sampler=sampler)
+    url = default_storage_url(tmp_path)
+    create_study(cfg, "w", url)
+    workers = [load_study("w", url)[0] for _ in range(4)]
+    for _ in range(8):
+        for study in workers:
+            study.optimize(_propose(cfg), n_trials=1)
+    params = {json.dumps(t.params, sort_keys=True) for t in workers[0].trials}
+    assert len(workers[0].trials) == 32 and len(params) == 32
+
+
+def _params(study: optuna.Study) -> list[str]:
+    return [json.dumps(t.params, sort_keys=True) for t in study.trials]
+
+
+TINY = dict(n_synthetic=48, max_epochs=1)
+
+
+def test_resumed_study_continues_the_sequence_instead_of_repeating_it(tmp_path):
+    cfg = _cfg(tmp_path, **TINY)
+    run_dir = tmp_path / "runs" / "r"
+    first = _params(run_search(cfg, "r", 2, run_dir, progress=False))
+    study = run_search(cfg, "r", 4, run_dir, progress=False)
+    assert _params(study)[:2] == first and len(set(_params(study))) == 4
+    assert [TrialRecord.from_trial(t).counts for t in study.trials] == [True] * 4  # no duplicate to resample
+
+
+def test_a_duplicate_proposal_is_not_trained_again(tmp_path, monkeypatch, capfd):
+    cfg = _cfg(tmp_path, **TINY)
+    run_dir = tmp_path / "runs" / "d"
+    study = run_search(cfg, "d", 1, run_dir, progress=False)
+    study.enqueue_trial(study.trials[0].params)  # as a second worker seeded alike would propose it
+    run_search(cfg, "d", 2, run_dir, progress=False)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    assert [r.duplicate_of for r in records] == [None, 0, None]
+    assert records[1].state == TrialState.PRUNED and records[1].epochs_run is None and records[1].checkpoint is None
+    assert not (run_dir / "trials" / "00001.pt").exists() and records[2].counts
+
+    # a sampler that keeps repeating trained trials: the worker stops instead of looping
+    monkeypatch.setattr(workers_module, "MAX_DUPLICATES_IN_A_ROW", 2)
+    for _ in range(3):
+        study.enqueue_trial(study.trials[2].params)
+    run_search(cfg, "d", 3, run_dir, progress=False)
+    assert [TrialRecord.from_trial(t).duplicate_of for t in study.trials[3:5]] == [2, 2]
+    assert study.trials[5].state == TrialState.WAITING  # the third copy was never taken
+    assert "looks exhausted" in capfd.readouterr().err
+
+
+def test_resume_right_after_a_kill_runs_the_killed_trial_again(tmp_path):
+    """The killed worker's trial is failed at once (its process is gone) and retried, instead of
+    counting as running until its heartbeat grace period ends (the resume then ran nothing)."""
+    cfg = _cfg(tmp_path, **TINY, grace_period=120)
+    run_dir = tmp_path / "runs" / "k"
+    code = ("import json, sys; from pathlib import Path; from search.study import StudyConfig, run_search; "
+            "run_search(StudyConfig(**json.loads(sys.argv[1])), 'k', 20, Path(sys.argv[2]), progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(run_dir)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+    victim = _kill_during_a_trial(proc, run_dir, deadline=time.time() + 120)
+    start = time.time()
+    study = run_search(cfg, "k", victim + 1, run_dir, progress=False)
+    assert time.time() - start < cfg.grace_period
+    killed, retry = study.trials[victim], study.trials[-1]
+    assert killed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.system_attrs["failed_trial"] == victim
+    assert killed.params.items() <= retry.params.items()  # what it had drawn before the kill
+
+
+def _kill_during_a_trial(proc: subprocess.Popen, run_dir: Path, deadline: float) -> int:
+    """SIGKILL `proc` while it runs a trial (stopped first, so the trial cannot finish meanwhile); its number."""
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "config.json").exists():  # written once the study exists
+            study = optuna.load_study(study_name="k", storage=default_storage_url(run_dir))
+            if any(TrialRecord.from_trial(t).worker for t in study.get_trials(states=(TrialState.RUNNING,))):
+                proc.send_signal(signal.SIGSTOP)
+                running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if TrialRecord.from_trial(t).worker]
+                if running:
+                    proc.kill()
+                    proc.wait()
+                    return running[0].number
+                proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the worker never ran a trial")
+
+
+def _agiqa3k(root: Path, prompts: list[str]) -> None:
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(len(prompts)):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / f"img{i}.png")
+    rows = [f"img{i}.png,{p},{1 + i % 5}" for i, p in enumerate(prompts)]
+    (root / "labels.csv").write_text("\n".join(["name,prompt,mos_quality", *rows]) + "\n")
+
+
+def test_resuming_with_changed_labels_is_refused(tmp_path):
+    root = tmp_path / "agiqa3k"
+    _agiqa3k(root, [f"p{i // 4}" for i in range(32)])
+    cfg = _cfg(tmp_path, dataset="agiqa3k", root=str(root), max_epochs=1)
+    run_dir = tmp_path / "runs" / "lab"
+    run_search(cfg, "lab", 1, run_dir, progress=False)
+    _agiqa3k(root, [f"p{i % 8}" for i in range(32)])  # the same images, other prompts: another split
+    with pytest.raises(ValueError, match="study 'lab' was validated on another split"):
+        run_search(cfg, "lab", 2, run_dir, progress=False)
+    with pytest.raises(ValueError, match="another split"):
+        run_worker(default_storage_url(run_dir), "lab", 2, run_dir, progress=False)
+
+
+@pytest.mark.slow
+def test_four_worker_processes_train_distinct_trials(tmp_path):
+    cfg = _cfg(tmp_path, **TINY)
+    study = run_search(cfg, "w4", 8, tmp_path / "runs" / "w4", workers=4, progress=False)
+    records = [TrialRecord.from_trial(t) for t in study.get_trials(states=FINISHED)]
+    assert len(records) >= 8 and all(r.counts for r in records)
+    assert len({r.recipe_key for r in records}) == len(records)

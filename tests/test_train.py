@@ -18,8 +18,10 @@ from scipy.stats import spearmanr
 
 from search.distort import DISTORTIONS, graded_pair
 from search.losses import make_loss, mse_loss, norm_in_norm_loss, plcc_loss, rank_loss
-from search.train import (EpochRecord, TrainConfig, TrainingDiverged, evaluate, lr_factor, predict, pretrain,
-                          train_model)
+from search.pretrain import pretrain
+from search.recipe import TrainConfig
+from search.step import TrainingDiverged, lr_factor
+from search.train import EpochRecord, evaluate, predict, train_model
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,30 +1,32 @@
-"""Datasets: real label formats, the synthetic set, decode-once caching and grouped splits."""
+"""Datasets: real label formats, the synthetic set, decode-once caching, grouped splits, input checks."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
 from search.data.cache import decode_images
+from search.data.check import DATASETS, check_dataset, check_split_sizes, require_dataset
 from search.data.imageset import ImageSet
 from search.data.labels import (
-    LabelTable, load_agiqa1k, load_agiqa3k, load_aigiqa20k, load_csv, load_folder, load_labels,
+    LOADERS, LabelTable, load_agiqa1k, load_agiqa3k, load_aigiqa20k, load_csv, load_folder, load_labels,
 )
 from search.data.splits import grouped_holdout, grouped_kfold
 from search.data.synthetic import make_synthetic
 
-DATASETS = ("synthetic", "agiqa3k", "agiqa1k", "aigiqa20k", "csv", "folder")
+PREDICT_DATASETS = ("folder", *LOADERS)
+"""What `load_labels` (and so prediction) reads: a folder of unlabelled images or a labelled format."""
 
 
 def load_imageset(dataset: str, root=None, size: int = 64, cache_dir: Path | str = ".cache/images",
                   targets: Sequence[str] | None = None, seed: int = 0, n_images: int = 600,
                   progress: bool = True) -> ImageSet:
     """Images and targets of `dataset` at `size` px: generated for "synthetic", else decoded once."""
+    require_dataset(dataset, root)
     if dataset == "synthetic":
         return make_synthetic(n_images=n_images, size=size, seed=seed, targets=targets)
-    if root is None:
-        raise ValueError(f"dataset {dataset!r} needs --root (the folder holding its labels and images)")
     return decode_images(load_labels(dataset, root, targets), size, cache_dir, progress=progress)
 
 
-__all__ = ["DATASETS", "ImageSet", "LabelTable", "decode_images", "grouped_holdout", "grouped_kfold", "load_agiqa1k",
-           "load_agiqa3k", "load_aigiqa20k", "load_csv", "load_folder", "load_imageset", "load_labels", "make_synthetic"]
+__all__ = ["DATASETS", "LOADERS", "PREDICT_DATASETS", "ImageSet", "LabelTable", "check_dataset", "check_split_sizes",
+           "decode_images", "grouped_holdout", "grouped_kfold", "load_agiqa1k", "load_agiqa3k", "load_aigiqa20k",
+           "load_csv", "load_folder", "load_imageset", "load_labels", "make_synthetic"]

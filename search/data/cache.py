@@ -14,30 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from search.data.decode import decode_image
 from search.data.imageset import ImageSet
 from search.data.labels import LabelTable
+from search.memory import check_host_memory
 
-CACHE_VERSION = 1
-
-
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 [3,size,size]: RGB, short side resized to `size` (antialiased bicubic),
-    centre-cropped square. AGIQA images are square already, so nothing is cut from them."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            scale = size / min(w, h)
-            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-            img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            left, top = (nw - size) // 2, (nh - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"unreadable image {path}: {err}") from None
+CACHE_VERSION = 2
+"""2: 16-bit greyscale images are scaled to 8 bits (version 1 clipped them to white)."""
 
 
 def cache_key(table: LabelTable, size: int) -> str:
@@ -49,7 +34,8 @@ def cache_key(table: LabelTable, size: int) -> str:
     return h.hexdigest()[:24]
 
 
-def _check_files(table: LabelTable) -> None:
+def check_images(table: LabelTable) -> None:
+    """Every image the labels list is a file in the table's image folder."""
     missing = [n for n in table.frame["image"] if not (table.image_dir / n).is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -82,9 +68,10 @@ def decode_images(table: LabelTable, size: int, cache_dir: Path | str = ".cache/
     """The table's images decoded at `size` x `size`, from the cache when it is current."""
     if size < 8:
         raise ValueError(f"image size must be at least 8, got {size}")
-    _check_files(table)
+    check_images(table)
     path = Path(cache_dir) / f"{table.name}-{size}-{cache_key(table, size)}.npy"
     n = len(table)
+    check_host_memory(n, size, f"images of {table.name}")  # before decoding or copying the cache
     array = _read(path, n, size) if path.exists() else None
     if array is None:
         files = [table.image_dir / name for name in table.frame["image"]]

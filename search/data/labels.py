@@ -1,11 +1,13 @@
 """Label loaders for the real IQA label formats, each returning a `LabelTable`.
 
-Every loader checks what it reads: a missing column, or a score that is not a finite number, raises
-an error that names the file, the column and the row (1-based, the header being row 1).
+Every loader checks what it reads: a missing column, a score that is not a finite number, or an image
+listed twice raises an error that names the file, the column and the row (1-based, the header being
+row 1). AGIQA-1K's one known duplicate is the documented exception (merged, with a warning).
 """
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -13,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from search.data.decode import list_images
 
 
 @dataclass(frozen=True)
@@ -51,19 +53,39 @@ def _scores(frame: pd.DataFrame, column: str, source: Path, first_row: int = 2) 
 
 
 def _table(name: str, source: Path, image_dir: Path, images, groups, scores: dict[str, np.ndarray]) -> LabelTable:
-    frame = pd.DataFrame({"image": pd.Series(images, dtype=str).str.strip(), "group": pd.Series(groups).astype(str).to_numpy()})
+    frame = pd.DataFrame({"image": pd.Series(images, dtype=str).str.strip().to_numpy(),
+                          "group": pd.Series(groups).astype(str).to_numpy()})
     for col, vals in scores.items():
         frame[col] = vals
     if frame.empty:
         raise ValueError(f"{source}: no labelled rows")
-    return LabelTable(name, source, image_dir, frame.reset_index(drop=True), list(scores))
+    _refuse_duplicates(frame["image"], source)
+    return LabelTable(name, source, image_dir, frame, list(scores))
+
+
+def _refuse_duplicates(names: pd.Series, source: Path) -> None:
+    """One row per image: a name listed twice (with its own prompt and scores) would be trained on twice
+    and could land in training and validation at once."""
+    dup = names[names.duplicated(keep=False)]
+    if dup.empty:
+        return
+    groups = dup.groupby(dup, sort=True).groups
+    rows = {name: ", ".join(str(i + 2) for i in idx) for name, idx in groups.items()}  # the header is file row 1
+    shown = "; ".join(f"{name} (rows {r})" for name, r in list(rows.items())[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    raise ValueError(f"{source}: image name(s) listed more than once: {shown}{more}; keep one row per image")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
     # newline handling of the csv engine accepts LF and CRLF alike; strip stray whitespace in headers
-    frame = pd.read_csv(path, keep_default_na=True)
+    try:
+        frame = pd.read_csv(path, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file (expected a header row and one row per image)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({' '.join(str(err).split())})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -93,7 +115,10 @@ def load_agiqa1k(root, targets: Sequence[str] | None = None) -> LabelTable:
     source = root if root.suffix == ".xlsx" else root / "AIGC_MOS_Zscore.xlsx"
     if not source.is_file():
         raise FileNotFoundError(f"label file not found: {source}")
-    frame = pd.read_excel(source)
+    try:
+        frame = pd.read_excel(source)
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{source}: not a readable Excel file ({' '.join(str(err).split())})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     targets = list(targets or ["MOS"])
     _require_columns(frame, ["Image", "Prompt", *targets], source)
@@ -134,23 +159,18 @@ def load_csv(csv_path, image_col: str, score_cols: Sequence[str], group_col: str
 def load_folder(image_dir) -> LabelTable:
     """Unlabelled images in a folder (for prediction): every image file, sorted, no targets."""
     image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"image folder not found: {image_dir}")
-    names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not names:
-        raise ValueError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    names = list_images(image_dir)
     return _table("folder", image_dir, image_dir, names, names, {})
 
 
 LOADERS = {"agiqa3k": load_agiqa3k, "agiqa1k": load_agiqa1k, "aigiqa20k": load_aigiqa20k}
+"""The labelled dataset formats by name (`--data`); any other CSV goes through `load_csv` with its columns."""
 
 
-def load_labels(dataset: str, root, targets: Sequence[str] | None = None, **kwargs) -> LabelTable:
-    """Dispatch on the dataset name: agiqa3k, agiqa1k, aigiqa20k, csv (kwargs as `load_csv`), folder."""
-    if dataset == "csv":
-        return load_csv(root, score_cols=targets or kwargs.pop("score_cols"), **kwargs)
+def load_labels(dataset: str, root, targets: Sequence[str] | None = None) -> LabelTable:
+    """Dispatch on the dataset name: a labelled format in `LOADERS`, or "folder" (unlabelled images)."""
     if dataset == "folder":
         return load_folder(root)
     if dataset not in LOADERS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join([*LOADERS, 'csv', 'folder', 'synthetic'])}")
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join([*LOADERS, 'folder'])}")
     return LOADERS[dataset](root, targets)

@@ -34,7 +34,7 @@ def grouped_holdout(groups, val_fraction: float = 0.2, seed: int = 0) -> tuple[n
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     order, inverse = _shuffled_groups(groups, seed)
     if len(order) < 2:
-        raise ValueError("a grouped hold-out needs at least 2 groups")
+        raise ValueError(f"a grouped hold-out needs at least 2 groups (prompts), got {len(order)}")
     sizes = np.bincount(inverse, minlength=len(order))
     target = val_fraction * len(inverse)
     val_groups, count = [], 0

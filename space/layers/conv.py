@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
+ACTIVATION_LAYERS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
+"""The layer of each name in `space.spec.ACTIVATIONS`."""
 
 
 def make_act(name: str) -> nn.Module:
-    return ACTIVATIONS[name]()
+    return ACTIVATION_LAYERS[name]()
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:

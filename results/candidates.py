@@ -1,0 +1,127 @@
+"""Every candidate of a study in one frame, ranked by estimated composite score, and the recipe export
+trains for each.
+
+Rows are the study's trials (kind "trial") and its compressed variants (`compress.variants`):
+"pruned" (pruned and fine-tuned weights), "scratch" (that pruned architecture trained from scratch
+with its trial's recipe), "int8" and "fp16" (storage formats of a trial's or a pruned model's weights).
+The submission notebook trains from scratch, so only trials and scratch variants are exportable:
+pruned weights descend from a trial's trained weights, and int8/fp16 change the file, not the
+parameter count the challenge ranks. Nothing over the profile's caps is ranked.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from results.score import composite_score, size_tier
+from search.profiles import Profile
+from search.recipe import Recipe
+from search.study import TrialRecord
+from search.recipe import TrainConfig
+from space import ArchSpec
+
+METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_fit", "rmse_fit", "pair_acc")
+KINDS = ("trial", "pruned", "scratch", "int8", "fp16")
+EXPORTABLE = ("trial", "scratch")
+"""Kinds a from-scratch notebook reproduces."""
+COMPOSITE_COLUMNS = ("composite", "performance_points", "size_points", "size_percentile", "size_tier")
+
+
+def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
+    """One row per trial of the study, every state, with metrics, counts, times and its spec."""
+    rows = []
+    for r in map(TrialRecord.from_trial, study.get_trials(deepcopy=False)):
+        row = {
+            "kind": "trial", "id": f"trial {r.number}", "trial": r.number, "state": r.state.name,
+            "summary": r.summary or "", "params": r.params, "flops": r.flops, "bytes": r.bytes,
+            "score": r.values[0] if r.state == TrialState.COMPLETE else (r.curve or [np.nan])[-1],
+            **{m: (r.metrics or {}).get(m, np.nan) for m in METRICS},
+            "epochs_planned": r.epochs_planned, "epochs_run": r.epochs_run, "stopped_early": bool(r.stopped_early),
+            "wall_s": r.wall_s, "t4_s": r.t4_s, "test_score": np.nan if r.test_score is None else r.test_score,
+            "checkpoint": r.checkpoint, "curve": r.curve, "spec": r.spec, "duplicate_of": r.duplicate_of,
+        }
+        if len(r.target_metrics or {}) > 1:  # several dimensions (e.g. SIQA-S): metrics per dimension
+            for target, m in r.target_metrics.items():
+                row.update({f"{target}_{k}": m.get(k, np.nan) for k in ("srcc", "plcc")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _rankable(row: pd.Series, profile: Profile) -> bool:
+    """Finished, scored, and its architecture known and within the profile's caps."""
+    return (row["state"] == "COMPLETE" and pd.notna(row["score"]) and isinstance(row.get("spec"), dict)
+            and profile.caps.allows(ArchSpec.from_dict(row["spec"])))
+
+
+def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
+    """Add the composite estimate and its parts (`COMPOSITE_COLUMNS`) to rankable rows; NaN elsewhere."""
+    frame = frame.copy()
+    parts: dict[str, list] = {c: [] for c in COMPOSITE_COLUMNS}
+    for _, r in frame.iterrows():
+        est = composite_score(float(r["score"]), int(r["params"]), profile, reference_sizes_m) if _rankable(r, profile) else None
+        parts["composite"].append(est.total if est else np.nan)
+        parts["performance_points"].append(est.performance_points if est else np.nan)
+        parts["size_points"].append(est.size_points if est else np.nan)
+        parts["size_percentile"].append(est.size_percentile if est else np.nan)
+        parts["size_tier"].append(size_tier(est.size_percentile, profile) if est else None)
+    for column, values in parts.items():
+        frame[column] = values
+    return frame
+
+
+def rank(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a composite estimate, best first (ties: RMSE, then size, as the challenge breaks them),
+    with `exportable` (the kind can be trained from scratch) and `export` (the first exportable row:
+    what export takes by default)."""
+    ranked = frame[frame["composite"].notna()]
+    ranked = ranked.sort_values(["composite", "rmse", "params"], ascending=[False, True, True]).reset_index(drop=True)
+    ranked["exportable"] = ranked["kind"].isin(EXPORTABLE)
+    ranked["export"] = ranked.index == (ranked["exportable"].idxmax() if ranked["exportable"].any() else -1)
+    return ranked
+
+
+def candidates_frame(study: optuna.Study, profile: Profile, variants_frame: pd.DataFrame | None = None,
+                     reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
+    """Every trial (every state) and every variant, with composite columns where rankable."""
+    frame = trials_frame(study, profile)
+    if variants_frame is not None and len(variants_frame):
+        frame = pd.concat([frame, variants_frame], ignore_index=True)
+    return add_composite(frame, profile, reference_sizes_m)
+
+
+def ranked_candidates(study: optuna.Study, profile: Profile, variants_frame: pd.DataFrame | None = None,
+                      reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
+    """Trials and variants within the caps ranked together by estimated composite score (see `rank`)."""
+    return rank(candidates_frame(study, profile, variants_frame, reference_sizes_m))
+
+
+def candidate_recipe(candidate: pd.Series | str | int, study: optuna.Study,
+                     variants_frame: pd.DataFrame | None = None) -> Recipe:
+    """The recipe export trains for `candidate`: a ranked row, an id ("trial 3" or a variant id) or a
+    trial number. A trial: its spec and training settings. A scratch variant: the pruned spec and the
+    settings it was trained with (its trial's). Any other kind raises ValueError naming what to export."""
+    if isinstance(candidate, pd.Series):
+        candidate = candidate["id"]
+    if isinstance(candidate, str) and candidate.startswith("trial "):
+        candidate = int(candidate.removeprefix("trial "))
+    if isinstance(candidate, (int, np.integer)):
+        trial = study.trials[candidate] if 0 <= candidate < len(study.trials) else None
+        if trial is None or trial.state != TrialState.COMPLETE:
+            raise ValueError(f"trial {candidate} is not a completed trial of study {study.study_name!r}")
+        return TrialRecord.from_trial(trial).recipe
+    found = variants_frame[variants_frame["id"] == candidate] if variants_frame is not None and len(variants_frame) else []
+    if len(found) == 0:
+        raise ValueError(f"no trial or compressed variant {candidate!r} in study {study.study_name!r}")
+    row = found.iloc[0]
+    if row["kind"] == "scratch":
+        return Recipe(ArchSpec.from_dict(row["spec"]), TrainConfig.from_dict(row["train_config"]))
+    if row["kind"] == "pruned":
+        raise ValueError(f"{candidate} holds pruned and fine-tuned weights of trial {row['trial']}, which a "
+                         f"from-scratch notebook cannot reproduce: export its scratch variant {candidate}-scratch")
+    parent = row["parent"] if isinstance(row["parent"], str) else f"trial {row['trial']}"
+    raise ValueError(f"{candidate} is {row['kind']} storage of {parent}: it changes the file, not the parameter "
+                     "count the challenge ranks; export that model instead")

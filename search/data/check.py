@@ -1,0 +1,70 @@
+"""Checks of a dataset before a study is created, so a mistake is reported in one line and never stored.
+
+`check_dataset` reads only the labels (no image is decoded): the dataset name, its folder, the labels
+file and its columns, one row per image, every listed image present, and targets that vary.
+`check_split_sizes` refuses a split with a part too small to train or to be measured on. Each raises
+ValueError (FileNotFoundError for a missing folder or image) naming the file, the column or the value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from search.data.cache import check_images
+from search.data.labels import LOADERS, LabelTable, load_labels
+from search.data.synthetic import SYNTHETIC_TARGETS
+
+DATASETS = ("synthetic", *LOADERS)
+"""Datasets a study trains on: the generated one and every labelled format with a loader."""
+
+MIN_PART_IMAGES = 4
+"""Fewest images of a training, validation or test part: validation needs 2 to give any metric at all,
+and correlations over fewer than 4 images say nothing."""
+
+
+def _check_targets(table: LabelTable) -> None:
+    for name in table.targets:
+        values = table.frame[name].to_numpy()
+        if len(values) > 1 and np.ptp(values) == 0:
+            raise ValueError(f"{table.source}: column {name!r} holds the same score ({values[0]:g}) in every row: "
+                             "there is nothing to learn from it")
+
+
+def require_dataset(dataset: str, root: str | Path | None) -> None:
+    """A known dataset name, with a root unless it is the synthetic set."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    if dataset != "synthetic" and root is None:
+        raise ValueError(f"dataset {dataset!r} needs --root (the folder holding its labels and images)")
+
+
+def check_dataset(dataset: str, root: str | Path | None, targets: Sequence[str] | None = None) -> LabelTable | None:
+    """The dataset's labels, checked (None for the synthetic set, which only needs known targets)."""
+    require_dataset(dataset, root)
+    repeated = sorted({t for t in targets or () if list(targets).count(t) > 1})
+    if repeated:
+        raise ValueError(f"target(s) given more than once: {', '.join(repeated)}")
+    if dataset == "synthetic":
+        unknown = [t for t in targets or () if t not in SYNTHETIC_TARGETS]
+        if unknown:
+            raise ValueError(f"unknown synthetic target(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(SYNTHETIC_TARGETS)}")
+        return None
+    if not Path(root).exists():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    table = load_labels(dataset, root, targets)
+    check_images(table)
+    _check_targets(table)
+    return table
+
+
+def check_split_sizes(table: LabelTable, parts: dict[str, np.ndarray], least: int = MIN_PART_IMAGES) -> None:
+    """Refuse a split (part name -> image indices) with a part of fewer than `least` images."""
+    small = [name for name, idx in parts.items() if len(idx) < least]
+    if small:
+        counts = ", ".join(f"{len(idx)} {name}" for name, idx in parts.items())
+        raise ValueError(f"{table.source}: {len(table)} images in {table.frame['group'].nunique()} prompts split into "
+                         f"{counts} images; each part needs at least {least}: label more images "
+                         "(of more prompts) or change --val-fraction / --test-fraction")

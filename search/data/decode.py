@@ -1,0 +1,48 @@
+"""Image files: listing a folder's images and decoding one to the models' input layout (what the
+cache, the loaders and the notebook share)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_images(folder: str | Path) -> list[str]:
+    """The names of the image files in `folder`, sorted; an error naming the folder when it is missing
+    or holds none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return names
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB. 16-bit greyscale (PNG mode I;16, or I in older Pillow) is scaled to 8 bits:
+    Pillow's own conversion clips it at 255, which turns nearly every pixel white."""
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        grey = np.asarray(img, dtype=np.float64) / 257.0
+        img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
+    return img.convert("RGB")
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image as uint8 [3,size,size]: RGB, short side resized to `size` (antialiased bicubic),
+    centre-cropped square. AGIQA images are square already, so nothing is cut from them."""
+    try:
+        with Image.open(path) as img:
+            img = _rgb(img)
+            w, h = img.size
+            scale = size / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"unreadable image {path}: {err}") from None

@@ -1,0 +1,209 @@
+"""The final retrain: one recipe trained from scratch on all labelled data, within a deadline.
+
+Used by export (costs from the T4 budget model, before anything is trained) and by the submission
+notebook (costs measured on the machine it runs on, then a hard guard on the clock), and by the
+quality benchmark. Planning picks the most MOS epochs, up to the wanted number, whose estimated time
+(the teacher's training if distilling, pretraining, MOS epochs, and scoring the test images) ends
+within the budget; the learning-rate schedule is then planned over exactly those epochs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from search.budget import BudgetModel
+from search.data.imageset import ImageSet
+from search.recipe import Recipe
+from search.pretrain import pretrain
+from search.recipe import TrainConfig
+from search.train import TrainResult, predict, seed_everything, train_model
+from space import build_model, count_flops
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """Seconds per training step and per scored image of one recipe on one machine."""
+
+    step_s: float
+    """One MOS step of the student (with the teacher's forward pass when distilling)."""
+    pretrain_step_s: float
+    """One self-supervised pretraining step of the student."""
+    teacher_step_s: float
+    teacher_pretrain_step_s: float
+    predict_image_s: float
+    """Scoring one test image through all its evaluation views."""
+    source: str
+    """Where the numbers come from: the T4 budget model, or a measurement on a named device."""
+
+    @classmethod
+    def from_budget(cls, budget: BudgetModel, recipe: Recipe) -> StepCosts:
+        """The budget model's T4 estimate (per step: one batch of the recipe's batch size)."""
+        def per_step(spec, cfg: TrainConfig) -> tuple[float, float]:
+            flops, bs = count_flops(spec), cfg.batch_size
+            return budget.epoch_seconds(flops, bs, bs), budget.pretrain_seconds(flops, bs, 1, bs)
+
+        step, pre = per_step(recipe.spec, recipe.train)
+        teacher = per_step(recipe.teacher.spec, recipe.teacher.train) if recipe.teacher else (0.0, 0.0)
+        if recipe.teacher:  # the teacher scores every student batch too
+            step += budget.infer_seconds(count_flops(recipe.teacher.spec), recipe.train.batch_size)
+        predict_s = budget.infer_seconds(count_flops(recipe.spec), 1000, recipe.train.eval_views) / 1000
+        return cls(step, pre, *teacher, predict_s, "the T4 budget model (good to a factor of about 2 either way)")
+
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    epochs: int
+    """MOS epochs of the student (and of its teacher)."""
+    pretrain_epochs: int
+    teacher_pretrain_epochs: int
+    seconds: float
+    """Estimated seconds of the whole plan: training, pretraining, the teacher, and scoring."""
+    student_s: float
+    """Of which the student's own training (pretraining + MOS epochs)."""
+    budget_s: float
+    epoch_s: float
+    """One MOS epoch of the student (with the teacher's forward passes)."""
+    costs: StepCosts
+
+    def describe(self, elapsed_s: float = 0.0, limit_s: float | None = None) -> str:
+        """One line, e.g. "measured 41 s/epoch, 180 epochs fit, expected end 2 h 11 min of a 2 h 30 min
+        limit" (times from the start of the clock, `elapsed_s` ago; the limit defaults to the budget)."""
+        measured = "measured" if self.costs.source.startswith("measured") else "estimated"
+        extra = f" after {self.pretrain_epochs} pretraining epochs" if self.pretrain_epochs else ""
+        return (f"{measured} {self.epoch_s:.1f} s/epoch ({self.costs.source}), {self.epochs} epochs fit{extra}, "
+                f"expected end {_clock(elapsed_s + self.seconds)} of a {_clock(limit_s or elapsed_s + self.budget_s)} limit")
+
+
+def _clock(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def plan_retrain(recipe: Recipe, n_train: int, n_test: int, costs: StepCosts, budget_s: float,
+                 wanted_epochs: int, least_epochs: int = 1) -> RetrainPlan:
+    """The most MOS epochs in [`least_epochs`, `wanted_epochs`] whose estimated time ends within
+    `budget_s`; the recipe's pretraining is kept when it fits beside `least_epochs`, dropped otherwise.
+    Raises ValueError when not even `least_epochs` without pretraining fit."""
+    steps = math.ceil(n_train / min(recipe.train.batch_size, n_train))
+    teacher_steps = steps if recipe.teacher is None else math.ceil(n_train / min(recipe.teacher.train.batch_size, n_train))
+    epoch_s = steps * costs.step_s + teacher_steps * costs.teacher_step_s
+    fixed = n_test * costs.predict_image_s
+
+    def total(epochs: int, pre: int, teacher_pre: int) -> float:
+        return (fixed + epochs * epoch_s + pre * steps * costs.pretrain_step_s
+                + teacher_pre * teacher_steps * costs.teacher_pretrain_step_s)
+
+    pre, teacher_pre = recipe.train.pretrain_epochs, recipe.teacher.train.pretrain_epochs if recipe.teacher else 0
+    if total(least_epochs, pre, teacher_pre) > budget_s:
+        pre = teacher_pre = 0
+    if total(least_epochs, pre, teacher_pre) > budget_s:
+        raise ValueError(f"{least_epochs} epoch(s) are estimated at {total(least_epochs, 0, 0) / 3600:.2f} h by "
+                         f"{costs.source}, over the budget of {budget_s / 3600:.2f} h")
+    room = budget_s - total(0, pre, teacher_pre)
+    epochs = max(least_epochs, min(wanted_epochs, int(room // epoch_s) if math.isfinite(room) else wanted_epochs))
+    student_s = epochs * steps * costs.step_s + pre * steps * costs.pretrain_step_s
+    return RetrainPlan(epochs, pre, teacher_pre, total(epochs, pre, teacher_pre), student_s, budget_s, epoch_s, costs)
+
+
+def planned(recipe: Recipe, plan: RetrainPlan) -> Recipe:
+    """`recipe` with the plan's epochs (its teacher trains as many MOS epochs as the student)."""
+    out = copy.deepcopy(recipe)
+    out.train.epochs, out.train.pretrain_epochs = plan.epochs, plan.pretrain_epochs
+    if out.teacher is not None:
+        out.teacher.train.epochs, out.teacher.train.pretrain_epochs = plan.epochs, plan.teacher_pretrain_epochs
+    return out
+
+
+class Deadline:
+    """A wall-clock limit that started at `start` (`time.time()`; default now)."""
+
+    def __init__(self, seconds: float, start: float | None = None):
+        self.seconds, self.start = seconds, time.time() if start is None else start
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def left(self) -> float:
+        return self.seconds - self.elapsed()
+
+
+def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | str = "cpu",
+            deadline: Deadline | None = None, reserve_s: float = 0.0, progress: bool = False) -> tuple[nn.Module, TrainResult]:
+    """Train `recipe` from scratch on `data` (no validation), its teacher first when it has one (seed
+    `seed + 1`, as many MOS epochs as the student; it teaches and is dropped). With a `deadline`,
+    training stops early, whatever the plan said, so that `reserve_s` seconds are left for saving and
+    scoring; the teacher may use only what the student's planned time leaves."""
+    def guard(after: float = 0.0) -> float | None:
+        return None if deadline is None else max(1e-3, deadline.left() - reserve_s - after)
+
+    teacher = None
+    if recipe.teacher is not None:
+        student_s = _student_share(recipe, deadline, reserve_s)
+        teacher_cfg = replace(recipe.teacher.train, seed=seed + 1, time_budget_s=guard(student_s))
+        seed_everything(teacher_cfg.seed)
+        teacher = build_model(recipe.teacher.spec)
+        train_model(teacher, data, None, teacher_cfg, device=device, progress=progress)
+    cfg = replace(recipe.train, seed=seed, time_budget_s=guard())
+    seed_everything(seed)
+    model = build_model(recipe.spec)
+    return model, train_model(model, data, None, cfg, device=device, progress=progress, teacher=teacher)
+
+
+def _student_share(recipe: Recipe, deadline: Deadline | None, reserve_s: float) -> float:
+    """Seconds to keep for the student while its teacher trains: its share of what is left, in
+    proportion to the two models' FLOPs."""
+    if deadline is None:
+        return 0.0
+    student, teacher = count_flops(recipe.spec), count_flops(recipe.teacher.spec)
+    return (deadline.left() - reserve_s) * student / (student + teacher)
+
+
+def measure_costs(recipe: Recipe, data: ImageSet, device: torch.device | str, steps: int = 6) -> StepCosts:
+    """Step costs measured here: each model trains throwaway copies for two short epochs of `steps`
+    steps on a slice of `data` (the second epoch is timed, after warm-up), and scores the slice."""
+    device = torch.device(device)
+    cfg = recipe.train
+    sample = data.subset(list(range(min(len(data), steps * cfg.batch_size))))
+    teacher = build_model(recipe.teacher.spec).to(device).eval() if recipe.teacher else None
+    step = _timed_step(recipe.spec, cfg, sample, device, teacher)
+    pre = _timed_pretrain_step(recipe.spec, cfg, sample, device) if cfg.pretrain_epochs else 3 * step
+    teacher_costs = (0.0, 0.0)
+    if recipe.teacher:
+        tcfg = replace(recipe.teacher.train, distill_weight=0.0)
+        t_step = _timed_step(recipe.teacher.spec, tcfg, sample, device, None)
+        teacher_costs = (t_step, _timed_pretrain_step(recipe.teacher.spec, tcfg, sample, device)
+                         if tcfg.pretrain_epochs else 3 * t_step)
+    model = build_model(recipe.spec)
+    predict(model, sample.images, device=device, crop=recipe.spec.input.crop, views=cfg.eval_views,
+            precision=cfg.precision)  # warm-up
+    start = time.perf_counter()
+    predict(model, sample.images, device=device, crop=recipe.spec.input.crop, views=cfg.eval_views,
+            precision=cfg.precision)
+    predict_s = (time.perf_counter() - start) / len(sample)
+    return StepCosts(step, pre, *teacher_costs, predict_s, f"measured on {_device_name(device)}")
+
+
+def _timed_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device, teacher: nn.Module | None) -> float:
+    probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)
+    result = train_model(build_model(spec), sample, None, probe, device=device, teacher=teacher)
+    steps = math.ceil(len(sample) / min(cfg.batch_size, len(sample)))
+    return (result.history[1].seconds - result.history[0].seconds) / steps
+
+
+def _timed_pretrain_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device) -> float:
+    probe = replace(cfg, pretrain_epochs=1, time_budget_s=None)
+    model = build_model(spec)
+    pretrain(model, sample.images, probe, device)  # warm-up
+    seconds = pretrain(model, sample.images, probe, device)
+    return seconds / math.ceil(len(sample) / min(cfg.batch_size, len(sample)))
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"this CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,70 @@
+"""`StudyData`: a study's labelled images per resolution, loaded once per process, and its split.
+
+The split is by prompt (group): test prompts (when the study holds some out) first, then validation
+prompts from the rest. It is computed from the image names' groups, which do not depend on the
+resolution, so every resolution splits alike; the validation fingerprint names it.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from search.data import ImageSet, grouped_holdout, load_imageset
+from search.study.settings import StudyConfig, space_config
+
+
+def study_split(groups: np.ndarray, val_fraction: float, test_fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices by prompt group; test is empty unless `test_fraction` > 0."""
+    if not test_fraction:
+        train, val = grouped_holdout(groups, val_fraction, seed=seed)
+        return train, val, np.zeros(0, dtype=np.int64)
+    rest, test = grouped_holdout(groups, test_fraction, seed=seed)
+    train, val = grouped_holdout(groups[rest], val_fraction / (1 - test_fraction), seed=seed + 1)
+    return rest[train], rest[val], test
+
+
+class StudyData:
+    """The images a study trains, validates and tests on (the search, compress and export stages)."""
+
+    def __init__(self, cfg: StudyConfig, progress: bool = False):
+        self.cfg = cfg
+        self.progress = progress
+        self._images: dict[int, ImageSet] = {}
+        self._split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def all(self, size: int) -> ImageSet:
+        """Every labelled image at `size` px (train, validation and test: what export retrains on)."""
+        if size not in self._images:
+            cfg = self.cfg
+            self._images[size] = load_imageset(cfg.dataset, cfg.root, size=size, cache_dir=Path(cfg.cache_dir),
+                                               targets=cfg.targets, seed=cfg.seed, n_images=cfg.n_synthetic,
+                                               progress=self.progress)
+        return self._images[size]
+
+    def split(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, val, test) indices into `all(size)`."""
+        images = self.all(size)
+        if self._split is None:
+            cfg = self.cfg
+            self._split = study_split(images.groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        return self._split
+
+    def train_val(self, size: int) -> tuple[ImageSet, ImageSet]:
+        """The training and validation sets at `size` px."""
+        train, val, _ = self.split(size)
+        return self.all(size).subset(train), self.all(size).subset(val)
+
+    def test(self, size: int) -> ImageSet | None:
+        """The held-out test prompts at `size` px (None without a test share)."""
+        test = self.split(size)[2]
+        return self.all(size).subset(test) if len(test) else None
+
+    def val_fingerprint(self) -> str:
+        """A short hash of the validation images' names: every stage checks it scores on the same split.
+        Uses a resolution already loaded, else the space's smallest."""
+        size = next(iter(self._images), None) or min(space_config(self.cfg.space).resizes)
+        names = self.all(size).names
+        return hashlib.sha256("\n".join(sorted(names[i] for i in self.split(size)[1])).encode()).hexdigest()[:16]

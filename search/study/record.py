@@ -1,0 +1,113 @@
+"""`TrialRecord`: what a trial stores, read and written by name instead of by `user_attrs` strings.
+
+The storage keys are the field names (`rungs` is stored as `rung0`, `rung1`, ...), unchanged from the
+studies made before this record existed, so old studies read as they are.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.recipe import Recipe
+from search.recipe import TrainConfig
+from space import ArchSpec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+"""States of a trial that ran to its end: complete, or stopped (early, over the caps, diverged, duplicate)."""
+_RUNG = re.compile(r"rung(\d+)")
+_FROM_TRIAL = ("number", "state", "values")
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: TrialState
+    values: list[float] | None = None
+    worker: str | None = None
+    """`host:pid` of the process that ran the trial (recorded first, so a dead worker's trial is known)."""
+    spec: dict | None = None
+    summary: str | None = None
+    params: int | None = None
+    """Parameter count of the model (not Optuna's sampled parameters)."""
+    flops: int | None = None
+    train_config: dict | None = None
+    """The `TrainConfig`, its planned epochs and pretraining epochs included."""
+    epochs_planned: int | None = None
+    t4_s_planned: float | None = None
+    val_fingerprint: str | None = None
+    duplicate_of: int | None = None
+    """Proposed the same architecture and recipe as that trial, so it was not trained (and does not count)."""
+    curve: list[float] = field(default_factory=list)
+    """The profile's validation score after each epoch."""
+    rungs: dict[int, float] = field(default_factory=dict)
+    """Validation score at each early-stopping rung reached."""
+    metrics: dict[str, float] | None = None
+    target_metrics: dict[str, dict[str, float]] | None = None
+    epochs_run: int | None = None
+    wall_s: float | None = None
+    t4_s: float | None = None
+    stopped_early: bool | None = None
+    test_metrics: dict[str, dict[str, float]] | None = None
+    test_score: float | None = None
+    checkpoint: str | None = None
+    """Path of the trial's checkpoint, relative to the run directory."""
+    bytes: int | None = None
+    over_cap: str | None = None
+    diverged: str | None = None
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        stored = {f.name: attrs[f.name] for f in fields(cls) if f.name in attrs and f.name not in _FROM_TRIAL}
+        rungs = {int(m.group(1)): v for k, v in attrs.items() if (m := _RUNG.fullmatch(k))}
+        return cls(number=trial.number, state=trial.state, values=None if trial.values is None else list(trial.values),
+                   **stored, rungs=rungs)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The user attributes this record stores (fields left at their defaults are left out)."""
+        return _attrs({k: getattr(self, k) for k, empty in _DEFAULTS.items() if getattr(self, k) != empty})
+
+    @staticmethod
+    def store(trial: optuna.Trial, **values: Any) -> None:
+        """Write the named fields to a running trial, as they become known."""
+        for key, value in _attrs(values).items():
+            trial.set_user_attr(key, value)
+
+    @property
+    def recipe(self) -> Recipe:
+        """What the trial trained: its architecture and training settings."""
+        if self.spec is None or self.train_config is None:
+            raise ValueError(f"trial {self.number} has no recipe: it was never trained ({self.state.name})")
+        return Recipe(ArchSpec.from_dict(self.spec), TrainConfig.from_dict(self.train_config))
+
+    @property
+    def recipe_key(self) -> str | None:
+        """Equal for trials that train the same architecture the same way (the per-trial seed aside)."""
+        if self.spec is None or self.train_config is None:
+            return None
+        train = {k: v for k, v in self.train_config.items() if k != "seed"}
+        return json.dumps({"spec": self.spec, "train": train}, sort_keys=True)
+
+    @property
+    def counts(self) -> bool:
+        """Whether the trial counts towards the study's target: finished, and not a duplicate."""
+        return self.state in FINISHED and self.duplicate_of is None
+
+
+_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()
+             for f in fields(TrialRecord) if f.name not in _FROM_TRIAL}
+
+
+def _attrs(values: dict[str, Any]) -> dict[str, Any]:
+    """User attributes of the named fields (`rungs` as `rung0`, `rung1`, ...)."""
+    unknown = sorted(set(values) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"not stored fields of a trial record: {', '.join(unknown)}")
+    attrs = {k: v for k, v in values.items() if k != "rungs"}
+    attrs.update({f"rung{rung}": score for rung, score in values.get("rungs", {}).items()})
+    return attrs

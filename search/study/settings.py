@@ -1,0 +1,131 @@
+"""A study's settings (`StudyConfig`, stored in the study so workers can join) and the named choices
+they refer to: loss presets, search-space presets."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
+
+from search.budget import BudgetModel
+from search.data import DATASETS
+from search.profiles import get_profile
+from search.study.early_stop import EARLY_STOPPING
+from search.study.sampler import SAMPLERS
+from space import SpaceConfig
+
+LOSS_PRESETS: dict[str, dict[str, float]] = {
+    "mse": {"mse": 1.0},
+    "mse+plcc": {"mse": 1.0, "plcc": 1.0},
+    "mse+rank": {"mse": 1.0, "rank": 1.0},
+    "mse+plcc+rank": {"mse": 1.0, "plcc": 1.0, "rank": 1.0},
+    "mse+nin": {"mse": 1.0, "nin": 1.0},
+}
+"""Every preset keeps an MSE term: PLCC and rank losses ignore the scale and offset of predictions, and
+without it trials scored well on correlation but predicted MOS off by 1.4-1.7 RMSE (the challenge breaks
+ties on RMSE)."""
+
+SPACE_PRESETS: dict[str, Callable[[], SpaceConfig]] = {
+    "default": SpaceConfig, "small": SpaceConfig.small, "tiny": SpaceConfig.tiny,
+}
+
+MIN_SYNTHETIC = 24
+"""Fewest synthetic images a study accepts: 4 scenes (prompts), enough for a grouped train/val/test split."""
+
+LOCAL_SETTINGS = ("root", "device", "cache_dir")
+"""Settings that may differ between the command that created a study and one that resumes or joins it."""
+
+
+def space_config(name: str) -> SpaceConfig:
+    """The search-space preset called `name`."""
+    if name not in SPACE_PRESETS:
+        raise ValueError(f"unknown space preset {name!r}; choose from {', '.join(SPACE_PRESETS)}")
+    return SPACE_PRESETS[name]()
+
+
+def _choice(setting: str, value: str, known) -> None:
+    if value not in known:
+        raise ValueError(f"unknown {setting} {value!r}; choose from {', '.join(known)}")
+
+
+@dataclass
+class StudyConfig:
+    """Everything a worker needs to run trials of a study; stored in the study so workers can join."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    targets: list[str] | None = None
+    n_synthetic: int = 1200
+    profile: str = "icme2026-aigc"
+    """Challenge rules (search.profiles); its targets and split fill the settings left as None."""
+    space: str = "default"
+    """Search-space preset: "default" (224-384 px), "small" (128-160 px) or "tiny" (64 px synthetic demo, tests)."""
+    val_fraction: float | None = None
+    test_fraction: float | None = None
+    """Prompts held out of the search entirely; each finished trial is scored on them once."""
+    seed: int = 0
+    trial_budget_s: float = 300.0
+    """Training budget of one trial, in T4 seconds (see search.budget)."""
+    max_epochs: int = 60
+    batch_size: int = 32
+    pretrain_shares: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    """Shares of a trial's training time that may go to self-supervised pretraining
+    (`TrainConfig.pretrain_epochs`, see `plan_schedule`); the sampler picks one per trial."""
+    ema_decays: list[float] = field(default_factory=lambda: [0.0, 0.998])
+    """Weight-averaging decays the sampler picks from (0 = off)."""
+    eval_views: int = 1
+    sampler: str = "tpe"
+    flops_objective: bool = False
+    early_stop: str | bool = "rungs"
+    """A name in `EARLY_STOPPING`; True and False (older studies, `--no-early-stop`) mean "rungs" and "none"."""
+    rung_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    dominators: int = 3
+    margin: float = 0.01
+    t4_efficiency: float = BudgetModel.efficiency
+    heartbeat_interval: int = 20
+    grace_period: int = 60
+    max_retry: int = 2
+    device: str = "auto"
+    cache_dir: str = ".cache/images"
+
+    def __post_init__(self) -> None:
+        profile = get_profile(self.profile)
+        if self.targets is None and profile.targets is not None:
+            self.targets = list(profile.targets)
+        self.val_fraction = profile.val_fraction if self.val_fraction is None else self.val_fraction
+        self.test_fraction = profile.test_fraction if self.test_fraction is None else self.test_fraction
+        if isinstance(self.early_stop, bool):
+            self.early_stop = "rungs" if self.early_stop else "none"
+        self._validate()
+
+    def _validate(self) -> None:
+        _choice("dataset", self.dataset, DATASETS)
+        space_config(self.space)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("early stopping", self.early_stop, EARLY_STOPPING)
+        for name, value, least in (("max_epochs", self.max_epochs, 1), ("batch_size", self.batch_size, 1),
+                                   ("eval_views", self.eval_views, 1), ("n_synthetic", self.n_synthetic, MIN_SYNTHETIC)):
+            if value < least:
+                raise ValueError(f"{name} must be at least {least}, got {value}")
+        if not self.trial_budget_s > 0:
+            raise ValueError(f"trial_budget_s must be > 0 (T4 seconds per trial), got {self.trial_budget_s}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
+        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and their sum < 1; "
+                             f"got {self.val_fraction} and {self.test_fraction}")
+        if not self.pretrain_shares or any(not 0 <= f < 1 for f in self.pretrain_shares):
+            raise ValueError(f"pretrain_shares must be a non-empty list of values in [0, 1), got {self.pretrain_shares}")
+        if not self.ema_decays or any(not 0 <= d < 1 for d in self.ema_decays):
+            raise ValueError(f"ema_decays must be a non-empty list of values in [0, 1), got {self.ema_decays}")
+        if any(not 0 < f < 1 for f in self.rung_fractions):
+            raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StudyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown study settings: {', '.join(unknown)}")
+        return cls(**data)

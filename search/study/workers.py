@@ -1,0 +1,159 @@
+"""Running a study: worker processes that take trials until the study holds its target.
+
+Workers stop on a shared target of counted trials (finished, duplicates left out) rather than a
+per-worker quota. Before each trial a worker fails the trials of dead workers (`search.study.stale`)
+and Optuna's heartbeat-stale ones; when the trials still needed are all held by workers it cannot
+check, it waits out their heartbeat grace period (saying so) before leaving them to their holders.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from search.device import default_workers, worker_device
+from search.study.data import StudyData
+from search.study.objective import Objective
+from search.study.record import FINISHED, TrialRecord
+from search.study.settings import LOCAL_SETTINGS, StudyConfig
+from search.study.stale import fail_dead_trials, holder
+from search.study.storage import check_split, create_study, default_storage_url, load_study
+
+MAX_DUPLICATES_IN_A_ROW = 10
+"""A worker whose sampler repeats trained trials this many times in a row stops: the space looks exhausted."""
+
+
+def quiet_optuna() -> None:
+    """Keep Optuna's per-trial log lines and experimental-feature warnings out of the progress bars."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def count_trials(study: optuna.Study) -> int:
+    """Trials that count towards the study's target: finished, duplicates (never trained) left out."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if TrialRecord.from_trial(t).counts)
+
+
+def _say(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def _reclaim(study: optuna.Study) -> None:
+    """Fail dead workers' trials now (retried) and heartbeat-stale ones."""
+    for number in fail_dead_trials(study):
+        _say(f"trial {number} was left running by a dead worker on this host: failed and queued again")
+    optuna.storages.fail_stale_trials(study)
+
+
+def _must_wait(study: optuna.Study, n_trials: int) -> list[TrialRecord] | None:
+    """None when this worker should run a trial; else the running trials that would reach the target,
+    those not held by a live worker of this host (empty: live local workers hold them all)."""
+    running = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    if count_trials(study) + len(running) < n_trials:
+        return None
+    return [r for r in running if holder(r) != "live"]
+
+
+def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, overrides: dict | None = None,
+               progress: bool = True, threads: int | None = None, data: StudyData | None = None) -> None:
+    """Run trials until the study holds `n_trials` counted ones (complete or pruned, not duplicates).
+
+    Each trial is one `optimize(n_trials=1)` call, so workers stop at the shared target. `data`: the
+    study's images when the caller has them loaded already.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    quiet_optuna()
+    study, cfg = load_study(study_name, storage_url, overrides)
+    objective = Objective(cfg, run_dir, data)
+    check_split(study, objective.data.val_fingerprint())
+    bar = tqdm(total=n_trials, initial=min(count_trials(study), n_trials), desc=f"study {study_name}",
+               unit="trial", disable=not progress)
+    deadline = None
+    while count_trials(study) < n_trials:
+        _reclaim(study)
+        unchecked = _must_wait(study, n_trials)
+        if unchecked is not None:
+            if not unchecked or (deadline is not None and time.time() > deadline):
+                break  # live workers hold the trials still needed
+            if deadline is None:
+                deadline = time.time() + cfg.grace_period + cfg.heartbeat_interval
+                _say(f"trials {', '.join(str(r.number) for r in unchecked)} are running in workers this host cannot "
+                     f"check: waiting up to {cfg.grace_period + cfg.heartbeat_interval}s for them to finish or "
+                     f"for their heartbeat to lapse (grace period {cfg.grace_period}s)")
+            time.sleep(cfg.heartbeat_interval)
+            continue
+        deadline = None
+        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        gc.collect()
+        if objective.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
+            _say(f"the sampler proposed already trained trials {objective.duplicates_in_a_row} times in a row: "
+                 "the search space looks exhausted; this worker stops")
+            break
+        bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
+        best = _best_score(study)
+        if best is not None:
+            bar.set_postfix(best=f"{best:.3f}")
+    bar.close()
+
+
+def _best_score(study: optuna.Study) -> float | None:
+    scores = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return max(scores) if scores else None
+
+
+def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int) -> None:
+    run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads)
+
+
+def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
+               storage_url: str | None = None, workers: int | None = None, progress: bool = True) -> optuna.Study:
+    """Create or resume a study and run it to `n_trials` counted trials with `workers` processes
+    (None: `default_workers` for the study's device; with several GPUs they go round-robin)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    storage_url = storage_url or default_storage_url(run_dir)
+    study = create_study(cfg, study_name, storage_url)
+    data = StudyData(cfg)
+    check_split(study, data.val_fingerprint())
+    (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()}, indent=2))
+    overrides = {k: getattr(cfg, k) for k in LOCAL_SETTINGS}
+    workers = default_workers(cfg.device) if workers is None else workers
+    if workers <= 1:
+        run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress, data=data)
+        return study
+    del data  # each worker process loads its own
+    _run_processes(study, storage_url, n_trials, run_dir, overrides, cfg.device, workers, progress)
+    return study
+
+
+def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir: Path, overrides: dict,
+                   device: str, workers: int, progress: bool) -> None:
+    """Run `workers` worker processes (spawned) to the target, with one progress bar."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_entry, args=(storage_url, study.study_name, n_trials, str(run_dir),
+                                                     {**overrides, "device": worker_device(device, i)}, threads))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    desc = f"study {study.study_name} ({workers} workers)"
+    with tqdm(total=n_trials, desc=desc, unit="trial", disable=not progress) as bar:
+        while any(p.is_alive() for p in procs):
+            bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
+            time.sleep(1.0)
+        bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (exit codes {failed}); "
+                           "finished trials are kept: rerun the same command to resume")

@@ -1,0 +1,249 @@
+"""Bad inputs: each gives one line `error: ...` naming what is wrong, exit code 2, and stores nothing.
+
+Every row runs `run_search.main(argv)` after writing its fixture files under `tmp_path`; `{tmp}` in the
+argv is that folder. Rows of `search` also check that no run folder was created.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import run_search
+from run_search import error_message, main
+from search.data import DATASETS
+from search.profiles import PROFILES
+from search.study import StudyConfig, create_study, default_storage_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dataset(root: Path, n: int = 40, per_prompt: int = 2, **columns) -> Path:
+    """An AGIQA-3K-like folder: `n` small PNGs and labels.csv (`columns` replace or add label columns)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = [f"img{i}.png" for i in range(n)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / "images" / name)
+    labels = {"name": names, "prompt": [f"prompt {i // per_prompt}" for i in range(n)],
+              "mos_quality": rng.uniform(1, 5, n), **columns}
+    pd.DataFrame(labels).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+def no_files(tmp: Path) -> None:
+    pass
+
+
+def good(tmp: Path) -> None:
+    dataset(tmp / "data")
+
+
+def duplicated(tmp: Path) -> None:
+    names = [f"img{i}.png" for i in range(40)]
+    names[7] = "img3.png"
+    dataset(tmp / "data", name=names)
+
+
+def empty_labels(tmp: Path) -> None:
+    dataset(tmp / "data")
+    (tmp / "data" / "labels.csv").write_text("")
+
+
+def five_images(tmp: Path) -> None:
+    dataset(tmp / "data", n=5)
+
+
+def one_prompt(tmp: Path) -> None:
+    dataset(tmp / "data", per_prompt=40)
+
+
+def missing_image(tmp: Path) -> None:
+    dataset(tmp / "data")
+    (tmp / "data" / "images" / "img5.png").unlink()
+
+
+def constant_score(tmp: Path) -> None:
+    dataset(tmp / "data", mos_quality=[3.0] * 40)
+
+
+def text_score(tmp: Path) -> None:
+    dataset(tmp / "data", mos_quality=["4.1"] * 10 + ["good"] + ["3.0"] * 29)
+
+
+def checkpoints(tmp: Path) -> None:
+    (tmp / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(4096)}, tmp / "full.pt")
+    raw = (tmp / "full.pt").read_bytes()
+    (tmp / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    torch.save({"format": "other/1"}, tmp / "foreign.pt")
+
+
+def _study(tmp: Path, name: str, **settings) -> None:
+    cfg = StudyConfig(space="tiny", n_synthetic=48, device="cpu", cache_dir=str(tmp / "cache"), **settings)
+    create_study(cfg, name, default_storage_url(tmp / "runs" / name))
+
+
+def empty_study(tmp: Path) -> None:
+    _study(tmp, "empty")
+
+
+def moved_dataset(tmp: Path) -> None:
+    """A study on a dataset at data-old, since moved to data (no trial yet)."""
+    dataset(tmp / "data")
+    _study(tmp, "moved", dataset="agiqa3k", root=str(tmp / "data-old"))
+
+
+S = ["search", "--runs-dir", "{tmp}/runs", "--device", "cpu", "--cache-dir", "{tmp}/cache"]
+A3K = [*S, "--data", "agiqa3k", "--root", "{tmp}/data", "--space", "tiny"]
+
+ROWS = [
+    # (id, fixture, argv, message regex)
+    ("unknown dataset", no_files, [*S, "--data", "imagenet"], r"--data: invalid choice: 'imagenet' \(choose from 'synthetic'"),
+    ("csv is not a study dataset", good, [*S, "--data", "csv", "--root", "{tmp}/data"], r"--data: invalid choice: 'csv'"),
+    ("folder is not a study dataset", good, [*S, "--data", "folder", "--root", "{tmp}/data/images"],
+     r"--data: invalid choice: 'folder'"),
+    ("dataset without root", no_files, [*S, "--data", "agiqa3k"], r"dataset 'agiqa3k' needs --root"),
+    ("root not found", no_files, [*S, "--data", "agiqa3k", "--root", "{tmp}/nowhere"], r"dataset folder not found: .*nowhere"),
+    ("labels file missing", no_files, [*S, "--data", "aigiqa20k", "--root", "{tmp}"], r"label file not found: .*info_train\.csv"),
+    ("empty labels file", empty_labels, A3K, r"labels\.csv: empty file"),
+    ("missing target column", good, [*A3K, "--targets", "mos_align"],
+     r"labels\.csv: missing column\(s\) 'mos_align'; columns found: name, prompt, mos_quality"),
+    ("target given twice", good, [*A3K, "--targets", "mos_quality", "mos_quality"], r"given more than once: mos_quality"),
+    ("unknown synthetic target", no_files, [*S, "--targets", "sharpness"], r"unknown synthetic target\(s\) sharpness"),
+    ("duplicated image name", duplicated, A3K, r"labels\.csv: image name\(s\) listed more than once: img3\.png \(rows 5, 9\)"),
+    ("text score", text_score, A3K, r"labels\.csv: column 'mos_quality', row 12: score 'good' is not a finite number"),
+    ("constant score", constant_score, A3K, r"labels\.csv: column 'mos_quality' holds the same score \(3\) in every row"),
+    ("listed image missing", missing_image, A3K, r"image listed in .*labels\.csv not found: .*img5\.png"),
+    ("5-image dataset", five_images, A3K, r"labels\.csv: 5 images in 3 prompts split into .* each part needs at least 4"),
+    ("a single prompt", one_prompt, A3K, r"labels\.csv: a grouped hold-out needs at least 2 groups \(prompts\), got 1"),
+    ("negative trial budget", no_files, [*S, "--trial-budget", "-5"], r"trial_budget_s must be > 0"),
+    ("zero max epochs", no_files, [*S, "--max-epochs", "0"], r"max_epochs must be at least 1"),
+    ("zero workers", no_files, [*S, "--workers", "0"], r"--workers: must be >= 1, got 0"),
+    ("zero trials", no_files, [*S, "--trials", "0"], r"--trials: must be >= 1, got 0"),
+    ("unknown profile", no_files, [*S, "--profile", "nope"], r"--profile: invalid choice: 'nope'"),
+    ("unknown space", no_files, [*S, "--space", "huge"], r"--space: invalid choice: 'huge'"),
+    ("bad validation share", no_files, [*S, "--val-fraction", "1.5"], r"0 < val_fraction"),
+    ("not a number", no_files, [*S, "--seed", "x"], r"--seed: invalid int value: 'x'"),
+    ("study escapes runs", no_files, [*S, "--study", "../../x"], r"--study: '\.\./\.\./x' is not a name"),
+    ("study with a separator", no_files, [*S, "--study", "a/b"], r"--study: 'a/b' is not a name"),
+    ("? in runs dir", no_files, [*S[:2], "{tmp}/r?uns", *S[3:]], r"--runs-dir .*r\?uns.*SQLite URL would misread"),
+    ("runs dir under a file", checkpoints, [*S[:2], "{tmp}/text.pt/runs", *S[3:]], r"text\.pt is a file, not a folder"),
+    ("unknown option", no_files, [*S, "--trails", "3"], r"unrecognized arguments: --trails 3"),
+    ("worker: no such study", no_files, ["worker", "--study", "nosuch", "--runs-dir", "{tmp}/runs"],
+     r"no study storage at sqlite:///.*nosuch/study\.db: run `run_search\.py search --study nosuch` first"),
+    ("worker: no such study in a storage", empty_study,
+     ["worker", "--study", "nosuch", "--storage", "sqlite:///{tmp}/runs/empty/study.db", "--runs-dir", "{tmp}/runs"],
+     r"no study 'nosuch' in sqlite:///.*; it holds empty"),
+    ("report: no trials", empty_study, ["report", "--study", "empty", "--runs-dir", "{tmp}/runs"],
+     r"study 'empty' has no completed trial yet"),
+    ("export: no trials", empty_study, ["export", "--study", "empty", "--team", "T", "--runs-dir", "{tmp}/runs"],
+     r"study 'empty' has no completed trial yet"),
+    ("export: date escapes", empty_study,
+     ["export", "--study", "empty", "--team", "T", "--date", "../../x", "--runs-dir", "{tmp}/runs"],
+     r"--date: '\.\./\.\./x' is not a date as YYYYMMDD"),
+    ("export: no such day", empty_study,
+     ["export", "--study", "empty", "--team", "T", "--date", "20261399", "--runs-dir", "{tmp}/runs"], r"--date: '20261399'"),
+    ("export: team escapes", empty_study, ["export", "--study", "empty", "--team", "../T", "--runs-dir", "{tmp}/runs"],
+     r"--team: '\.\./T' is not a name"),
+    ("export: dataset moved", moved_dataset, ["export", "--study", "moved", "--team", "T", "--runs-dir", "{tmp}/runs"],
+     r"dataset folder of study 'moved' is not at .*data-old any more: give --root"),
+    ("export --root: the moved dataset is found", moved_dataset,
+     ["export", "--study", "moved", "--team", "T", "--root", "{tmp}/data", "--runs-dir", "{tmp}/runs"],
+     r"study 'moved' has no completed trial yet"),
+    ("export --root: not there either", moved_dataset,
+     ["export", "--study", "moved", "--team", "T", "--root", "{tmp}/elsewhere", "--runs-dir", "{tmp}/runs"],
+     r"dataset folder not found: .*elsewhere"),
+    ("compress --root: the moved dataset is found", moved_dataset,
+     ["compress", "--study", "moved", "--root", "{tmp}/data", "--runs-dir", "{tmp}/runs"],
+     r"study 'moved' has no completed trial yet"),
+    ("compress: bad ratio", empty_study, ["compress", "--study", "empty", "--ratios", "1.5", "--runs-dir", "{tmp}/runs"],
+     r"--ratios: must be in \(0, 1\), got 1\.5"),
+    ("predict: text .pt", checkpoints, ["predict", "--model", "{tmp}/text.pt", "--root", "{tmp}"],
+     r"text\.pt: not a readable checkpoint"),
+    ("predict: truncated .pt", checkpoints, ["predict", "--model", "{tmp}/truncated.pt", "--root", "{tmp}"],
+     r"truncated\.pt: not a readable checkpoint"),
+    ("predict: foreign .pt", checkpoints, ["predict", "--model", "{tmp}/foreign.pt", "--root", "{tmp}"],
+     r"foreign\.pt: not a liqa-nas/1 checkpoint \(format=other/1\)"),
+    ("predict: no checkpoint", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}"], r"checkpoint not found"),
+    ("predict: csv", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}", "--data", "csv"],
+     r"--data: invalid choice: 'csv'"),
+]
+
+
+@pytest.mark.parametrize("fixture, argv, message", [pytest.param(*row[1:], id=row[0]) for row in ROWS])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, fixture, argv, message):
+    fixture(tmp_path)
+    before = sorted((tmp_path / "runs").rglob("*")) if (tmp_path / "runs").exists() else None
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert re.search(message, err), err
+    after = sorted((tmp_path / "runs").rglob("*")) if (tmp_path / "runs").exists() else None
+    assert after == before  # no run folder, storage or file was created
+
+
+def test_read_only_runs_dir_is_refused_before_anything_is_created(tmp_path, capsys, monkeypatch):
+    real = os.access
+    monkeypatch.setattr(run_search.os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    assert main(["search", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"]) == 2
+    assert f"cannot write to {tmp_path} (read-only)" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_storage_that_cannot_be_opened_is_a_sentence(tmp_path):
+    with pytest.raises(sqlite3.OperationalError) as info:
+        sqlite3.connect(tmp_path)  # a folder, not a database file
+    assert error_message(info.value) == ("the study storage cannot be used (unable to open database file): check that "
+                                         "the run directory (--runs-dir) or the --storage database exists and can be written")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="trial_budget_s must be > 0"):
+        main(["--debug", "search", "--trial-budget", "-5", "--runs-dir", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="dataset folder not found"):
+        main(["search", "--data", "agiqa3k", "--root", str(tmp_path / "x"), "--runs-dir", str(tmp_path), "--debug"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--data", "agiqa3k", "--root", "{tmp}/data", "--runs-dir", "{tmp}/runs"], "listed more than once: img3.png"),
+    (["predict", "--model", "{tmp}/truncated.pt", "--root", "{tmp}"], "not a readable checkpoint"),
+])
+def test_subprocess_exit_code_and_no_traceback(tmp_path, argv, message):
+    duplicated(tmp_path)
+    checkpoints(tmp_path)
+    proc = subprocess.run([sys.executable, str(ROOT / "run_search.py"), *[a.format(tmp=tmp_path) for a in argv]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_names_every_command_option_default_profile_and_dataset():
+    parser = run_search.build_parser()
+    top = parser.format_help()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in commands:
+        assert f"    {name} " in top, name  # one line each under "commands"
+    for name, p in commands.items():
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+            nothing_to_show = any(action.default is v for v in (None, False, argparse.SUPPRESS)) or action.required
+            assert nothing_to_show or "(default: " in " ".join(action.help.split()) or f"(default: {action.default})" in text, \
+                f"{name} {action.option_strings[0]} does not show its default"
+    search = " ".join(commands["search"].format_help().split())
+    for profile in PROFILES:
+        assert profile in search
+    for data in DATASETS:
+        assert data in search
