@@ -6,6 +6,7 @@
     python run_search.py report --study NAME
     python run_search.py compress --study NAME --ratios 0.3 0.5
     python run_search.py export --study NAME --team TEAM
+    python run_search.py paper --study NAME [--pdf]
     python run_search.py predict --model FILE --data agiqa3k --root PATH
     python run_search.py            # the whole flow on the built-in synthetic set
 

@@ -91,7 +91,7 @@ def main() -> None:
         n_train, n_test = len(pd.read_csv(train_csv)), len(list(Path(test_images).iterdir()))
         t4 = plan_retrain(recipe, n_train, n_test, StepCosts.from_budget(BudgetModel(), recipe), np.inf,
                           out["plan"].epochs)
-        print(f"\nran {out['epochs_run']} of {out['plan'].epochs} planned epochs; ended {out['elapsed_s']:.1f} s "
+        print(f"\nran {out['epochs_run']} epochs (the first plan said {out['plan'].epochs}); ended {out['elapsed_s']:.1f} s "
               f"after the start, deadline {deadline:.0f} s ({deadline - out['elapsed_s']:+.1f} s to spare)")
         print(f"measured {out['plan'].epoch_s:.2f} s/epoch here; the T4 budget model estimates {t4.epoch_s:.2f} "
               f"s/epoch ({t4.seconds / 60:.1f} min for the {out['plan'].epochs} epochs)")

@@ -194,7 +194,7 @@ def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
             f"size points (tier {choice['size_tier']}, smaller than {1 - choice['size_percentile']:.0%} of the "
             f"reference teams) · {int(choice['params']):,} parameters · validation {profile.score_name} "
             f"{choice['score']:.3f}. The paper's {sum(profile.out_of_reach.values()):g} points are not estimated."
-            "<br><small>Override with <code>run_search.py export --trial N</code>.</small></div>")
+            "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch variant).</small></div>")
 
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}

@@ -123,9 +123,10 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     plan, reserve = _plan(recipe, train, len(test_names), s, device, deadline, log)
     if s.plan_only:
         return {"plan": plan, "elapsed_s": deadline.elapsed()}
-    model, result = retrain(planned(recipe, plan), train, s.seed, device, deadline, reserve, progress=True)
-    stopped = " (stopped by the clock)" if result.epochs_run < plan.epochs else ""
-    log(f"trained {result.epochs_run} of {plan.epochs} epochs{stopped}, {deadline.elapsed():.0f} s gone")
+    model, result = retrain(_open_ended(planned(recipe, plan), 1 if s.smoke else s.epochs), train, s.seed, device,
+                            deadline, reserve, progress=True)
+    log(f"trained {result.epochs_run} epochs (planned {plan.epochs}, refit to the measured pace), "
+        f"{deadline.elapsed():.0f} s gone")
     weights = Path(s.out_dir) / f"{s.team}_{s.date}_model.pth"
     save_checkpoint(weights, model.cpu(), recipe.spec, target_names=list(s.score_cols), train_config=recipe.train.to_dict())
     model, _ = load_checkpoint(weights)  # what is submitted is what predicts
@@ -152,6 +153,17 @@ def _plan(recipe: Recipe, train: ImageSet, n_test: int, s: Submission, device: t
         plan = plan_retrain(recipe, len(train), n_test, costs, float("inf"), 1)
     log(plan.describe(deadline.elapsed(), s.deadline_s))
     return plan, reserve
+
+
+def _open_ended(recipe: Recipe, wanted: int) -> Recipe:
+    """The planned recipe allowed up to `wanted` MOS epochs: under a deadline, training refits its
+    remaining epochs (and the LR schedule) to the measured pace after every epoch, so a pessimistic
+    first measurement does not leave time unused (the warm-up epoch's schedule barely depends on the
+    total)."""
+    for r in (recipe, recipe.teacher):
+        if r is not None:
+            r.train.epochs = max(r.train.epochs, wanted)
+    return recipe
 
 
 def _write_predictions(pred: np.ndarray, test_names: list[str], s: Submission, log: Callable[[str], None]) -> Path:

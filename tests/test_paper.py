@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from compress.variants import Variant, VariantStore, record_variant
 from results.candidates import add_composite, rank, trials_frame
-from results import paper
+from results.paper import tex as paper_tex_module
 from results.paper import compile_paper, refs_bib, tex_escape, write_paper_kit
 from results.report import pareto_front
 from search.profiles import get_profile
@@ -178,9 +178,9 @@ def test_export_json_decides_the_model(tiny_study, tmp_path):
 def test_paper_compiles(tiny_study, kit, ieee, monkeypatch):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (Debian: texlive-latex-base, texlive-latex-extra, texlive-publishers)")
-    installed = paper._installed
-    monkeypatch.setattr(paper, "_installed", lambda name: ieee and installed(name))
-    (kit / "paper.tex").write_text(paper.paper_tex("tiny"))
+    installed = paper_tex_module._installed
+    monkeypatch.setattr(paper_tex_module, "_installed", lambda name: ieee and installed(name))
+    (kit / "paper.tex").write_text(paper_tex_module.paper_tex("tiny"))
     assert ("{IEEEtran}" in (kit / "paper.tex").read_text()) == (ieee and installed("IEEEtran.cls"))
     pdf = compile_paper(kit)
     assert pdf.read_bytes().startswith(b"%PDF")

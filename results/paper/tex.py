@@ -1,41 +1,23 @@
-"""The paper kit: a study's own facts as LaTeX for the challenge's 4-page IEEE paper, never copied by hand.
-
-`write_paper_kit` writes `runs/NAME/paper/`:
-- `method.tex`, a fragment (needs `graphicx` and `amsmath`): the exported architecture per stage with
-  exact parameter and FLOP counts and its input policy, the training recipe, the search, the compressed
-  variants and the validation metrics with their formulas. "Exported" is the trial in
-  `export/export.json` (with the recipe export retrained), else the first of the report's ranking.
-- `figures/`: the Pareto front (parameters, log axis, against the profile's score, with the size-tier
-  boundaries) and the learning curves, as vector PDFs with PNG copies.
-- `refs.bib`: what the study used (its dataset, Optuna, PyTorch, Torch-Pruning, the challenge).
-- `paper.tex`: a compilable wrapper (IEEEtran when the class is installed, else article);
-  `compile_paper` builds `paper.pdf` with pdflatex and bibtex.
-"""
+"""LaTeX of the study's facts: `method.tex` (tables and text) and the `paper.tex` wrapper."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
-import matplotlib
 import optuna
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-from optuna.trial import TrialState
 
-from results.candidates import add_composite, candidates_frame, rank, trials_frame
+from results.paper.bib import DATASETS
+from results.paper.facts import Exported, part_costs, trial_counts, wall_hours
+from results.paper.figures import FIGURES
 from results.report import pareto_front
-from results.score import tier_boundaries
 from search.profiles import Profile, get_profile
 from search.recipe import Recipe
-from search.study import StudyConfig, TrialRecord, space_config
+from search.study import StudyConfig, space_config
 from space import ArchSpec, count_flops, count_params, stage_sizes
-from space.layers import BLOCK_FAMILIES
-from space.layers.conv import stem_flops, stem_out, stem_params
-from space.spec import block_plan, has_se
+from space.layers.conv import stem_out
+from space.spec import has_se
+
 
 BLOCK_NAMES = {"residual": "Residual", "mbconv": "MBConv", "convnext": "ConvNeXt", "attention": "Attention"}
 ACTIVATIONS = {"relu": "ReLU", "silu": "SiLU", "gelu": "GELU"}
@@ -46,12 +28,6 @@ PRECISIONS = {
     "auto": "mixed: fp16 autocast with loss scaling on a T4 (bf16 on GPUs of compute capability 8.0 or more, "
             "fp32 on a CPU)",
     "fp16": "fp16 autocast with loss scaling", "bf16": "bf16 autocast", "fp32": "fp32",
-}
-DATASETS = {  # study dataset -> (name in the text, BibTeX key or None)
-    "synthetic": ("the built-in synthetic AIGC-like set (procedural scenes with known distortions)", None),
-    "agiqa3k": ("AGIQA-3K", "li2024agiqa3k"),
-    "agiqa1k": ("AGIQA-1K", "zhang2023agiqa1k"),
-    "aigiqa20k": ("AIGIQA-20K", "li2024aigiqa20k"),
 }
 SCORE_FORMULAS = {  # profile -> its score in LaTeX math
     "icme2026-aigc": r"S = \tfrac{1}{3}\bigl(\max(\mathrm{PLCC},0)+\max(\mathrm{SRCC},0)+\max(\mathrm{KRCC},0)\bigr)",
@@ -66,61 +42,6 @@ METRIC_FORMULAS = r"""\begin{align}
 \mathrm{KRCC} &= \frac{N_c-N_d}{\sqrt{(N_0-T_{\hat y})(N_0-T_y)}},\\
 \mathrm{RMSE} &= \sqrt{\tfrac{1}{N}\textstyle\sum_i (\hat y_i-y_i)^2},
 \end{align}"""
-BIB = {
-    "li2024agiqa3k": """@article{li2024agiqa3k,
-  author  = {Li, Chunyi and Zhang, Zicheng and Wu, Haoning and Sun, Wei and Min, Xiongkuo and Liu, Xiaohong and Zhai, Guangtao and Lin, Weisi},
-  title   = {{AGIQA-3K}: An Open Database for {AI}-Generated Image Quality Assessment},
-  journal = {IEEE Transactions on Circuits and Systems for Video Technology},
-  volume  = {34},
-  number  = {8},
-  pages   = {6833--6846},
-  year    = {2024},
-  doi     = {10.1109/TCSVT.2023.3319020}
-}""",
-    "zhang2023agiqa1k": """@inproceedings{zhang2023agiqa1k,
-  author    = {Zhang, Zicheng and Li, Chunyi and Sun, Wei and Liu, Xiaohong and Min, Xiongkuo and Zhai, Guangtao},
-  title     = {A Perceptual Quality Assessment Exploration for {AIGC} Images},
-  booktitle = {IEEE International Conference on Multimedia and Expo Workshops (ICMEW)},
-  pages     = {440--445},
-  year      = {2023}
-}""",
-    "li2024aigiqa20k": """@inproceedings{li2024aigiqa20k,
-  author    = {Li, Chunyi and Kou, Tengchuan and Gao, Yixuan and Cao, Yuqin and Sun, Wei and Zhang, Zicheng and Zhou, Yingjie and Zhang, Zhichao and Zhang, Weixia and Wu, Haoning and others},
-  title     = {{AIGIQA-20K}: A Large Database for {AI}-Generated Image Quality Assessment},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) Workshops},
-  pages     = {6327--6336},
-  year      = {2024}
-}""",
-    "akiba2019optuna": """@inproceedings{akiba2019optuna,
-  author    = {Akiba, Takuya and Sano, Shotaro and Yanase, Toshihiko and Ohta, Takeru and Koyama, Masanori},
-  title     = {Optuna: A Next-generation Hyperparameter Optimization Framework},
-  booktitle = {Proceedings of the 25th ACM SIGKDD International Conference on Knowledge Discovery \\& Data Mining},
-  pages     = {2623--2631},
-  year      = {2019},
-  doi       = {10.1145/3292500.3330701}
-}""",
-    "fang2023depgraph": """@inproceedings{fang2023depgraph,
-  author    = {Fang, Gongfan and Ma, Xinyin and Song, Mingli and Mi, Michael Bi and Wang, Xinchao},
-  title     = {{DepGraph}: Towards Any Structural Pruning},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  pages     = {16091--16101},
-  year      = {2023}
-}""",
-    "paszke2019pytorch": """@inproceedings{paszke2019pytorch,
-  author    = {Paszke, Adam and Gross, Sam and Massa, Francisco and Lerer, Adam and Bradbury, James and Chanan, Gregory and Killeen, Trevor and Lin, Zeming and Gimelshein, Natalia and Antiga, Luca and Desmaison, Alban and K{\\"o}pf, Andreas and Yang, Edward and DeVito, Zachary and Raison, Martin and Tejani, Alykhan and Chilamkurthy, Sasank and Steiner, Benoit and Fang, Lu and Bai, Junjie and Chintala, Soumith},
-  title     = {{PyTorch}: An Imperative Style, High-Performance Deep Learning Library},
-  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
-  volume    = {32},
-  pages     = {8024--8035},
-  year      = {2019}
-}""",
-    "icme2026challenge": """@misc{icme2026challenge,
-  title        = {{ICME} 2026 Grand Challenge on Lightweight Neural Networks for {AIGC} Image Quality Assessment},
-  howpublished = {IEEE International Conference on Multimedia and Expo (ICME) Grand Challenge},
-  year         = {2026}
-}""",
-}
-ALWAYS_CITED = ("li2024agiqa3k", "akiba2019optuna", "fang2023depgraph", "paszke2019pytorch", "icme2026challenge")
 VARIANT_KINDS = {
     "pruned": "Channels were pruned with the dependency graph of Torch-Pruning~\\cite{fang2023depgraph} to the "
               "requested parameter reduction (ratio), then fine-tuned.",
@@ -128,18 +49,6 @@ VARIANT_KINDS = {
     "int8": "int8 variants store the weights as 8-bit integers (symmetric, per output channel).",
     "fp16": "fp16 variants store the weights in half precision.",
 }
-SCATTER_STYLES = {  # (kind, state) -> (legend label, marker, colour) in the Pareto figure
-    ("trial", "COMPLETE"): ("trial", "o", "#1f77b4"), ("trial", "PRUNED"): ("stopped early", "x", "#aaaaaa"),
-    ("scratch", "COMPLETE"): ("pruned spec, from scratch", "*", "#2ca02c"),
-    ("pruned", "COMPLETE"): ("pruned + fine-tuned", "D", "#d62728"),
-    ("int8", "COMPLETE"): ("int8 weights", "s", "#9467bd"), ("fp16", "COMPLETE"): ("fp16 weights", "^", "#8c564b"),
-}
-FIGURES = (  # (file stem, caption)
-    ("pareto", "Validation score against parameters (log axis) of every trial and compressed variant; the line "
-               "is the Pareto front, the ring the exported model, dotted lines the size-tier boundaries of the "
-               "reference distribution."),
-    ("curves", "Validation score per epoch of every trial (dotted: stopped early; bold: the exported model)."),
-)
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                 "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\textasciitilde{}"}
 
@@ -158,69 +67,6 @@ def tex_sci(x: float) -> str:
     """A float in scientific notation, e.g. $1.23\\times 10^{-3}$."""
     mantissa, exponent = f"{x:.2e}".split("e")
     return rf"${mantissa}\times 10^{{{int(exponent)}}}$"
-
-
-@dataclass(frozen=True)
-class Exported:
-    """The model the paper describes: a trial and the recipe that trains it."""
-
-    trial: int
-    recipe: Recipe
-    retrained: bool
-    """True: the recipe export retrained (from `export/export.json`); False: the trial's search recipe."""
-    teacher_trial: int | None = None
-    """The trial whose architecture taught the exported model (export's `--teacher`), if any."""
-
-
-def exported_model(study: optuna.Study, profile: Profile, run_dir: Path) -> Exported:
-    """The trial in `run_dir/export/export.json` with its recipe, else the report's first-ranked trial."""
-    path = Path(run_dir) / "export" / "export.json"
-    if path.exists():
-        data = json.loads(path.read_text())
-        if data.get("study", study.study_name) != study.study_name:
-            raise ValueError(f"{path} exports study {data['study']!r}, not {study.study_name!r}")
-        if "recipe" not in data:
-            raise ValueError(f"{path} holds no recipe: rerun `run_search.py export`")
-        number = data.get("trial")
-        if not (isinstance(number, int) and 0 <= number < len(study.trials)
-                and study.trials[number].state == TrialState.COMPLETE):
-            raise ValueError(f"{path} names trial {number!r}, not a completed trial of study {study.study_name!r}")
-        teacher = (data.get("teacher") or {}).get("trial")
-        return Exported(number, Recipe.from_dict(data["recipe"]), True, teacher)
-    ranked = rank(add_composite(trials_frame(study, profile), profile))
-    if ranked.empty:
-        raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to describe")
-    number = int(ranked.iloc[0]["trial"])
-    return Exported(number, TrialRecord.from_trial(study.trials[number]).recipe, False)
-
-
-@dataclass(frozen=True)
-class PartCost:
-    """Exact parameters and FLOPs of one part of the model (stem, a stage, the head)."""
-
-    name: str
-    params: int
-    flops: int
-
-
-def part_costs(spec: ArchSpec) -> list[PartCost]:
-    """Parameters and FLOPs (at the spec's crop) of the stem, each stage and the head (pooling and
-    regressor: the rest); they add up to `count_params` and `count_flops`."""
-    size, mscn = spec.input.crop, spec.input.mscn
-    parts = [PartCost("stem", stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, mscn),
-                      stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, mscn))]
-    x = stem_out(spec.stem.kind, spec.stem.kernel, size)
-    for i, blocks in enumerate(block_plan(spec), 1):
-        params = flops = 0
-        for b in blocks:
-            _, params_fn, flops_fn = BLOCK_FAMILIES[b.block]
-            params += params_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden)
-            f, x = flops_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, x)
-            flops += f
-        parts.append(PartCost(f"stage {i}", params, flops))
-    parts.append(PartCost("head", count_params(spec) - sum(p.params for p in parts),
-                          count_flops(spec) - sum(p.flops for p in parts)))
-    return parts
 
 
 def _mflops(flops: int) -> str:
@@ -302,27 +148,6 @@ def recipe_rows(exp: Exported) -> dict[str, str]:
         "Precision": PRECISIONS[t.precision],
         "Seed": str(t.seed),
     }
-
-
-def trial_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by outcome: completed, stopped early, other pruned (over the caps, diverged, duplicates), failed."""
-    counts = dict.fromkeys(("completed", "stopped early", "other pruned", "failed"), 0)
-    for r in map(TrialRecord.from_trial, study.get_trials(deepcopy=False)):
-        if r.state == TrialState.COMPLETE:
-            counts["completed"] += 1
-        elif r.state == TrialState.PRUNED:
-            counts["stopped early" if r.stopped_early else "other pruned"] += 1
-        elif r.state == TrialState.FAIL:
-            counts["failed"] += 1
-    return counts
-
-
-def wall_hours(study: optuna.Study) -> float:
-    """Hours from the first trial's start to the last trial's end (idle time between resumes included)."""
-    trials = study.get_trials(deepcopy=False)
-    starts = [t.datetime_start for t in trials if t.datetime_start]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    return (max(ends) - min(starts)).total_seconds() / 3600 if starts and ends else 0.0
 
 
 def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_size: int) -> dict[str, str]:
@@ -454,71 +279,6 @@ def method_tex(study: optuna.Study, cfg: StudyConfig, exp: Exported, frame: pd.D
     ])
 
 
-def pareto_plot(frame: pd.DataFrame, profile: Profile, exp: Exported) -> Figure:
-    """Score against parameters (log axis): every candidate, the Pareto front, the size-tier boundaries."""
-    fig = Figure(figsize=(3.5, 2.5))
-    ax = fig.subplots()
-    shown = frame[frame["params"].notna() & frame["score"].notna()]
-    for (kind, state), group in shown.groupby(["kind", "state"]):
-        label, marker, color = SCATTER_STYLES.get((kind, state), (f"{kind}, {state.lower()}", "P", "#7f7f7f"))
-        ax.scatter(group["params"], group["score"], marker=marker, color=color, s=16, label=label, zorder=3)
-    front = pareto_front(frame)
-    if len(front):
-        ax.step(front["params"], front["score"], where="post", color="#ff7f0e", lw=1.2, label="Pareto front", zorder=2)
-    chosen = shown[(shown["kind"] == "trial") & (shown["trial"] == exp.trial)]
-    ax.scatter(chosen["params"], chosen["score"], s=90, facecolors="none", edgecolors="black", lw=1.2,
-               label=f"exported (trial {exp.trial})", zorder=4)
-    for i, (bound, params) in enumerate(tier_boundaries(profile) if profile.size_tiers else []):
-        ax.axvline(params, color="#2ca02c", ls=":", lw=0.9)
-        ax.text(params, 0.98 - 0.12 * (i % 2), f"{bound:.0%}", transform=ax.get_xaxis_transform(), ha="right",
-                va="top", fontsize=6, color="#2ca02c")  # alternate heights: neighbouring boundaries lie close
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel(f"validation {profile.score_name}")
-    ax.legend(fontsize=6, loc="lower right")
-    return fig
-
-
-def curves_plot(frame: pd.DataFrame, profile: Profile, exp: Exported) -> Figure:
-    """Validation score per epoch of every trial; the exported one bold."""
-    fig = Figure(figsize=(3.5, 2.3))
-    ax = fig.subplots()
-    for _, r in frame[frame["kind"] == "trial"].iterrows():
-        curve = r["curve"] or []
-        if curve:
-            bold = r["trial"] == exp.trial
-            ax.plot(range(1, len(curve) + 1), curve, ls=":" if r["state"] == "PRUNED" else "-",
-                    lw=2.0 if bold else 0.8, color="black" if bold else None, alpha=1.0 if bold else 0.7,
-                    label=f"trial {exp.trial} (exported)" if bold else None)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"validation {profile.score_name}")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6)
-    return fig
-
-
-def write_figures(frame: pd.DataFrame, profile: Profile, exp: Exported, out_dir: Path) -> list[Path]:
-    """The Pareto front and learning curves as PDF (fonts embedded as TrueType, as IEEE asks) and PNG."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    with matplotlib.rc_context({"pdf.fonttype": 42, "font.size": 8}):
-        for (stem, _), fig in zip(FIGURES, (pareto_plot(frame, profile, exp), curves_plot(frame, profile, exp))):
-            fig.tight_layout()
-            for suffix, extra in ((".pdf", {}), (".png", {"dpi": 200})):
-                fig.savefig(out_dir / f"{stem}{suffix}", **extra)
-                paths.append(out_dir / f"{stem}{suffix}")
-    return paths
-
-
-def refs_bib(dataset: str) -> str:
-    """The BibTeX entries of what the study used: AGIQA-3K, its own dataset, Optuna, PyTorch, Torch-Pruning,
-    the challenge."""
-    key = DATASETS.get(dataset, (dataset, None))[1]
-    keys = list(ALWAYS_CITED) + ([key] if key and key not in ALWAYS_CITED else [])
-    return "\n\n".join(BIB[k] for k in keys) + "\n"
-
-
 def _installed(name: str) -> bool:
     """Whether TeX finds file `name` (e.g. IEEEtran.cls); False without kpsewhich."""
     if shutil.which("kpsewhich") is None:
@@ -544,32 +304,3 @@ def paper_tex(study_name: str) -> str:
         "\\bibliography{refs}",
         "\\end{document}", "",
     ])
-
-
-def write_paper_kit(study: optuna.Study, cfg: StudyConfig, run_dir: Path, variants: pd.DataFrame | None = None) -> Path:
-    """Write method.tex, figures/, refs.bib and paper.tex under `run_dir/paper`; return that folder.
-    `variants`: the study's compressed variants (`compress.variants.VariantStore(...).frame()`)."""
-    profile = get_profile(cfg.profile)
-    exp = exported_model(study, profile, run_dir)
-    frame = candidates_frame(study, profile, variants)
-    out = Path(run_dir) / "paper"
-    write_figures(frame, profile, exp, out / "figures")
-    (out / "method.tex").write_text(method_tex(study, cfg, exp, frame, variants))
-    (out / "refs.bib").write_text(refs_bib(cfg.dataset))
-    (out / "paper.tex").write_text(paper_tex(study.study_name))
-    return out
-
-
-def compile_paper(paper_dir: Path, timeout_s: float = 120.0) -> Path:
-    """Build `paper.pdf` in `paper_dir` (pdflatex, bibtex, pdflatex twice); RuntimeError with the log's
-    tail when pdflatex is missing or fails."""
-    if shutil.which("pdflatex") is None:
-        raise RuntimeError("pdflatex is not installed (Debian: texlive-latex-base)")
-    steps = [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"]]
-    steps += [["bibtex", "paper"]] if shutil.which("bibtex") else []
-    steps += [steps[0], steps[0]]
-    for step in steps:
-        done = subprocess.run(step, cwd=paper_dir, capture_output=True, text=True, timeout=timeout_s)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(step)} failed in {paper_dir}:\n{done.stdout[-3000:]}")
-    return Path(paper_dir) / "paper.pdf"
