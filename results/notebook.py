@@ -176,7 +176,8 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan) -> None:
     versions = []
     for package in PACKAGES:
         try:
-            versions.append(f"{package}=={importlib.metadata.version(package)}")
+            # without a local tag such as "+cpu": the same release, in the build the GPU machine has
+            versions.append(f"{package}=={importlib.metadata.version(package).split('+')[0]}")
         except importlib.metadata.PackageNotFoundError:
             continue
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")

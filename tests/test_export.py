@@ -44,7 +44,8 @@ def test_weights_reload_and_match_the_trained_model(exported, tiny_study):
     for name in (exported.weights, exported.notebook, run_dir / "export" / "requirements.txt",
                  run_dir / "export" / "HOW_TO_RUN.md"):
         assert (name.stat().st_mode & 0o777) == 0o644, name
-    assert "torch==" in (run_dir / "export" / "requirements.txt").read_text()
+    requirements = (run_dir / "export" / "requirements.txt").read_text()
+    assert "torch==" in requirements and "+" not in requirements  # no local build tag such as +cpu
     assert "Expected time" in (run_dir / "export" / "HOW_TO_RUN.md").read_text()
     assert exported.summary["params"] <= get_profile(cfg.profile).caps.params
     largest = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["params"])
@@ -64,12 +65,13 @@ def test_notebook_runs_headless_on_the_t4_path_within_its_deadline(exported, tmp
     assert 'SCORE_COLS = [\'mos_quality\']' in nb.cells[1].source and 'IMAGE_COL = "name"' in nb.cells[1].source
     nb.cells.insert(2, nbformat.v4.new_code_cell(
         f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = TEST_LABELS = {str(tmp_path / 'l.csv')!r}\n"
-        f"OUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nPRECISION = 'fp16'\nDEADLINE_S = 60"))
+        f"OUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nPRECISION = 'fp16'\nDEADLINE_S = 120"))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert "epochs fit" in printed and "finished after" in printed
+    # about 10 s on an idle 2-core CPU; the guard cuts training, not the imports, probes or scoring
     elapsed = float(printed.split("finished after ")[1].split(" s")[0])
-    assert elapsed <= 60
+    assert elapsed <= 120
     out = pd.read_csv(tmp_path / "predictions.csv")
     assert len(out) == 24 and out["score"].notna().all()
     model, _ = load_checkpoint(tmp_path / "Team_X_20261122_model.pth")
