@@ -21,12 +21,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from results.candidates import add_composite, candidates_frame, rank, trials_frame
+from results.candidates import candidates_frame, rank
 from results.score import tier_boundaries
 from search.profiles import Profile
 
-# add_composite, rank and trials_frame live in results.candidates; named here for results.export.
-__all__ = ["add_composite", "format_ranking", "pareto_front", "rank", "trials_frame", "write_report"]
+__all__ = ["format_ranking", "pareto_front", "write_report"]
 
 RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "rmse", "composite", "size_points", "t4_s",
                 "exportable"]
