@@ -18,9 +18,9 @@ from torch import nn
 
 from search.budget import BudgetModel
 from search.data.imageset import ImageSet
-from search.recipe import Recipe
 from search.pretrain import pretrain
-from search.recipe import TrainConfig
+from search.recipe import Recipe, TrainConfig
+from search.step import steps_per_epoch
 from search.train import TrainResult, predict, seed_everything, train_model
 from space import build_model, count_flops
 
@@ -91,8 +91,8 @@ def plan_retrain(recipe: Recipe, n_train: int, n_test: int, costs: StepCosts, bu
     """The most MOS epochs in [`least_epochs`, `wanted_epochs`] whose estimated time ends within
     `budget_s`; the recipe's pretraining is kept when it fits beside `least_epochs`, dropped otherwise.
     Raises ValueError when not even `least_epochs` without pretraining fit."""
-    steps = math.ceil(n_train / min(recipe.train.batch_size, n_train))
-    teacher_steps = steps if recipe.teacher is None else math.ceil(n_train / min(recipe.teacher.train.batch_size, n_train))
+    steps = _epoch_steps(n_train, recipe.train)
+    teacher_steps = _epoch_steps(n_train, (recipe.teacher or recipe).train)
     epoch_s = steps * costs.step_s + teacher_steps * costs.teacher_step_s
     fixed = n_test * costs.predict_image_s
 
@@ -193,8 +193,7 @@ def measure_costs(recipe: Recipe, data: ImageSet, device: torch.device | str, st
 def _timed_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device, teacher: nn.Module | None) -> float:
     probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)
     result = train_model(build_model(spec), sample, None, probe, device=device, teacher=teacher)
-    steps = math.ceil(len(sample) / min(cfg.batch_size, len(sample)))
-    return (result.history[1].seconds - result.history[0].seconds) / steps
+    return (result.history[1].seconds - result.history[0].seconds) / _epoch_steps(len(sample), cfg)
 
 
 def _timed_pretrain_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device) -> float:
@@ -202,7 +201,12 @@ def _timed_pretrain_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch
     model = build_model(spec)
     pretrain(model, sample.images, probe, device)  # warm-up
     seconds = pretrain(model, sample.images, probe, device)
-    return seconds / math.ceil(len(sample) / min(cfg.batch_size, len(sample)))
+    return seconds / _epoch_steps(len(sample), cfg)
+
+
+def _epoch_steps(n_images: int, cfg: TrainConfig) -> int:
+    """Steps of one epoch over `n_images`, exactly as the trainer runs them."""
+    return steps_per_epoch(n_images, min(cfg.batch_size, n_images))
 
 
 def _device_name(device: torch.device) -> str:
