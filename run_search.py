@@ -8,6 +8,7 @@
     python run_search.py export --study NAME --team TEAM
     python run_search.py paper --study NAME [--pdf]
     python run_search.py predict --model FILE --data agiqa3k --root PATH
+    python run_search.py predict --model FILE --pairs PAIRS.csv
     python run_search.py            # the whole flow on the built-in synthetic set
 
 A mistake in the input (an option, a file, a column) is reported in one line, exit code 2, before
@@ -29,8 +30,10 @@ import sqlalchemy.exc
 from optuna import get_all_study_names
 from optuna.trial import TrialState
 
-from search.data import DATASETS, PREDICT_DATASETS, LabelTable, check_dataset, check_split_sizes
+from search.data import DATASETS, PREDICT_DATASETS, LabelTable, check_dataset, check_pair_split, check_split_sizes
+from search.data.pairs import PAIR_COLUMNS, PairTable
 from search.device import TRIALS_PER_GPU
+from search.memory import check_host_memory
 from search.profiles import PROFILES
 from search.study import (
     LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, default_storage_url, load_study, quiet_optuna, run_search,
@@ -39,7 +42,7 @@ from search.study import (
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
 
-USER_ERRORS = (ValueError, OSError, sqlite3.OperationalError, sqlalchemy.exc.OperationalError)
+USER_ERRORS = (ValueError, OSError, MemoryError, sqlite3.OperationalError, sqlalchemy.exc.OperationalError)
 """What a wrong option, file or folder raises: reported in one line (exit 2) unless --debug."""
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -140,7 +143,8 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
-        pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays,
+        pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, patches=args.patches,
+        pair_columns=args.pair_columns,
         sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
         t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=str(Path(args.cache_dir).resolve()),
     )
@@ -162,7 +166,7 @@ def _open(args: argparse.Namespace, overrides: dict | None = None, need_data: bo
         if cfg.root is not None and not Path(cfg.root).exists() and not (overrides or {}).get("root"):
             raise FileNotFoundError(f"the dataset folder of study {args.study!r} is not at {cfg.root} any more: "
                                     "give --root with where it lives now")
-        check_dataset(cfg.dataset, cfg.root, cfg.targets)
+        check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
     return study, cfg, run_dir, storage
 
 
@@ -181,9 +185,13 @@ def _root(args: argparse.Namespace) -> dict:
 def cmd_search(args: argparse.Namespace) -> int:
     cfg = _study_config(args)
     run_dir = _run_dir(args)
-    table = check_dataset(cfg.dataset, cfg.root, cfg.targets)
-    if table is not None:
+    table = check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
+    if isinstance(table, PairTable):
+        check_pair_split(table, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    elif table is not None:
         _check_study_split(table, cfg)
+        check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
+                          f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
     study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=args.workers)
     print_best(study)
     return 0
@@ -207,7 +215,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     variants = VariantStore(storage, study.study_name).frame()
     ranked = write_report(study, get_profile(cfg.profile), run_dir / "report", variants=variants,
                           reference_sizes_m=args.reference_sizes)
-    print(format_ranking(ranked, args.top))
+    print(format_ranking(ranked, args.top, get_profile(cfg.profile).score_name))
     print(f"\nwrote {run_dir / 'report' / 'trials.csv'} and {run_dir / 'report' / 'report.html'}")
     return 0
 
@@ -260,10 +268,17 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from search.predict import predict_to_csv
+    from search.predict import predict_pairs_to_csv, predict_to_csv
 
-    out = predict_to_csv(args.model, data=args.data, root=args.root, out=args.out, cache_dir=Path(args.cache_dir),
-                         device=args.device)
+    if (args.root is None) == (args.pairs is None):
+        raise CommandLineError("run_search.py predict: give --root (images to score) or --pairs (a CSV of pairs to "
+                               "choose from), one of the two")
+    if args.pairs is not None:
+        out = predict_pairs_to_csv(args.model, args.pairs, tuple(args.pair_columns), out=args.out,
+                                   cache_dir=Path(args.cache_dir), device=args.device)
+    else:
+        out = predict_to_csv(args.model, data=args.data, root=args.root, out=args.out, cache_dir=Path(args.cache_dir),
+                             device=args.device)
     print(f"wrote {out}")
     return 0
 
@@ -279,6 +294,7 @@ def print_best(study) -> None:
         return
     best = max(complete, key=lambda r: r.values[0])
     m = best.metrics or {}
+    shown = ("plcc", "srcc", "krcc", "rmse") if "plcc" in m else ("pair_acc",)
     duplicates = sum(r.duplicate_of is not None for r in records)
     stopped = sum(r.state == TrialState.PRUNED and r.duplicate_of is None for r in records)
     print(f"\n{len(complete)} complete, {stopped} stopped early, {duplicates} duplicate proposals not trained; "
@@ -286,7 +302,7 @@ def print_best(study) -> None:
     print(f"best trial #{best.number}: {best.summary}")
     print(f"  params {best.params:,}  FLOPs {best.flops:,}  epochs {best.epochs_run}  est. T4 {best.t4_s:.1f}s  "
           f"wall {best.wall_s:.1f}s")
-    print("  validation " + "  ".join(f"{k.upper()} {m[k]:.3f}" for k in ("plcc", "srcc", "krcc", "rmse") if k in m)
+    print("  validation " + "  ".join(f"{k.upper()} {m[k]:.3f}" for k in shown if k in m)
           + f"  score {best.values[0]:.3f}")
 
 
@@ -311,20 +327,30 @@ def _local_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
 
 
+def _pair_columns_option(p: argparse.ArgumentParser, which: str) -> None:
+    p.add_argument("--pair-columns", nargs=3, default=list(PAIR_COLUMNS), metavar=("IMAGE_A", "IMAGE_B", "WINNER"),
+                   help=f"column names {which}: the two images and the winner ('a'/'b' or the file name)")
+
+
 def _add_search(sub) -> None:
     p = sub.add_parser("search", help="create or resume an Optuna study and run it to --trials finished trials",
                        description="Create or resume a study; every input is checked before the study is created.")
     _study_options(p, required=False)
     _local_options(p)
     p.add_argument("--data", default="synthetic", choices=DATASETS, metavar="DATASET",
-                   help=f"dataset: {' | '.join(DATASETS)}")
+                   help=f"dataset: {' | '.join(DATASETS)} (pairs: ROOT/pairs.csv of preference pairs and the images)")
+    _pair_columns_option(p, "of ROOT/pairs.csv (--data pairs)")
     p.add_argument("--targets", nargs="+", default=None,
                    help="score columns (default: the profile's targets, else the dataset's quality MOS)")
     p.add_argument("--n-synthetic", type=int, default=1200, help="images of the synthetic set")
-    p.add_argument("--profile", default="icme2026-aigc", choices=list(PROFILES), metavar="PROFILE",
-                   help=f"challenge rules: {' | '.join(PROFILES)}")
+    p.add_argument("--profile", default=None, choices=list(PROFILES), metavar="PROFILE",
+                   help=f"challenge rules: {' | '.join(PROFILES)} (default: ntire-pairwise for --data pairs, "
+                        "else icme2026-aigc)")
     p.add_argument("--space", default=None, choices=list(SPACE_PRESETS),
                    help=f"search-space preset: {' | '.join(SPACE_PRESETS)} (default: tiny for synthetic, else default)")
+    p.add_argument("--patches", type=int, nargs="+", default=None,
+                   help="input patch sizes the trials may choose: 0 = the whole image at the preset's sizes, P = P x P "
+                        "patches of the image at its native size, cut by the model (default: the preset's)")
     p.add_argument("--val-fraction", type=float, default=None, help="share of prompts for validation (default: the profile's)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help="share of prompts held out of the search, scored once per trial (default: the profile's)")
@@ -333,8 +359,9 @@ def _add_search(sub) -> None:
     p.add_argument("--max-epochs", type=int, default=60, help="most epochs of one trial")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size")
     p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10), help="crops averaged per validation image")
-    p.add_argument("--pretrain-shares", type=float, nargs="+", default=StudyConfig().pretrain_shares,
-                   help="shares of a trial's budget that may go to self-supervised pretraining (0 = none)")
+    p.add_argument("--pretrain-shares", type=float, nargs="+", default=None,
+                   help="shares of a trial's budget that may go to self-supervised pretraining (0 = none; default: "
+                        f"{' '.join(map(str, StudyConfig().pretrain_shares))}, none for --data pairs)")
     p.add_argument("--ema-decays", type=float, nargs="+", default=StudyConfig().ema_decays,
                    help="weight-averaging decays the search picks from (0 = off)")
     p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS), help=f"Optuna sampler: {' | '.join(SAMPLERS)}")
@@ -407,7 +434,11 @@ def _add_predict(sub) -> None:
     p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")
     p.add_argument("--data", default="folder", choices=PREDICT_DATASETS, metavar="DATASET",
                    help=f"{' | '.join(PREDICT_DATASETS)} (folder: unlabelled images)")
-    p.add_argument("--root", required=True, help="image folder or dataset folder")
+    p.add_argument("--root", default=None, help="image folder or dataset folder")
+    p.add_argument("--pairs", default=None,
+                   help="instead of --root: a CSV of image pairs (images beside it or in images/ beside it); writes "
+                        "the chosen image of each pair, and pair accuracy when it has a winner column")
+    _pair_columns_option(p, "of the --pairs CSV (the winner column is optional)")
     p.add_argument("--out", default=None, help="CSV to write (default: predictions.csv beside the model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")

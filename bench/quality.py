@@ -153,12 +153,12 @@ def table(rows: list[dict], order: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _setup(setup: dict, recipe: Knobs) -> dict:
+def run_setup(setup: dict, recipe: dict) -> dict:
     """What decides a run's result, as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps({**setup, "recipe": asdict(recipe)}))
+    return json.loads(json.dumps({**setup, "recipe": recipe}))
 
 
-def _earlier_rows(path: Path) -> list[dict]:
+def earlier_rows(path: Path) -> list[dict]:
     """The rows an earlier run of this bench wrote to `path` (none when it does not exist)."""
     if not path.exists():
         return []
@@ -209,9 +209,9 @@ def main() -> None:
           flush=True)
     setup = {"dataset": dataset, "folds": folds, "epochs": epochs, "batch_size": args.batch_size, "seed": args.seed}
     # Keep every earlier row except those this run redoes (same recipe and fold, different setup).
-    rows = _earlier_rows(Path(args.out)) if args.out else []
+    rows = earlier_rows(Path(args.out)) if args.out else []
     done = {(r["recipe"], r["fold"]) for r in rows
-            if r["recipe"] in todo and r.get("setup") == _setup(setup, todo[r["recipe"]])}
+            if r["recipe"] in todo and r.get("setup") == run_setup(setup, asdict(todo[r["recipe"]]))}
     rows = [r for r in rows if r["recipe"] not in todo or (r["recipe"], r["fold"]) in done]
     if done:
         print(f"{len(done)} runs already in {args.out} with this setup; running the other {len(tasks) - len(done)}")
@@ -219,7 +219,7 @@ def main() -> None:
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for finished, row in enumerate(pool.imap_unordered(run_task, tasks), start=len(done) + 1):
-            row["setup"] = _setup(setup, todo[row["recipe"]])
+            row["setup"] = run_setup(setup, asdict(todo[row["recipe"]]))
             rows.append(row)
             print(f"  [{finished}/{len(tasks) + len(done)} {time.perf_counter() - start:.0f}s] {row['recipe']}, "
                   f"fold {row['fold']}: corr score {row['corr_score']:.3f}", flush=True)

@@ -29,7 +29,7 @@ from search.recipe import Recipe
 from search.study import StudyConfig, StudyData, TrialRecord, check_split
 from search.recipe import TrainConfig
 from search.train import seed_everything, train_model
-from space import ArchSpec, CapError, IQANet, build_model, count_flops, count_params, spec_summary
+from space import ArchSpec, CapError, IQANet, build_model, count_params, spec_summary, train_flops
 
 
 def candidates(study: optuna.Study, top_k: int | None = None) -> list[FrozenTrial]:
@@ -107,7 +107,7 @@ class _Stage:
         seed_everything(recipe.train.seed)  # the initial weights too, as the trial drew its own
         model = build_model(spec)
         train_model(model, train_set, None, recipe.train, device=self.device)
-        t4_s = self.budget.train_seconds(count_flops(spec), len(train_set), recipe.train.epochs,
+        t4_s = self.budget.train_seconds(train_flops(spec), len(train_set), recipe.train.epochs,
                                                    recipe.train.batch_size, recipe.train.pretrain_epochs)
         self.save(f"{pid}-scratch", trial, "scratch", model.cpu(), pruned_m, names, parent=pid, recipe=recipe,
                   t4_s=t4_s, **extra)
@@ -134,6 +134,9 @@ def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage
     steps), retrain each pruned spec from scratch, and quantize the candidates
     (`candidates(study, top_k)`); returns every recorded variant of the study
     (`compress.variants.list_variants`)."""
+    if cfg.pairs:
+        raise ValueError(f"compress does not handle preference-pair studies yet (its fine-tuning and scratch variants "
+                         f"train on MOS): export a trial directly, `run_search.py export --study {study.study_name}`")
     if not all(0 < r < 1 for r in ratios):
         raise ValueError(f"pruning ratios must lie in (0, 1), got {ratios}")
     run_dir = Path(run_dir)

@@ -12,6 +12,10 @@ at validation), fewer if the T4 budget model says that would not fit the profile
 after the recipe's own self-supervised pretraining epochs (if any) and, with `--teacher TRIAL`, after
 training that trial's architecture as a distillation teacher (counted in the budget, not saved); a
 candidate or teacher over the caps, or a retrain that would not fit at the trial's epochs, is refused.
+
+A pairs study (`StudyConfig.pairs`) retrains from all its preference pairs (`search.pairs.train_pairs`,
+no teacher) and writes a pairs notebook: it trains from a CSV of pairs and writes the chosen image of
+every test pair.
 """
 from __future__ import annotations
 
@@ -30,7 +34,9 @@ from results.candidates import candidate_recipe, ranked_candidates
 from results.notebook import write_notebook, write_run_files
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
+from search.data.pairs import PairSet
 from search.device import resolve_device
+from search.pairs import PREFERENCE
 from search.profiles import Profile, get_profile
 from search.recipe import Recipe
 from search.retrain import RetrainPlan, StepCosts, plan_retrain, planned, retrain
@@ -93,14 +99,16 @@ def export_recipe(study: optuna.Study, profile: Profile, variants: pd.DataFrame 
 
 
 def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel, n_images: int,
-                epochs: int | None, smoke: bool) -> RetrainPlan:
+                epochs: int | None, smoke: bool, n_pairs: int | None = None) -> RetrainPlan:
     """The retrain's epochs by the T4 budget model: `epochs` if given, else twice the epochs its trial
     planned (more data, no look at validation), fewer, down to the trial's, where that would pass the
-    profile's export budget. The test set is taken to be as large as the training set."""
+    profile's export budget. The test set is taken to be as large as the training set. With `n_pairs`,
+    an epoch is one pass over that many preference pairs (two images scored per pair)."""
     trial_epochs = recipe.train.epochs
     wanted, least = (1, 1) if smoke else (epochs or 2 * trial_epochs, epochs or trial_epochs)
+    costs = StepCosts.from_budget(budget, recipe, pairs=n_pairs is not None)
     try:
-        return plan_retrain(recipe, n_images, n_images, StepCosts.from_budget(budget, recipe), profile.export_budget_s,
+        return plan_retrain(recipe, n_images if n_pairs is None else n_pairs, n_images, costs, profile.export_budget_s,
                             wanted, least)
     except ValueError as err:
         raise ValueError(f"{name}: retraining is over the {profile.name} export budget: {err}") from None
@@ -117,28 +125,35 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     data and the candidate learns from its scores as well (`distill_weight`); only the candidate is saved."""
     if trial is not None and variant is not None:
         raise ValueError("give a trial or a variant to export, not both")
+    if cfg.pairs and teacher is not None:
+        raise ValueError("--teacher does not apply to a preference-pairs study: distillation needs MOS training")
     date = date or datetime.date.today().strftime("%Y%m%d")
     _check_names(team, date)
     profile = get_profile(cfg.profile)
     row, name, recipe = export_recipe(study, profile, variants, trial if variant is None else variant, teacher,
                                       distill_weight, reference_sizes_m)
     data = StudyData(cfg, progress=not smoke).all(recipe.spec.input.resize)
-    plan = export_plan(recipe, name, profile, BudgetModel(efficiency=cfg.t4_efficiency), len(data), epochs, smoke)
+    pairs = isinstance(data, PairSet)
+    images = data.images if pairs else data
+    plan = export_plan(recipe, name, profile, BudgetModel(efficiency=cfg.t4_efficiency), len(images), epochs, smoke,
+                       n_pairs=len(data) if pairs else None)
     recipe = planned(recipe, plan)
     device = resolve_device(cfg.device)
     start = time.perf_counter()
     model, _ = retrain(recipe, data, cfg.seed, device, progress=not smoke)
     retrain_s = time.perf_counter() - start
     out = Path(run_dir) / "export"
-    weights = save_checkpoint(out / f"{team}_{date}_model.pth", model.cpu(), recipe.spec, target_names=data.target_names,
+    targets = [PREFERENCE] if pairs else images.target_names
+    weights = save_checkpoint(out / f"{team}_{date}_model.pth", model.cpu(), recipe.spec, target_names=targets,
                               train_config=recipe.train.to_dict(), candidate=name)
-    notebook = write_notebook(out / f"{team}_{date}.ipynb", team, date, recipe, data.target_names, cfg.seed)
-    write_run_files(out, notebook.name, weights.name, plan)
+    notebook = write_notebook(out / f"{team}_{date}.ipynb", team, date, recipe, targets, cfg.seed,
+                              pair_columns=cfg.pair_columns if pairs else None)
+    write_run_files(out, notebook.name, weights.name, plan, pairs=pairs)
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
         "trial": None if row is None else int(row["trial"]), "summary": spec_summary(recipe.spec),
         "params": count_params(recipe.spec), "flops": count_flops(recipe.spec), "epochs": plan.epochs,
-        "images": len(data), "pretrain_epochs": plan.pretrain_epochs,
+        "images": len(images), **({"pairs": len(data)} if pairs else {}), "pretrain_epochs": plan.pretrain_epochs,
         "teacher": None if recipe.teacher is None else {"trial": teacher, "params": count_params(recipe.teacher.spec)},
         "validation_score": None if row is None else float(row["score"]),
         "estimated_composite": None if row is None else float(row["composite"]),

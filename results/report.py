@@ -78,8 +78,14 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     return done.loc[keep]
 
 
+def _shown_metrics(r: pd.Series) -> tuple[str, ...]:
+    """The validation metrics of a row: correlations and RMSE of MOS predictions, or the pair accuracy of
+    a model trained from preference pairs (which has no MOS to correlate with)."""
+    return ("plcc", "srcc", "krcc", "rmse") if pd.notna(r.get("plcc")) else ("pair_acc",)
+
+
 def _hover(r: pd.Series) -> str:
-    m = " ".join(f"{k.upper()} {r[k]:.3f}" for k in ("plcc", "srcc", "krcc", "rmse") if pd.notna(r.get(k)))
+    m = " ".join(f"{k.upper()} {r[k]:.3f}" for k in _shown_metrics(r) if pd.notna(r.get(k)))
     return (f"<b>{html.escape(str(r['id']))}</b> ({r['kind']}, {r['state']})<br>{html.escape(str(r['summary']))}<br>"
             f"params {int(r['params']):,}" + (f" · FLOPs {int(r['flops']):,}" if pd.notna(r.get("flops")) else "")
             + f"<br>score {r['score']:.3f} · {m}" + (f"<br>composite {r['composite']:.1f}" if pd.notna(r.get("composite")) else ""))
@@ -165,10 +171,10 @@ def _t4(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
-def _ranking_table(ranked: pd.DataFrame) -> str:
+def _ranking_table(ranked: pd.DataFrame, score_name: str = "score") -> str:
     """The top of the ranking as an HTML table; the export row is marked and highlighted."""
     head = ["#", "", "id", "kind", "exportable", "composite", "performance pts", "size pts", "size tier",
-            "size percentile", "params", "FLOPs", "T4 time", "score", "RMSE", "architecture"]
+            "size percentile", "params", "FLOPs", "T4 time", score_name, "RMSE", "architecture"]
     rows = []
     for i, r in ranked.head(PAGE_ROWS).iterrows():
         cells = [i + 1, "&#9654; export" if r["export"] else "", html.escape(str(r["id"])), r["kind"],
@@ -237,7 +243,7 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
         + f"<h2>Ranking by estimated composite score</h2><p>{len(ranked)} candidates within the caps; ties broken "
         "by RMSE, then size. Export takes the first exportable row (highlighted); greyed rows are shown for "
         "comparison only. Size percentile: the share of reference teams smaller than the model (0 % = smallest); "
-        "T4 time: estimated training time on a T4 (search budget model).</p>" + _ranking_table(ranked)
+        "T4 time: estimated training time on a T4 (search budget model).</p>" + _ranking_table(ranked, profile.score_name)
         + f"<h3>Kinds</h3><dl>{kinds}</dl>"
         + "<h2>Pareto front</h2>" + _plot(pareto_figure(frame, profile, choice, reference_sizes_m))
         + f"<h3>Architecture notation</h3><p>Each model is summarised as stem | stages | head | input, e.g. "
@@ -267,17 +273,20 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-def format_ranking(ranked: pd.DataFrame, top: int = 10) -> str:
-    """The top of the ranking as a plain-text table for the terminal; the export row is marked."""
+def format_ranking(ranked: pd.DataFrame, top: int = 10, score_name: str = "score") -> str:
+    """The top of the ranking as a plain-text table for the terminal (the score column headed
+    `score_name`; no RMSE column when no row has one, as in a pairs study); the export row is marked."""
     if ranked.empty:
         return "no finished candidate within the caps yet"
-    view = ranked.head(top)[[c for c in RANK_COLUMNS if c in ranked.columns]].copy()
+    columns = [c for c in RANK_COLUMNS if c in ranked.columns and not (c == "rmse" and ranked[c].isna().all())]
+    view = ranked.head(top)[columns].copy()
     view["params"] = view["params"].map(lambda p: f"{int(p):,}")
     for col in ("score", "rmse"):
-        view[col] = view[col].map(lambda v: f"{v:.3f}")
+        if col in view:
+            view[col] = view[col].map(lambda v: f"{v:.3f}")
     for col in ("composite", "size_points", "t4_s"):
         view[col] = view[col].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
     view["bytes"] = view["bytes"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "-")
     top_rows = ranked.head(top)
     view["exportable"] = np.where(top_rows["export"], "<- export", np.where(top_rows["exportable"], "yes", "no"))
-    return view.to_string(index=False)
+    return view.rename(columns={"score": score_name}).to_string(index=False)

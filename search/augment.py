@@ -16,11 +16,13 @@ def random_crop_flip(batch: torch.Tensor, crop: int, generator: torch.Generator 
     gen_dev = generator.device if generator is not None else torch.device("cpu")
     top = torch.randint(0, h - crop + 1, (n,), generator=generator, device=gen_dev).to(dev)
     left = torch.randint(0, w - crop + 1, (n,), generator=generator, device=gen_dev).to(dev)
+    flip = torch.rand(n, generator=generator, device=gen_dev).to(dev) < 0.5 if hflip else None
+    if crop == h == w:  # the whole image (e.g. a patch model's input): flips without a gather
+        return batch if flip is None else torch.where(flip[:, None, None, None], batch.flip(-1), batch)
     ar = torch.arange(crop, device=dev)
     rows = (top[:, None] + ar[None, :])  # [n, crop]
     cols = (left[:, None] + ar[None, :])
-    if hflip:
-        flip = torch.rand(n, generator=generator, device=gen_dev).to(dev) < 0.5
+    if flip is not None:
         cols = torch.where(flip[:, None], cols.flip(1), cols)
     idx_n = torch.arange(n, device=dev)[:, None, None, None]
     idx_c = torch.arange(c, device=dev)[None, :, None, None]

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from search.augment import random_crop_flip, to_model_input
-from search.data.pairs import PairSet
+from search.data.pairs import PairRows, PairSet
 from search.recipe import TrainConfig
-from search.step import Images, autocast, model_device, resolve_precision
+from search.step import Images, TrainingDiverged, autocast, model_device, resolve_precision
 from search.train import EpochRecord, Task, TrainResult, fit, predict, seed_everything
 
 PREFERENCE = "preference"
@@ -29,7 +30,7 @@ def bradley_terry_loss(winner: torch.Tensor, loser: torch.Tensor) -> torch.Tenso
     return F.softplus(loser - winner).mean()
 
 
-def pair_accuracy(scores: np.ndarray, pairs: np.ndarray) -> float:
+def winner_accuracy(scores: np.ndarray, pairs: np.ndarray) -> float:
     """Share of (winner, loser) pairs whose winner scores higher (a tie counts one half)."""
     diff = scores[pairs[:, 0]] - scores[pairs[:, 1]]
     return float(((diff > 0) + 0.5 * (diff == 0)).mean())
@@ -45,8 +46,24 @@ def evaluate_pairs(model: nn.Module, data: PairSet, crop: int | None = None, vie
     """{"preference": {"pair_acc": ...}} of `model` on `data`'s pairs."""
     scores = predict(model, data.images.images, device=device, crop=crop, views=views, precision=precision)[:, 0]
     if not np.isfinite(scores).all():
-        raise ValueError("non-finite scores on the validation pairs")
-    return {PREFERENCE: {"pair_acc": pair_accuracy(scores, data.pairs)}}
+        raise TrainingDiverged("non-finite scores on the validation pairs")
+    return {PREFERENCE: {"pair_acc": winner_accuracy(scores, data.pairs)}}
+
+
+def choices_frame(rows: PairRows, scores: dict[str, float]) -> tuple[pd.DataFrame, float | None]:
+    """One row per pair of `rows`, in file order: `image_a, image_b, chosen` (the higher-scored image;
+    `image_a` on a tie), with `winner` and the pair accuracy when the CSV names winners (else None)."""
+    names = rows.names()
+    index = {n: i for i, n in enumerate(names)}
+    values = np.asarray([scores[n] for n in names], dtype=np.float64)
+    ab = np.asarray([(index[a], index[b]) for a, b in zip(rows.a, rows.b)], dtype=np.int64)
+    picks = choose(values, ab)
+    frame = pd.DataFrame({"image_a": rows.a, "image_b": rows.b,
+                          "chosen": [names[ab[i, p]] for i, p in enumerate(picks)]})
+    if rows.a_wins is None:
+        return frame, None
+    frame["winner"] = np.where(rows.a_wins, rows.a, rows.b)
+    return frame, winner_accuracy(values, np.where(rows.a_wins[:, None], ab, ab[:, ::-1]))
 
 
 def _pair_loss(model: nn.Module, images: Images, pairs: torch.Tensor, cfg: TrainConfig,

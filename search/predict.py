@@ -1,4 +1,5 @@
-"""Score images with a trained checkpoint, and measure against labels when there are any."""
+"""Score images with a trained checkpoint, and measure against labels when there are any; or choose the
+better image of each pair of a pairs CSV, with pair accuracy when it names the winners."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,11 @@ import pandas as pd
 
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_labels
+from search.data.cache import decode_pair_images
+from search.data.pairs import PAIR_COLUMNS, read_pairs
 from search.device import resolve_device
 from search.metrics import iqa_metrics
+from search.pairs import choices_frame
 from search.train import predict
 
 
@@ -40,4 +44,23 @@ def predict_to_csv(model_path, data: str = "folder", root=None, out=None, cache_
     frame.to_csv(out, index=False)
     for name, m in metrics.items():
         print(f"{name}: " + "  ".join(f"{k.upper()} {v:.4f}" for k, v in m.items()))
+    return out
+
+
+def predict_pairs_to_csv(model_path, pairs_csv, columns: tuple[str, str, str] = PAIR_COLUMNS, out=None,
+                         cache_dir: Path | str = ".cache/images", device: str = "auto") -> Path:
+    """Write `image_a, image_b, chosen` (the higher-scored image of each pair of `pairs_csv`, in file
+    order; `winner` too when the CSV has its winner column) to `out` (default: choices.csv beside the
+    model); print the pair accuracy when the winners are known."""
+    model, payload = load_checkpoint(model_path)
+    spec = model.spec
+    rows = read_pairs(pairs_csv, columns, need_winner=False)
+    images = decode_pair_images(rows.source, rows.image_dir, rows.names(), spec.input.resize, cache_dir)
+    views = (payload.get("train_config") or {}).get("eval_views", 1)
+    scores = predict(model, images.images, device=resolve_device(device), crop=spec.input.crop, views=views)[:, 0]
+    frame, accuracy = choices_frame(rows, dict(zip(images.names, scores.tolist())))
+    out = Path(out) if out else Path(model_path).with_name("choices.csv")
+    frame.to_csv(out, index=False)
+    if accuracy is not None:
+        print(f"pair accuracy {accuracy:.4f} on {len(frame)} pairs")
     return out

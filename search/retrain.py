@@ -13,16 +13,19 @@ import math
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import nn
 
 from search.budget import BudgetModel
 from search.data.imageset import ImageSet
+from search.data.pairs import PairSet
+from search.pairs import train_pairs
 from search.pretrain import pretrain
 from search.recipe import Recipe, TrainConfig
 from search.step import steps_per_epoch
 from search.train import TrainResult, predict, seed_everything, train_model
-from space import build_model, count_flops
+from space import build_model, count_flops, train_flops
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,11 @@ class StepCosts:
     """Where the numbers come from: the T4 budget model, or a measurement on a named device."""
 
     @classmethod
-    def from_budget(cls, budget: BudgetModel, recipe: Recipe) -> StepCosts:
-        """The budget model's T4 estimate (per step: one batch of the recipe's batch size)."""
+    def from_budget(cls, budget: BudgetModel, recipe: Recipe, pairs: bool = False) -> StepCosts:
+        """The budget model's T4 estimate (per step: one batch of the recipe's batch size; of pairs, so
+        twice as many images, with `pairs`)."""
         def per_step(spec, cfg: TrainConfig) -> tuple[float, float]:
-            flops, bs = count_flops(spec), cfg.batch_size
+            flops, bs = train_flops(spec), cfg.batch_size * (2 if pairs else 1)
             return budget.epoch_seconds(flops, bs, bs), budget.pretrain_seconds(flops, bs, 1, bs)
 
         step, pre = per_step(recipe.spec, recipe.train)
@@ -134,15 +138,23 @@ class Deadline:
         return self.seconds - self.elapsed()
 
 
-def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | str = "cpu",
+def retrain(recipe: Recipe, data: ImageSet | PairSet, seed: int, device: torch.device | str = "cpu",
             deadline: Deadline | None = None, reserve_s: float = 0.0, progress: bool = False) -> tuple[nn.Module, TrainResult]:
     """Train `recipe` from scratch on `data` (no validation), its teacher first when it has one (seed
     `seed + 1`, as many MOS epochs as the student; it teaches and is dropped). With a `deadline`,
     training stops early, whatever the plan said, so that `reserve_s` seconds are left for saving and
-    scoring; the teacher may use only what the student's planned time leaves."""
+    scoring; the teacher may use only what the student's planned time leaves. Preference pairs
+    (`PairSet`) train with `search.pairs.train_pairs` and take no teacher."""
     def guard(after: float = 0.0) -> float | None:
         return None if deadline is None else max(1e-3, deadline.left() - reserve_s - after)
 
+    if isinstance(data, PairSet):
+        if recipe.teacher is not None:
+            raise ValueError("training from preference pairs takes no teacher (distillation needs MOS training)")
+        cfg = replace(recipe.train, seed=seed, time_budget_s=guard())
+        seed_everything(seed)
+        model = build_model(recipe.spec)
+        return model, train_pairs(model, data, None, cfg, device=device, progress=progress)
     teacher = None
     if recipe.teacher is not None:
         student_s = _student_share(recipe, deadline, reserve_s)
@@ -161,15 +173,17 @@ def _student_share(recipe: Recipe, deadline: Deadline | None, reserve_s: float) 
     proportion to the two models' FLOPs."""
     if deadline is None:
         return 0.0
-    student, teacher = count_flops(recipe.spec), count_flops(recipe.teacher.spec)
+    student, teacher = train_flops(recipe.spec), train_flops(recipe.teacher.spec)
     return (deadline.left() - reserve_s) * student / (student + teacher)
 
 
-def measure_costs(recipe: Recipe, data: ImageSet, device: torch.device | str, steps: int = 6) -> StepCosts:
+def measure_costs(recipe: Recipe, data: ImageSet | PairSet, device: torch.device | str, steps: int = 6) -> StepCosts:
     """Step costs measured here: each model trains throwaway copies for two short epochs of `steps`
     steps on a slice of `data` (the second epoch is timed, after warm-up), and scores the slice."""
     device = torch.device(device)
     cfg = recipe.train
+    if isinstance(data, PairSet):
+        return _pair_costs(recipe, data, device, steps)
     sample = data.subset(list(range(min(len(data), steps * cfg.batch_size))))
     teacher = build_model(recipe.teacher.spec).to(device).eval() if recipe.teacher else None
     step = _timed_step(recipe.spec, cfg, sample, device, teacher)
@@ -180,14 +194,28 @@ def measure_costs(recipe: Recipe, data: ImageSet, device: torch.device | str, st
         t_step = _timed_step(recipe.teacher.spec, tcfg, sample, device, None)
         teacher_costs = (t_step, _timed_pretrain_step(recipe.teacher.spec, tcfg, sample, device)
                          if tcfg.pretrain_epochs else 3 * t_step)
+    return StepCosts(step, pre, *teacher_costs, _timed_predict(recipe, sample, device), f"measured on {_device_name(device)}")
+
+
+def _pair_costs(recipe: Recipe, data: PairSet, device: torch.device, steps: int) -> StepCosts:
+    """`measure_costs` of a pairs recipe: a pair step (both images of `batch_size` pairs) and scoring."""
+    cfg = recipe.train
+    sample = data.select(np.arange(min(len(data), steps * cfg.batch_size)))
+    probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)
+    result = train_pairs(build_model(recipe.spec), sample, None, probe, device=device)
+    step = (result.history[1].seconds - result.history[0].seconds) / _epoch_steps(len(sample), cfg)
+    return StepCosts(step, 3 * step, 0.0, 0.0, _timed_predict(recipe, sample.images, device),
+                     f"measured on {_device_name(device)}")
+
+
+def _timed_predict(recipe: Recipe, sample: ImageSet, device: torch.device) -> float:
+    """Seconds to score one image of `sample` through all its evaluation views (after a warm-up pass)."""
     model = build_model(recipe.spec)
-    predict(model, sample.images, device=device, crop=recipe.spec.input.crop, views=cfg.eval_views,
-            precision=cfg.precision)  # warm-up
-    start = time.perf_counter()
-    predict(model, sample.images, device=device, crop=recipe.spec.input.crop, views=cfg.eval_views,
-            precision=cfg.precision)
-    predict_s = (time.perf_counter() - start) / len(sample)
-    return StepCosts(step, pre, *teacher_costs, predict_s, f"measured on {_device_name(device)}")
+    for _ in range(2):
+        start = time.perf_counter()
+        predict(model, sample.images, device=device, crop=recipe.spec.input.crop, views=recipe.train.eval_views,
+                precision=recipe.train.precision)
+    return (time.perf_counter() - start) / len(sample)
 
 
 def _timed_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device, teacher: nn.Module | None) -> float:

@@ -7,11 +7,19 @@ from torch import nn
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import Stem
 from space.layers.heads import Head, Pool, pool_dim
+from space.layers.patches import Patches, reduce_image
 from space.spec import ArchSpec, block_plan
+
+
+def streams(spec: ArchSpec) -> int:
+    """Feature vectors the head reads side by side: 2 with a global stream beside the patches, else 1."""
+    return 2 if spec.input.global_size else 1
 
 
 class IQANet(nn.Module):
     """stem -> stages -> pooled features of the last `fuse` stages -> head -> scores in target units.
+    A patch model (`InputSpec.patch`) runs the stem and stages on each patch, averages the patches'
+    pooled features, and with a global stream appends those of the reduced whole image.
 
     Input: float [N,3,H,W] in [0, 1]. Output: [N, num_outputs] = raw * target_std + target_mean, with
     the two buffers set by the trainer from the training targets, so saved weights predict MOS.
@@ -29,8 +37,9 @@ class IQANet(nn.Module):
         )
         fused = [s.width for s in spec.stages[-spec.head.fuse:]]
         self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused)
-        self.head = Head(sum(pool_dim(spec.head.pool, c) for c in fused), spec.head.hidden, spec.head.dropout,
-                         spec.num_outputs, spec.act)
+        self.patches = Patches(spec.input.patch, spec.input.train_patches, spec.input.grid) if spec.input.patch else None
+        self.head = Head(streams(spec) * sum(pool_dim(spec.head.pool, c) for c in fused), spec.head.hidden,
+                         spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
         self.register_buffer("target_std", torch.ones(spec.num_outputs))
 
@@ -44,8 +53,17 @@ class IQANet(nn.Module):
         fused = maps[-len(self.pools):]
         return torch.cat([pool(m) for pool, m in zip(self.pools, fused)], 1)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature vector of each image: of the view itself, or of its patches (and whole image)."""
+        if self.patches is None:
+            return self.features(x)
+        pooled = self.features(self.patches(x)).unflatten(0, (len(x), self.patches.count())).mean(1)
+        if not self.spec.input.global_size:
+            return pooled
+        return torch.cat([pooled, self.features(reduce_image(x, self.spec.input.global_size))], 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)) * self.target_std + self.target_mean
+        return self.head(self.embed(x)) * self.target_std + self.target_mean
 
 
 def build_model(spec: ArchSpec) -> IQANet:

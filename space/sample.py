@@ -36,6 +36,19 @@ class SpaceConfig:
 
     resizes: tuple[int, ...] = (224, 288, 384)
     crop_fractions: tuple[float, ...] = (1.0, 0.75)
+    patches: tuple[int, ...] = (0, 128, 256)
+    """Input patch sizes a trial may choose: 0 = a view of the image at one of `resizes`; P > 0 = the
+    model cuts P x P patches from the image at `native` px (`InputSpec.patch`). On the CPU ladder
+    (bench/NOTES.md) 256 px and 128 px patches of the 512 px image beat the 160 px whole image at
+    equal CPU time on every fold."""
+    native: int = 512
+    """The images' own size (AGIQA-1K/3K: 512 px), where patch trials cut their patches."""
+    train_patches: tuple[int, ...] = (1, 2)
+    """Patches per image per training step a patch trial may choose (4 did no better than 1 at equal time)."""
+    patch_grid: int = 3
+    """Test patches of a patch trial: grid x grid."""
+    global_sizes: tuple[int, ...] = (0, 160)
+    """Whole-image stream sizes a patch trial may choose (0: patches only)."""
     mscn: tuple[bool, ...] = (False, True)
     """Whether the MSCN contrast channel may be appended to the input (`InputSpec.mscn`)."""
     activations: tuple[str, ...] = ("relu", "silu", "gelu")
@@ -55,17 +68,23 @@ class SpaceConfig:
     head_hiddens: tuple[int, ...] = (0, 64, 128, 256)
     dropouts: tuple[float, ...] = (0.0, 0.1, 0.3)
 
+    @property
+    def largest_input(self) -> int:
+        """The largest image side a trial may decode (the native size when patches are offered)."""
+        return max(self.resizes + ((self.native,) if any(self.patches) else ()))
+
     @classmethod
     def small(cls) -> "SpaceConfig":
-        """128-160 px inputs and models up to ~1M parameters: quick real-data studies, even on a CPU."""
+        """128-160 px inputs (or 128/256 px patches of the 512 px image) and models up to ~1M parameters:
+        quick real-data studies, even on a CPU."""
         return cls(resizes=(128, 160), stem_widths=(16, 24), stages=(3, 4), widths=(16, 24, 32, 48, 64, 96, 128),
                    depths=(1, 3), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64, head_hiddens=(0, 64, 128))
 
     @classmethod
     def tiny(cls) -> "SpaceConfig":
         """64 px images, models of a few thousand to ~100k parameters that train in seconds on a CPU."""
-        return cls(resizes=(64,), stem_widths=(8, 16), patch_sizes=(2,), stages=(2, 3), widths=(8, 16, 24, 32, 48),
-                   depths=(1, 2), kernels=(3, 5), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64,
+        return cls(resizes=(64,), patches=(0,), native=64, global_sizes=(0, 32), stem_widths=(8, 16), patch_sizes=(2,),
+                   stages=(2, 3), widths=(8, 16, 24, 32, 48), depths=(1, 2), kernels=(3, 5), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64,
                    head_hiddens=(0, 32), max_fuse=2)
 
     def to_dict(self) -> dict:
@@ -74,13 +93,12 @@ class SpaceConfig:
 
 def sample_spec(trial, space: SpaceConfig, caps: Caps, num_outputs: int = 1) -> ArchSpec:
     """Define-by-run sampling with conditional choices, then shrunk to fit `caps` (never over them)."""
-    resize = trial.suggest_categorical("resize", list(space.resizes))
-    crop = make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions)))
+    inp = _sample_input(trial, space)
     act = trial.suggest_categorical("act", list(space.activations))
     stem_kind = trial.suggest_categorical("stem", list(space.stem_kinds))
     kernel = trial.suggest_categorical("stem_patch", list(space.patch_sizes)) if stem_kind == "patchify" else 3
     stem = StemSpec(stem_kind, trial.suggest_categorical("stem_width", list(space.stem_widths)), kernel)
-    size = crop // 2 if stem_kind == "conv" else crop // kernel
+    size = inp.view // 2 if stem_kind == "conv" else inp.view // kernel
     n = trial.suggest_int("stages", *space.stages)
     stages, width = [], stem.width
     for i in range(n):
@@ -104,9 +122,26 @@ def sample_spec(trial, space: SpaceConfig, caps: Caps, num_outputs: int = 1) -> 
         hidden=trial.suggest_categorical("head_hidden", list(space.head_hiddens)),
         dropout=trial.suggest_categorical("dropout", list(space.dropouts)),
     )
-    mscn = trial.suggest_categorical("mscn", list(space.mscn))
-    spec = ArchSpec(InputSpec(resize, crop, mscn), stem, stages, head, num_outputs=num_outputs, act=act).validate()
+    inp.mscn = trial.suggest_categorical("mscn", list(space.mscn))
+    spec = ArchSpec(inp, stem, stages, head, num_outputs=num_outputs, act=act).validate()
     return fit_to_caps(spec, caps)
+
+
+def _choose(trial, name: str, choices: tuple):
+    """`trial`'s pick among `choices`; a single choice is taken without recording a parameter, so a
+    space that offers one option samples exactly as before the option existed."""
+    return trial.suggest_categorical(name, list(choices)) if len(choices) > 1 else choices[0]
+
+
+def _sample_input(trial, space: SpaceConfig) -> InputSpec:
+    """A whole-image view (resize, crop fraction) or native-resolution patches (size, count, global stream)."""
+    patch = _choose(trial, "patch", space.patches)
+    if patch:
+        return InputSpec(space.native, space.native, patch=patch, grid=space.patch_grid,
+                         train_patches=_choose(trial, "train_patches", space.train_patches),
+                         global_size=_choose(trial, "global_size", space.global_sizes))
+    resize = trial.suggest_categorical("resize", list(space.resizes))
+    return InputSpec(resize, make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions))))
 
 
 def scale_widths(spec: ArchSpec, factor: float) -> ArchSpec:
@@ -155,5 +190,7 @@ def spec_summary(spec: ArchSpec) -> str:
             desc += "*"
         parts.append(desc)
     parts.append(f"{spec.head.pool}·f{spec.head.fuse}" + (f"·h{spec.head.hidden}" if spec.head.hidden else ""))
-    parts.append(f"{spec.input.crop}/{spec.input.resize}" + ("+mscn" if spec.input.mscn else ""))
+    inp = spec.input
+    view = f"p{inp.patch}x{inp.train_patches}g{inp.grid}" + (f"+{inp.global_size}" if inp.global_size else "") if inp.patch else inp.crop
+    parts.append(f"{view}/{inp.resize}" + ("+mscn" if inp.mscn else ""))
     return " | ".join(parts)

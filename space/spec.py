@@ -23,6 +23,22 @@ class InputSpec:
     """Train crops and evaluation views are crop x crop (crop == resize: the full image)."""
     mscn: bool = False
     """Append the MSCN (local-contrast-normalised) luminance as a fourth input channel (`layers.conv.MSCN`)."""
+    patch: int = 0
+    """0: the backbone sees the `crop` x `crop` view. P > 0: the model takes the whole `resize` image
+    (crop == resize, e.g. AIGC images at their native 512 px) and cuts P x P patches from it itself
+    (`layers.patches`): `train_patches` at random per image in training, a fixed `grid` x `grid` at
+    test; the backbone pools each patch and the patches' features are averaged. Quality cues of AIGC
+    images (malformed hands, smeared texture, banding) are local and fade when the image is downscaled."""
+    train_patches: int = 1
+    grid: int = 3
+    global_size: int = 0
+    """Patch models only: 0, or a second stream through the same backbone, the whole image reduced to
+    this size, whose features are concatenated with the patches' (global composition + local artefacts)."""
+
+    @property
+    def view(self) -> int:
+        """The side of what the backbone sees: the patch, else the crop."""
+        return self.patch or self.crop
 
 
 @dataclass
@@ -87,8 +103,19 @@ class ArchSpec:
         def bad(path: str, why: str, value) -> None:
             raise ValueError(f"{path}: {why}, got {value!r}")
 
-        if self.input.crop < 8 or self.input.resize < self.input.crop:
-            bad("input", "need 8 <= crop <= resize", (self.input.crop, self.input.resize))
+        inp = self.input
+        if inp.crop < 8 or inp.resize < inp.crop:
+            bad("input", "need 8 <= crop <= resize", (inp.crop, inp.resize))
+        if inp.patch:
+            if not 8 <= inp.patch <= inp.resize or inp.crop != inp.resize:
+                bad("input.patch", "needs 8 <= patch <= resize and crop == resize (the model cuts its own patches)",
+                    (inp.patch, inp.crop, inp.resize))
+            if inp.train_patches < 1 or inp.grid < 1:
+                bad("input", "need train_patches >= 1 and grid >= 1", (inp.train_patches, inp.grid))
+            if inp.global_size and not 8 <= inp.global_size <= inp.resize:
+                bad("input.global_size", "must be 0 or in 8..resize", inp.global_size)
+        elif inp.global_size:
+            bad("input.global_size", "needs patches (input.patch > 0)", inp.global_size)
         if self.stem.kind not in STEMS:
             bad("stem.kind", f"must be one of {STEMS}", self.stem.kind)
         if self.stem.width < 1:

@@ -4,12 +4,15 @@ candidates over the cap or the time budget are refused."""
 from __future__ import annotations
 
 import ast
+import io
 from collections import Counter
 from dataclasses import replace
 
 import nbformat
 import numpy as np
 import pandas as pd
+import pyflakes.api
+import pyflakes.reporter
 import pytest
 from nbclient import NotebookClient
 from optuna.trial import TrialState
@@ -92,6 +95,14 @@ def test_generated_notebook_defines_no_top_level_name_twice():
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             bound.update((a.asname or a.name).split(".")[0] for a in node.names if a.name != "annotations")
     assert not [name for name, count in bound.items() if count > 1]
+
+
+def test_generated_notebook_uses_no_undefined_name():
+    """Every module the notebook inlines must bring what it calls: a name defined only in a module left
+    out of `SOURCES` fails at the first call on Kaggle, not here."""
+    found = io.StringIO()
+    pyflakes.api.check(generated_code(), "notebook", pyflakes.reporter.Reporter(found, found))
+    assert "undefined name" not in found.getvalue(), found.getvalue()
 
 
 def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 import run_search
+import search.memory
 from run_search import error_message, main
 from search.data import DATASETS
 from search.profiles import PROFILES
@@ -247,3 +248,14 @@ def test_help_names_every_command_option_default_profile_and_dataset():
         assert profile in search
     for data in DATASETS:
         assert data in search
+
+
+def test_a_space_whose_largest_input_cannot_be_held_is_refused_before_the_study(tmp_path, capsys, monkeypatch):
+    dataset(tmp_path / "data")
+    monkeypatch.setattr(search.memory, "host_available_bytes", lambda: 40 * 3 * 300 * 300)  # 40 images fit at 268 px
+    argv = ["search", "--data", "agiqa3k", "--root", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"),
+            "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "40 images of agiqa3k (the largest input the default space may choose; --patches 0" in err
+    assert "at 512 px" in err and err.count("\n") == 1 and not (tmp_path / "runs").exists()

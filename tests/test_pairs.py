@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from search.data import load_agiqa3k, decode_images, make_synthetic
-from search.data.pairs import decode_pairs, load_pairs, pairs_from_scores, split_pairs
-from search.pairs import bradley_terry_loss, choose, pair_accuracy, train_pairs
+from search.data.cache import decode_pairs
+from search.data.pairs import load_pairs, pairs_from_scores, split_pairs
+from search.pairs import bradley_terry_loss, choose, train_pairs, winner_accuracy
 from search.recipe import TrainConfig
 from search.train import seed_everything
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model
@@ -64,7 +65,7 @@ def test_bradley_terry_pieces():
     import torch
     assert bradley_terry_loss(torch.tensor([5.0]), torch.tensor([-5.0])) < 0.01 < bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0]))
     scores, pairs = np.array([3.0, 1.0, 2.0]), np.array([[0, 1], [1, 2], [2, 2]])
-    assert pair_accuracy(scores, pairs) == pytest.approx((1 + 0 + 0.5) / 3)
+    assert winner_accuracy(scores, pairs) == pytest.approx((1 + 0 + 0.5) / 3)
     assert choose(scores, np.array([[0, 1], [1, 2]])).tolist() == [0, 1]
 
 

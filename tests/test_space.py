@@ -1,6 +1,7 @@
 """The search space: exact counts before building, caps, specs, and every block and pool working."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import optuna
@@ -10,8 +11,9 @@ from torch import nn
 
 from space import (
     ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, build_model, count_flops, count_params,
-    fit_to_caps, sample_spec, spec_summary,
+    fit_to_caps, sample_spec, spec_summary, train_flops,
 )
+from space.layers.patches import Patches, grid_offsets
 from space.layers.attention import TokenAttention
 from space.layers.conv import MSCN
 
@@ -50,29 +52,32 @@ def test_counted_params_equal_built_params_exactly(space, caps, n, seed):
 
 def test_flops_cap_is_never_exceeded():
     caps = Caps(params=2_000_000, flops=150_000_000)
-    for spec in _random_specs(40, SpaceConfig(), caps, 3):
+    whole_images = dataclasses.replace(SpaceConfig(), patches=(0,))  # a 3x3 grid of 256 px patches cannot fit 150M
+    for spec in _random_specs(40, whole_images, caps, 3):
         assert count_params(spec) <= caps.params and count_flops(spec) <= caps.flops
 
 
-def _measured_flops(model: nn.Module, size: int) -> int:
+def _measured_flops(model: nn.Module, size: int, train: bool = False) -> int:
+    """Multiply-adds of one forward pass on one image, counted by hooks (in training mode: a patch
+    model's training patches; BatchNorm kept in eval mode, which costs the same)."""
     total = 0
 
     def conv(m, inp, out):
         nonlocal total
-        total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
 
     def linear(m, inp, out):
         nonlocal total
-        total += m.in_features * m.out_features
+        total += inp[0].numel() // m.in_features * m.in_features * m.out_features
 
     def attention(m, inp, out):
         nonlocal total
-        _, c3, h, w = inp[0].shape
-        total += 2 * (h * w) ** 2 * (c3 // 3)
+        n, c3, h, w = inp[0].shape
+        total += n * 2 * (h * w) ** 2 * (c3 // 3)
 
     def mscn(m, inp, out):  # separable blurs of Y and Y^2: two passes of the window's taps per pixel each
         nonlocal total
-        total += 2 * 2 * m.window.numel() * inp[0].shape[-2] * inp[0].shape[-1]
+        total += inp[0].shape[0] * 2 * 2 * m.window.numel() * inp[0].shape[-2] * inp[0].shape[-1]
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -83,14 +88,69 @@ def _measured_flops(model: nn.Module, size: int) -> int:
             m.register_forward_hook(attention)
         elif isinstance(m, MSCN):
             m.register_forward_hook(mscn)
+    model.train(train)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
     with torch.no_grad():
-        model.eval()(torch.rand(1, 3, size, size))
+        model(torch.rand(1, 3, size, size))
     return total
 
 
 def test_counted_flops_equal_hook_measurement():
     for spec in _random_specs(25, SpaceConfig.tiny(), Caps(), 4) + _random_specs(4, SpaceConfig(), Caps(params=300_000), 5):
         assert count_flops(spec) == _measured_flops(build_model(spec), spec.input.crop), spec_summary(spec)
+
+
+PATCH_SPACE = dataclasses.replace(SpaceConfig.tiny(), patches=(0, 16, 24), native=48, train_patches=(1, 3),
+                                  global_sizes=(0, 32))
+
+
+def test_patch_models_count_exactly_and_sample_both_inputs():
+    specs = _random_specs(30, PATCH_SPACE, Caps(), 6)
+    assert {s.input.patch for s in specs} == {0, 16, 24} and {s.input.global_size for s in specs} == {0, 32}
+    for spec in specs:
+        model = build_model(spec)
+        assert count_params(spec) == sum(p.numel() for p in model.parameters()), spec_summary(spec)
+        assert count_flops(spec) == _measured_flops(model, spec.input.crop), spec_summary(spec)
+        assert train_flops(spec) == _measured_flops(model, spec.input.crop, train=True), spec_summary(spec)
+        if spec.input.patch:
+            assert spec.input.resize == spec.input.crop == 48 and f"p{spec.input.patch}x" in spec_summary(spec)
+
+
+def test_patches_are_windows_of_the_image_random_in_training_and_a_grid_at_test():
+    x = torch.arange(2 * 3 * 40 * 40, dtype=torch.float32).reshape(2, 3, 40, 40)
+    cut = Patches(16, 5, 3)
+    assert grid_offsets(40, 16, 3) == [0, 12, 24] and grid_offsets(40, 16, 1) == [12]
+    test = cut.eval()(x)
+    assert test.shape == (18, 3, 16, 16)
+    assert torch.equal(test[8], x[0, :, 24:40, 24:40]) and torch.equal(test[9], x[1, :, 0:16, 0:16])
+    torch.manual_seed(0)
+    train = cut.train()(x)
+    assert train.shape == (10, 3, 16, 16)
+    for i, patch in enumerate(train):  # every training patch is a window of its own image
+        top, left = divmod(int(patch[0, 0, 0]) - (i // 5) * 3 * 1600, 40)
+        assert torch.equal(patch, x[i // 5, :, top:top + 16, left:left + 16])
+    torch.manual_seed(0)
+    assert torch.equal(cut(x), train)  # the global generator decides: a seeded run repeats
+
+
+def test_a_single_choice_records_no_parameter_so_whole_image_trials_sample_as_before():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    trial = study.ask()
+    sample_spec(trial, SpaceConfig.tiny(), Caps())
+    assert "patch" not in trial.params and "resize" in trial.params
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(patch=16, crop=32), "input.patch"), (dict(patch=80), "input.patch"), (dict(global_size=16), "input.global_size"),
+    (dict(patch=16, train_patches=0), "input"),
+])
+def test_bad_patch_inputs_name_the_field(change, field):
+    spec = ArchSpec(InputSpec(64, 64), StemSpec(), [StageSpec("residual", 16)])
+    spec.input = dataclasses.replace(spec.input, **change)
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        spec.validate()
 
 
 def _spec(block: str, pool: str = "avgstd", fuse: int = 2, stem: str = "conv", se: bool = True) -> ArchSpec:

@@ -13,6 +13,7 @@ from search.profiles import Profile
 from search.recipe import Recipe
 from search.study import TrialRecord
 from space import ArchSpec, count_flops, count_params
+from space.count import backbone_views
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import stem_flops, stem_out, stem_params
 from space.spec import block_plan
@@ -62,19 +63,22 @@ class PartCost:
 
 
 def part_costs(spec: ArchSpec) -> list[PartCost]:
-    """Parameters and FLOPs (at the spec's crop) of the stem, each stage and the head (pooling and
-    regressor: the rest); they add up to `count_params` and `count_flops`."""
-    size, mscn = spec.input.crop, spec.input.mscn
+    """Parameters and FLOPs (per scored image: every view the backbone runs on, `backbone_views`) of
+    the stem, each stage and the head (pooling and regressor: the rest); they add up to
+    `count_params` and `count_flops`."""
+    views, mscn = backbone_views(spec), spec.input.mscn
     parts = [PartCost("stem", stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, mscn),
-                      stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, mscn))]
-    x = stem_out(spec.stem.kind, spec.stem.kernel, size)
+                      sum(n * stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, mscn)
+                          for size, n in views))]
+    sides = [stem_out(spec.stem.kind, spec.stem.kernel, size) for size, _ in views]
     for i, blocks in enumerate(block_plan(spec), 1):
         params = flops = 0
         for b in blocks:
             _, params_fn, flops_fn = BLOCK_FAMILIES[b.block]
             params += params_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden)
-            f, x = flops_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, x)
-            flops += f
+            for v, (_, n) in enumerate(views):
+                f, sides[v] = flops_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, sides[v])
+                flops += n * f
         parts.append(PartCost(f"stage {i}", params, flops))
     parts.append(PartCost("head", count_params(spec) - sum(p.params for p in parts),
                           count_flops(spec) - sum(p.flops for p in parts)))

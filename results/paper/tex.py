@@ -13,8 +13,9 @@ from results.paper.figures import FIGURES
 from results.report import pareto_front
 from search.profiles import Profile, get_profile
 from search.recipe import Recipe
-from search.study import StudyConfig, space_config
+from search.study import StudyConfig
 from space import ArchSpec, count_flops, count_params, stage_sizes
+from space.count import backbone_views
 from space.layers.conv import stem_out
 from space.spec import has_se
 
@@ -82,20 +83,32 @@ def _table(label: str, caption: str, columns: str, header: str, rows: list[str])
 
 
 def _input_policy(spec: ArchSpec, eval_views: int) -> str:
-    s, c = spec.input.resize, spec.input.crop
+    s, c, p = spec.input.resize, spec.input.crop, spec.input.patch
+    mscn = "an MSCN (local-contrast-normalised) luminance channel is appended as a fourth input" if spec.input.mscn \
+        else "RGB input only (no MSCN channel)"
+    if p:
+        g, stream = spec.input.grid, spec.input.global_size
+        glob = (f"; a second stream runs the same backbone on the whole image reduced to ${stream}\\times{stream}$ "
+                "by area averaging and its features are concatenated" if stream else "")
+        return (f"images at ${s}\\times{s}$; the model cuts ${p}\\times{p}$ patches itself, "
+                f"{spec.input.train_patches} at random per image per training step and a fixed ${g}\\times{g}$ "
+                f"grid at test, and averages the patches' pooled features{glob}; {mscn}")
     views = f"the centre ${c}\\times{c}$ crop" if eval_views == 1 else f"{eval_views} ${c}\\times{c}$ views"
     crop = f"trained on random ${c}\\times{c}$ crops and evaluated on {views}" if c < s \
         else "trained and evaluated on the whole image"
-    mscn = "an MSCN (local-contrast-normalised) luminance channel is appended as a fourth input" if spec.input.mscn \
-        else "RGB input only (no MSCN channel)"
     return f"images resized to ${s}\\times{s}$, {crop}; {mscn}"
+
+
+def _scored_views(spec: ArchSpec) -> str:
+    return " + ".join(f"{n} $\\times$ ${size}\\times{size}$" if n > 1 else f"${size}\\times{size}$"
+                      for size, n in backbone_views(spec))
 
 
 def architecture_table(exp: Exported) -> str:
     """Table: per stage block, width, depth, kernel, expansion, SE, output size, parameters and FLOPs."""
     spec, parts = exp.recipe.spec, part_costs(exp.recipe.spec)
     sizes = stage_sizes(spec)
-    stem_size = stem_out(spec.stem.kind, spec.stem.kernel, spec.input.crop)
+    stem_size = stem_out(spec.stem.kind, spec.stem.kernel, spec.input.view)
     stem_kind = f"{spec.stem.kind} stem" + ("" if spec.stem.kind == "conv" else f" ({spec.stem.kernel}-px patches)")
     rows = [f"Stem & {stem_kind} & {spec.stem.width} & 1 & {spec.stem.kernel} & -- & -- & ${stem_size}^2$ & "
             f"{tex_int(parts[0].params)} & {_mflops(parts[0].flops)} \\\\"]
@@ -113,8 +126,8 @@ def architecture_table(exp: Exported) -> str:
     rows.append(f"\\hline\nTotal & \\multicolumn{{7}}{{l}}{{}} & {tex_int(count_params(spec))} & "
                 f"{_mflops(count_flops(spec))} \\\\")
     caption = (f"Exported architecture (trial {exp.trial}): {_input_policy(spec, exp.recipe.train.eval_views)}; "
-               f"activation {ACTIVATIONS[spec.act]}. FLOPs per image at the ${spec.input.crop}\\times{spec.input.crop}$ "
-               "input, one multiply-add counted as one FLOP; Exp.: expansion ratio (h: per-block hidden widths set "
+               f"activation {ACTIVATIONS[spec.act]}. FLOPs per scored image ({_scored_views(spec)}), Out at the "
+               f"${spec.input.view}\\times{spec.input.view}$ view, one multiply-add counted as one FLOP; Exp.: expansion ratio (h: per-block hidden widths set "
                "by pruning); Out: output feature map.")
     return _table("tab:arch", caption, "llrrrrcrrr",
                   "Part & Block & Width & Depth & Kernel & Exp. & SE & Out & Params & MFLOPs", rows)
@@ -128,7 +141,8 @@ def recipe_rows(exp: Exported) -> dict[str, str]:
     """The training recipe as (setting, value) rows."""
     t, spec = exp.recipe.train, exp.recipe.spec
     augment = (f"random ${t.crop}\\times{t.crop}$ crops of the ${spec.input.resize}\\times{spec.input.resize}$ image"
-               if t.crop and t.crop < spec.input.resize else "none (whole image)")
+               if t.crop and t.crop < spec.input.resize else
+               f"random ${spec.input.patch}\\times{spec.input.patch}$ patches" if spec.input.patch else "none (whole image)")
     augment += " + horizontal flips" if t.hflip else ""
     teacher = exp.recipe.teacher
     return {
@@ -158,7 +172,7 @@ def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_s
         data += f", {tex_int(cfg.n_synthetic)} images"
     if cfg.targets:
         data += ", targets " + ", ".join(f"\\texttt{{{tex_escape(t)}}}" for t in cfg.targets)
-    space = space_config(cfg.space)
+    space = cfg.search_space()
     objectives = "max.\\ score, min.\\ parameters" + (", min.\\ FLOPs" if cfg.flops_objective else "")
     sampler = SAMPLER_NAMES[cfg.sampler] + "~\\cite{akiba2019optuna}"
     split = f"{cfg.val_fraction:.0%} of prompts, grouped by prompt"
@@ -169,7 +183,9 @@ def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_s
         "Dataset": data,
         "Validation": split.replace("%", r"\%"),
         "Parameter cap": tex_int(profile.caps.params) + (f", {tex_int(profile.caps.flops)} FLOPs" if profile.caps.flops else ""),
-        "Search space": (f"\\texttt{{{tex_escape(cfg.space)}}} preset: inputs {'/'.join(map(str, space.resizes))} px, "
+        "Search space": (f"\\texttt{{{tex_escape(cfg.space)}}} preset: inputs {'/'.join(map(str, space.resizes))} px"
+                         + (f" or {'/'.join(str(p) for p in space.patches if p)} px patches of the {space.native} px image"
+                            if any(space.patches) else "") + ", "
                          f"{space.stages[0]}--{space.stages[1]} stages of "
                          f"{', '.join(BLOCK_NAMES[b] for b in space.blocks)}, widths {min(space.widths)}--"
                          f"{max(space.widths)}, depths {space.depths[0]}--{space.depths[1]}"),

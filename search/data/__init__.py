@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 from search.data.cache import decode_images
-from search.data.check import DATASETS, check_dataset, check_split_sizes, require_dataset
+from search.data.check import DATASETS, PAIRS, check_dataset, check_pair_split, check_split_sizes, require_dataset
 from search.data.imageset import ImageSet
 from search.data.labels import (
     LOADERS, LabelTable, load_agiqa1k, load_agiqa3k, load_aigiqa20k, load_csv, load_folder, load_labels,
@@ -27,6 +27,6 @@ def load_imageset(dataset: str, root=None, size: int = 64, cache_dir: Path | str
     return decode_images(load_labels(dataset, root, targets), size, cache_dir, progress=progress)
 
 
-__all__ = ["DATASETS", "LOADERS", "PREDICT_DATASETS", "ImageSet", "LabelTable", "check_dataset", "check_split_sizes",
+__all__ = ["DATASETS", "LOADERS", "PAIRS", "PREDICT_DATASETS", "ImageSet", "LabelTable", "check_dataset", "check_pair_split", "check_split_sizes",
            "decode_images", "grouped_holdout", "grouped_kfold", "load_agiqa1k", "load_agiqa3k", "load_aigiqa20k",
            "load_csv", "load_folder", "load_imageset", "load_labels", "make_synthetic"]

@@ -2,7 +2,8 @@
 
 The cache key covers the dataset name, every image's relative path, file size and modification time,
 and the working size, so a changed file or size gives a new cache. Files are written to a temporary
-name and renamed, so a crash never leaves a half-written cache; an unreadable cache is rebuilt.
+name and renamed, so a crash never leaves a half-written cache; an unreadable cache is rebuilt. The
+images of a pairs CSV go through the same cache (`decode_pairs`).
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from search.data.decode import decode_image
 from search.data.imageset import ImageSet
 from search.data.labels import LabelTable
+from search.data.pairs import PairSet, PairTable
 from search.memory import check_host_memory
 
 CACHE_VERSION = 2
@@ -85,3 +88,17 @@ def decode_images(table: LabelTable, size: int, cache_dir: Path | str = ".cache/
     images = torch.from_numpy(np.array(array))  # a writable in-memory copy of the (memory-mapped) cache
     targets = torch.tensor(table.frame[table.targets].to_numpy(dtype=np.float32).reshape(n, len(table.targets)))
     return ImageSet(images, targets, table.frame["group"].to_numpy(dtype=object), list(table.frame["image"]), list(table.targets))
+
+
+def decode_pair_images(source: Path, image_dir: Path, names: list[str], size: int,
+                       cache_dir: Path | str = ".cache/images", progress: bool = True) -> ImageSet:
+    """The images `names` of a pairs CSV `source` at `size` px, in that order (no targets), through the
+    decode-once cache."""
+    frame = pd.DataFrame({"image": names, "group": names})
+    return decode_images(LabelTable(f"pairs-{source.parent.name}", source, image_dir, frame, []), size, cache_dir,
+                         progress=progress)
+
+
+def decode_pairs(table: PairTable, size: int, cache_dir: Path | str = ".cache/images", progress: bool = True) -> PairSet:
+    """The table's images decoded at `size` px (through the decode-once cache) with its pairs."""
+    return PairSet(decode_pair_images(table.source, table.image_dir, table.names, size, cache_dir, progress), table.pairs)

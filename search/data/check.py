@@ -2,8 +2,10 @@
 
 `check_dataset` reads only the labels (no image is decoded): the dataset name, its folder, the labels
 file and its columns, one row per image, every listed image present, and targets that vary.
-`check_split_sizes` refuses a split with a part too small to train or to be measured on. Each raises
-ValueError (FileNotFoundError for a missing folder or image) naming the file, the column or the value.
+`check_split_sizes` refuses a split with a part too small to train or to be measured on. A pairs
+dataset is checked the same way: the pairs CSV (`search.data.pairs.load_pairs`) and its image-disjoint
+split (`check_pair_split`). Each raises ValueError (FileNotFoundError for a missing folder or image)
+naming the file, the line, the column or the value.
 """
 from __future__ import annotations
 
@@ -14,12 +16,17 @@ import numpy as np
 
 from search.data.cache import check_images
 from search.data.labels import LOADERS, LabelTable, load_labels
+from search.data.pairs import PAIR_COLUMNS, PairTable, load_pairs, split_pair_rows
 from search.data.synthetic import SYNTHETIC_TARGETS
 
-DATASETS = ("synthetic", *LOADERS)
-"""Datasets a study trains on: the generated one and every labelled format with a loader."""
+PAIRS = "pairs"
+"""The preference-pairs dataset: ROOT/pairs.csv of `image_a, image_b, winner` and the images (no MOS)."""
+DATASETS = ("synthetic", *LOADERS, PAIRS)
+"""Datasets a study trains on: the generated one, every labelled format with a loader, and pairs."""
 
 MIN_PART_IMAGES = 4
+MIN_PART_PAIRS = 4
+"""Fewest pairs of a training, validation or test part of a pairs study."""
 """Fewest images of a training, validation or test part: validation needs 2 to give any metric at all,
 and correlations over fewer than 4 images say nothing."""
 
@@ -40,9 +47,17 @@ def require_dataset(dataset: str, root: str | Path | None) -> None:
         raise ValueError(f"dataset {dataset!r} needs --root (the folder holding its labels and images)")
 
 
-def check_dataset(dataset: str, root: str | Path | None, targets: Sequence[str] | None = None) -> LabelTable | None:
-    """The dataset's labels, checked (None for the synthetic set, which only needs known targets)."""
+def check_dataset(dataset: str, root: str | Path | None, targets: Sequence[str] | None = None,
+                  pair_columns: Sequence[str] = PAIR_COLUMNS) -> LabelTable | PairTable | None:
+    """The dataset's labels, checked (None for the synthetic set, which only needs known targets; the
+    pairs table, with `pair_columns`, for preference pairs)."""
     require_dataset(dataset, root)
+    if dataset == PAIRS:
+        if targets:
+            raise ValueError(f"--targets does not apply to --data {PAIRS}: preference pairs carry no score columns")
+        if not Path(root).exists():
+            raise FileNotFoundError(f"dataset folder not found: {root}")
+        return load_pairs(root, tuple(pair_columns))
     repeated = sorted({t for t in targets or () if list(targets).count(t) > 1})
     if repeated:
         raise ValueError(f"target(s) given more than once: {', '.join(repeated)}")
@@ -68,3 +83,18 @@ def check_split_sizes(table: LabelTable, parts: dict[str, np.ndarray], least: in
         raise ValueError(f"{table.source}: {len(table)} images in {table.frame['group'].nunique()} prompts split into "
                          f"{counts} images; each part needs at least {least}: label more images "
                          "(of more prompts) or change --val-fraction / --test-fraction")
+
+
+def check_pair_split(table: PairTable, val_fraction: float, test_fraction: float, seed: int,
+                     least: int = MIN_PART_PAIRS) -> None:
+    """Refuse an image-disjoint split of the pairs (`split_pair_rows`) with a part of fewer than `least` pairs."""
+    parts = dict(zip(("training", "validation", "test"),
+                     split_pair_rows(len(table.names), table.pairs, val_fraction, test_fraction, seed)))
+    if not test_fraction:
+        del parts["test"]
+    small = [name for name, rows in parts.items() if len(rows) < least]
+    if small:
+        counts = ", ".join(f"{len(rows)} {name}" for name, rows in parts.items())
+        raise ValueError(f"{table.source}: {len(table.pairs)} pairs over {len(table.names)} images split by image into "
+                         f"{counts} pairs (pairs across the split are dropped); each part needs at least {least}: "
+                         "give more pairs or change --val-fraction / --test-fraction")

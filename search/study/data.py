@@ -2,7 +2,9 @@
 
 The split is by prompt (group): test prompts (when the study holds some out) first, then validation
 prompts from the rest. It is computed from the image names' groups, which do not depend on the
-resolution, so every resolution splits alike; the validation fingerprint names it.
+resolution, so every resolution splits alike; the validation fingerprint names it. A pairs study
+(`StudyConfig.pairs`) holds `PairSet`s instead, split by image (`split_pair_rows`: test images first,
+then validation images), so no image of a validation or test pair is seen in training.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from search.data import ImageSet, grouped_holdout, load_imageset
+from search.data.cache import decode_pairs
+from search.data.pairs import PairSet, PairTable, load_pairs, split_pair_rows
 from search.study.settings import StudyConfig, space_config
 
 
@@ -27,44 +31,57 @@ def study_split(groups: np.ndarray, val_fraction: float, test_fraction: float,
 
 
 class StudyData:
-    """The images a study trains, validates and tests on (the search, compress and export stages)."""
+    """The images (or preference pairs) a study trains, validates and tests on (the search, compress and
+    export stages)."""
 
     def __init__(self, cfg: StudyConfig, progress: bool = False):
         self.cfg = cfg
         self.progress = progress
-        self._images: dict[int, ImageSet] = {}
+        self._images: dict[int, ImageSet | PairSet] = {}
         self._split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pairs: PairTable | None = None
 
-    def all(self, size: int) -> ImageSet:
-        """Every labelled image at `size` px (train, validation and test: what export retrains on)."""
+    def all(self, size: int) -> ImageSet | PairSet:
+        """Every labelled image (every pair, in a pairs study) at `size` px: train, validation and test,
+        what export retrains on."""
         if size not in self._images:
             cfg = self.cfg
-            self._images[size] = load_imageset(cfg.dataset, cfg.root, size=size, cache_dir=Path(cfg.cache_dir),
-                                               targets=cfg.targets, seed=cfg.seed, n_images=cfg.n_synthetic,
-                                               progress=self.progress)
+            if cfg.pairs:
+                self._pairs = self._pairs or load_pairs(cfg.root, tuple(cfg.pair_columns))
+                self._images[size] = decode_pairs(self._pairs, size, Path(cfg.cache_dir), progress=self.progress)
+            else:
+                self._images[size] = load_imageset(cfg.dataset, cfg.root, size=size, cache_dir=Path(cfg.cache_dir),
+                                                   targets=cfg.targets, seed=cfg.seed, n_images=cfg.n_synthetic,
+                                                   progress=self.progress)
         return self._images[size]
 
     def split(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(train, val, test) indices into `all(size)`."""
-        images = self.all(size)
+        """(train, val, test) indices into `all(size)`: images, or pairs in a pairs study."""
+        data = self.all(size)
         if self._split is None:
             cfg = self.cfg
-            self._split = study_split(images.groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            self._split = (split_pair_rows(len(data.images), data.pairs, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+                           if cfg.pairs else study_split(data.groups, cfg.val_fraction, cfg.test_fraction, cfg.seed))
         return self._split
 
-    def train_val(self, size: int) -> tuple[ImageSet, ImageSet]:
+    def _part(self, size: int, idx: np.ndarray) -> ImageSet | PairSet:
+        data = self.all(size)
+        return data.select(idx) if isinstance(data, PairSet) else data.subset(idx)
+
+    def train_val(self, size: int) -> tuple[ImageSet, ImageSet] | tuple[PairSet, PairSet]:
         """The training and validation sets at `size` px."""
         train, val, _ = self.split(size)
-        return self.all(size).subset(train), self.all(size).subset(val)
+        return self._part(size, train), self._part(size, val)
 
-    def test(self, size: int) -> ImageSet | None:
-        """The held-out test prompts at `size` px (None without a test share)."""
+    def test(self, size: int) -> ImageSet | PairSet | None:
+        """The held-out test prompts (test pairs) at `size` px (None without a test share)."""
         test = self.split(size)[2]
-        return self.all(size).subset(test) if len(test) else None
+        return self._part(size, test) if len(test) else None
 
     def val_fingerprint(self) -> str:
         """A short hash of the validation images' names: every stage checks it scores on the same split.
         Uses a resolution already loaded, else the space's smallest."""
         size = next(iter(self._images), None) or min(space_config(self.cfg.space).resizes)
-        names = self.all(size).names
-        return hashlib.sha256("\n".join(sorted(names[i] for i in self.split(size)[1])).encode()).hexdigest()[:16]
+        data, val = self.all(size), self.split(size)[1]
+        names = data.select(val).images.names if isinstance(data, PairSet) else [data.names[i] for i in val]
+        return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]

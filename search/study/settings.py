@@ -2,12 +2,13 @@
 they refer to: loss presets, search-space presets."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 from search.budget import BudgetModel
-from search.data import DATASETS
-from search.profiles import get_profile
+from search.data import DATASETS, PAIRS
+from search.data.pairs import PAIR_COLUMNS
+from search.profiles import DEFAULT_PROFILE, get_profile
 from search.study.early_stop import EARLY_STOPPING
 from search.study.sampler import SAMPLERS
 from space import SpaceConfig
@@ -29,6 +30,11 @@ SPACE_PRESETS: dict[str, Callable[[], SpaceConfig]] = {
 
 MIN_SYNTHETIC = 24
 """Fewest synthetic images a study accepts: 4 scenes (prompts), enough for a grouped train/val/test split."""
+
+PAIRS_PROFILE = "ntire-pairwise"
+"""The profile of a preference-pairs study (the default with `dataset="pairs"`): scored by pair accuracy."""
+MOS_PRETRAIN_SHARES = [0.0, 0.2]
+"""The pretraining shares of a MOS study unless given; a pairs study has none (`train_pairs` does not pretrain)."""
 
 LOCAL_SETTINGS = ("root", "device", "cache_dir")
 """Settings that may differ between the command that created a study and one that resumes or joins it."""
@@ -54,10 +60,16 @@ class StudyConfig:
     root: str | None = None
     targets: list[str] | None = None
     n_synthetic: int = 1200
-    profile: str = "icme2026-aigc"
-    """Challenge rules (search.profiles); its targets and split fill the settings left as None."""
+    profile: str | None = None
+    """Challenge rules (search.profiles); its targets and split fill the settings left as None. None:
+    `PAIRS_PROFILE` for a pairs study, else `DEFAULT_PROFILE`."""
+    pair_columns: list[str] = field(default_factory=lambda: list(PAIR_COLUMNS))
+    """A pairs study's CSV columns (ROOT/pairs.csv): the two images and the winner (`a`/`b` or a file name)."""
     space: str = "default"
     """Search-space preset: "default" (224-384 px), "small" (128-160 px) or "tiny" (64 px synthetic demo, tests)."""
+    patches: list[int] | None = None
+    """Input patch sizes the trials may choose (`SpaceConfig.patches`: 0 = the whole image at the preset's
+    sizes, P = P x P patches of the image at its native size); None = the preset's, stored as a list."""
     val_fraction: float | None = None
     test_fraction: float | None = None
     """Prompts held out of the search entirely; each finished trial is scored on them once."""
@@ -66,9 +78,10 @@ class StudyConfig:
     """Training budget of one trial, in T4 seconds (see search.budget)."""
     max_epochs: int = 60
     batch_size: int = 32
-    pretrain_shares: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    pretrain_shares: list[float] | None = None
     """Shares of a trial's training time that may go to self-supervised pretraining
-    (`TrainConfig.pretrain_epochs`, see `plan_schedule`); the sampler picks one per trial."""
+    (`TrainConfig.pretrain_epochs`, see `plan_schedule`); the sampler picks one per trial. None:
+    `MOS_PRETRAIN_SHARES`, or [0] for a pairs study (pair training does not pretrain)."""
     ema_decays: list[float] = field(default_factory=lambda: [0.0, 0.998])
     """Weight-averaging decays the sampler picks from (0 = off)."""
     eval_views: int = 1
@@ -87,6 +100,10 @@ class StudyConfig:
     cache_dir: str = ".cache/images"
 
     def __post_init__(self) -> None:
+        if self.profile is None:
+            self.profile = PAIRS_PROFILE if self.dataset == PAIRS else DEFAULT_PROFILE
+        if self.pretrain_shares is None:
+            self.pretrain_shares = [0.0] if self.dataset == PAIRS else list(MOS_PRETRAIN_SHARES)
         profile = get_profile(self.profile)
         if self.targets is None and profile.targets is not None:
             self.targets = list(profile.targets)
@@ -94,11 +111,40 @@ class StudyConfig:
         self.test_fraction = profile.test_fraction if self.test_fraction is None else self.test_fraction
         if isinstance(self.early_stop, bool):
             self.early_stop = "rungs" if self.early_stop else "none"
+        if self.patches is None:  # stored explicitly: a later change of the preset cannot change a study's space
+            self.patches = list(space_config(self.space).patches)
         self._validate()
+
+    @property
+    def pairs(self) -> bool:
+        """Whether the study trains from preference pairs (Bradley-Terry, pair accuracy) instead of MOS."""
+        return self.dataset == PAIRS
+
+    def _validate_pairs(self) -> None:
+        """What a pairs study cannot take: a MOS profile, score columns, pretraining; its CSV columns."""
+        profile = get_profile(self.profile)
+        if profile.score_name != "pair_acc":
+            raise ValueError(f"--data {PAIRS} is scored by pair accuracy: use --profile {PAIRS_PROFILE} (profile "
+                             f"{self.profile!r} scores {profile.score_name} of MOS predictions)")
+        if self.targets:
+            raise ValueError(f"--targets does not apply to --data {PAIRS}: preference pairs carry no score columns")
+        if any(self.pretrain_shares):
+            raise ValueError(f"--data {PAIRS} trains from the pairs alone, without self-supervised pretraining: "
+                             f"--pretrain-shares must be 0, got {self.pretrain_shares}")
+        if len(self.pair_columns) != 3 or len(set(self.pair_columns)) != 3:
+            raise ValueError("--pair-columns takes three different column names (image a, image b, winner), "
+                             f"got {self.pair_columns}")
 
     def _validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
-        space_config(self.space)
+        if self.pairs:
+            self._validate_pairs()
+        elif list(self.pair_columns) != list(PAIR_COLUMNS):
+            raise ValueError(f"--pair-columns applies to --data {PAIRS} only, not to --data {self.dataset}")
+        space = self.search_space()
+        if any(p and not 8 <= p <= space.native for p in space.patches) or not space.patches:
+            raise ValueError(f"patches must be 0 (whole image) or sizes in 8..{space.native} px (the {self.space} "
+                             f"space's native size), got {self.patches}")
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("early stopping", self.early_stop, EARLY_STOPPING)
         for name, value, least in (("max_epochs", self.max_epochs, 1), ("batch_size", self.batch_size, 1),
@@ -119,6 +165,10 @@ class StudyConfig:
         if any(not 0 < f < 1 for f in self.rung_fractions):
             raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
 
+    def search_space(self) -> SpaceConfig:
+        """The space preset with this study's own choices (`patches`)."""
+        return replace(space_config(self.space), patches=tuple(self.patches))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -128,4 +178,4 @@ class StudyConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown study settings: {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**{"patches": [0], **data})  # studies stored before patches existed saw whole images only

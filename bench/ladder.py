@@ -1,0 +1,224 @@
+"""The quality ladder on 2 CPU cores: whole-image recipes against native-resolution patch recipes, each
+trained for the same CPU time, scored by prompt-grouped cross-validation on AGIQA-3K.
+
+    python bench/ladder.py --root ../shared/data/agiqa3k --cpu-s 420 --folds-run 0 1 2 --out ladder.json
+    python bench/ladder.py --quick                      # synthetic, tiny, 2 folds: a smoke run
+
+Every row trains the same training recipe (the learning rate, weight decay, loss and EMA of the first
+trial of a `--space small` study) from scratch on the training prompts of a fold of a prompt-grouped
+5-fold split and scores the fold's prompts, which no run of that fold saw. "Equal CPU time": before
+the folds run, each recipe's training step is timed in process CPU seconds on one thread (robust to
+other work on the machine), and the recipe gets the whole epochs that fit `--cpu-s`; the folds then
+train for those fixed epochs, so results do not depend on the machine's load. Scoring is not in the
+budget (a patch model scores a grid of patches: its test cost is in the table). The table gives mean
++- sd over folds, and each row's paired gain over the reference row (same folds): mean +- sd and the
+folds it won. A second seed of the reference row measures the seed spread a gain must clear.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.quality import earlier_rows, run_setup  # noqa: E402
+from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
+from search.recipe import Recipe, TrainConfig  # noqa: E402
+from search.step import steps_per_epoch  # noqa: E402
+from search.train import evaluate, seed_everything, train_model  # noqa: E402
+from space import (ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params,  # noqa: E402
+                   spec_summary, train_flops)
+
+REFERENCE = "search blocks, 160 px whole image"
+TRAIN = dict(lr=0.004583, weight_decay=0.003144, loss_weights={"mse": 1.0, "nin": 1.0}, ema_decay=0.998)
+"""The first trial of a `--space small` study on AGIQA-3K (seed 0) sampled these; every row uses them."""
+
+
+def search_blocks(inp: InputSpec) -> ArchSpec:
+    """The first trial of a `--space small` study on AGIQA-3K (seed 0): 300K parameters, the issue's
+    'exported, 0.622' row; also what that study exports (rows that would repeat it are not run)."""
+    return ArchSpec(inp, StemSpec("patchify", 24, 4), [
+        StageSpec("mbconv", 24, 1, 2, 3, 3.0), StageSpec("residual", 24, 3, 2, 7, 4.0, True),
+        StageSpec("mbconv", 24, 2, 2, 7, 4.0, True), StageSpec("mbconv", 128, 1, 2, 3, 4.0)],
+        HeadSpec("attn", 1, 64), act="silu")
+
+
+def plain_cnn(inp: InputSpec) -> ArchSpec:
+    """A ResNet-style CNN of about the same size (4 residual stages, 3x3 kernels, mean pooling)."""
+    return ArchSpec(replace(inp, mscn=False), StemSpec("conv", 24, 3),
+                    [StageSpec("residual", w, 1, 2, 3) for w in (16, 32, 64, 128)], HeadSpec("avg", 1))
+
+
+def ladder(whole: int, native: int, small: int, large: int, glob: int) -> dict[str, ArchSpec]:
+    """The rows: `whole`-px whole images; patches of `small` and `large` px of the `native`-px image,
+    one and several per step; and patches with a `glob`-px whole-image stream."""
+    def patches(size: int, count: int, global_size: int = 0) -> ArchSpec:
+        return search_blocks(InputSpec(native, native, True, size, count, 3, global_size))
+    return {
+        f"plain CNN, {whole} px whole image": plain_cnn(InputSpec(whole, whole, True)),
+        REFERENCE.replace("160", str(whole)): search_blocks(InputSpec(whole, whole, True)),
+        f"search blocks, {small} px patches of the {native} px image, 1 per step": patches(small, 1),
+        f"search blocks, {small} px patches, 4 per step": patches(small, 4),
+        f"search blocks, {large} px patches, 1 per step": patches(large, 1),
+        f"search blocks, {small} px patches, 2 per step + {glob} px whole-image stream": patches(small, 2, glob),
+    }
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    """The row's name, with ", seed 1" for the reference's second seed."""
+    spec: dict
+    fold: int
+    seed: int
+    epochs: int
+    step_cpu_s: float
+    """The timing the epochs came from (kept with the results, so a resumed ladder reuses it)."""
+    dataset: str
+    root: str | None
+    folds: int
+    batch_size: int
+    cache_dir: str
+
+
+def _data(dataset: str, root: str | None, size: int, cache_dir: str) -> ImageSet:
+    return load_imageset(dataset, root, size, cache_dir, ["mos_quality"] if dataset != "synthetic" else ["mos"],
+                         seed=0, n_images=240, progress=False)
+
+
+def _config(epochs: int, batch_size: int, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, **{**TRAIN, "loss_weights": dict(TRAIN["loss_weights"])})
+
+
+def step_cpu_seconds(spec: ArchSpec, data: ImageSet, batch_size: int, steps: int = 6) -> float:
+    """Process CPU seconds of one training step of `spec` (one thread), after a warm-up epoch."""
+    sample = data.subset(np.arange(min(len(data), steps * batch_size)))
+    recipe = Recipe(spec, _config(1, batch_size, 0))
+    train_model(build_model(spec), sample.subset(np.arange(2 * batch_size)), None, recipe.train, device="cpu")
+    start = time.process_time()
+    train_model(build_model(spec), sample, None, recipe.train, device="cpu")
+    return (time.process_time() - start) / steps_per_epoch(len(sample), batch_size)
+
+
+def run_task(task: Task) -> dict:
+    """Train one row on one fold's training prompts for its epochs; score the fold's prompts."""
+    torch.set_num_threads(1)
+    spec = ArchSpec.from_dict(task.spec)
+    data = _data(task.dataset, task.root, spec.input.resize, task.cache_dir)
+    train_idx, test_idx = grouped_kfold(data.groups, task.folds, 0)[task.fold]
+    recipe = Recipe(spec, _config(task.epochs, task.batch_size, task.seed + task.fold))
+    seed_everything(recipe.train.seed)
+    model = build_model(spec)
+    cpu, wall = time.process_time(), time.perf_counter()
+    train_model(model, data.subset(train_idx), None, recipe.train, device="cpu")
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    start = time.process_time()
+    metrics = evaluate(model, data.subset(test_idx), spec.input.crop, recipe.train.eval_views, device="cpu")
+    return {"recipe": task.name, "fold": task.fold, "seed": task.seed, "params": count_params(spec),
+            "mflops": count_flops(spec) / 1e6, "train_mflops": train_flops(spec) / 1e6, "epochs": task.epochs,
+            "step_cpu_s": task.step_cpu_s,
+            "train_cpu_s": cpu, "train_wall_s": wall, "test_cpu_ms": 1e3 * (time.process_time() - start) / len(test_idx),
+            **next(iter(metrics.values()))}
+
+
+def _mean(runs: list[dict], key: str) -> str:
+    """Mean of `key` over the runs that recorded it, with how many did when not all."""
+    values = [x[key] for x in runs if key in x]
+    return "n/a" if not values else f"{np.mean(values):.3f}" + ("" if len(values) == len(runs) else f" ({len(values)})")
+
+
+def table(rows: list[dict], order: list[str], reference: str) -> str:
+    """Markdown: mean +- sd per row, and its paired gain over `reference` on the folds both ran."""
+    base = {r["fold"]: r["corr_score"] for r in rows if r["recipe"] == reference}
+    lines = ["| recipe | params | test MFLOPs / image | epochs | train CPU s | corr score (mean +- sd) | SRCC | PLCC "
+             "| paired gain over the reference (mean +- sd) | folds won |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in order:
+        r = sorted((x for x in rows if x["recipe"] == name), key=lambda x: x["fold"])
+        if not r:
+            continue
+        score = np.array([x["corr_score"] for x in r])
+        gains = np.array([x["corr_score"] - base[x["fold"]] for x in r if x["fold"] in base])
+        sd = lambda a: a.std(ddof=1) if len(a) > 1 else 0.0  # noqa: E731
+        gain = "reference" if name == reference else (
+            f"{gains.mean():+.3f} +- {sd(gains):.3f}" if len(gains) else "n/a")
+        won = f"{int((gains > 0).sum())}/{len(gains)}" if name != reference and len(gains) else ""
+        lines.append(f"| {name} | {r[0]['params']:,} | {r[0]['mflops']:.0f} | {r[0]['epochs']} "
+                     f"| {np.mean([x['train_cpu_s'] for x in r]):.0f} | {score.mean():.3f} +- {sd(score):.3f} "
+                     f"| {_mean(r, 'srcc')} | {_mean(r, 'plcc')} | {gain} | {won} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: synthetic set, tiny images, 2 folds")
+    parser.add_argument("--cpu-s", type=float, default=420.0, help="training CPU seconds per run (one thread)")
+    parser.add_argument("--folds", type=int, default=5, help="folds of the prompt-grouped split")
+    parser.add_argument("--folds-run", type=int, nargs="+", default=None, help="which folds to run (default: all)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these rows (names as in the table)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
+    parser.add_argument("--cache-dir", default=".cache/images")
+    parser.add_argument("--out", default=None, help="JSON of every run; runs already in it with the same setup are "
+                                                    "kept and not rerun, so an interrupted ladder resumes")
+    args = parser.parse_args()
+    if args.quick:
+        dataset, root, folds = "synthetic", None, 2
+        rows = ladder(whole=48, native=64, small=24, large=40, glob=32)
+    else:
+        if not args.root:
+            parser.error("--root is required (or --quick)")
+        dataset, root, folds = "agiqa3k", str(Path(args.root).resolve()), args.folds
+        rows = ladder(whole=160, native=512, small=128, large=256, glob=160)
+    reference = next(name for name in rows if name.startswith("search blocks") and "whole image" in name)
+    seeds = {name: [0] for name in rows} | {reference: [0, 1]}
+    if args.only:
+        unknown = sorted(set(args.only) - set(rows))
+        if unknown:
+            parser.error(f"unknown row(s) {unknown}; choose from {list(rows)}")
+        rows = {k: v for k, v in rows.items() if k in args.only}
+    folds_run = args.folds_run if args.folds_run is not None else list(range(folds))
+    torch.set_num_threads(1)
+    setup = {"dataset": dataset, "folds": folds, "cpu_s": args.cpu_s, "batch_size": args.batch_size, "train": TRAIN}
+    earlier = earlier_rows(Path(args.out)) if args.out else []
+    tasks = []
+    for name, spec in rows.items():
+        data = _data(dataset, root, spec.input.resize, args.cache_dir)  # decoded once, before the workers read it
+        n_train = len(grouped_kfold(data.groups, folds, 0)[0][0])
+        timed = [r for r in earlier if r["recipe"] == name and r.get("setup") == run_setup(setup, spec.to_dict())]
+        # a resumed ladder keeps its first timing: the same epochs on every fold, whatever the load now
+        step_s = timed[0]["step_cpu_s"] if timed else step_cpu_seconds(spec, data, args.batch_size)
+        epochs = max(1, int(args.cpu_s // (step_s * steps_per_epoch(n_train, args.batch_size))))
+        print(f"{name}: {spec_summary(spec)}, {count_params(spec):,} params, {step_s:.2f} CPU s/step "
+              f"{'(from the earlier runs) ' if timed else ''}-> {epochs} epochs", flush=True)
+        tasks += [Task(name if seed == 0 else f"{name}, seed {seed}", spec.to_dict(), fold, seed, epochs, step_s, dataset,
+                       root, folds, args.batch_size, args.cache_dir) for seed in seeds[name] for fold in folds_run]
+    specs = {t.name: run_setup(setup, t.spec) for t in tasks}
+    # keep every earlier run except those of this run's rows under another setup (they are redone)
+    results = [r for r in earlier if r["recipe"] not in specs or r.get("setup") == specs[r["recipe"]]]
+    done = {(r["recipe"], r["fold"]) for r in results if r["recipe"] in specs}
+    todo = [t for t in tasks if (t.name, t.fold) not in done]
+    print(f"{len(todo)} runs to go ({len(done)} already in {args.out}), {args.jobs} at once", flush=True)
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for finished, row in enumerate(pool.imap_unordered(run_task, todo), start=len(done) + 1):
+            row["setup"] = specs[row["recipe"]]
+            results.append(row)
+            print(f"  [{finished}/{len(tasks)} {time.perf_counter() - start:.0f}s] {row['recipe']}, fold {row['fold']}: "
+                  f"corr score {row['corr_score']:.3f} ({row['epochs']} epochs, {row['train_cpu_s']:.0f} CPU s)", flush=True)
+            if args.out:
+                Path(args.out).write_text(json.dumps(results, indent=1))
+    order = [n for name in rows for n in ([name, f"{name}, seed 1"] if name == reference else [name])]
+    print(table(results, order, reference))
+
+
+if __name__ == "__main__":
+    main()
