@@ -189,9 +189,10 @@ def main() -> None:
     torch.set_num_threads(1)
     setup = {"dataset": dataset, "folds": folds, "cpu_s": args.cpu_s, "batch_size": args.batch_size, "train": TRAIN}
     earlier = earlier_rows(Path(args.out)) if args.out else []
-    tasks = []
+    tasks, decoded = [], {}
     for name, spec in rows.items():
-        data = _data(dataset, root, spec.input.resize, args.cache_dir)  # decoded once, before the workers read it
+        size = spec.input.resize  # each size decoded once, before the workers read its cache
+        data = decoded[size] = decoded.get(size) or _data(dataset, root, size, args.cache_dir)
         n_train = len(grouped_kfold(data.groups, folds, 0)[0][0])
         timed = [r for r in earlier if r["recipe"] == name and r.get("setup") == run_setup(setup, spec.to_dict())]
         # a resumed ladder keeps its first timing: the same epochs on every fold, whatever the load now

@@ -201,9 +201,7 @@ def _pair_costs(recipe: Recipe, data: PairSet, device: torch.device, steps: int)
     """`measure_costs` of a pairs recipe: a pair step (both images of `batch_size` pairs) and scoring."""
     cfg = recipe.train
     sample = data.select(np.arange(min(len(data), steps * cfg.batch_size)))
-    probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)
-    result = train_pairs(build_model(recipe.spec), sample, None, probe, device=device)
-    step = (result.history[1].seconds - result.history[0].seconds) / _epoch_steps(len(sample), cfg)
+    step = _timed_step(recipe.spec, cfg, sample, device, None)
     return StepCosts(step, 3 * step, 0.0, 0.0, _timed_predict(recipe, sample.images, device),
                      f"measured on {_device_name(device)}")
 
@@ -218,9 +216,14 @@ def _timed_predict(recipe: Recipe, sample: ImageSet, device: torch.device) -> fl
     return (time.perf_counter() - start) / len(sample)
 
 
-def _timed_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device, teacher: nn.Module | None) -> float:
+def _timed_step(spec, cfg: TrainConfig, sample: ImageSet | PairSet, device: torch.device,
+                teacher: nn.Module | None) -> float:
+    """Seconds of one training step (of images, or of pairs), timed on the second of two short epochs."""
     probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)
-    result = train_model(build_model(spec), sample, None, probe, device=device, teacher=teacher)
+    if isinstance(sample, PairSet):
+        result = train_pairs(build_model(spec), sample, None, probe, device=device)
+    else:
+        result = train_model(build_model(spec), sample, None, probe, device=device, teacher=teacher)
     return (result.history[1].seconds - result.history[0].seconds) / _epoch_steps(len(sample), cfg)
 
 

@@ -75,11 +75,17 @@ def check_dataset(dataset: str, root: str | Path | None, targets: Sequence[str] 
     return table
 
 
+def _counts_if_small(parts: dict[str, np.ndarray], least: int) -> str | None:
+    """The parts' sizes, e.g. "1900 training, 3 validation", when one (name -> indices) holds fewer than `least`."""
+    if all(len(idx) >= least for idx in parts.values()):
+        return None
+    return ", ".join(f"{len(idx)} {name}" for name, idx in parts.items())
+
+
 def check_split_sizes(table: LabelTable, parts: dict[str, np.ndarray], least: int = MIN_PART_IMAGES) -> None:
     """Refuse a split (part name -> image indices) with a part of fewer than `least` images."""
-    small = [name for name, idx in parts.items() if len(idx) < least]
-    if small:
-        counts = ", ".join(f"{len(idx)} {name}" for name, idx in parts.items())
+    counts = _counts_if_small(parts, least)
+    if counts:
         raise ValueError(f"{table.source}: {len(table)} images in {table.frame['group'].nunique()} prompts split into "
                          f"{counts} images; each part needs at least {least}: label more images "
                          "(of more prompts) or change --val-fraction / --test-fraction")
@@ -92,9 +98,8 @@ def check_pair_split(table: PairTable, val_fraction: float, test_fraction: float
                      split_pair_rows(len(table.names), table.pairs, val_fraction, test_fraction, seed)))
     if not test_fraction:
         del parts["test"]
-    small = [name for name, rows in parts.items() if len(rows) < least]
-    if small:
-        counts = ", ".join(f"{len(rows)} {name}" for name, rows in parts.items())
+    counts = _counts_if_small(parts, least)
+    if counts:
         raise ValueError(f"{table.source}: {len(table.pairs)} pairs over {len(table.names)} images split by image into "
                          f"{counts} pairs (pairs across the split are dropped); each part needs at least {least}: "
                          "give more pairs or change --val-fraction / --test-fraction")
