@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from results.submission import Submission, run_submission  # noqa: E402
 from search.budget import BudgetModel  # noqa: E402
 from search.data import grouped_holdout, make_synthetic  # noqa: E402
-from search.recipe import Recipe  # noqa: E402
-from search.retrain import StepCosts, plan_retrain  # noqa: E402
-from search.recipe import TrainConfig  # noqa: E402
+from search.train.recipe import Recipe  # noqa: E402
+from search.train.retrain import StepCosts, plan_retrain  # noqa: E402
+from search.train.recipe import TrainConfig  # noqa: E402
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec  # noqa: E402
 
 

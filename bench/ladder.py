@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.quality import earlier_rows, run_setup  # noqa: E402
 from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
-from search.recipe import Recipe, TrainConfig  # noqa: E402
-from search.step import steps_per_epoch  # noqa: E402
-from search.train import evaluate, seed_everything, train_model  # noqa: E402
+from search.train.recipe import Recipe, TrainConfig  # noqa: E402
+from search.train.step import steps_per_epoch  # noqa: E402
+from search.train.loop import evaluate, seed_everything, train_model  # noqa: E402
 from space import (ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params,  # noqa: E402
                    spec_summary, train_flops)
 

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.budget import BudgetModel  # noqa: E402
 from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
 from search.device import resolve_device  # noqa: E402
-from search.recipe import Recipe  # noqa: E402
-from search.retrain import StepCosts, plan_retrain, retrain  # noqa: E402
-from search.recipe import TrainConfig  # noqa: E402
-from search.train import evaluate  # noqa: E402
+from search.train.recipe import Recipe  # noqa: E402
+from search.train.retrain import StepCosts, plan_retrain, retrain  # noqa: E402
+from search.train.recipe import TrainConfig  # noqa: E402
+from search.train.loop import evaluate  # noqa: E402
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, count_params  # noqa: E402
 
 

@@ -23,8 +23,8 @@ from search.budget import BudgetModel  # noqa: E402
 from search.data import decode_images, load_folder, make_synthetic  # noqa: E402
 from search.device import resolve_device  # noqa: E402
 from search.profiles import get_profile  # noqa: E402
-from search.recipe import TrainConfig  # noqa: E402
-from search.train import seed_everything, train_model  # noqa: E402
+from search.train.recipe import TrainConfig  # noqa: E402
+from search.train.loop import seed_everything, train_model  # noqa: E402
 from space import build_model, count_flops, count_params  # noqa: E402
 
 

@@ -7,7 +7,7 @@ aggregate throughput of several trials sharing one device.
 
 Reference: a `Dataset` that decodes each JPEG with PIL, resizes and crops on the CPU, a `DataLoader`
 with workers; same model, resolution, batch and device. Ours: images decoded once to uint8, moved to
-the device once, cropped and flipped there (search.train).
+the device once, cropped and flipped there (search.train.loop).
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.models import reference_specs  # noqa: E402
-from search.augment import to_model_input  # noqa: E402
+from search.train.augment import to_model_input  # noqa: E402
 from search.data import decode_images, load_folder, make_synthetic  # noqa: E402
 from search.data.decode import decode_image  # noqa: E402
 from search.device import resolve_device  # noqa: E402
-from search.losses import mse_loss  # noqa: E402
-from search.recipe import TrainConfig  # noqa: E402
-from search.train import seed_everything, train_model  # noqa: E402
+from search.train.losses import mse_loss  # noqa: E402
+from search.train.recipe import TrainConfig  # noqa: E402
+from search.train.loop import seed_everything, train_model  # noqa: E402
 from space import build_model  # noqa: E402
 
 

@@ -24,9 +24,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from search.augment import to_model_input
+from search.train.augment import to_model_input
 from search.data import ImageSet
-from search.losses import mse_loss
+from search.train.losses import mse_loss
 from space import ArchSpec, IQANet, build_model, count_params
 from space.layers.attention import AttentionBlock
 from space.layers.convnext import ConvNeXtBlock

@@ -19,7 +19,7 @@ import torch
 from search.checkpoint import decode_weights, encode_weights, load_checkpoint
 from search.data import ImageSet
 from search.profiles import Profile
-from search.train import evaluate
+from search.train.loop import evaluate
 from space import IQANet, build_model, count_flops, count_params
 
 WEIGHT_FORMATS = ("int8", "fp16")

@@ -25,10 +25,10 @@ from search.budget import BudgetModel
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.device import resolve_device
 from search.profiles import get_profile
-from search.recipe import Recipe
+from search.train.recipe import Recipe
 from search.study import StudyConfig, StudyData, TrialRecord, check_split
-from search.recipe import TrainConfig
-from search.train import seed_everything, train_model
+from search.train.recipe import TrainConfig
+from search.train.loop import seed_everything, train_model
 from space import ArchSpec, CapError, IQANet, build_model, count_params, spec_summary, train_flops
 
 

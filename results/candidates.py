@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 
 from results.score import composite_score, size_tier
 from search.profiles import Profile
-from search.recipe import Recipe
+from search.train.recipe import Recipe
 from search.study import TrialRecord
-from search.recipe import TrainConfig
+from search.train.recipe import TrainConfig
 from space import ArchSpec
 
 METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_fit", "rmse_fit", "pair_acc")

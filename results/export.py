@@ -7,13 +7,13 @@ Writes under `runs/NAME/export/`: `TEAM_DATE_model.pth` (DATE as YYYYMMDD, the c
 retrain on Kaggle, timing itself against its deadline), `requirements.txt` and `HOW_TO_RUN.md` (what
 shortlisted teams must send), and `export.json` (the choice, its recipe, estimates and retrain time).
 
-The final retrain (`search.retrain`) runs twice the epochs the trial planned (more data, no early look
+The final retrain (`search.train.retrain`) runs twice the epochs the trial planned (more data, no early look
 at validation), fewer if the T4 budget model says that would not fit the profile's export budget,
 after the recipe's own self-supervised pretraining epochs (if any) and, with `--teacher TRIAL`, after
 training that trial's architecture as a distillation teacher (counted in the budget, not saved); a
 candidate or teacher over the caps, or a retrain that would not fit at the trial's epochs, is refused.
 
-A pairs study (`StudyConfig.pairs`) retrains from all its preference pairs (`search.pairs.train_pairs`,
+A pairs study (`StudyConfig.pairs`) retrains from all its preference pairs (`search.train.pairs.train_pairs`,
 no teacher) and writes a pairs notebook: it trains from a CSV of pairs and writes the chosen image of
 every test pair.
 """
@@ -36,10 +36,10 @@ from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
 from search.data.pairs import PairSet
 from search.device import resolve_device
-from search.pairs import PREFERENCE
+from search.train.pairs import PREFERENCE
 from search.profiles import Profile, get_profile
-from search.recipe import Recipe
-from search.retrain import RetrainPlan, StepCosts, plan_retrain, planned, retrain
+from search.train.recipe import Recipe
+from search.train.retrain import RetrainPlan, StepCosts, plan_retrain, planned, retrain
 from search.study import StudyConfig, StudyData
 from space import CapError, count_flops, count_params, spec_summary
 

@@ -19,22 +19,22 @@ from pathlib import Path
 from types import ModuleType
 
 import results.submission
-import search.augment
+import search.train.augment
 import search.budget
 import search.checkpoint
 import search.data.decode
 import search.data.imageset
 import search.data.pairs
-import search.distort
-import search.losses
+import search.train.distort
+import search.train.losses
 import search.memory
 import search.metrics
-import search.pairs
-import search.recipe
-import search.pretrain
-import search.retrain
-import search.step
-import search.train
+import search.train.pairs
+import search.train.recipe
+import search.train.pretrain
+import search.train.retrain
+import search.train.step
+import search.train.loop
 import space.count
 import space.layers
 import space.layers.attention
@@ -46,14 +46,14 @@ import space.layers.patches
 import space.layers.residual
 import space.model
 import space.spec
-from search.recipe import Recipe
+from search.train.recipe import Recipe
 
 # In dependency order: each module only uses names defined above it.
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
     space.layers.attention, space.layers.heads, space.layers.patches, space.layers, space.model, space.count, search.data.imageset,
-    search.data.pairs, search.metrics, search.losses, search.augment, search.distort, search.memory, search.recipe,
-    search.step, search.pretrain, search.train, search.pairs, search.checkpoint, search.budget, search.retrain, search.data.decode, results.submission,
+    search.data.pairs, search.metrics, search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
+    search.train.step, search.train.pretrain, search.train.loop, search.train.pairs, search.checkpoint, search.budget, search.train.retrain, search.data.decode, results.submission,
 ]
 OWN_PACKAGES = ("space", "search", "compress", "results")
 PACKAGES = ("torch", "numpy", "pandas", "scipy", "pillow", "tqdm")

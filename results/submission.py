@@ -24,10 +24,10 @@ from search.data.imageset import ImageSet
 from search.data.pairs import PAIR_COLUMNS, PairSet, read_pairs
 from search.memory import check_host_memory
 from search.metrics import iqa_metrics
-from search.pairs import PREFERENCE, choices_frame
-from search.recipe import Recipe
-from search.retrain import Deadline, RetrainPlan, measure_costs, plan_retrain, planned, retrain
-from search.train import TrainResult, predict
+from search.train.pairs import PREFERENCE, choices_frame
+from search.train.recipe import Recipe
+from search.train.retrain import Deadline, RetrainPlan, measure_costs, plan_retrain, planned, retrain
+from search.train.loop import TrainResult, predict
 
 SAVE_RESERVE_S = 30.0
 """Seconds kept, beyond twice the measured scoring time, for saving and reloading the weights (at most
@@ -45,7 +45,7 @@ class Submission:
     test_images: str
     out_dir: str
     recipe: dict
-    """`search.recipe.Recipe.to_dict()` of the exported model."""
+    """`search.train.recipe.Recipe.to_dict()` of the exported model."""
     epochs: int
     """MOS epochs wanted; fewer when the measured plan says they would not end before the deadline."""
     seed: int = 0

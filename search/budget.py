@@ -68,7 +68,7 @@ class BudgetModel:
             self.pretrain_seconds(flops, n_images, pretrain_epochs, batch_size) if pretrain_epochs else 0.0)
 
     def pretrain_seconds(self, flops: int, n_images: int, epochs: float, batch_size: int) -> float:
-        """T4 seconds for `epochs` self-supervised pretraining epochs (`search.pretrain.pretrain`): as many
+        """T4 seconds for `epochs` self-supervised pretraining epochs (`search.train.pretrain.pretrain`): as many
         steps as a MOS epoch, each on three crops per image (the image and two degraded copies)."""
         return epochs * self.epoch_seconds(flops, 3 * n_images, 3 * batch_size)
 

@@ -12,8 +12,8 @@ from search.data.cache import decode_pair_images
 from search.data.pairs import PAIR_COLUMNS, read_pairs
 from search.device import resolve_device
 from search.metrics import iqa_metrics
-from search.pairs import choices_frame
-from search.train import predict
+from search.train.pairs import choices_frame
+from search.train.loop import predict
 
 
 def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path | str = ".cache/images",

@@ -12,7 +12,7 @@ from PIL import Image
 from run_search import main
 from search.checkpoint import load_checkpoint
 from search.data import load_folder, decode_images, make_synthetic
-from search.train import predict
+from search.train.loop import predict
 
 
 @pytest.fixture(scope="module")

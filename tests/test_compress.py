@@ -25,8 +25,8 @@ from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data import make_synthetic
 from search.profiles import get_profile
 from search.study import StudyConfig, StudyData, default_storage_url, run_search
-from search.recipe import TrainConfig
-from search.train import predict, seed_everything, train_model
+from search.train.recipe import TrainConfig
+from search.train.loop import predict, seed_everything, train_model
 from space import ArchSpec, Caps, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_params
 
 ICME = get_profile("icme2026-aigc")

@@ -24,7 +24,7 @@ from results.notebook import generated_code
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
 from search.profiles import get_profile
-from search.train import predict
+from search.train.loop import predict
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from PIL import Image
 from search.data import load_agiqa3k, decode_images, make_synthetic
 from search.data.cache import decode_pairs
 from search.data.pairs import load_pairs, pairs_from_scores, split_pairs
-from search.pairs import bradley_terry_loss, choose, train_pairs, winner_accuracy
-from search.recipe import TrainConfig
-from search.train import seed_everything
+from search.train.pairs import bradley_terry_loss, choose, train_pairs, winner_accuracy
+from search.train.recipe import TrainConfig
+from search.train.loop import seed_everything
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model
 
 A3K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "agiqa3k"

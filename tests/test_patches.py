@@ -17,8 +17,8 @@ from results.export import export_submission
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
 from search.study import StudyConfig, run_search
-from search.train import predict, train_model
-from search.recipe import TrainConfig
+from search.train.loop import predict, train_model
+from search.train.recipe import TrainConfig
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params, train_flops
 
 

@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 
 import search.memory
-import search.step
+import search.train.step
 from search.data import make_synthetic
 from search.metrics import srcc
-from search.recipe import Recipe
-from search.retrain import StepCosts, plan_retrain
-from search.recipe import TrainConfig
-from search.step import Stepper, resolve_precision
-from search.train import predict, seed_everything, train_model
+from search.train.recipe import Recipe
+from search.train.retrain import StepCosts, plan_retrain
+from search.train.recipe import TrainConfig
+from search.train.step import Stepper, resolve_precision
+from search.train.loop import predict, seed_everything, train_model
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model
 from results.submission import Submission, read_labels, run_submission
 
@@ -98,7 +98,7 @@ def test_overflowing_fp16_step_is_skipped_and_the_scale_backs_off():
 
 def test_set_kept_on_the_host_when_the_device_cannot_hold_it(split, monkeypatch):
     model_a, resident = _train(split, "fp32", epochs=2)
-    monkeypatch.setattr(search.step, "fits_on_device", lambda nbytes, device: False)
+    monkeypatch.setattr(search.train.step, "fits_on_device", lambda nbytes, device: False)
     model_b, on_host = _train(split, "fp32", epochs=2)
     assert resident.resident and not on_host.resident
     val = split[1].images

@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search.augment import crop_views, random_crop_flip, to_model_input
+from search.train.augment import crop_views, random_crop_flip, to_model_input
 from search.data import ImageSet, grouped_holdout
 from scipy.stats import spearmanr
 
-from search.distort import DISTORTIONS, graded_pair
-from search.losses import make_loss, mse_loss, norm_in_norm_loss, plcc_loss, rank_loss
-from search.pretrain import pretrain
-from search.recipe import TrainConfig
-from search.step import TrainingDiverged, lr_factor
-from search.train import EpochRecord, evaluate, predict, train_model
+from search.train.distort import DISTORTIONS, graded_pair
+from search.train.losses import make_loss, mse_loss, norm_in_norm_loss, plcc_loss, rank_loss
+from search.train.pretrain import pretrain
+from search.train.recipe import TrainConfig
+from search.train.step import TrainingDiverged, lr_factor
+from search.train.loop import EpochRecord, evaluate, predict, train_model
 
 
 @pytest.fixture(autouse=True, scope="module")

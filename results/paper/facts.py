@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from results.candidates import add_composite, rank, trials_frame
 from search.profiles import Profile
-from search.recipe import Recipe
+from search.train.recipe import Recipe
 from search.study import TrialRecord
 from space import ArchSpec, count_flops, count_params
 from space.count import backbone_views

@@ -12,7 +12,7 @@ from results.paper.facts import Exported, part_costs, trial_counts, wall_hours
 from results.paper.figures import FIGURES
 from results.report import pareto_front
 from search.profiles import Profile, get_profile
-from search.recipe import Recipe
+from search.train.recipe import Recipe
 from search.study import StudyConfig
 from space import ArchSpec, count_flops, count_params, stage_sizes
 from space.count import backbone_views

@@ -61,7 +61,7 @@ def _image_dir(root: Path) -> Path:
 @dataclass(frozen=True)
 class PairRows:
     """The rows of a pairs CSV in file order: both images of each pair and, when the CSV has its winner
-    column, whether `a` won. What prediction answers row by row (`search.pairs.choices_frame`)."""
+    column, whether `a` won. What prediction answers row by row (`search.train.pairs.choices_frame`)."""
 
     source: Path
     image_dir: Path

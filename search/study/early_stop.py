@@ -11,12 +11,9 @@ ones. A stopped trial ends PRUNED with its partial curve kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from search.study.record import TrialRecord
-
-if TYPE_CHECKING:
-    from search.study.settings import StudyConfig
 
 
 class EarlyStopping(Protocol):
@@ -57,7 +54,10 @@ class NoEarlyStopping:
         return False
 
 
-EARLY_STOPPING: dict[str, Callable[[StudyConfig], EarlyStopping]] = {
-    "rungs": lambda cfg: ParetoRungs(tuple(cfg.rung_fractions), cfg.dominators, cfg.margin),
-    "none": lambda cfg: NoEarlyStopping(),
-}
+def early_stopping(name: str, fractions: Sequence[float], dominators: int, margin: float) -> EarlyStopping:
+    """The early-stopping rule called `name` (a key of `EARLY_STOPPING`) with these settings."""
+    return ParetoRungs(tuple(fractions), dominators, margin) if name == "rungs" else NoEarlyStopping()
+
+
+EARLY_STOPPING = ("rungs", "none")
+"""The names `early_stopping` knows."""

@@ -6,7 +6,7 @@ trial stores a `TrialRecord`; finished trials also leave a checkpoint in `runs/N
 that repeats a finished or running trial's architecture and recipe is not trained again: it ends PRUNED
 with `duplicate_of` and does not count, so the worker samples anew.
 
-A pairs study (`StudyConfig.pairs`) trains each trial with `search.pairs.train_pairs` (Bradley-Terry on
+A pairs study (`StudyConfig.pairs`) trains each trial with `search.train.pairs.train_pairs` (Bradley-Terry on
 the training pairs; the score is pair accuracy on the validation pairs): no loss preset is sampled and
 no pretraining is planned, since neither applies to pairs.
 """
@@ -23,16 +23,16 @@ from search.checkpoint import save_checkpoint
 from search.data import ImageSet
 from search.data.pairs import PairSet
 from search.device import resolve_device
-from search.pairs import PREFERENCE, evaluate_pairs, train_pairs
+from search.train.pairs import PREFERENCE, evaluate_pairs, train_pairs
 from search.profiles import get_profile
 from search.study.data import StudyData
-from search.study.early_stop import EARLY_STOPPING
+from search.study.early_stop import early_stopping
 from search.study.record import FINISHED, TrialRecord
 from search.study.settings import LOSS_PRESETS, StudyConfig
 from search.study.stale import worker_id
-from search.recipe import TrainConfig
-from search.step import TrainingDiverged
-from search.train import EpochRecord, TrainResult, evaluate, seed_everything, train_model
+from search.train.recipe import TrainConfig
+from search.train.step import TrainingDiverged
+from search.train.loop import EpochRecord, TrainResult, evaluate, seed_everything, train_model
 from space import ArchSpec, CapError, IQANet, SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary, train_flops
 
 
@@ -51,7 +51,7 @@ def sample_train_config(trial: optuna.Trial, cfg: StudyConfig) -> TrainConfig:
 
 def _sampled_loss(trial: optuna.Trial, cfg: StudyConfig) -> dict:
     """A MOS trial's loss preset. A pairs trial samples none: it trains with the Bradley-Terry loss
-    (`search.pairs`), and `loss_weights` keeps its default, which pair training does not read."""
+    (`search.train.pairs`), and `loss_weights` keeps its default, which pair training does not read."""
     if cfg.pairs:
         return {}
     return {"loss_weights": dict(LOSS_PRESETS[trial.suggest_categorical("loss", list(LOSS_PRESETS))])}
@@ -99,7 +99,7 @@ class Objective:
         self.budget = BudgetModel(efficiency=cfg.t4_efficiency)
         self.device = resolve_device(cfg.device)
         self.data = data or StudyData(cfg)
-        self.early_stopping = EARLY_STOPPING[cfg.early_stop](cfg)
+        self.early_stopping = early_stopping(cfg.early_stop, cfg.rung_fractions, cfg.dominators, cfg.margin)
         self.duplicates_in_a_row = 0
         """Consecutive proposals of this worker that repeated an earlier trial (the worker stops at a bound)."""
 

@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.recipe import Recipe
-from search.recipe import TrainConfig
+from search.train.recipe import Recipe
+from search.train.recipe import TrainConfig
 from space import ArchSpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search.augment import random_crop_flip, to_model_input
+from search.train.augment import random_crop_flip, to_model_input
 from search.data.pairs import PairRows, PairSet
-from search.recipe import TrainConfig
-from search.step import Images, TrainingDiverged, autocast, model_device, resolve_precision
-from search.train import EpochRecord, Task, TrainResult, fit, predict, seed_everything
+from search.train.recipe import TrainConfig
+from search.train.step import Images, TrainingDiverged, autocast, model_device, resolve_precision
+from search.train.loop import EpochRecord, Task, TrainResult, fit, predict, seed_everything
 
 PREFERENCE = "preference"
 """The target name of a pairs study: its only metric is `pair_acc`."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field, fields
 
-from search.distort import DISTORTIONS
-from search.losses import make_loss
+from search.train.distort import DISTORTIONS
+from search.train.losses import make_loss
 from space import ArchSpec
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -48,13 +48,13 @@ class TrainConfig:
     this decay, warmed up over the first steps, is what is evaluated and what the model keeps."""
     pretrain_epochs: int = 0
     """Self-supervised epochs before the MOS epochs: the model learns to score each training crop above
-    a mildly and a strongly degraded copy of itself (`search.distort`), with its own LR schedule. A
+    a mildly and a strongly degraded copy of itself (`search.train.distort`), with its own LR schedule. A
     pretraining step runs three crops per image, so it costs about three MOS steps."""
     distill_weight: float = 0.0
     """Weight of a distillation term: MSE between the model's and a teacher's standardised scores on the
     same crops (`train_model(..., teacher=)`, a larger model trained from scratch on the same data)."""
     pretrain_distortions: list[str] = field(default_factory=lambda: list(DISTORTIONS))
-    """Which `search.distort` distortions pretraining ranks against (one per step, at random). They
+    """Which `search.train.distort` distortions pretraining ranks against (one per step, at random). They
     should be ones that lower quality in the target data: a small model cannot reconcile many that
     pull its features different ways (noise adds the fine detail that blur removes)."""
 

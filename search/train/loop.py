@@ -1,10 +1,10 @@
 """The budgeted trainer: any `nn.Module` that maps an image batch to scores, trained from scratch.
 
-Images go to the device once as uint8 when they fit (`search.step.Images`); each step gathers a batch
-there, crops and flips it there, and runs the model under the recipe's autocast (`search.step`). If the
+Images go to the device once as uint8 when they fit (`search.train.step.Images`); each step gathers a batch
+there, crops and flips it there, and runs the model under the recipe's autocast (`search.train.step`). If the
 model has `target_mean` / `target_std` buffers, they are set from the training targets and the loss is
 computed on standardised scores, so the model predicts MOS directly. One epoch loop (`fit`) serves MOS
-training and pair training (`search.pairs`): budget in epochs and/or seconds (with seconds, the
+training and pair training (`search.train.pairs`): budget in epochs and/or seconds (with seconds, the
 remaining epochs and the LR schedule are refit to the measured pace after every epoch), validation,
 early stopping, EMA. An epoch in which every step was skipped, or non-finite validation predictions,
 raise `TrainingDiverged` rather than carrying NaN weights on.
@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from search.augment import crop_views, random_crop_flip, to_model_input
+from search.train.augment import crop_views, random_crop_flip, to_model_input
 from search.data.imageset import ImageSet
-from search.losses import make_loss
+from search.train.losses import make_loss
 from search.metrics import iqa_metrics
-from search.pretrain import pretrain
-from search.recipe import TrainConfig
-from search.step import (Images, Stepper, TrainingDiverged, WeightAverage, autocast, model_device, resolve_precision,
+from search.train.pretrain import pretrain
+from search.train.recipe import TrainConfig
+from search.train.step import (Images, Stepper, TrainingDiverged, WeightAverage, autocast, model_device, resolve_precision,
                          run_epoch, steps_per_epoch)
 
 @dataclass

@@ -20,11 +20,11 @@ from torch import nn
 from search.budget import BudgetModel
 from search.data.imageset import ImageSet
 from search.data.pairs import PairSet
-from search.pairs import train_pairs
-from search.pretrain import pretrain
-from search.recipe import Recipe, TrainConfig
-from search.step import steps_per_epoch
-from search.train import TrainResult, predict, seed_everything, train_model
+from search.train.pairs import train_pairs
+from search.train.pretrain import pretrain
+from search.train.recipe import Recipe, TrainConfig
+from search.train.step import steps_per_epoch
+from search.train.loop import TrainResult, predict, seed_everything, train_model
 from space import build_model, count_flops, train_flops
 
 
@@ -144,7 +144,7 @@ def retrain(recipe: Recipe, data: ImageSet | PairSet, seed: int, device: torch.d
     `seed + 1`, as many MOS epochs as the student; it teaches and is dropped). With a `deadline`,
     training stops early, whatever the plan said, so that `reserve_s` seconds are left for saving and
     scoring; the teacher may use only what the student's planned time leaves. Preference pairs
-    (`PairSet`) train with `search.pairs.train_pairs` and take no teacher."""
+    (`PairSet`) train with `search.train.pairs.train_pairs` and take no teacher."""
     def guard(after: float = 0.0) -> float | None:
         return None if deadline is None else max(1e-3, deadline.left() - reserve_s - after)
 

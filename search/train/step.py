@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from search.memory import fits_on_device
-from search.recipe import PRECISIONS, TrainConfig
+from search.train.recipe import PRECISIONS, TrainConfig
 
 def resolve_precision(precision: str, device: torch.device, capability: tuple[int, int] | None = None) -> torch.dtype | None:
     """The autocast dtype of a run on `device` (None = fp32). "auto": bf16 on a GPU of compute capability

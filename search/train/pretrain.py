@@ -1,7 +1,7 @@
 """Self-supervised ranking pretraining: no labels, no external data (allowed by the rules).
 
 The model learns to score each training crop above a mildly and a strongly degraded copy of itself
-(`search.distort`); `train_model` runs it before the MOS epochs when `TrainConfig.pretrain_epochs` asks,
+(`search.train.distort`); `train_model` runs it before the MOS epochs when `TrainConfig.pretrain_epochs` asks,
 its time counted in the same budget.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ import math
 import torch
 from torch import nn
 
-from search.augment import random_crop_flip, to_model_input
-from search.distort import graded_pair
-from search.recipe import TrainConfig
-from search.step import Images, Stepper, TrainingDiverged, autocast, generators, model_device, run_epoch, steps_per_epoch
+from search.train.augment import random_crop_flip, to_model_input
+from search.train.distort import graded_pair
+from search.train.recipe import TrainConfig
+from search.train.step import Images, Stepper, TrainingDiverged, autocast, generators, model_device, run_epoch, steps_per_epoch
 
 PRETRAIN_MARGIN = 0.5
 """Score gap, in standard deviations of the training MOS, that pretraining asks between an image and a
