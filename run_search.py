@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -95,6 +96,19 @@ def _number(kind: type, low: float, inclusive: bool = True, high: float | None =
     return parse
 
 
+def _duration(text: str) -> float:
+    """An argparse type: a positive duration in seconds, given as `90`, `90s`, `45m` or `2h`."""
+    unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower())
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds, or a number with s, m or h "
+                                         "(e.g. 45m, 2h)")
+    return value
+
+
 def _name(text: str) -> str:
     if not NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a name: use letters, digits, '.', '_' and '-', "
@@ -142,7 +156,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         dataset=args.data, root=str(Path(args.root).resolve()) if args.root else None, targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
-        max_epochs=args.max_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
+        max_epochs=args.max_epochs, min_epochs=args.min_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
         pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, patches=args.patches,
         pair_columns=args.pair_columns,
         sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
@@ -192,7 +206,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         _check_study_split(table, cfg)
         check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
                           f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
-    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=args.workers)
+    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=args.workers,
+                       time_limit_s=args.time_limit, seed_recipes=args.seed_recipes)
     print_best(study)
     return 0
 
@@ -200,7 +215,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     overrides = {**{k: getattr(args, k) for k in LOCAL_SETTINGS}, **_root(args)}
     _, _, run_dir, storage = _open(args, overrides)
-    run_worker(storage, args.study, args.trials, run_dir, overrides, progress=not args.quiet)
+    stop_at = None if args.time_limit is None else time.time() + args.time_limit
+    run_worker(storage, args.study, args.trials, run_dir, overrides, progress=not args.quiet, stop_at=stop_at)
     return 0
 
 
@@ -234,15 +250,23 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from results.confirm import confirm, needs_confirming
     from results.export import export_submission
 
     from compress.variants import VariantStore
 
     study, cfg, run_dir, storage = _open(args, _root(args))
     _require_completed(study)
+    variants = VariantStore(storage, study.study_name).frame()
+    named = args.trial is not None or args.variant is not None
+    if not (named or cfg.pairs or args.no_confirm) and needs_confirming(study, cfg, args.confirm_top, args.confirm_folds,
+                                                                        variants, args.reference_sizes):
+        print(f"confirming the {args.confirm_top} best candidates on {args.confirm_folds} prompt-grouped folds "
+              "before export (`run_search.py confirm`; --no-confirm skips it)")
+        confirm(study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes)
     result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date,
                                teacher=args.teacher, distill_weight=args.distill_weight,
-                               variants=VariantStore(storage, study.study_name).frame(), variant=args.variant,
+                               variants=variants, variant=args.variant,
                                reference_sizes_m=args.reference_sizes)
     s = result.summary
     estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
@@ -251,6 +275,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
           "its own pace on the machine it runs on and refits the epochs to its deadline")
     print(f"  {result.weights}\n  {result.notebook}")
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from compress.variants import VariantStore
+    from results.confirm import confirm
+    from results.report import format_ranking
+    from search.profiles import get_profile
+
+    study, cfg, run_dir, storage = _open(args, _root(args))
+    _require_completed(study)
+    ranked = confirm(study, cfg, args.top, args.folds, VariantStore(storage, study.study_name).frame(),
+                     args.reference_sizes)
+    print(format_ranking(ranked, max(args.top, 5), get_profile(cfg.profile).score_name))
     return 0
 
 
@@ -322,6 +360,9 @@ def _study_options(p: argparse.ArgumentParser, required: bool) -> None:
 def _local_options(p: argparse.ArgumentParser) -> None:
     """Settings local to this machine (they may differ between the workers of one study)."""
     p.add_argument("--trials", type=_number(int, 1), default=20, help="finished trials the study should hold")
+    p.add_argument("--time-limit", type=_duration, default=None,
+                   help="stop starting trials after this long (e.g. 45m, 2h; a running trial stops after its epoch); "
+                        "finished trials are kept and the same command resumes")
     p.add_argument("--root", default=None, help="dataset folder (worker: overrides the stored one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
@@ -357,6 +398,12 @@ def _add_search(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampler and the training")
     p.add_argument("--trial-budget", type=float, default=300.0, help="training budget per trial, T4 seconds")
     p.add_argument("--max-epochs", type=int, default=60, help="most epochs of one trial")
+    p.add_argument("--min-epochs", type=int, default=StudyConfig.min_epochs,
+                   help="fewest epochs of one trial: a proposal that would get fewer in its budget is shrunk (its "
+                        "widths) until they fit, or not trained")
+    p.add_argument("--no-seed-recipes", dest="seed_recipes", action="store_false",
+                   help="do not enqueue the known recipes (search/study/known_recipes.json, measured on AGIQA-3K) "
+                        "that fit a new study as its first trials")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size")
     p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10), help="crops averaged per validation image")
     p.add_argument("--pretrain-shares", type=float, nargs="+", default=None,
@@ -425,8 +472,32 @@ def _add_export(sub) -> None:
     p.add_argument("--teacher", type=_number(int, 0), default=None,
                    help="distil from this trial's architecture, trained first from scratch on the same data (default: no teacher)")
     p.add_argument("--distill-weight", type=_number(float, 0), default=1.0, help="weight of the distillation loss term")
+    _confirm_options(p, "--confirm-top", "--confirm-folds")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="export the best single-run candidate without confirming the top of the ranking first")
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_export)
+
+
+def _confirm_options(p: argparse.ArgumentParser, top: str, folds: str) -> None:
+    p.add_argument(top, dest="confirm_top" if top != "--top" else "top", type=_number(int, 1), default=3,
+                   help="candidates of the ranking to confirm (the best exportable ones)")
+    p.add_argument(folds, dest="confirm_folds" if folds != "--folds" else "folds", type=_number(int, 2), default=3,
+                   help="prompt-grouped folds each candidate is retrained on")
+
+
+def _add_confirm(sub) -> None:
+    p = sub.add_parser("confirm", help="retrain the top of the ranking on prompt-grouped folds; rank by the mean",
+                       description="Retrain the best exportable candidates from scratch on K prompt-grouped folds of "
+                                   "the study's images (test prompts stay out) and rank them by their mean score: "
+                                   "export then takes the confirmed winner. Resumes where it stopped.")
+    _study_options(p, required=True)
+    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    _confirm_options(p, "--top", "--folds")
+    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
+                   help="competitors' model sizes in millions of parameters (default: the profile's)")
+    _debug_option(p, argparse.SUPPRESS)
+    p.set_defaults(func=cmd_confirm)
 
 
 def _add_predict(sub) -> None:
@@ -454,7 +525,7 @@ def _add_paper(sub) -> None:
     p.set_defaults(func=cmd_paper)
 
 
-SUBCOMMANDS = (_add_search, _add_worker, _add_report, _add_compress, _add_export, _add_paper, _add_predict)
+SUBCOMMANDS = (_add_search, _add_worker, _add_report, _add_compress, _add_confirm, _add_export, _add_paper, _add_predict)
 """One function per subcommand, adding its parser; add a command by adding one here."""
 
 
@@ -479,7 +550,9 @@ def demo(args: argparse.Namespace | None = None) -> int:
         ("compress the best trial (prune 50 %, int8, fp16)", ["compress", *study, "--top", "1", "--ratios", "0.5",
                                                              "--finetune-epochs", "3"]),
         ("report again, with the compressed variants", ["report", *study, "--top", "5"]),
-        ("export: retrain from scratch, write the submission", ["export", *study, "--team", "demo"]),
+        ("confirm the best two on 2 prompt-grouped folds", ["confirm", *study, "--top", "2", "--folds", "2"]),
+        ("export the confirmed winner: retrain from scratch, write the submission",
+         ["export", *study, "--team", "demo", "--confirm-top", "2", "--confirm-folds", "2"]),
     ]
     for i, (what, argv) in enumerate(steps, 1):
         print(f"\n=== demo {i}/{len(steps)}: {what}\n$ python run_search.py {' '.join(argv)}")

@@ -41,7 +41,7 @@ def candidates(study: optuna.Study, top_k: int | None = None) -> list[FrozenTria
 
 def scratch_recipe(trial: TrialRecord, spec: ArchSpec) -> Recipe:
     """`spec` with `trial`'s training recipe: its `TrainConfig` (seed included) for the epochs it planned."""
-    train = trial.recipe.train
+    train = trial.trained().train
     train.epochs = trial.epochs_planned
     return Recipe(spec, train)
 
@@ -65,8 +65,9 @@ class _Stage:
 
     def measure(self, path: Path, trial: TrialRecord) -> Measurement:
         """Score a saved variant on the study's validation split, as its trial was scored."""
-        _, val_set = self.data.train_val(trial.recipe.spec.input.resize)
-        return measure(path, val_set, self.profile, trial.recipe.train.eval_views, self.device)
+        recipe = trial.trained()
+        _, val_set = self.data.train_val(recipe.spec.input.resize)
+        return measure(path, val_set, self.profile, recipe.train.eval_views, self.device)
 
     def save(self, vid: str, trial: TrialRecord, kind: str, model: IQANet, parent_m: Measurement,
              target_names: list[str], weights: str = "fp32", parent: str | None = None,
@@ -82,7 +83,7 @@ class _Stage:
         scratch_config = recipe.train.to_dict() if recipe else None
         path = save_checkpoint(self.run_dir / "compress" / f"{vid}.pt", model, spec, weights=weights, variant=vid,
                                trial=trial.number, parent=parent, target_names=target_names,
-                               train_config=scratch_config or trial.train_config)
+                               train_config=scratch_config or trial.recipe["train"])
         m = self.measure(path, trial)
         record_variant(self.url, Variant(
             id=vid, study=self.study, trial=trial.number, kind=kind, params=m.params, bytes=m.bytes, score=m.score,
@@ -117,7 +118,7 @@ def _finetune_config(trial: TrialRecord, epochs: int | None, steps: int) -> Trai
     """The trial's own training settings at a lower learning rate and without pretraining (the weights
     are trained already), for one of `steps` pruning steps: `epochs` (default: a quarter of the epochs
     the trial ran, at least 1) shared out over the steps, at least 1 each."""
-    cfg = trial.recipe.train
+    cfg = trial.trained().train
     cfg.lr *= 0.3
     cfg.warmup_epochs = 0.0
     cfg.pretrain_epochs = 0

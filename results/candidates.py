@@ -29,6 +29,22 @@ KINDS = ("trial", "pruned", "scratch", "int8", "fp16")
 EXPORTABLE = ("trial", "scratch")
 """Kinds a from-scratch notebook reproduces."""
 COMPOSITE_COLUMNS = ("composite", "performance_points", "size_points", "size_percentile", "size_tier")
+CONFIRM_ATTR = "confirm"
+"""The study's user attribute holding confirmed fold scores (`results.confirm`): {candidate id: {"folds": k,
+"scores": {fold: score}}}."""
+CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n")
+
+
+def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
+    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of folds; NaN where a row
+    was not confirmed) from the study's stored confirmation."""
+    frame = frame.copy()
+    stored = study.user_attrs.get(CONFIRM_ATTR, {})
+    scores = [list(stored.get(cid, {}).get("scores", {}).values()) for cid in frame["id"]]
+    frame["confirm_mean"] = [float(np.mean(s)) if s else np.nan for s in scores]
+    frame["confirm_sd"] = [float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores]
+    frame["confirm_n"] = [len(s) for s in scores]
+    return frame
 
 
 def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
@@ -58,11 +74,13 @@ def _rankable(row: pd.Series, profile: Profile) -> bool:
 
 
 def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
-    """Add the composite estimate and its parts (`COMPOSITE_COLUMNS`) to rankable rows; NaN elsewhere."""
+    """Add the composite estimate and its parts (`COMPOSITE_COLUMNS`) to rankable rows, from the confirmed
+    mean score where there is one, else the single validation score; NaN elsewhere."""
     frame = frame.copy()
     parts: dict[str, list] = {c: [] for c in COMPOSITE_COLUMNS}
     for _, r in frame.iterrows():
-        est = composite_score(float(r["score"]), int(r["params"]), profile, reference_sizes_m) if _rankable(r, profile) else None
+        score = r["confirm_mean"] if pd.notna(r.get("confirm_mean", np.nan)) else r["score"]
+        est = composite_score(float(score), int(r["params"]), profile, reference_sizes_m) if _rankable(r, profile) else None
         parts["composite"].append(est.total if est else np.nan)
         parts["performance_points"].append(est.performance_points if est else np.nan)
         parts["size_points"].append(est.size_points if est else np.nan)
@@ -75,12 +93,14 @@ def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequ
 
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows with a composite estimate, best first (ties: RMSE, then size, as the challenge breaks them),
-    with `exportable` (the kind can be trained from scratch) and `export` (the first exportable row:
-    what export takes by default)."""
+    with `exportable` (the kind can be trained from scratch) and `export` (what export takes by default:
+    the first exportable confirmed row when any row is confirmed, else the first exportable row)."""
     ranked = frame[frame["composite"].notna()]
     ranked = ranked.sort_values(["composite", "rmse", "params"], ascending=[False, True, True]).reset_index(drop=True)
     ranked["exportable"] = ranked["kind"].isin(EXPORTABLE)
-    ranked["export"] = ranked.index == (ranked["exportable"].idxmax() if ranked["exportable"].any() else -1)
+    confirmed = ranked["exportable"] & (ranked.get("confirm_n", pd.Series(0, index=ranked.index)) > 0)
+    pool = confirmed if confirmed.any() else ranked["exportable"]
+    ranked["export"] = ranked.index == (pool.idxmax() if pool.any() else -1)
     return ranked
 
 
@@ -90,7 +110,7 @@ def candidates_frame(study: optuna.Study, profile: Profile, variants_frame: pd.D
     frame = trials_frame(study, profile)
     if variants_frame is not None and len(variants_frame):
         frame = pd.concat([frame, variants_frame], ignore_index=True)
-    return add_composite(frame, profile, reference_sizes_m)
+    return add_composite(add_confirmed(frame, study), profile, reference_sizes_m)
 
 
 def ranked_candidates(study: optuna.Study, profile: Profile, variants_frame: pd.DataFrame | None = None,
@@ -112,7 +132,7 @@ def candidate_recipe(candidate: pd.Series | str | int, study: optuna.Study,
         trial = study.trials[candidate] if 0 <= candidate < len(study.trials) else None
         if trial is None or trial.state != TrialState.COMPLETE:
             raise ValueError(f"trial {candidate} is not a completed trial of study {study.study_name!r}")
-        return TrialRecord.from_trial(trial).recipe
+        return TrialRecord.from_trial(trial).trained()
     found = variants_frame[variants_frame["id"] == candidate] if variants_frame is not None and len(variants_frame) else []
     if len(found) == 0:
         raise ValueError(f"no trial or compressed variant {candidate!r} in study {study.study_name!r}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from space.count import count_flops, count_params
 from space.spec import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, make_divisible
@@ -162,11 +163,17 @@ def fit_to_caps(spec: ArchSpec, caps: Caps) -> ArchSpec:
     Raises CapError when even the narrowest version (every width at 8) is over a cap: the depth or
     resolution is then the problem, and shrinking widths cannot fix it.
     """
+    return shrink_to_fit(spec, caps.allows, f"the caps ({caps})")
+
+
+def shrink_to_fit(spec: ArchSpec, fits: Callable[[ArchSpec], bool], what: str) -> ArchSpec:
+    """`spec` itself when `fits(spec)`, else its widths scaled down by 0.9 at a time until it fits;
+    CapError naming `what` when even every width at 8 does not."""
     factor, candidate, narrowest = 1.0, spec, scale_widths(spec, 0.0)
-    while not caps.allows(candidate):
+    while not fits(candidate):
         if candidate == narrowest:
-            raise CapError(f"spec cannot fit the caps ({caps}) by shrinking widths: "
-                             f"{count_params(candidate):,} params, {count_flops(candidate):,} FLOPs at minimum width")
+            raise CapError(f"spec cannot fit {what} by shrinking widths: "
+                           f"{count_params(candidate):,} params, {count_flops(candidate):,} FLOPs at minimum width")
         factor *= 0.9
         candidate = scale_widths(spec, factor)
     return candidate

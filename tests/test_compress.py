@@ -152,7 +152,7 @@ def test_compress_stage_records_variants_and_resumes(compressed):
     assert rows.loc[pid, "params"] < best.user_attrs["params"] and np.isfinite(rows.loc[pid, "score"])
     assert rows.loc[pid, "d_params"] == rows.loc[pid, "params"] - best.user_attrs["params"]
     assert rows.loc[f"{pid}-int8", "parent"] == pid and rows.loc[f"{pid}-int8", "bytes"] < rows.loc[pid, "bytes"]
-    assert rows.loc[f"{t}-int8", "params"] == best.user_attrs["params"] and rows.loc[f"{t}-int8", "spec"] == best.user_attrs["spec"]
+    assert rows.loc[f"{t}-int8", "params"] == best.user_attrs["params"] and rows.loc[f"{t}-int8", "spec"] == TrialRecord.from_trial(best).spec
     pruned, _ = load_checkpoint(run_dir / rows.loc[pid, "path"])
     assert count_params(pruned.spec) == rows.loc[pid, "params"] and rows.loc[pid, "spec"] == pruned.spec.to_dict()
     scratch = rows.loc[f"{pid}-scratch"]
@@ -181,7 +181,7 @@ def test_the_scratch_recipe_reproduces_the_scratch_variant(compressed):
     train_model(model, train_set, None, recipe.train)
     recorded, _ = load_checkpoint(run_dir / frame.set_index("id").loc[f"{pid}-scratch", "path"])
     assert np.allclose(predict(model, val_set.images), predict(recorded, val_set.images), atol=1e-5)
-    assert candidate_recipe(f"trial {best.number}", study, frame).spec.to_dict() == best.user_attrs["spec"]
+    assert candidate_recipe(f"trial {best.number}", study, frame).spec.to_dict() == TrialRecord.from_trial(best).spec
     with pytest.raises(ValueError, match="export its scratch variant"):
         candidate_recipe(pid, study, frame)
     with pytest.raises(ValueError, match="not the parameter count"):

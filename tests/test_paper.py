@@ -91,7 +91,7 @@ def test_method_numbers_are_the_study_record(tiny_study, kit, variants):
 
     # recipe
     recipe = dict((r[0], r[1]) for r in tables["tab:recipe"])
-    t = rec.train_config
+    t = rec.recipe["train"]
     assert _sci(recipe["Optimiser"]) == [pytest.approx(t["lr"], rel=5e-3), pytest.approx(t["weight_decay"], rel=5e-3)]
     assert [int(recipe[k]) for k in ("MOS epochs", "Pretraining epochs", "Batch size", "Seed")] == \
         [t["epochs"], t["pretrain_epochs"], t["batch_size"], t["seed"]]
@@ -153,7 +153,7 @@ def test_export_json_decides_the_model(tiny_study, tmp_path):
     study, cfg, _ = tiny_study
     best = _best_trial(study, get_profile(cfg.profile))
     other = next(t for t in study.trials if t.state == TrialState.COMPLETE and t.number != best)
-    recipe = TrialRecord.from_trial(other).recipe
+    recipe = TrialRecord.from_trial(other).trained()
     recipe.train.epochs = 7
     (tmp_path / "export").mkdir()
     export = {"study": study.study_name, "trial": other.number, "recipe": recipe.to_dict(), "teacher": None}

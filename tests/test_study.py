@@ -17,6 +17,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.budget import BudgetModel
+from search.train.recipe import Recipe, TrainConfig
 from search.profiles import get_profile
 from search.study import (
     FINISHED, LOSS_PRESETS, Objective, ParetoRungs, StudyConfig, TrialRecord, create_study, default_storage_url,
@@ -234,7 +235,7 @@ def test_trials_record_their_pretraining_and_weight_averaging(tmp_path):
     study = create_study(cfg, "pt", default_storage_url(tmp_path))
     study.optimize(objective, n_trials=1)
     trial = TrialRecord.from_trial(study.trials[0])
-    train_cfg, flops = trial.train_config, trial.flops
+    train_cfg, flops = trial.recipe["train"], trial.flops
     assert study.trials[0].params["pretrain_share"] == 0.5 and train_cfg["ema_decay"] == 0.9
     assert train_cfg["pretrain_epochs"] >= 1, train_cfg
     n = len(objective.data.train_val(64)[0])
@@ -268,9 +269,10 @@ def test_older_studies_settings_still_resume(tmp_path):
 def test_trial_record_round_trips_through_the_storage():
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(1))
     spec = sample_spec(study.ask(), SpaceConfig.tiny(), Caps())
+    recipe = Recipe(spec, TrainConfig(lr=0.001, epochs=3, seed=7))
     record = TrialRecord(
-        number=0, state=TrialState.COMPLETE, values=[0.5, 1234.0], worker="host:12", spec=spec.to_dict(),
-        summary="s", params=1234, flops=99, train_config={"lr": 0.001, "epochs": 3, "seed": 7}, epochs_planned=3,
+        number=0, state=TrialState.COMPLETE, values=[0.5, 1234.0], worker="host:12", recipe=recipe.to_dict(),
+        summary="s", params=1234, flops=99, epochs_planned=3,
         t4_s_planned=1.5, val_fingerprint="abc", curve=[0.1, 0.3, 0.5], rungs={0: 0.1, 1: 0.3},
         metrics={"srcc": 0.5}, target_metrics={"mos": {"srcc": 0.5}}, epochs_run=3, wall_s=2.0, t4_s=1.5,
         stopped_early=False, test_metrics={"mos": {"srcc": 0.4}}, test_score=0.4, checkpoint="trials/00000.pt",
@@ -278,12 +280,25 @@ def test_trial_record_round_trips_through_the_storage():
     fresh = optuna.create_study(directions=["maximize", "minimize"])
     fresh.add_trial(create_trial(state=record.state, values=record.values, user_attrs=record.to_attrs()))
     assert TrialRecord.from_trial(fresh.trials[0]) == record
-    assert {"params", "rung0", "rung1", "train_config", "checkpoint"} <= fresh.trials[0].user_attrs.keys()
-    assert record.recipe.spec == spec and record.recipe.train.lr == 0.001 and record.recipe.train.crop == spec.input.crop
-    assert record.recipe_key == dataclasses.replace(record, train_config={**record.train_config, "seed": 8}).recipe_key
-    assert record.recipe_key != dataclasses.replace(record, train_config={**record.train_config, "lr": 0.002}).recipe_key
+    assert {"params", "rung0", "rung1", "recipe", "checkpoint"} <= fresh.trials[0].user_attrs.keys()
+    trained = record.trained()
+    assert trained.spec == spec and trained.train.lr == 0.001 and trained.train.crop == spec.input.crop
+    reseeded = Recipe(spec, TrainConfig(lr=0.001, epochs=3, seed=8)).to_dict()
+    faster = Recipe(spec, TrainConfig(lr=0.002, epochs=3, seed=7)).to_dict()
+    assert record.recipe_key == dataclasses.replace(record, recipe=reseeded).recipe_key
+    assert record.recipe_key != dataclasses.replace(record, recipe=faster).recipe_key
     with pytest.raises(TypeError, match="nope"):
         TrialRecord.store(study.ask(), nope=1)
+
+
+def test_trials_stored_before_recipes_read_as_recipes():
+    """Studies stored a trial's spec and TrainConfig apart: they read back as the same recipe."""
+    spec = sample_spec(optuna.create_study().ask(), SpaceConfig.tiny(), Caps())
+    old = {"spec": spec.to_dict(), "train_config": TrainConfig(lr=0.003, epochs=5).to_dict(), "params": 10}
+    study = optuna.create_study()
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs=old))
+    record = TrialRecord.from_trial(study.trials[0])
+    assert record.spec == spec.to_dict() and record.trained().train.lr == 0.003 and record.trained().train.epochs == 5
 
 
 # --------------------------------------------------------------------------- every trial counts
@@ -292,8 +307,8 @@ def _propose(cfg: StudyConfig):
     space = space_config(cfg.space)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        spec, train_cfg, share = sample_trial(trial, cfg, space)
-        return train_cfg.lr * 100 + share, float(spec.stem.width)
+        recipe, share = sample_trial(trial, cfg, space)
+        return recipe.train.lr * 100 + share, float(recipe.spec.stem.width)
 
     return objective
 
@@ -341,7 +356,7 @@ def test_a_duplicate_proposal_is_not_trained_again(tmp_path, monkeypatch, capfd)
     assert not (run_dir / "trials" / "00001.pt").exists() and records[2].counts
 
     # a sampler that keeps repeating trained trials: the worker stops instead of looping
-    monkeypatch.setattr(workers_module, "MAX_DUPLICATES_IN_A_ROW", 2)
+    monkeypatch.setattr(workers_module, "MAX_UNTRAINED_IN_A_ROW", 2)
     for _ in range(3):
         study.enqueue_trial(study.trials[2].params)
     run_search(cfg, "d", 3, run_dir, progress=False)

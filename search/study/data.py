@@ -65,8 +65,7 @@ class StudyData:
         return self._split
 
     def _part(self, size: int, idx: np.ndarray) -> ImageSet | PairSet:
-        data = self.all(size)
-        return data.select(idx) if isinstance(data, PairSet) else data.subset(idx)
+        return self.cfg.task.subset(self.all(size), idx)
 
     def train_val(self, size: int) -> tuple[ImageSet, ImageSet] | tuple[PairSet, PairSet]:
         """The training and validation sets at `size` px."""

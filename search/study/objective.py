@@ -4,7 +4,11 @@ budget (stopping hopeless trials early), and record everything needed to rebuild
 Objectives: maximise the profile's validation score, minimise parameters (and optionally FLOPs). Every
 trial stores a `TrialRecord`; finished trials also leave a checkpoint in `runs/NAME/trials/`. A proposal
 that repeats a finished or running trial's architecture and recipe is not trained again: it ends PRUNED
-with `duplicate_of` and does not count, so the worker samples anew.
+with `duplicate_of` and does not count, so the worker samples anew; so do proposals over the caps
+(`over_cap`) and those that would not train `min_epochs` epochs in the budget even at the narrowest
+widths (`over_budget`). A proposal that would get fewer epochs is shrunk (its widths) until they fit,
+as the caps shrink one over them (`shrunk` says so). With a time limit (`stop_at`) a running trial
+stops after the epoch that passes it, PRUNED with its curve kept and `time_limit` set.
 
 A pairs study (`StudyConfig.pairs`) trains each trial with `search.train.pairs.train_pairs` (Bradley-Terry on
 the training pairs; the score is pair accuracy on the validation pairs): no loss preset is sampled and
@@ -12,6 +16,8 @@ no pretraining is planned, since neither applies to pairs.
 """
 from __future__ import annotations
 
+import copy
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,20 +26,19 @@ from optuna.trial import TrialState
 
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
-from search.data import ImageSet
-from search.data.pairs import PairSet
 from search.device import resolve_device
-from search.train.pairs import PREFERENCE, evaluate_pairs, train_pairs
 from search.profiles import get_profile
 from search.study.data import StudyData
 from search.study.early_stop import early_stopping
 from search.study.record import FINISHED, TrialRecord
 from search.study.settings import LOSS_PRESETS, StudyConfig
 from search.study.stale import worker_id
-from search.train.recipe import TrainConfig
+from search.train.loop import EpochRecord, TrainResult, seed_everything
+from search.train.recipe import Recipe, TrainConfig
 from search.train.step import TrainingDiverged
-from search.train.loop import EpochRecord, TrainResult, evaluate, seed_everything, train_model
-from space import ArchSpec, CapError, IQANet, SpaceConfig, build_model, count_flops, count_params, sample_spec, spec_summary, train_flops
+from search.train.task import Data
+from space import (ArchSpec, CapError, Caps, IQANet, SpaceConfig, build_model, count_flops, count_params, sample_spec,
+                   shrink_to_fit, spec_summary, train_flops)
 
 
 def sample_train_config(trial: optuna.Trial, cfg: StudyConfig) -> TrainConfig:
@@ -57,14 +62,16 @@ def _sampled_loss(trial: optuna.Trial, cfg: StudyConfig) -> dict:
     return {"loss_weights": dict(LOSS_PRESETS[trial.suggest_categorical("loss", list(LOSS_PRESETS))])}
 
 
-def sample_trial(trial: optuna.Trial, cfg: StudyConfig, space: SpaceConfig) -> tuple[ArchSpec, TrainConfig, float]:
-    """Everything the sampler chooses for a trial: the spec (within the profile's caps, else CapError),
-    the training settings and the pretraining share of the budget."""
-    caps = get_profile(cfg.profile).caps
+def sample_trial(trial: optuna.Trial, cfg: StudyConfig, space: SpaceConfig,
+                 caps: Caps | None = None) -> tuple[Recipe, float]:
+    """Everything the sampler chooses for a trial: the recipe (its spec within `caps`, by default the
+    profile's, else CapError; its training settings before the schedule is planned) and the pretraining
+    share of the budget."""
+    caps = caps or get_profile(cfg.profile).caps
     spec = sample_spec(trial, space, caps, num_outputs=len(cfg.targets) if cfg.targets else 1)
     caps.check(spec, "sampled spec")
     train_cfg = sample_train_config(trial, cfg)
-    return spec, train_cfg, trial.suggest_categorical("pretrain_share", list(cfg.pretrain_shares))
+    return Recipe(spec, train_cfg), trial.suggest_categorical("pretrain_share", list(cfg.pretrain_shares))
 
 
 def plan_schedule(budget: BudgetModel, budget_s: float, pretrain_share: float, max_epochs: int, flops: int,
@@ -79,6 +86,29 @@ def plan_schedule(budget: BudgetModel, budget_s: float, pretrain_share: float, m
     return pretrain_epochs, min(max_epochs, budget.epochs_for(left, flops, n_images, batch_size))
 
 
+def plan_trial(recipe: Recipe, pretrain_share: float, cfg: StudyConfig, budget: BudgetModel,
+               n_train: int) -> tuple[Recipe, str | None]:
+    """(`recipe` with its schedule planned from the study's trial budget, what was shrunk or None). A
+    proposal that would get fewer than `min_epochs` MOS epochs (or `max_epochs`, if fewer) over `n_train`
+    items has its widths shrunk until they fit, as the caps shrink one over them; CapError when not even
+    the narrowest version fits (it is not trained)."""
+    floor = min(cfg.min_epochs, cfg.max_epochs)
+    per_item = cfg.task.images_per_item
+    n_images, batch_size = per_item * n_train, per_item * recipe.train.batch_size
+
+    def schedule(spec: ArchSpec) -> tuple[int, int]:
+        return plan_schedule(budget, cfg.trial_budget_s, pretrain_share, cfg.max_epochs, train_flops(spec),
+                             n_images, batch_size)
+
+    what = f"{floor} epochs in the trial budget of {cfg.trial_budget_s:g} T4 s"
+    spec = shrink_to_fit(recipe.spec, lambda s: schedule(s)[1] >= floor, what)
+    shrunk = None if spec == recipe.spec else (f"widths shrunk from {count_params(recipe.spec):,} to "
+                                               f"{count_params(spec):,} params to fit {what}")
+    planned = Recipe(spec, copy.deepcopy(recipe.train))
+    planned.train.pretrain_epochs, planned.train.epochs = schedule(spec)
+    return planned, shrunk
+
+
 def duplicate_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
     """The earliest finished or running trial numbered below `trial` that trains what `record` plans."""
     for other in trial.study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,)):
@@ -91,7 +121,7 @@ def duplicate_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
 class Objective:
     """Trains one sampled architecture per call and returns (score, params[, flops])."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, data: StudyData | None = None):
+    def __init__(self, cfg: StudyConfig, run_dir: Path, data: StudyData | None = None, stop_at: float | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.profile = get_profile(cfg.profile)
@@ -100,86 +130,97 @@ class Objective:
         self.device = resolve_device(cfg.device)
         self.data = data or StudyData(cfg)
         self.early_stopping = early_stopping(cfg.early_stop, cfg.rung_fractions, cfg.dominators, cfg.margin)
-        self.duplicates_in_a_row = 0
-        """Consecutive proposals of this worker that repeated an earlier trial (the worker stops at a bound)."""
+        self.task = cfg.task
+        self.stop_at = stop_at
+        """`time.time()` after which no epoch starts (the study's time limit); None: no limit."""
+        self.untrained_in_a_row = 0
+        """Consecutive proposals of this worker that were not trained (over the caps or the budget, or
+        repeating an earlier trial): the worker stops at a bound."""
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         TrialRecord.store(trial, worker=worker_id())
         try:
-            spec, train_cfg, pretrain_share = sample_trial(trial, self.cfg, self.space)
+            recipe, pretrain_share = sample_trial(trial, self.cfg, self.space)
         except CapError as err:  # nothing was built: record why and move on
-            TrialRecord.store(trial, over_cap=str(err))
-            raise optuna.TrialPruned(str(err)) from None
-        train_set, val_set = self.data.train_val(spec.input.resize)
-        plan = self._plan(trial, spec, train_cfg, pretrain_share, len(train_set))
+            return self._untrained(trial, over_cap=str(err))
+        train_set, val_set = self.data.train_val(recipe.spec.input.resize)
+        try:
+            plan = self._plan(trial, recipe, pretrain_share, len(train_set))
+        except CapError as err:
+            return self._untrained(trial, over_budget=str(err))
         TrialRecord.store(trial, **plan.to_attrs())
         original = duplicate_of(trial, plan)
-        self.duplicates_in_a_row = 0 if original is None else self.duplicates_in_a_row + 1
         if original is not None:
-            TrialRecord.store(trial, duplicate_of=original)
-            raise optuna.TrialPruned(f"same architecture and recipe as trial {original}: not trained again")
-        model, result = self._train(trial, spec, train_cfg, plan, train_set, val_set)
-        self._finish(trial, model, spec, train_cfg, result.metrics,
-                     [PREFERENCE] if isinstance(train_set, PairSet) else train_set.target_names)
+            return self._untrained(trial, duplicate_of=original)
+        self.untrained_in_a_row = 0
+        recipe = plan.trained()
+        model, result = self._train(trial, recipe, plan, train_set, val_set)
+        self._finish(trial, model, recipe, result.metrics, self.task.target_names(train_set))
         score = self.profile.score(result.target_metrics)
         return (score, float(plan.params)) + ((float(plan.flops),) if self.cfg.flops_objective else ())
 
-    def _plan(self, trial: optuna.Trial, spec: ArchSpec, train_cfg: TrainConfig, pretrain_share: float,
-              n_train: int) -> TrialRecord:
-        """Fill in `train_cfg`'s schedule from the budget; the record of what the trial will train."""
-        flops, step_flops = count_flops(spec), train_flops(spec)
-        train_cfg.pretrain_epochs, train_cfg.epochs = plan_schedule(
-            self.budget, self.cfg.trial_budget_s, pretrain_share, self.cfg.max_epochs, step_flops,
-            *self._load(n_train, train_cfg.batch_size))
-        train_cfg.crop = spec.input.crop
+    def _untrained(self, trial: optuna.Trial, **why) -> tuple[float, ...]:
+        """Record why a proposal is not trained (over the caps, over the budget, a duplicate) and end it
+        PRUNED; it does not count towards the study's target."""
+        self.untrained_in_a_row += 1
+        TrialRecord.store(trial, **why)
+        reason = next(iter(why.values()))
+        raise optuna.TrialPruned(f"same architecture and recipe as trial {reason}: not trained again"
+                                 if "duplicate_of" in why else str(reason))
+
+    def _plan(self, trial: optuna.Trial, recipe: Recipe, pretrain_share: float, n_train: int) -> TrialRecord:
+        """The record of what the trial will train: `recipe` planned by `plan_trial` (CapError when not
+        even its narrowest version fits the budget)."""
+        planned, shrunk = plan_trial(recipe, pretrain_share, self.cfg, self.budget, n_train)
+        spec = planned.spec
         return TrialRecord(
-            number=trial.number, state=TrialState.RUNNING, spec=spec.to_dict(), summary=spec_summary(spec),
-            params=count_params(spec), flops=flops, train_config=train_cfg.to_dict(), epochs_planned=train_cfg.epochs,
-            t4_s_planned=self._t4_seconds(step_flops, n_train, train_cfg, train_cfg.epochs),
-            val_fingerprint=self.data.val_fingerprint())
+            number=trial.number, state=TrialState.RUNNING, recipe=planned.to_dict(), summary=spec_summary(spec),
+            params=count_params(spec), flops=count_flops(spec), epochs_planned=planned.train.epochs,
+            t4_s_planned=self._t4_seconds(spec, n_train, planned.train, planned.train.epochs),
+            val_fingerprint=self.data.val_fingerprint(), shrunk=shrunk)
 
-    def _t4_seconds(self, flops: int, n_train: int, train_cfg: TrainConfig, epochs: int) -> float:
-        n_images, batch_size = self._load(n_train, train_cfg.batch_size)
-        return self.budget.train_seconds(flops, n_images, epochs, batch_size, train_cfg.pretrain_epochs)
+    def _t4_seconds(self, spec: ArchSpec, n_train: int, train_cfg: TrainConfig, epochs: int) -> float:
+        """T4 seconds of `epochs` epochs over `n_train` items (a pair step scores both images of its pairs)."""
+        per_item = self.task.images_per_item
+        return self.budget.train_seconds(train_flops(spec), per_item * n_train, epochs, per_item * train_cfg.batch_size,
+                                         train_cfg.pretrain_epochs)
 
-    def _load(self, n_train: int, batch_size: int) -> tuple[int, int]:
-        """(images per epoch, images per step) as the budget model counts them for `n_train` training
-        items: a pair step scores both images of each of its pairs."""
-        return (2 * n_train, 2 * batch_size) if self.cfg.pairs else (n_train, batch_size)
-
-    def _train(self, trial: optuna.Trial, spec: ArchSpec, train_cfg: TrainConfig, plan: TrialRecord,
-               train_set: ImageSet | PairSet, val_set: ImageSet | PairSet) -> tuple[IQANet, TrainResult]:
+    def _train(self, trial: optuna.Trial, recipe: Recipe, plan: TrialRecord, train_set: Data,
+               val_set: Data) -> tuple[IQANet, TrainResult]:
         """Train from scratch (seeded: same seed, same trial) and record the results; PRUNED when training
-        diverged or the trial was stopped early."""
-        seed_everything(train_cfg.seed)  # the initial weights too
-        model = build_model(spec)
-        train = train_pairs if isinstance(train_set, PairSet) else train_model
+        diverged, or the trial was stopped early or by the study's time limit."""
+        seed_everything(recipe.train.seed)  # the initial weights too
+        model = build_model(recipe.spec)
         try:
-            result = train(model, train_set, val_set, train_cfg, device=self.device,
-                           on_epoch=self._on_epoch(trial, plan.params, train_cfg.epochs))
+            result = self.task.train(model, train_set, val_set, recipe.train, device=self.device,
+                                     on_epoch=self._on_epoch(trial, plan.params, recipe.train.epochs))
         except TrainingDiverged as err:  # a recipe that blows up is a finished, hopeless trial
             TrialRecord.store(trial, diverged=str(err))
             raise optuna.TrialPruned(f"training diverged: {err}") from None
         TrialRecord.store(trial, metrics={k: float(v) for k, v in result.metrics.items()},
                           target_metrics=result.target_metrics, epochs_run=result.epochs_run, wall_s=result.seconds,
-                          t4_s=self._t4_seconds(train_flops(spec), len(train_set), train_cfg, result.epochs_run),
-                          stopped_early=result.stopped_early)
+                          t4_s=self._t4_seconds(recipe.spec, len(train_set), recipe.train, result.epochs_run),
+                          stopped_early=result.stopped_early, time_limit=self.time_up() or None)
         if result.stopped_early:
-            raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: dominated at its rung")
+            raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: " + (
+                "the study's time limit" if self.time_up() else "dominated at its rung"))
         return model, result
 
-    def _finish(self, trial: optuna.Trial, model: IQANet, spec: ArchSpec, train_cfg: TrainConfig,
-                metrics: dict[str, float], target_names: list[str]) -> None:
+    def _finish(self, trial: optuna.Trial, model: IQANet, recipe: Recipe, metrics: dict[str, float],
+                target_names: list[str]) -> None:
         """Score the held-out test prompts (if any) once, and save the checkpoint."""
-        test_set = self.data.test(spec.input.resize)
+        test_set = self.data.test(recipe.spec.input.resize)
         if test_set is not None:
-            score = evaluate_pairs if isinstance(test_set, PairSet) else evaluate
-            test = score(model, test_set, spec.input.crop, train_cfg.eval_views, device=self.device)
+            test = self.task.evaluate(model, test_set, recipe.spec.input.crop, recipe.train.eval_views, self.device)
             TrialRecord.store(trial, test_metrics=test, test_score=self.profile.score(test))
-        ckpt = save_checkpoint(self.run_dir / "trials" / f"{trial.number:05d}.pt", model.cpu(), spec,
-                               target_names=target_names, metrics=metrics, train_config=train_cfg.to_dict(),
+        ckpt = save_checkpoint(self.run_dir / "trials" / f"{trial.number:05d}.pt", model.cpu(), recipe.spec,
+                               target_names=target_names, metrics=metrics, train_config=recipe.train.to_dict(),
                                trial=trial.number)
         TrialRecord.store(trial, checkpoint=str(ckpt.relative_to(self.run_dir)), bytes=ckpt.stat().st_size)
+
+    def time_up(self) -> bool:
+        """Whether the study's time limit (`stop_at`) has passed."""
+        return self.stop_at is not None and time.time() >= self.stop_at
 
     def _on_epoch(self, trial: optuna.Trial, params: int, planned: int) -> Callable[[EpochRecord], bool]:
         rungs = self.early_stopping.rung_epochs(planned)
@@ -189,6 +230,8 @@ class Objective:
             score = self.profile.score(record.target_metrics)
             curve.append(score)
             TrialRecord.store(trial, curve=curve)
+            if self.time_up():
+                return True
             if record.epoch not in rungs:
                 return False
             rung = rungs.index(record.epoch)

@@ -30,13 +30,13 @@ class TrialRecord:
     values: list[float] | None = None
     worker: str | None = None
     """`host:pid` of the process that ran the trial (recorded first, so a dead worker's trial is known)."""
-    spec: dict | None = None
+    recipe: dict | None = None
+    """`Recipe.to_dict()` of what the trial trains (its planned epochs and pretraining epochs included):
+    the one record of it. Studies stored before it existed kept `spec` and `train_config`, read into it."""
     summary: str | None = None
     params: int | None = None
     """Parameter count of the model (not Optuna's sampled parameters)."""
     flops: int | None = None
-    train_config: dict | None = None
-    """The `TrainConfig`, its planned epochs and pretraining epochs included."""
     epochs_planned: int | None = None
     t4_s_planned: float | None = None
     val_fingerprint: str | None = None
@@ -58,6 +58,14 @@ class TrialRecord:
     """Path of the trial's checkpoint, relative to the run directory."""
     bytes: int | None = None
     over_cap: str | None = None
+    over_budget: str | None = None
+    """Why the proposal was not trained: not even its narrowest version trains `min_epochs` in the budget."""
+    shrunk: str | None = None
+    """How the proposal's widths were shrunk so that `min_epochs` epochs fit its budget."""
+    time_limit: bool | None = None
+    """Stopped by the study's time limit."""
+    known_recipe: str | None = None
+    """The name of the known recipe (`search.study.known`) this trial was enqueued as."""
     diverged: str | None = None
 
     @classmethod
@@ -65,6 +73,8 @@ class TrialRecord:
         attrs = trial.user_attrs
         stored = {f.name: attrs[f.name] for f in fields(cls) if f.name in attrs and f.name not in _FROM_TRIAL}
         rungs = {int(m.group(1)): v for k, v in attrs.items() if (m := _RUNG.fullmatch(k))}
+        if "recipe" not in stored and "spec" in attrs and "train_config" in attrs:  # stored before `recipe`
+            stored["recipe"] = Recipe(ArchSpec.from_dict(attrs["spec"]), TrainConfig.from_dict(attrs["train_config"])).to_dict()
         return cls(number=trial.number, state=trial.state, values=None if trial.values is None else list(trial.values),
                    **stored, rungs=rungs)
 
@@ -78,25 +88,34 @@ class TrialRecord:
         for key, value in _attrs(values).items():
             trial.set_user_attr(key, value)
 
-    @property
-    def recipe(self) -> Recipe:
-        """What the trial trained: its architecture and training settings."""
-        if self.spec is None or self.train_config is None:
+    def trained(self) -> Recipe:
+        """What the trial trains, as a `Recipe` (a new object each call: the caller may change it)."""
+        if self.recipe is None:
             raise ValueError(f"trial {self.number} has no recipe: it was never trained ({self.state.name})")
-        return Recipe(ArchSpec.from_dict(self.spec), TrainConfig.from_dict(self.train_config))
+        return Recipe.from_dict(self.recipe)
+
+    @property
+    def spec(self) -> dict | None:
+        """The architecture spec (`ArchSpec.to_dict()`) the trial trains, if it got as far as planning."""
+        return None if self.recipe is None else self.recipe["spec"]
 
     @property
     def recipe_key(self) -> str | None:
         """Equal for trials that train the same architecture the same way (the per-trial seed aside)."""
-        if self.spec is None or self.train_config is None:
+        if self.recipe is None:
             return None
-        train = {k: v for k, v in self.train_config.items() if k != "seed"}
-        return json.dumps({"spec": self.spec, "train": train}, sort_keys=True)
+        train = {k: v for k, v in self.recipe["train"].items() if k != "seed"}
+        return json.dumps({"spec": self.recipe["spec"], "train": train}, sort_keys=True)
+
+    @property
+    def trained_at_all(self) -> bool:
+        """False for a proposal that was never trained: over the caps or the budget, or a duplicate."""
+        return self.duplicate_of is None and self.over_cap is None and self.over_budget is None
 
     @property
     def counts(self) -> bool:
-        """Whether the trial counts towards the study's target: finished, and not a duplicate."""
-        return self.state in FINISHED and self.duplicate_of is None
+        """Whether the trial counts towards the study's target: finished, and trained."""
+        return self.state in FINISHED and self.trained_at_all
 
 
 _DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()

@@ -11,6 +11,8 @@ from search.data.pairs import PAIR_COLUMNS
 from search.profiles import DEFAULT_PROFILE, get_profile
 from search.study.early_stop import EARLY_STOPPING
 from search.study.sampler import SAMPLERS
+from search.train.task import MOS, TaskKind
+from search.train.task import PAIRS as PAIRS_TASK
 from space import SpaceConfig
 
 LOSS_PRESETS: dict[str, dict[str, float]] = {
@@ -77,6 +79,9 @@ class StudyConfig:
     trial_budget_s: float = 300.0
     """Training budget of one trial, in T4 seconds (see search.budget)."""
     max_epochs: int = 60
+    min_epochs: int = 4
+    """Fewest MOS epochs a trial trains (or `max_epochs`, if fewer): a proposal that would get fewer in
+    `trial_budget_s` is shrunk (its widths) until they fit, or not trained when even the narrowest does not."""
     batch_size: int = 32
     pretrain_shares: list[float] | None = None
     """Shares of a trial's training time that may go to self-supervised pretraining
@@ -120,6 +125,11 @@ class StudyConfig:
         """Whether the study trains from preference pairs (Bradley-Terry, pair accuracy) instead of MOS."""
         return self.dataset == PAIRS
 
+    @property
+    def task(self) -> TaskKind:
+        """The kind of task the study's trials train for: preference pairs or MOS."""
+        return PAIRS_TASK if self.pairs else MOS
+
     def _validate_pairs(self) -> None:
         """What a pairs study cannot take: a MOS profile, score columns, pretraining; its CSV columns."""
         profile = get_profile(self.profile)
@@ -147,7 +157,8 @@ class StudyConfig:
                              f"space's native size), got {self.patches}")
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("early stopping", self.early_stop, EARLY_STOPPING)
-        for name, value, least in (("max_epochs", self.max_epochs, 1), ("batch_size", self.batch_size, 1),
+        for name, value, least in (("max_epochs", self.max_epochs, 1), ("min_epochs", self.min_epochs, 1),
+                                   ("batch_size", self.batch_size, 1),
                                    ("eval_views", self.eval_views, 1), ("n_synthetic", self.n_synthetic, MIN_SYNTHETIC)):
             if value < least:
                 raise ValueError(f"{name} must be at least {least}, got {value}")

@@ -23,14 +23,16 @@ from tqdm.auto import tqdm
 
 from search.device import default_workers, worker_device
 from search.study.data import StudyData
+from search.study.known import enqueue_known
 from search.study.objective import Objective
 from search.study.record import FINISHED, TrialRecord
 from search.study.settings import LOCAL_SETTINGS, StudyConfig
 from search.study.stale import fail_dead_trials, holder
 from search.study.storage import check_split, create_study, default_storage_url, load_study
 
-MAX_DUPLICATES_IN_A_ROW = 10
-"""A worker whose sampler repeats trained trials this many times in a row stops: the space looks exhausted."""
+MAX_UNTRAINED_IN_A_ROW = 10
+"""A worker whose proposals are not trained (repeats of trained trials, over the caps or the budget) this
+many times in a row stops: the space looks exhausted, or too large for the caps and the budget."""
 
 
 def quiet_optuna() -> None:
@@ -64,9 +66,28 @@ def _must_wait(study: optuna.Study, n_trials: int) -> list[TrialRecord] | None:
     return [r for r in running if holder(r) != "live"]
 
 
+def pace(study: optuna.Study, n_trials: int) -> str | None:
+    """What the study's T4 budgets mean on this machine: measured local seconds per T4 second over the
+    finished trials, and the expected time of the trials still to run at that pace (None before any)."""
+    records = [r for r in map(TrialRecord.from_trial, study.get_trials(deepcopy=False, states=FINISHED))
+               if r.wall_s and r.t4_s]
+    if not records:
+        return None
+    ratio = sum(r.wall_s for r in records) / sum(r.t4_s for r in records)
+    left = max(0, n_trials - count_trials(study)) * sum(r.wall_s for r in records) / len(records)
+    return f"{ratio:.0f} s here per T4 s; ~{_duration(left)} to go"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, overrides: dict | None = None,
-               progress: bool = True, threads: int | None = None, data: StudyData | None = None) -> None:
-    """Run trials until the study holds `n_trials` counted ones (complete or pruned, not duplicates).
+               progress: bool = True, threads: int | None = None, data: StudyData | None = None,
+               stop_at: float | None = None) -> None:
+    """Run trials until the study holds `n_trials` counted ones (finished and trained), or until
+    `stop_at` (`time.time()`): no trial starts after it, and a running one stops after the epoch that
+    passes it (its curve kept).
 
     Each trial is one `optimize(n_trials=1)` call, so workers stop at the shared target. `data`: the
     study's images when the caller has them loaded already.
@@ -75,12 +96,15 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
         torch.set_num_threads(threads)
     quiet_optuna()
     study, cfg = load_study(study_name, storage_url, overrides)
-    objective = Objective(cfg, run_dir, data)
+    objective = Objective(cfg, run_dir, data, stop_at=stop_at)
     check_split(study, objective.data.val_fingerprint())
     bar = tqdm(total=n_trials, initial=min(count_trials(study), n_trials), desc=f"study {study_name}",
                unit="trial", disable=not progress)
     deadline = None
     while count_trials(study) < n_trials:
+        if objective.time_up():
+            _say(f"the time limit is reached: no more trials start ({count_trials(study)} of {n_trials} finished)")
+            break
         _reclaim(study)
         unchecked = _must_wait(study, n_trials)
         if unchecked is not None:
@@ -96,14 +120,16 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
         deadline = None
         study.optimize(objective, n_trials=1, gc_after_trial=True)
         gc.collect()
-        if objective.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
-            _say(f"the sampler proposed already trained trials {objective.duplicates_in_a_row} times in a row: "
-                 "the search space looks exhausted; this worker stops")
+        if objective.untrained_in_a_row >= MAX_UNTRAINED_IN_A_ROW:
+            _say(f"{objective.untrained_in_a_row} proposals in a row were not trained (repeats of trained trials, or "
+                 "over the caps or the budget): the search space looks exhausted or too large; this worker stops")
             break
         bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
-        best = _best_score(study)
+        best, measured = _best_score(study), pace(study, n_trials)
         if best is not None:
             bar.set_postfix(best=f"{best:.3f}")
+        if measured and objective.untrained_in_a_row == 0:
+            _say(f"trial {study.trials[-1].number} done: {measured}")
     bar.close()
 
 
@@ -112,38 +138,49 @@ def _best_score(study: optuna.Study) -> float | None:
     return max(scores) if scores else None
 
 
-def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int) -> None:
-    run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads)
+def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int,
+                  stop_at: float | None) -> None:
+    run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads,
+               stop_at=stop_at)
 
 
 def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
-               storage_url: str | None = None, workers: int | None = None, progress: bool = True) -> optuna.Study:
+               storage_url: str | None = None, workers: int | None = None, progress: bool = True,
+               time_limit_s: float | None = None, seed_recipes: bool = True) -> optuna.Study:
     """Create or resume a study and run it to `n_trials` counted trials with `workers` processes
-    (None: `default_workers` for the study's device; with several GPUs they go round-robin)."""
+    (None: `default_workers` for the study's device; with several GPUs they go round-robin), for at
+    most `time_limit_s` seconds (no trial starts after it; a running one stops after its epoch).
+    A new study with `seed_recipes` first enqueues the known recipes that fit it (`search.study.known`)."""
+    stop_at = None if time_limit_s is None else time.time() + time_limit_s
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage_url or default_storage_url(run_dir)
     study = create_study(cfg, study_name, storage_url)
     data = StudyData(cfg)
     check_split(study, data.val_fingerprint())
+    if seed_recipes and not study.trials:
+        for known in enqueue_known(study, cfg, data):
+            cv = known.cv
+            _say(f"enqueued known recipe {known.name} (cross-validated {cv['score']:.3f} +- {cv['sd']:.3f} over "
+                 f"{cv['folds']} folds; bench/NOTES.md)")
     (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()}, indent=2))
     overrides = {k: getattr(cfg, k) for k in LOCAL_SETTINGS}
     workers = default_workers(cfg.device) if workers is None else workers
     if workers <= 1:
-        run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress, data=data)
+        run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress, data=data, stop_at=stop_at)
         return study
     del data  # each worker process loads its own
-    _run_processes(study, storage_url, n_trials, run_dir, overrides, cfg.device, workers, progress)
+    _run_processes(study, storage_url, n_trials, run_dir, overrides, cfg.device, workers, progress, stop_at)
     return study
 
 
 def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir: Path, overrides: dict,
-                   device: str, workers: int, progress: bool) -> None:
+                   device: str, workers: int, progress: bool, stop_at: float | None) -> None:
     """Run `workers` worker processes (spawned) to the target, with one progress bar."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker_entry, args=(storage_url, study.study_name, n_trials, str(run_dir),
-                                                     {**overrides, "device": worker_device(device, i)}, threads))
+                                                     {**overrides, "device": worker_device(device, i)}, threads, stop_at))
              for i in range(workers)]
     for p in procs:
         p.start()

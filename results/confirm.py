@@ -1,0 +1,82 @@
+"""Confirmation before export: the top of the ranking retrained on prompt-grouped folds.
+
+One trial is one seed on one validation split, and the seed spread of one recipe (0.025 on average,
+0.073 at most, bench/NOTES.md) is about the size of the differences between architectures, so the top
+of a ranking by single runs is partly noise. `confirm` retrains each of the `top` best exportable
+candidates from scratch with its recipe (its planned epochs) on `folds` prompt-grouped folds of the
+study's training and validation images (the test prompts stay out), each fold with its own seed shared
+by every candidate, and stores the fold scores in the study (`CONFIRM_ATTR`). The ranking
+(`results.candidates`) then ranks a confirmed candidate by its mean, and export takes the best
+confirmed one. A resumed run skips the folds already stored.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import optuna
+import pandas as pd
+from tqdm.auto import tqdm
+
+from results.candidates import CONFIRM_ATTR, candidate_recipe, ranked_candidates
+from search.data import grouped_kfold
+from search.device import resolve_device
+from search.profiles import get_profile
+from search.study import StudyConfig, StudyData
+from search.train.loop import seed_everything
+from search.train.recipe import Recipe
+from space import build_model
+
+FOLD_SEED = 1000
+"""Fold f trains with seed `study seed + FOLD_SEED + f`: the same for every candidate, apart from trials' seeds."""
+
+
+def fold_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, folds: int, fold: int) -> float:
+    """The profile's score of `recipe` trained from scratch on all folds but `fold` of the study's
+    training and validation images, scored on `fold`."""
+    size = recipe.spec.input.resize
+    train, val, _ = data.split(size)
+    pool = np.concatenate([train, val])
+    everything = data.all(size)
+    groups = np.asarray(everything.groups, dtype=object)[pool]
+    fit_idx, score_idx = grouped_kfold(groups, folds, seed=cfg.seed)[fold]
+    task = cfg.task
+    fit, held = task.subset(everything, pool[fit_idx]), task.subset(everything, pool[score_idx])
+    train_cfg = recipe.train
+    train_cfg.seed, train_cfg.time_budget_s = cfg.seed + FOLD_SEED + fold, None
+    seed_everything(train_cfg.seed)
+    model = build_model(recipe.spec)
+    device = resolve_device(cfg.device)
+    task.train(model, fit, None, train_cfg, device=device)
+    metrics = task.evaluate(model, held, recipe.spec.input.crop, train_cfg.eval_views, device)
+    return float(get_profile(cfg.profile).score(metrics))
+
+
+def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, folds: int = 3, variants: pd.DataFrame | None = None,
+            reference_sizes_m: Sequence[float] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Retrain the `top` best exportable candidates on `folds` prompt-grouped folds (the folds already
+    stored are kept) and return the ranking with their confirmed scores."""
+    if top < 1 or folds < 2:
+        raise ValueError(f"confirm needs at least 1 candidate and 2 folds, got top {top} and folds {folds}")
+    ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
+    chosen = ranked[ranked["exportable"]].head(top)
+    stored: dict = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
+    data = StudyData(cfg, progress=progress)
+    todo = [(row["id"], f) for _, row in chosen.iterrows() for f in range(folds)
+            if str(f) not in stored.get(row["id"], {}).get("scores", {}) or stored[row["id"]].get("folds") != folds]
+    for cid, fold in tqdm(todo, desc=f"confirm {study.study_name}", unit="fold", disable=not progress):
+        entry = stored.get(cid) if stored.get(cid, {}).get("folds") == folds else {"folds": folds, "scores": {}}
+        score = fold_score(candidate_recipe(cid, study, variants), cfg, data, folds, fold)
+        entry["scores"][str(fold)] = score
+        stored[cid] = entry
+        study.set_user_attr(CONFIRM_ATTR, stored)  # after every fold: an interrupted run keeps what it did
+    return ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
+
+
+def needs_confirming(study: optuna.Study, cfg: StudyConfig, top: int, folds: int, variants: pd.DataFrame | None = None,
+                     reference_sizes_m: Sequence[float] | None = None) -> bool:
+    """Whether one of the `top` best exportable candidates lacks `folds` stored fold scores."""
+    ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
+    stored = study.user_attrs.get(CONFIRM_ATTR, {})
+    return any(stored.get(cid, {}).get("folds") != folds or len(stored[cid]["scores"]) < folds
+               for cid in ranked[ranked["exportable"]].head(top)["id"])
