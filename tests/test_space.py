@@ -8,7 +8,6 @@ import json
 import optuna
 import pytest
 import torch
-from torch import nn
 
 from space import (
     ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, block_plan, build_model, count_flops,
