@@ -34,12 +34,15 @@ def part_costs(spec: ArchSpec, training: bool = False) -> list[PartCost]:
     """Stem, each stage and the head, with FLOPs per scored image (`training`: per training image, a
     step's patches); they add up to `count_params` and `count_flops` (`train_flops`)."""
     views = backbone_views(spec, training)
-    walks = [_view_walk(spec, size) for size, _ in views]
+    walks = [_view_walk(spec, size) for size, _ in views]  # per view: (FLOPs of each part, output sides)
     names = ["stem"] + [f"stage {i}" for i in range(1, len(spec.stages) + 1)] + ["head"]
-    regressor = [0] * (len(names) - 1) + [_regressor_flops(spec)]
-    return [PartCost(name, params, sum(n * walk[0][i] for walk, (_, n) in zip(walks, views)) + regressor[i],
-                     tuple(walk[0][i] for walk in walks), tuple(walk[1][i] for walk in walks if i < len(walk[1])))
-            for i, (name, params) in enumerate(zip(names, _part_params(spec)))]
+    costs = []
+    for i, (name, params) in enumerate(zip(names, _part_params(spec))):
+        per_view = tuple(flops[i] for flops, _ in walks)
+        once = _regressor_flops(spec) if name == "head" else 0
+        costs.append(PartCost(name, params, sum(n * f for f, (_, n) in zip(per_view, views)) + once, per_view,
+                              tuple(sides[i] for _, sides in walks if i < len(sides))))
+    return costs
 
 
 def count_params(spec: ArchSpec) -> int:
