@@ -28,10 +28,6 @@ from search.train.augment import to_model_input
 from search.data import ImageSet
 from search.train.losses import mse_loss
 from space import ArchSpec, IQANet, build_model, count_params
-from space.layers.attention import AttentionBlock
-from space.layers.convnext import ConvNeXtBlock
-from space.layers.mbconv import MBConvBlock
-from space.layers.residual import ResidualBlock
 
 IMPORTANCES = ("magnitude", "taylor")
 SEARCH_STEPS = 8
@@ -57,47 +53,20 @@ def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _out_layer(block: nn.Module) -> nn.Module:
-    """The layer whose output channels are the block's (and so the stage's) width."""
-    if isinstance(block, ResidualBlock):
-        return block.conv2[0]
-    if isinstance(block, MBConvBlock):
-        return block.project[0]
-    if isinstance(block, ConvNeXtBlock):
-        return block.pw2
-    if isinstance(block, AttentionBlock):
-        return block.proj
-    raise TypeError(f"unknown block type {type(block).__name__}")
-
-
 def ignored_layers(model: IQANet) -> tuple[list[nn.Module], list[str]]:
-    """Layers torch-pruning must not prune (as group roots), with a note for each."""
-    ignored: list[nn.Module] = [model.head.mlp[-1]]
-    notes = ["head output Linear (its width is the number of targets)"]
-    for i, pool in enumerate(model.pools):
-        if pool.score is not None:
-            ignored.append(pool.score)
-            notes.append(f"pools[{i}].score (attention-pooling score conv)")
-    producer, cin = model.stem.body[0], model.stem.body[0].out_channels
-    for si, stage in enumerate(model.stages):
-        for bi, block in enumerate(stage):
-            out = _out_layer(block)
-            if isinstance(block, AttentionBlock):
-                ignored += [block.qkv, block.proj]
-                notes.append(f"stages[{si}][{bi}] attention qkv/proj (whole heads; fixes the stage width)")
-            if bi == 0 and _stride(block) == 1 and cin != out.out_channels:
+    """Layers torch-pruning must not prune (as group roots), with a note for each: what the model keeps
+    whole, and the two widths around a stride-1 block that changes width."""
+    kept = model.kept_whole()
+    ignored, notes = [m for layers, _ in kept for m in layers], [why for _, why in kept]
+    producer = model.stem_conv()
+    for stage in model.blocks():
+        for b in stage:
+            out = b.family.out_layer(b.module)
+            if b.index == 0 and b.stride == 1 and producer.out_channels != out.out_channels:
                 ignored += [producer, out]
-                notes.append(f"stages[{si}][{bi}] input and output widths (stride-1 width change must stay a change)")
-            producer, cin = out, out.out_channels
+                notes.append(f"{b.name} input and output widths (stride-1 width change must stay a change)")
+            producer = out
     return ignored, notes
-
-
-def _stride(block: nn.Module) -> int:
-    """The block's spatial stride, read off its first strided layer."""
-    for m in block.modules():
-        if isinstance(m, nn.Conv2d) and m.stride[0] != 1:
-            return m.stride[0]
-    return 1
 
 
 def _importance(kind: str) -> tp.importance.Importance:
@@ -164,21 +133,12 @@ def _prune_to(model: IQANet, target: int, importance: str, global_pruning: bool,
     return best
 
 
-def _block_widths(block: nn.Module) -> tuple[int, int, int]:
-    """(output width, hidden width, SE width or 0) read off a (pruned) block."""
-    se = getattr(block, "se", None)
-    se_width = se.fc1.out_channels if se is not None and hasattr(se, "fc1") else 0
-    hidden = {ResidualBlock: lambda b: b.conv1[0].out_channels, MBConvBlock: lambda b: b.expand[0].out_channels,
-              ConvNeXtBlock: lambda b: b.pw1.out_channels, AttentionBlock: lambda b: b.mlp[0].out_channels}
-    return _out_layer(block).out_channels, hidden[type(block)](block), se_width
-
-
 def spec_of(model: IQANet, spec: ArchSpec) -> ArchSpec:
     """`spec` with every width read off `model` (after pruning): stem, stages, per-block hidden/SE, head."""
     spec = copy.deepcopy(spec)
-    spec.stem.width = model.stem.body[0].out_channels
-    for stage_spec, stage in zip(spec.stages, model.stages):
-        widths = [_block_widths(b) for b in stage]
+    spec.stem.width = model.stem_conv().out_channels
+    for stage_spec, stage in zip(spec.stages, model.blocks()):
+        widths = [b.family.widths(b.module) for b in stage]
         outs = {w[0] for w in widths}
         if len(outs) != 1:
             raise ValueError(f"blocks of one stage ended with different widths {sorted(outs)}")
@@ -186,7 +146,7 @@ def spec_of(model: IQANet, spec: ArchSpec) -> ArchSpec:
         stage_spec.hidden = [w[1] for w in widths]
         stage_spec.se_hidden = [w[2] for w in widths] if any(w[2] for w in widths) else None
     if spec.head.hidden:
-        spec.head.hidden = model.head.mlp[0].out_features
+        spec.head.hidden = model.head_hidden_linear().out_features
     return spec.validate()
 
 

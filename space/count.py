@@ -1,41 +1,71 @@
 """Exact parameter and FLOP counts from a spec, without building the model (over-cap specs are
-rejected before anything is allocated). Each family's formulas live beside its module."""
+rejected before anything is allocated). Each family's formulas live beside its module; this module
+walks a spec once, part by part (`part_costs`), and every total is a sum of that walk."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import stem_flops, stem_out, stem_params
-from space.layers.heads import head_flops, head_params, pool_dim, pool_flops, pool_params
-from space.model import streams
+from space.layers.heads import head_flops, head_params, pool_flops, pool_params
+from space.model import fused_widths, head_in
 from space.spec import ArchSpec, block_plan
+
+
+@dataclass(frozen=True)
+class PartCost:
+    """Exact cost of one part of the model: the stem, a stage (its blocks) or the head (the pools of the
+    fused stages and the regressor)."""
+
+    name: str
+    """"stem", "stage I" (I from 1) or "head"."""
+    params: int
+    flops: int
+    """Per image: the sum over the views of `backbone_views` (each times its count), plus the regressor
+    once for the head."""
+    view_flops: tuple[int, ...]
+    """FLOPs on one view of each size of `backbone_views` (the head's: its pools; the regressor is not
+    per view)."""
+    out_sizes: tuple[int, ...]
+    """The side of the part's output on one view of each size of `backbone_views` (the head: none)."""
+
+
+def part_costs(spec: ArchSpec, training: bool = False) -> list[PartCost]:
+    """Stem, each stage and the head, with FLOPs per scored image (`training`: per training image, a
+    step's patches); they add up to `count_params` and `count_flops` (`train_flops`)."""
+    views = backbone_views(spec, training)
+    walks = [_view_walk(spec, size) for size, _ in views]  # per view: (FLOPs of each part, output sides)
+    names = ["stem"] + [f"stage {i}" for i in range(1, len(spec.stages) + 1)] + ["head"]
+    costs = []
+    for i, (name, params) in enumerate(zip(names, _part_params(spec))):
+        per_view = tuple(flops[i] for flops, _ in walks)
+        once = _regressor_flops(spec) if name == "head" else 0
+        costs.append(PartCost(name, params, sum(n * f for f, (_, n) in zip(per_view, views)) + once, per_view,
+                              tuple(sides[i] for _, sides in walks if i < len(sides))))
+    return costs
 
 
 def count_params(spec: ArchSpec) -> int:
     """Exactly `sum(p.numel() for p in build_model(spec).parameters())`."""
-    total = stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.input.mscn)
-    for blocks in block_plan(spec):
-        for b in blocks:
-            total += BLOCK_FAMILIES[b.block][1](b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden)
-    fused = [s.width for s in spec.stages[-spec.head.fuse:]]
-    total += sum(pool_params(spec.head.pool, c) for c in fused)
-    return total + head_params(_head_in(spec), spec.head.hidden, spec.num_outputs)
-
-
-def stage_sizes(spec: ArchSpec, size: int | None = None) -> list[int]:
-    """Spatial size of each stage's output for a `size` x `size` input (default: what the backbone
-    sees, `InputSpec.view`: the patch or the crop)."""
-    return _walk(spec, size or spec.input.view)[1]
+    return sum(_part_params(spec))
 
 
 def count_flops(spec: ArchSpec) -> int:
     """Forward FLOPs to score one image (one multiply-add = one FLOP): one crop, or every patch of the
     test grid (and the global stream)."""
-    return _image_flops(spec, training=False)
+    return sum(p.flops for p in part_costs(spec))
 
 
 def train_flops(spec: ArchSpec) -> int:
     """Forward FLOPs per training image: one crop, or the random patches of one step (and the global
     stream). What the budget model charges for training."""
-    return _image_flops(spec, training=True)
+    return sum(p.flops for p in part_costs(spec, training=True))
+
+
+def stage_sizes(spec: ArchSpec, size: int | None = None) -> list[int]:
+    """Spatial size of each stage's output for a `size` x `size` input (default: what the backbone
+    sees, `InputSpec.view`: the patch or the crop)."""
+    return _view_walk(spec, size or spec.input.view)[1][1:]
 
 
 def backbone_views(spec: ArchSpec, training: bool = False) -> list[tuple[int, int]]:
@@ -48,28 +78,34 @@ def backbone_views(spec: ArchSpec, training: bool = False) -> list[tuple[int, in
         [(inp.global_size, 1)] if inp.global_size else [])
 
 
-def _image_flops(spec: ArchSpec, training: bool) -> int:
-    backbone = sum(n * _walk(spec, size)[0] for size, n in backbone_views(spec, training))
-    return backbone + head_flops(_head_in(spec), spec.head.hidden, spec.num_outputs)
+def _part_params(spec: ArchSpec) -> list[int]:
+    """Parameters of the stem, each stage and the head (pools and regressor)."""
+    stem = stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.input.mscn)
+    stages = [sum(BLOCK_FAMILIES[b.block].count_params(b) for b in blocks) for blocks in block_plan(spec)]
+    head = sum(pool_params(spec.head.pool, c) for c in fused_widths(spec)) + head_params(head_in(spec), spec.head.hidden, spec.num_outputs)
+    return [stem] + stages + [head]
 
 
-def _head_in(spec: ArchSpec) -> int:
-    return streams(spec) * sum(pool_dim(spec.head.pool, s.width) for s in spec.stages[-spec.head.fuse:])
+def _regressor_flops(spec: ArchSpec) -> int:
+    """FLOPs of the head's Linear layers, once per image."""
+    return head_flops(head_in(spec), spec.head.hidden, spec.num_outputs)
 
 
-def _walk(spec: ArchSpec, size: int) -> tuple[int, list[int]]:
-    """(FLOPs of the stem, stages and pools on one `size` px view, each stage's output size)."""
-    flops = stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, spec.input.mscn)
-    x = stem_out(spec.stem.kind, spec.stem.kernel, size)
-    if x < 1:
+def _view_walk(spec: ArchSpec, size: int) -> tuple[list[int], list[int]]:
+    """On one `size` px view: (FLOPs of the stem, each stage and the pools; output side of the stem and
+    each stage)."""
+    flops = [stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, spec.input.mscn)]
+    sizes = [stem_out(spec.stem.kind, spec.stem.kernel, size)]
+    if sizes[0] < 1:
         raise ValueError(f"input {size}px is too small for the stem")
-    sizes = []
     for blocks in block_plan(spec):
+        stage, x = 0, sizes[-1]
         for b in blocks:
-            f, x = BLOCK_FAMILIES[b.block][2](b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, x)
+            f, x = BLOCK_FAMILIES[b.block].count_flops(b, x)
             if x < 1:
                 raise ValueError(f"input {size}px is too small: a stage's feature map vanishes")
-            flops += f
+            stage += f
+        flops.append(stage)
         sizes.append(x)
-    fused = list(zip([s.width for s in spec.stages], sizes))[-spec.head.fuse:]
-    return flops + sum(pool_flops(spec.head.pool, c, s) for c, s in fused), sizes
+    pools = sum(pool_flops(spec.head.pool, c, s) for c, s in zip(fused_widths(spec), sizes[-spec.head.fuse:]))
+    return flops + [pools], sizes

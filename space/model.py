@@ -1,11 +1,13 @@
 """IQANet: a from-scratch quality model built from an `ArchSpec`."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from space.layers import BLOCK_FAMILIES
-from space.layers.conv import Stem
+from space.layers.conv import BlockFamily, Stem
 from space.layers.heads import Head, Pool, pool_dim
 from space.layers.patches import Patches, reduce_image
 from space.spec import ArchSpec, block_plan
@@ -14,6 +16,31 @@ from space.spec import ArchSpec, block_plan
 def streams(spec: ArchSpec) -> int:
     """Feature vectors the head reads side by side: 2 with a global stream beside the patches, else 1."""
     return 2 if spec.input.global_size else 1
+
+
+def fused_widths(spec: ArchSpec) -> list[int]:
+    """Widths of the last `HeadSpec.fuse` stages, whose pooled features the head reads."""
+    return [s.width for s in spec.stages[-spec.head.fuse:]]
+
+
+def head_in(spec: ArchSpec) -> int:
+    """Width of the feature vector the regressor reads: every stream's pooled, fused features."""
+    return streams(spec) * sum(pool_dim(spec.head.pool, c) for c in fused_widths(spec))
+
+
+@dataclass(frozen=True)
+class BuiltBlock:
+    """One block of a built model: where it sits, its family, its module and its stride."""
+
+    stage: int
+    index: int
+    family: BlockFamily
+    module: nn.Module
+    stride: int
+
+    @property
+    def name(self) -> str:
+        return f"stages[{self.stage}][{self.index}]"
 
 
 class IQANet(nn.Module):
@@ -31,17 +58,41 @@ class IQANet(nn.Module):
         self.spec = spec
         self.stem = Stem(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.act, spec.input.mscn)
         self.stages = nn.ModuleList(
-            nn.Sequential(*(BLOCK_FAMILIES[b.block][0](b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, spec.act)
-                            for b in blocks))
-            for blocks in block_plan(spec)
-        )
-        fused = [s.width for s in spec.stages[-spec.head.fuse:]]
-        self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused)
+            nn.Sequential(*(BLOCK_FAMILIES[b.block].build(b, spec.act) for b in blocks)) for blocks in block_plan(spec))
+        self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused_widths(spec))
         self.patches = Patches(spec.input.patch, spec.input.train_patches, spec.input.grid) if spec.input.patch else None
-        self.head = Head(streams(spec) * sum(pool_dim(spec.head.pool, c) for c in fused), spec.head.hidden,
-                         spec.head.dropout, spec.num_outputs, spec.act)
+        self.head = Head(head_in(spec), spec.head.hidden, spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
         self.register_buffer("target_std", torch.ones(spec.num_outputs))
+
+    def stem_conv(self) -> nn.Conv2d:
+        """The stem's convolution: its output channels are the stem width."""
+        return self.stem.conv()
+
+    def output_linear(self) -> nn.Linear:
+        """The head's last Linear: its output width is the number of targets."""
+        return self.head.output_linear()
+
+    def head_hidden_linear(self) -> nn.Linear | None:
+        """The head's hidden Linear (its output channels are `HeadSpec.hidden`), None without one."""
+        return self.head.hidden_linear()
+
+    def blocks(self) -> list[list[BuiltBlock]]:
+        """Per stage, its blocks with their families (layers' widths may differ from the spec's after
+        channel pruning; the families, depths and strides never do)."""
+        return [[BuiltBlock(si, bi, BLOCK_FAMILIES[plan.block], module, plan.stride)
+                 for bi, (plan, module) in enumerate(zip(plans, stage))]
+                for si, (plans, stage) in enumerate(zip(block_plan(self.spec), self.stages))]
+
+    def kept_whole(self) -> list[tuple[list[nn.Module], str]]:
+        """Layers whose output width the model's function fixes (so channel pruning must leave them
+        whole), each group with why: the output Linear, attention-pooling score convs, and what each
+        block's family keeps whole."""
+        kept = [([self.output_linear()], "head output Linear (its width is the number of targets)")]
+        kept += [([pool.score], f"pools[{i}].score (attention-pooling score conv)")
+                 for i, pool in enumerate(self.pools) if pool.score is not None]
+        return kept + [(b.family.kept_whole(b.module), f"{b.name} {b.family.kept_whole_why}")
+                       for stage in self.blocks() for b in stage if b.family.kept_whole(b.module)]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled, fused feature vector the head regresses from."""

@@ -1,4 +1,5 @@
-"""The search space: exact counts before building, caps, specs, and every block and pool working."""
+"""The search space: exact counts before building (per part, against the built model), caps checked on
+built models, specs, block families, and every block and pool working."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,15 +8,15 @@ import json
 import optuna
 import pytest
 import torch
-from torch import nn
 
 from space import (
-    ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, build_model, count_flops, count_params,
-    fit_to_caps, sample_spec, spec_summary, train_flops,
+    ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, block_plan, build_model, count_flops,
+    count_params, fit_to_caps, part_costs, sample_spec, spec_summary, train_flops,
 )
+from space.layers import BLOCK_FAMILIES
 from space.layers.patches import Patches, grid_offsets
-from space.layers.attention import TokenAttention
 from space.layers.conv import MSCN
+from space.spec import BLOCKS
 
 
 def _random_specs(n: int, space: SpaceConfig, caps: Caps, seed: int) -> list[ArchSpec]:
@@ -34,86 +35,56 @@ def _random_specs(n: int, space: SpaceConfig, caps: Caps, seed: int) -> list[Arc
     return specs
 
 
-def _built_params(spec: ArchSpec) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in build_model(spec).parameters())
-
-
 @pytest.mark.parametrize("space, caps, n, seed", [
     (SpaceConfig(), Caps(), 120, 0),
     (SpaceConfig(), Caps(params=500_000), 40, 1),  # forces shrinking
     (SpaceConfig.tiny(), Caps(), 60, 2),
 ])
-def test_counted_params_equal_built_params_exactly(space, caps, n, seed):
+def test_built_models_have_the_counted_params_and_stay_under_the_cap(built_params, space, caps, n, seed):
     for spec in _random_specs(n, space, caps, seed):
-        assert count_params(spec) == _built_params(spec), spec_summary(spec)
-        assert count_params(spec) <= caps.params
+        built = built_params(spec)
+        assert built == count_params(spec) and built <= caps.params, spec_summary(spec)
 
 
-def test_flops_cap_is_never_exceeded():
+def test_built_models_stay_under_the_flops_cap(built_params, measured_flops):
     caps = Caps(params=2_000_000, flops=150_000_000)
-    whole_images = dataclasses.replace(SpaceConfig(), patches=(0,))  # a 3x3 grid of 256 px patches cannot fit 150M
+    # a 3x3 grid of 256 px patches cannot fit 150M; no MSCN, so that the model runs on the meta device
+    whole_images = dataclasses.replace(SpaceConfig(), patches=(0,), mscn=(False,))
     for spec in _random_specs(40, whole_images, caps, 3):
-        assert count_params(spec) <= caps.params and count_flops(spec) <= caps.flops
+        assert built_params(spec) <= caps.params, spec_summary(spec)
+        with torch.device("meta"):  # shapes are all the hooks read
+            measured = sum(measured_flops(build_model(spec), spec.input.crop).values())
+        assert measured == count_flops(spec) and measured <= caps.flops, spec_summary(spec)
 
 
-def _measured_flops(model: nn.Module, size: int, train: bool = False) -> int:
-    """Multiply-adds of one forward pass on one image, counted by hooks (in training mode: a patch
-    model's training patches; BatchNorm kept in eval mode, which costs the same)."""
-    total = 0
-
-    def conv(m, inp, out):
-        nonlocal total
-        total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear(m, inp, out):
-        nonlocal total
-        total += inp[0].numel() // m.in_features * m.in_features * m.out_features
-
-    def attention(m, inp, out):
-        nonlocal total
-        n, c3, h, w = inp[0].shape
-        total += n * 2 * (h * w) ** 2 * (c3 // 3)
-
-    def mscn(m, inp, out):  # separable blurs of Y and Y^2: two passes of the window's taps per pixel each
-        nonlocal total
-        total += inp[0].shape[0] * 2 * 2 * m.window.numel() * inp[0].shape[-2] * inp[0].shape[-1]
-
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.register_forward_hook(conv)
-        elif isinstance(m, nn.Linear):
-            m.register_forward_hook(linear)
-        elif isinstance(m, TokenAttention):
-            m.register_forward_hook(attention)
-        elif isinstance(m, MSCN):
-            m.register_forward_hook(mscn)
-    model.train(train)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
-    with torch.no_grad():
-        model(torch.rand(1, 3, size, size))
-    return total
+def _assert_parts_measured(spec: ArchSpec, measured_flops, training: bool = False) -> None:
+    """Every part's counted parameters and FLOPs are those of the built model's own layers."""
+    model = build_model(spec)
+    numel = lambda *mods: sum(p.numel() for m in mods for p in m.parameters())  # noqa: E731
+    built = [numel(model.stem)] + [numel(s) for s in model.stages] + [numel(model.pools, model.head)]
+    parts = part_costs(spec, training)
+    assert [p.params for p in parts] == built, spec_summary(spec)
+    measured = measured_flops(model, spec.input.crop, training)
+    assert {p.name: p.flops for p in parts if p.flops} == measured, spec_summary(spec)
+    assert count_params(spec) == sum(built), spec_summary(spec)
+    assert (train_flops if training else count_flops)(spec) == sum(measured.values()), spec_summary(spec)
 
 
-def test_counted_flops_equal_hook_measurement():
+def test_counted_params_and_flops_per_part_equal_the_built_model(measured_flops):
     for spec in _random_specs(25, SpaceConfig.tiny(), Caps(), 4) + _random_specs(4, SpaceConfig(), Caps(params=300_000), 5):
-        assert count_flops(spec) == _measured_flops(build_model(spec), spec.input.crop), spec_summary(spec)
+        _assert_parts_measured(spec, measured_flops)
 
 
 PATCH_SPACE = dataclasses.replace(SpaceConfig.tiny(), patches=(0, 16, 24), native=48, train_patches=(1, 3),
                                   global_sizes=(0, 32))
 
 
-def test_patch_models_count_exactly_and_sample_both_inputs():
+def test_patch_models_count_exactly_and_sample_both_inputs(measured_flops):
     specs = _random_specs(30, PATCH_SPACE, Caps(), 6)
     assert {s.input.patch for s in specs} == {0, 16, 24} and {s.input.global_size for s in specs} == {0, 32}
     for spec in specs:
-        model = build_model(spec)
-        assert count_params(spec) == sum(p.numel() for p in model.parameters()), spec_summary(spec)
-        assert count_flops(spec) == _measured_flops(model, spec.input.crop), spec_summary(spec)
-        assert train_flops(spec) == _measured_flops(model, spec.input.crop, train=True), spec_summary(spec)
+        _assert_parts_measured(spec, measured_flops)
+        _assert_parts_measured(spec, measured_flops, training=True)
         if spec.input.patch:
             assert spec.input.resize == spec.input.crop == 48 and f"p{spec.input.patch}x" in spec_summary(spec)
 
@@ -180,6 +151,28 @@ def test_target_buffers_map_to_mos_and_channels_last_autocast():
     model = model.to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(x.contiguous(memory_format=torch.channels_last)).shape == (3, 2)
+
+
+def test_every_block_family_is_registered_and_reads_its_widths_off_a_built_block():
+    assert list(BLOCK_FAMILIES) == list(BLOCKS)
+    for block in BLOCKS:
+        spec = _spec(block)
+        spec.stages[1].hidden = [40, 24]
+        model = build_model(spec)
+        for plans, stage in zip(block_plan(spec), model.blocks()):
+            for plan, built in zip(plans, stage):
+                assert built.family is BLOCK_FAMILIES[plan.block] and isinstance(built.module, built.family.module)
+                assert built.family.widths(built.module) == (plan.cout, plan.hidden, plan.se_hidden), (block, built.name)
+                assert built.stride == plan.stride
+
+
+def test_the_model_names_its_stem_conv_output_linear_and_what_stays_whole():
+    model = build_model(_spec("attention", pool="attn"))
+    assert model.stem_conv().out_channels == 8 and model.output_linear().out_features == 2
+    assert model.head_hidden_linear().out_features == 16
+    kept = dict((why.split(" ")[0], layers) for layers, why in model.kept_whole())
+    assert kept["head"] == [model.output_linear()] and kept["pools[1].score"] == [model.pools[1].score]
+    assert kept["stages[1][0]"] == [model.stages[1][0].qkv, model.stages[1][0].proj] and "stages[0][0]" not in kept
 
 
 def test_per_block_width_overrides_are_counted_and_built():

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.budget import BudgetModel
+from search.data import make_synthetic
 from search.train.recipe import Recipe, TrainConfig
 from search.profiles import get_profile
 from search.study import (
@@ -24,7 +26,9 @@ from search.study import (
     load_study, plan_schedule, run_search, run_worker, sample_trial, space_config, study_split,
 )
 from search.study import workers as workers_module
-from space import Caps, SpaceConfig, sample_spec
+from search.train.loop import predict, seed_everything, train_model
+from search.train.recipe import TrainConfig
+from space import ArchSpec, Caps, InputSpec, SpaceConfig, StageSpec, StemSpec, build_model, sample_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(space="tiny", n_synthetic=240, max_epochs=3, trial_budget_s=1000.0, early_stop=False, device="cpu")
@@ -205,9 +209,25 @@ def test_two_way_split_is_the_plain_grouped_holdout_and_recorded(tmp_path):
     assert TrialRecord.from_trial(study.trials[0]).val_fingerprint == objective.data.val_fingerprint()
 
 
-def test_every_loss_preset_keeps_predictions_on_the_mos_scale():
-    """Correlation losses alone leave the scale free (RMSE, the first tie-break, then suffers)."""
-    assert all(weights.get("mse", 0) > 0 for weights in LOSS_PRESETS.values())
+def _mos_offset(loss_weights: dict[str, float]) -> float:
+    """How far, in MOS standard deviations, the mean prediction of a tiny model that starts 0.6 of one
+    off the MOS scale ends from the training MOS mean after a few epochs with `loss_weights`."""
+    data = make_synthetic(n_images=48, size=32, seed=0)
+    seed_everything(0)
+    model = build_model(ArchSpec(InputSpec(32, 32), StemSpec("conv", 8), [StageSpec("mbconv", 16, 1, 2, 3, 2.0)]))
+    with torch.no_grad():
+        model.output_linear().bias.fill_(0.6)  # in target units: 0.6 MOS standard deviations too high
+    train_model(model, data, None, TrainConfig(epochs=4, lr=5e-2, batch_size=8, loss_weights=loss_weights, crop=32))
+    mos = data.targets.numpy()
+    return abs(float(predict(model, data.images).mean() - mos.mean())) / float(mos.std())
+
+
+def test_every_loss_preset_brings_predictions_to_the_mos_scale():
+    """Correlation losses alone leave the scale free (RMSE, the first tie-break, then suffers): every
+    preset must pull an off-scale model back to the MOS mean, which PLCC + rank alone do not."""
+    assert _mos_offset({"plcc": 1.0, "rank": 1.0}) > 0.4
+    for name, weights in LOSS_PRESETS.items():
+        assert _mos_offset(weights) < 0.15, name
 
 
 def test_pretraining_takes_its_share_of_the_trial_budget_and_the_rest_goes_to_mos_epochs():

@@ -1,4 +1,5 @@
-"""The facts a paper states, read from the study: the exported model, its per-part costs, the trial counts."""
+"""The facts a paper states, read from the study: the exported model and the trial counts (its per-part
+costs are `space.count.part_costs`)."""
 from __future__ import annotations
 
 import json
@@ -12,11 +13,6 @@ from results.candidates import add_composite, rank, trials_frame
 from search.profiles import Profile
 from search.train.recipe import Recipe
 from search.study import TrialRecord
-from space import ArchSpec, count_flops, count_params
-from space.count import backbone_views
-from space.layers import BLOCK_FAMILIES
-from space.layers.conv import stem_flops, stem_out, stem_params
-from space.spec import block_plan
 
 
 @dataclass(frozen=True)
@@ -51,38 +47,6 @@ def exported_model(study: optuna.Study, profile: Profile, run_dir: Path) -> Expo
         raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to describe")
     number = int(ranked.iloc[0]["trial"])
     return Exported(number, TrialRecord.from_trial(study.trials[number]).recipe, False)
-
-
-@dataclass(frozen=True)
-class PartCost:
-    """Exact parameters and FLOPs of one part of the model (stem, a stage, the head)."""
-
-    name: str
-    params: int
-    flops: int
-
-
-def part_costs(spec: ArchSpec) -> list[PartCost]:
-    """Parameters and FLOPs (per scored image: every view the backbone runs on, `backbone_views`) of
-    the stem, each stage and the head (pooling and regressor: the rest); they add up to
-    `count_params` and `count_flops`."""
-    views, mscn = backbone_views(spec), spec.input.mscn
-    parts = [PartCost("stem", stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, mscn),
-                      sum(n * stem_flops(spec.stem.kind, spec.stem.width, spec.stem.kernel, size, mscn)
-                          for size, n in views))]
-    sides = [stem_out(spec.stem.kind, spec.stem.kernel, size) for size, _ in views]
-    for i, blocks in enumerate(block_plan(spec), 1):
-        params = flops = 0
-        for b in blocks:
-            _, params_fn, flops_fn = BLOCK_FAMILIES[b.block]
-            params += params_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden)
-            for v, (_, n) in enumerate(views):
-                f, sides[v] = flops_fn(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, sides[v])
-                flops += n * f
-        parts.append(PartCost(f"stage {i}", params, flops))
-    parts.append(PartCost("head", count_params(spec) - sum(p.params for p in parts),
-                          count_flops(spec) - sum(p.flops for p in parts)))
-    return parts
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:

@@ -8,15 +8,14 @@ import optuna
 import pandas as pd
 
 from results.paper.bib import DATASETS
-from results.paper.facts import Exported, part_costs, trial_counts, wall_hours
+from results.paper.facts import Exported, trial_counts, wall_hours
 from results.paper.figures import FIGURES
 from results.report import pareto_front
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from search.study import StudyConfig
 from space import ArchSpec, count_flops, count_params, stage_sizes
-from space.count import backbone_views
-from space.layers.conv import stem_out
+from space.count import backbone_views, part_costs
 from space.spec import has_se
 
 
@@ -108,7 +107,7 @@ def architecture_table(exp: Exported) -> str:
     """Table: per stage block, width, depth, kernel, expansion, SE, output size, parameters and FLOPs."""
     spec, parts = exp.recipe.spec, part_costs(exp.recipe.spec)
     sizes = stage_sizes(spec)
-    stem_size = stem_out(spec.stem.kind, spec.stem.kernel, spec.input.view)
+    stem_size = parts[0].out_sizes[0]  # at the first view, InputSpec.view
     stem_kind = f"{spec.stem.kind} stem" + ("" if spec.stem.kind == "conv" else f" ({spec.stem.kernel}-px patches)")
     rows = [f"Stem & {stem_kind} & {spec.stem.width} & 1 & {spec.stem.kernel} & -- & -- & ${stem_size}^2$ & "
             f"{tex_int(parts[0].params)} & {_mflops(parts[0].flops)} \\\\"]

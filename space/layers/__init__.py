@@ -1,15 +1,11 @@
-"""Layer families, one file each; every family exports its module and its exact parameter/FLOP count."""
+"""Layer families, one file each; every stage-block family declares its `BlockFamily` beside its module."""
 from __future__ import annotations
 
-from space.layers.attention import AttentionBlock, attention_flops, attention_params
-from space.layers.convnext import ConvNeXtBlock, convnext_flops, convnext_params
-from space.layers.mbconv import MBConvBlock, mbconv_flops, mbconv_params
-from space.layers.residual import ResidualBlock, residual_flops, residual_params
+from space.layers.attention import ATTENTION
+from space.layers.conv import BlockFamily
+from space.layers.convnext import CONVNEXT
+from space.layers.mbconv import MBCONV
+from space.layers.residual import RESIDUAL
 
-# block name -> (module class, params(cin, cout, stride, kernel, hidden, se_hidden), flops(..., size) -> (flops, out))
-BLOCK_FAMILIES = {
-    "residual": (ResidualBlock, residual_params, residual_flops),
-    "mbconv": (MBConvBlock, lambda cin, cout, stride, k, h, se: mbconv_params(cin, cout, k, h, se), mbconv_flops),
-    "convnext": (ConvNeXtBlock, convnext_params, convnext_flops),
-    "attention": (AttentionBlock, attention_params, attention_flops),
-}
+BLOCK_FAMILIES: dict[str, BlockFamily] = {f.name: f for f in (RESIDUAL, MBCONV, CONVNEXT, ATTENTION)}
+"""Every stage-block family by its name (`StageSpec.block`)."""

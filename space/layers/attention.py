@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from space.layers.conv import make_act
+from space.layers.conv import BlockFamily, make_act
 from space.layers.convnext import downsample, downsample_flops, downsample_params
 
 
@@ -61,3 +61,8 @@ def attention_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, 
     flops, out = downsample_flops(cin, cout, stride, size)
     tokens, c = out * out, cout
     return flops + tokens * (3 * c * c + c * c + 2 * c * hidden) + 2 * tokens * tokens * c, out
+
+
+ATTENTION = BlockFamily("attention", AttentionBlock, attention_params, attention_flops, out_layer=lambda b: b.proj,
+                        hidden_layer=lambda b: b.mlp[0], kept_whole=lambda b: [b.qkv, b.proj],
+                        kept_whole_why="attention qkv/proj (whole heads; fixes the stage width)")

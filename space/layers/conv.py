@@ -5,9 +5,14 @@ additions are not counted.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from space.spec import BlockPlan
 
 ACTIVATION_LAYERS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 """The layer of each name in `space.spec.ACTIVATIONS`."""
@@ -39,6 +44,44 @@ def conv_bn_params(cin: int, cout: int, kernel: int, groups: int = 1) -> int:
 
 def conv_flops(cin: int, cout: int, kernel: int, out_size: int, groups: int = 1) -> int:
     return cin // groups * cout * kernel * kernel * out_size * out_size
+
+
+@dataclass(frozen=True)
+class BlockFamily:
+    """A stage-block family as the rest of the project sees it, declared beside its module: how it is
+    built and counted, and which layers carry its widths (so a pruned block is re-expressed as a spec)."""
+
+    name: str
+    module: type[nn.Module]
+    """Built as `module(cin, cout, stride, kernel, hidden, se_hidden, act)`."""
+    params: Callable[[int, int, int, int, int, int], int]
+    """(cin, cout, stride, kernel, hidden, se_hidden) -> exact parameter count."""
+    flops: Callable[[int, int, int, int, int, int, int], tuple[int, int]]
+    """(cin, cout, stride, kernel, hidden, se_hidden, size) -> (FLOPs, output size)."""
+    out_layer: Callable[[nn.Module], nn.Module]
+    """The layer whose output channels are the block's (and so its stage's) width."""
+    hidden_layer: Callable[[nn.Module], nn.Module]
+    """The layer whose output channels are the block's hidden width."""
+    se_layer: Callable[[nn.Module], nn.Module | None] = lambda block: None
+    """The squeeze-excitation's first layer (its output channels are the SE width), None without SE."""
+    kept_whole: Callable[[nn.Module], list[nn.Module]] = lambda block: []
+    """Layers channel pruning must leave whole, and `kept_whole_why` says why."""
+    kept_whole_why: str = ""
+
+    def build(self, b: BlockPlan, act: str) -> nn.Module:
+        return self.module(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, act)
+
+    def count_params(self, b: BlockPlan) -> int:
+        return self.params(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden)
+
+    def count_flops(self, b: BlockPlan, size: int) -> tuple[int, int]:
+        """(FLOPs, output size) on a `size` x `size` input."""
+        return self.flops(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, size)
+
+    def widths(self, block: nn.Module) -> tuple[int, int, int]:
+        """(output, hidden, SE or 0) widths read off a built, possibly pruned, block of this family."""
+        se = self.se_layer(block)
+        return self.out_layer(block).out_channels, self.hidden_layer(block).out_channels, se.out_channels if se else 0
 
 
 MSCN_WINDOW = 7
@@ -87,6 +130,10 @@ class Stem(nn.Module):
             self.body = ConvBN(cin, width, kernel, 2, act=act)
         else:
             self.body = nn.Sequential(nn.Conv2d(cin, width, kernel, kernel), nn.BatchNorm2d(width))
+
+    def conv(self) -> nn.Conv2d:
+        """The stem's convolution: its output channels are the stem width."""
+        return self.body[0]
 
     def forward(self, x):
         return self.body(self.mscn(x))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from space.layers.conv import ConvBN, conv_bn_params, conv_flops, conv_out, make_act
+from space.layers.conv import BlockFamily, ConvBN, conv_bn_params, conv_flops, conv_out, make_act
 
 
 def downsample(cin: int, cout: int, stride: int) -> nn.Module:
@@ -48,3 +48,7 @@ def convnext_params(cin: int, cout: int, stride: int, kernel: int, hidden: int, 
 def convnext_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int, size: int) -> tuple[int, int]:
     flops, out = downsample_flops(cin, cout, stride, size)
     return flops + conv_flops(cout, cout, kernel, out, groups=cout) + 2 * cout * hidden * out * out, out
+
+
+CONVNEXT = BlockFamily("convnext", ConvNeXtBlock, convnext_params, convnext_flops, out_layer=lambda b: b.pw2,
+                       hidden_layer=lambda b: b.pw1)

@@ -49,6 +49,12 @@ class Head(nn.Module):
         layers += [nn.Dropout(dropout), nn.Linear(hidden or in_dim, outputs)]
         self.mlp = nn.Sequential(*layers)
 
+    def output_linear(self) -> nn.Linear:
+        return self.mlp[-1]
+
+    def hidden_linear(self) -> nn.Linear | None:
+        return self.mlp[0] if len(self.mlp) > 2 else None
+
     def forward(self, features):
         return self.mlp(features)
 

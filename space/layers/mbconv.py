@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from space.layers.conv import ConvBN, conv_bn_params, conv_flops, conv_out, make_act
+from space.layers.conv import BlockFamily, ConvBN, conv_bn_params, conv_flops, conv_out, make_act
 
 
 class SqueezeExcite(nn.Module):
@@ -29,6 +29,11 @@ def se_flops(channels: int, hidden: int) -> int:
     return 2 * channels * hidden
 
 
+def se_layer(block: nn.Module) -> nn.Module | None:
+    """The first conv of a block's squeeze-excitation (`block.se`), None when it has none."""
+    return block.se.fc1 if isinstance(block.se, SqueezeExcite) else None
+
+
 class MBConvBlock(nn.Module):
     """1x1 expand -> kxk depthwise (stride) -> [SE] -> 1x1 project; residual when shapes match."""
 
@@ -45,7 +50,7 @@ class MBConvBlock(nn.Module):
         return x + y if self.residual else y
 
 
-def mbconv_params(cin: int, cout: int, kernel: int, hidden: int, se_hidden: int) -> int:
+def mbconv_params(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int) -> int:
     return (conv_bn_params(cin, hidden, 1) + conv_bn_params(hidden, hidden, kernel, groups=hidden)
             + se_params(hidden, se_hidden) + conv_bn_params(hidden, cout, 1))
 
@@ -55,3 +60,7 @@ def mbconv_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_
     flops = (conv_flops(cin, hidden, 1, size) + conv_flops(hidden, hidden, kernel, out, groups=hidden)
              + se_flops(hidden, se_hidden) + conv_flops(hidden, cout, 1, out))
     return flops, out
+
+
+MBCONV = BlockFamily("mbconv", MBConvBlock, mbconv_params, mbconv_flops, out_layer=lambda b: b.project[0],
+                     hidden_layer=lambda b: b.expand[0], se_layer=se_layer)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from space.layers.conv import ConvBN, conv_bn_params, conv_flops, conv_out, make_act
-from space.layers.mbconv import SqueezeExcite, se_flops, se_params
+from space.layers.conv import BlockFamily, ConvBN, conv_bn_params, conv_flops, conv_out, make_act
+from space.layers.mbconv import SqueezeExcite, se_flops, se_layer, se_params
 
 
 class ResidualBlock(nn.Module):
@@ -31,3 +31,7 @@ def residual_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, s
     out = conv_out(size, kernel, stride, kernel // 2)
     shortcut = conv_flops(cin, cout, 1, out) if stride != 1 or cin != cout else 0
     return conv_flops(cin, hidden, kernel, out) + conv_flops(hidden, cout, kernel, out) + se_flops(cout, se_hidden) + shortcut, out
+
+
+RESIDUAL = BlockFamily("residual", ResidualBlock, residual_params, residual_flops, out_layer=lambda b: b.conv2[0],
+                       hidden_layer=lambda b: b.conv1[0], se_layer=se_layer)
