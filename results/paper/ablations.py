@@ -62,7 +62,8 @@ def read_ablation(path: Path) -> Ablation:
         runs = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read ablation file {path}: {err}") from None
-    if not (isinstance(runs, list) and runs and all({"recipe", "fold", "corr_score", "params"} <= set(r) for r in runs)):
+    needed = {"recipe", "fold", "corr_score", "params"}
+    if not (isinstance(runs, list) and runs and all(needed <= set(r) for r in runs)):
         raise ValueError(f"{path} is not the --out JSON of bench/quality.py or bench/ladder.py")
     bench = "ladder" if "step_cpu_s" in runs[0] else "quality"
     names = list(dict.fromkeys(r["recipe"] for r in runs))

@@ -46,7 +46,8 @@ def ranking_table(ranked: pd.DataFrame, exp: Exported, profile: Profile) -> str:
                  fixed(r["score"])]
         cells += [confirmed(r) or "--"] if has_confirm else []
         rows.append(" & ".join(cells) + " \\\\")
-    caption = (f"The ranking the export takes from ($^\\ast$: the exported candidate): validation {score_words(profile)} "
+    caption = (f"The ranking the export takes from ($^\\ast$: the exported candidate): validation "
+               f"{score_words(profile)} "
                "of the search" + (" and, where confirmed, mean $\\pm$ sd over repeated training runs with other "
                                   "seeds" if has_confirm else "; no candidate was confirmed by repeated runs") + ".")
     return table("tab:ranking", caption, "rlrrr" + ("r" if has_confirm else ""),
@@ -60,7 +61,8 @@ def retrain_text(exp: Exported, profile: Profile) -> str:
         return (todo("run the export: the final retrain on all labelled images and its T4 time go here") +
                 f" {notebook}.")
     e = exp.export
-    pretrain = f", the first {plural(e['pretrain_epochs'], 'epoch')} self-supervised" if e.get("pretrain_epochs") else ""
+    pretrain = (f", the first {plural(e['pretrain_epochs'], 'epoch')} self-supervised" if e.get("pretrain_epochs")
+                else "")
     return (f"For the submission the exported model is retrained from scratch on all {tex_int(e['images'])} "
             f"labelled images for {plural(e['epochs'], 'epoch')}{pretrain}. The budget model estimates "
             f"{e['estimated_t4_s'] / 60:.1f} min for this retrain and the inference on a T4; it took "

@@ -68,5 +68,6 @@ def table(label: str, caption: str, columns: str, header: str, rows: list[str]) 
     """A one-column float, scaled down to the column width when wider."""
     body = "\n".join(rows)
     return (f"\\begin{{table}}[!htb]\n\\centering\n\\footnotesize\n\\caption{{{caption}}}\n\\label{{{label}}}\n"
-            f"\\resizebox{{\\ifdim\\width>\\columnwidth\\columnwidth\\else\\width\\fi}}{{!}}{{%\n\\begin{{tabular}}{{{columns}}}\n"
+            f"\\resizebox{{\\ifdim\\width>\\columnwidth\\columnwidth\\else\\width\\fi}}{{!}}{{%\n"
+            f"\\begin{{tabular}}{{{columns}}}\n"
             f"\\hline\n{header} \\\\\n\\hline\n{body}\n\\hline\n\\end{{tabular}}}}\n\\end{{table}}\n")

@@ -35,7 +35,6 @@ def result_phrase(row: pd.Series, profile: Profile) -> str:
 def abstract(cfg: StudyConfig, profile: Profile, exp: Exported, row: pd.Series, completed: int, ieee: bool) -> str:
     """The abstract with the study's numbers; the test result is the team's to add."""
     data = DATASETS.get(cfg.dataset, (tex_escape(cfg.dataset), None))[0]
-    spec = exp.recipe.spec
     text = (f"Quality models for AI-generated images are usually large and start from pretrained weights. For "
             f"{challenge_title(profile)}, which asks for models trained from scratch under "
             f"{tex_int(profile.caps.params)} parameters, we search architectures and training recipes jointly: a "
@@ -75,7 +74,8 @@ def introduction(profile: Profile, compressed: bool) -> str:
         "human ratings are needed to filter and rank their outputs~\\cite{li2024agiqa3k}. "
         + todo("motivate why small models trained from scratch matter (deployment, cost)"),
         "",
-        f"{challenge_title(profile)[0].upper()}{challenge_title(profile)[1:]}~\\cite{{icme2026challenge}} asks for no-reference models of at most "
+        f"{challenge_title(profile)[0].upper()}{challenge_title(profile)[1:]}~\\cite{{icme2026challenge}} asks for "
+        f"no-reference models of at most "
         f"{tex_int(profile.caps.params)} parameters, trained from scratch without pretrained weights or external "
         f"data, in a notebook that trains and predicts within {plural(round(profile.notebook_limit_s / 3600), 'hour')} "
         f"on an NVIDIA T4. Entries earn up to {sum(points.values()):g} points: {ranking}. Our contributions are",
@@ -92,8 +92,9 @@ def related_work() -> str:
         "BRISQUE~\\cite{mittal2012brisque} and NIQE~\\cite{mittal2013niqe} describe an image by the statistics of "
         "its mean-subtracted contrast-normalised (MSCN) coefficients; our optional MSCN input channel follows them. "
         "CNNIQA~\\cite{kang2014cnniqa} learned quality with a shallow CNN on small patches. Efficient backbones "
-        "build on inverted residual blocks~\\cite{sandler2018mobilenetv2} and compound scaling~\\cite{tan2019efficientnet}, "
-        "and fragment sampling~\\cite{wu2022fastvqa} keeps native-resolution detail at low cost, as our patch inputs do. "
+        "build on inverted residual blocks~\\cite{sandler2018mobilenetv2} and compound "
+        "scaling~\\cite{tan2019efficientnet}, and fragment sampling~\\cite{wu2022fastvqa} keeps native-resolution "
+        "detail at low cost, as our patch inputs do. "
         "FineQA~\\cite{fineqa2026} trains a compact AIGC quality model from scratch. " + todo("position against them"),
         "",
         "\\textbf{AIGC IQA datasets.} AGIQA-1K~\\cite{zhang2023agiqa1k} holds 1{,}080 generated images with mean "

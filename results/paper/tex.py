@@ -224,15 +224,16 @@ def training_text(recipe: Recipe) -> str:
 
 def figures_tex() -> str:
     """The figure floats (files written by `results.paper.figures`)."""
-    return "\n".join(f"\\begin{{figure}}[!htb]\n\\centering\n\\includegraphics[width=\\columnwidth]{{figures/{stem}.pdf}}\n"
+    return "\n".join(f"\\begin{{figure}}[!htb]\n\\centering\n"
+                     f"\\includegraphics[width=\\columnwidth]{{figures/{stem}.pdf}}\n"
                      f"\\caption{{{caption}}}\n\\label{{fig:{stem}}}\n\\end{{figure}}" for stem, caption in FIGURES)
 
 
 def ablations_part(ablations: list[Ablation]) -> str:
     """A subsection per benchmark file given, or a TODO naming what to run."""
     if not ablations:
-        return ("\\subsection{Ablations}\n" + todo("ablations: run bench/quality.py and bench/ladder.py with --out "
-                                                    "and pass the files to the paper command's --ablations") + "\n")
+        return ("\\subsection{Ablations}\n" + todo("ablations: run the quality and ladder benchmarks (bench/) and "
+                                                    "pass their JSON files to the paper command") + "\n")
     refs = ", ".join(f"Table~\\ref{{tab:ablation{i}}}" for i in range(1, len(ablations) + 1))
     return "\n".join(["\\subsection{Ablations}",
                       f"Outside the search, fixed recipes isolate single choices ({refs}); every row is trained "
