@@ -102,7 +102,7 @@ def architecture_table(exp: Exported) -> str:
                f"multiply-add counted as one FLOP; Exp.: expansion ratio (h: per-block hidden widths set by pruning); "
                f"Out: output feature map at the ${spec.input.view}\\times{spec.input.view}$ view.")
     return table("tab:arch", caption, "llrrrrcrrr",
-                  "Part & Block & Width & Depth & Kernel & Exp. & SE & Out & Params & MFLOPs", rows)
+                 "Part & Block & Width & Depth & Kernel & Exp. & SE & Out & Params & MFLOPs", rows)
 
 
 def _loss(weights: dict[str, float]) -> str:
@@ -204,8 +204,8 @@ def compression_part(variants: pd.DataFrame | None) -> str:
     kinds = [text for kind, text in VARIANT_KINDS.items() if kind in set(variants["kind"])]
     text = " ".join(kinds) + " Table~\\ref{tab:compress} lists every variant measured on the validation split.\n\n"
     return text + table("tab:compress", "Compressed variants on the validation split ($\\Delta$: score change "
-                         "against the parent).", "llrrrrr",
-                         "Variant & Kind & Ratio & Params & Bytes & Score & $\\Delta$", rows)
+                        "against the parent).", "llrrrrr",
+                        "Variant & Kind & Ratio & Params & Bytes & Score & $\\Delta$", rows)
 
 
 def training_text(recipe: Recipe) -> str:
