@@ -6,7 +6,7 @@
     python run_search.py report --study NAME
     python run_search.py compress --study NAME --ratios 0.3 0.5
     python run_search.py export --study NAME --team TEAM
-    python run_search.py paper --study NAME [--pdf]
+    python run_search.py paper --study NAME [--pdf] [--title T] [--authors A B] [--ablations FILE...]
     python run_search.py predict --model FILE --data agiqa3k --root PATH
     python run_search.py predict --model FILE --pairs PAIRS.csv
     python run_search.py            # the whole flow on the built-in synthetic set
@@ -298,7 +298,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     study, cfg, run_dir, storage = _open(args, need_data=False)
     _require_completed(study)
-    out = write_paper_kit(study, cfg, run_dir, variants=VariantStore(storage, study.study_name).frame())
+    out = write_paper_kit(study, cfg, run_dir, variants=VariantStore(storage, study.study_name).frame(),
+                          ablations=args.ablations, title=args.title, authors=args.authors)
     print(f"wrote {out}: method.tex, paper.tex, refs.bib, figures/")
     if args.pdf:
         print(f"compiled {compile_paper(out)}")
@@ -521,6 +522,10 @@ def _add_paper(sub) -> None:
     p = sub.add_parser("paper", help="LaTeX method section, tables, figures and references of the study for the paper")
     _study_options(p, required=True)
     p.add_argument("--pdf", action="store_true", help="also compile paper.pdf (needs pdflatex)")
+    p.add_argument("--title", default=None, help="the paper's title (default: a working title)")
+    p.add_argument("--authors", nargs="+", default=None, help="author names, one argument each (default: a TODO)")
+    p.add_argument("--ablations", nargs="+", default=[], metavar="FILE",
+                   help="--out JSON files of bench/quality.py and bench/ladder.py, one ablation table each")
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_paper)
 

@@ -1,4 +1,4 @@
-"""`refs.bib`: correct entries for what the study used (its dataset, the tools, the challenge)."""
+"""`refs.bib`: checked entries for what the paper cites (the datasets, the tools, the challenge, related work)."""
 from __future__ import annotations
 
 DATASETS = {  # study dataset -> (name in the text, BibTeX key or None)
@@ -56,15 +56,85 @@ BIB = {
   year      = {2019}
 }""",
     "icme2026challenge": """@misc{icme2026challenge,
+  author       = {{\\todo{challenge organisers}}},
   title        = {{ICME} 2026 Grand Challenge on Lightweight Neural Networks for {AIGC} Image Quality Assessment},
-  howpublished = {IEEE International Conference on Multimedia and Expo (ICME) Grand Challenge},
+  howpublished = {\\url{https://sites.google.com/view/icme26-aigciqa-gc/home}},
+  note         = {{IEEE} International Conference on Multimedia and Expo ({ICME}) Grand Challenge},
   year         = {2026}
 }""",
+    "mittal2013niqe": """@article{mittal2013niqe,
+  author  = {Mittal, Anish and Soundararajan, Rajiv and Bovik, Alan C.},
+  title   = {Making a ``Completely Blind'' Image Quality Analyzer},
+  journal = {IEEE Signal Processing Letters},
+  volume  = {20},
+  number  = {3},
+  pages   = {209--212},
+  year    = {2013}
+}""",
+    "mittal2012brisque": """@article{mittal2012brisque,
+  author  = {Mittal, Anish and Moorthy, Anush Krishna and Bovik, Alan Conrad},
+  title   = {No-Reference Image Quality Assessment in the Spatial Domain},
+  journal = {IEEE Transactions on Image Processing},
+  volume  = {21},
+  number  = {12},
+  pages   = {4695--4708},
+  year    = {2012}
+}""",
+    "kang2014cnniqa": """@inproceedings{kang2014cnniqa,
+  author    = {Kang, Le and Ye, Peng and Li, Yi and Doermann, David},
+  title     = {Convolutional Neural Networks for No-Reference Image Quality Assessment},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {1733--1740},
+  year      = {2014}
+}""",
+    "wu2022fastvqa": """@inproceedings{wu2022fastvqa,
+  author    = {Wu, Haoning and Chen, Chaofeng and Hou, Jingwen and Liao, Liang and Wang, Annan and Sun, Wenxiu and Yan, Qiong and Lin, Weisi},
+  title     = {{FAST-VQA}: Efficient End-to-End Video Quality Assessment with Fragment Sampling},
+  booktitle = {European Conference on Computer Vision (ECCV)},
+  pages     = {538--554},
+  year      = {2022}
+}""",
+    "sandler2018mobilenetv2": """@inproceedings{sandler2018mobilenetv2,
+  author    = {Sandler, Mark and Howard, Andrew and Zhu, Menglong and Zhmoginov, Andrey and Chen, Liang-Chieh},
+  title     = {{MobileNetV2}: Inverted Residuals and Linear Bottlenecks},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {4510--4520},
+  year      = {2018}
+}""",
+    "tan2019efficientnet": """@inproceedings{tan2019efficientnet,
+  author    = {Tan, Mingxing and Le, Quoc V.},
+  title     = {{EfficientNet}: Rethinking Model Scaling for Convolutional Neural Networks},
+  booktitle = {Proceedings of the 36th International Conference on Machine Learning (ICML)},
+  series    = {PMLR},
+  volume    = {97},
+  pages     = {6105--6114},
+  year      = {2019}
+}""",
+    "elsken2019nas": """@article{elsken2019nas,
+  author  = {Elsken, Thomas and Metzen, Jan Hendrik and Hutter, Frank},
+  title   = {Neural Architecture Search: A Survey},
+  journal = {Journal of Machine Learning Research},
+  volume  = {20},
+  number  = {55},
+  pages   = {1--21},
+  year    = {2019}
+}""",
+    "liu2019rethinking": """@inproceedings{liu2019rethinking,
+  author    = {Liu, Zhuang and Sun, Mingjie and Zhou, Tinghui and Huang, Gao and Darrell, Trevor},
+  title     = {Rethinking the Value of Network Pruning},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year      = {2019}
+}""",
+    "fineqa2026": """@inproceedings{fineqa2026,
+  author    = {{\\todo{authors}}},
+  title     = {{`Less is More'} for {AIGC} Quality: A No-Reference {IQA} Model from Scratch},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  note      = {\\url{https://icml.cc/virtual/2026/78350}},
+  year      = {2026}
+}""",
 }
-ALWAYS_CITED = ("li2024agiqa3k", "akiba2019optuna", "fang2023depgraph", "paszke2019pytorch", "icme2026challenge")
-def refs_bib(dataset: str) -> str:
-    """The BibTeX entries of what the study used: AGIQA-3K, its own dataset, Optuna, PyTorch, Torch-Pruning,
-    the challenge."""
-    key = DATASETS.get(dataset, (dataset, None))[1]
-    keys = list(ALWAYS_CITED) + ([key] if key and key not in ALWAYS_CITED else [])
-    return "\n\n".join(BIB[k] for k in keys) + "\n"
+
+
+def refs_bib() -> str:
+    """The BibTeX entries the paper cites: the datasets, the tools, the challenge and the related work."""
+    return "\n\n".join(BIB.values()) + "\n"

@@ -7,28 +7,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 
-from results.candidates import add_composite, rank, trials_frame
-from search.profiles import Profile
+from results.candidates import candidate_recipe
+from results.report import pareto_front
 from search.train.recipe import Recipe
 from search.study import TrialRecord
 
 
 @dataclass(frozen=True)
 class Exported:
-    """The model the paper describes: a trial and the recipe that trains it."""
+    """The model the paper describes: the candidate export takes and the recipe that trains it."""
 
     trial: int
+    """The trial whose architecture it is (a scratch variant's parent trial)."""
     recipe: Recipe
     retrained: bool
-    """True: the recipe export retrained (from `export/export.json`); False: the trial's search recipe."""
+    """True: the recipe export retrained (from `export/export.json`); False: the candidate's search recipe."""
     teacher_trial: int | None = None
     """The trial whose architecture taught the exported model (export's `--teacher`), if any."""
+    candidate: str = ""
+    """The ranking's id of the candidate ("trial 3" or a variant id)."""
+    export: dict | None = None
+    """`export/export.json` as written by the export (final retrain: images, epochs, times), if any."""
 
 
-def exported_model(study: optuna.Study, profile: Profile, run_dir: Path) -> Exported:
-    """The trial in `run_dir/export/export.json` with its recipe, else the report's first-ranked trial."""
+def exported_model(study: optuna.Study, run_dir: Path, ranked: pd.DataFrame,
+                   variants: pd.DataFrame | None = None) -> Exported:
+    """The candidate in `run_dir/export/export.json` with its recipe, else the one `ranked` (the ranking of
+    `results.candidates.ranked_candidates`, what `run_search.py export` takes from) marks for export."""
     path = Path(run_dir) / "export" / "export.json"
     if path.exists():
         data = json.loads(path.read_text())
@@ -41,12 +49,27 @@ def exported_model(study: optuna.Study, profile: Profile, run_dir: Path) -> Expo
                 and study.trials[number].state == TrialState.COMPLETE):
             raise ValueError(f"{path} names trial {number!r}, not a completed trial of study {study.study_name!r}")
         teacher = (data.get("teacher") or {}).get("trial")
-        return Exported(number, Recipe.from_dict(data["recipe"]), True, teacher)
-    ranked = rank(add_composite(trials_frame(study, profile), profile))
-    if ranked.empty:
-        raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to describe")
-    number = int(ranked.iloc[0]["trial"])
-    return Exported(number, TrialRecord.from_trial(study.trials[number]).recipe, False)
+        return Exported(number, Recipe.from_dict(data["recipe"]), True, teacher,
+                        data.get("candidate", f"trial {number}"), data)
+    chosen = ranked[ranked["export"]]
+    if chosen.empty:
+        raise ValueError(f"study {study.study_name!r} has no exportable candidate within the caps to describe")
+    row = chosen.iloc[0]
+    return Exported(int(row["trial"]), candidate_recipe(row, study, variants), False, candidate=str(row["id"]))
+
+
+def exported_row(ranked: pd.DataFrame, exp: Exported) -> pd.Series:
+    """The ranking's row of the exported candidate (its validation and confirmed scores)."""
+    found = ranked[ranked["id"] == exp.candidate]
+    if found.empty:
+        raise ValueError(f"the exported candidate {exp.candidate!r} is not in the ranking (over the caps?)")
+    return found.iloc[0]
+
+
+def front_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto-optimal trials (score against parameters among the trials alone), sorted by parameters:
+    the one source of every "Pareto-optimal trials" the paper states, counts and draws."""
+    return pareto_front(frame[frame["kind"] == "trial"])
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:

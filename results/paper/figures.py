@@ -8,8 +8,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from results.paper.facts import Exported
-from results.report import pareto_front
+from results.paper.facts import Exported, front_trials
+from results.paper.fmt import score_words
 from results.score import tier_boundaries
 from search.profiles import Profile
 
@@ -22,8 +22,8 @@ SCATTER_STYLES = {  # (kind, state) -> (legend label, marker, colour) in the Par
 }
 FIGURES = (  # (file stem, caption)
     ("pareto", "Validation score against parameters (log axis) of every trial and compressed variant; the line "
-               "is the Pareto front, the ring the exported model, dotted lines the size-tier boundaries of the "
-               "reference distribution."),
+               "is the Pareto front of the trials, the ring the exported model, dotted lines the size-tier boundaries "
+               "(share of the reference distribution of competitors' sizes)."),
     ("curves", "Validation score per epoch of every trial (dotted: stopped early; bold: the exported model)."),
 )
 def pareto_plot(frame: pd.DataFrame, profile: Profile, exp: Exported) -> Figure:
@@ -34,20 +34,21 @@ def pareto_plot(frame: pd.DataFrame, profile: Profile, exp: Exported) -> Figure:
     for (kind, state), group in shown.groupby(["kind", "state"]):
         label, marker, color = SCATTER_STYLES.get((kind, state), (f"{kind}, {state.lower()}", "P", "#7f7f7f"))
         ax.scatter(group["params"], group["score"], marker=marker, color=color, s=16, label=label, zorder=3)
-    front = pareto_front(frame)
+    front = front_trials(frame)
     if len(front):
-        ax.step(front["params"], front["score"], where="post", color="#ff7f0e", lw=1.2, label="Pareto front", zorder=2)
+        ax.step(front["params"], front["score"], where="post", color="#ff7f0e", lw=1.2, label="Pareto front (trials)",
+                zorder=2)
     chosen = shown[(shown["kind"] == "trial") & (shown["trial"] == exp.trial)]
     ax.scatter(chosen["params"], chosen["score"], s=90, facecolors="none", edgecolors="black", lw=1.2,
                label=f"exported (trial {exp.trial})", zorder=4)
     for i, (bound, params) in enumerate(tier_boundaries(profile) if profile.size_tiers else []):
-        ax.axvline(params, color="#2ca02c", ls=":", lw=0.9)
+        ax.axvline(params, color="#2ca02c", ls=":", lw=0.9, label="size-tier boundary" if i == 0 else None)
         ax.text(params, 0.98 - 0.12 * (i % 2), f"{bound:.0%}", transform=ax.get_xaxis_transform(), ha="right",
                 va="top", fontsize=6, color="#2ca02c")  # alternate heights: neighbouring boundaries lie close
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
-    ax.set_ylabel(f"validation {profile.score_name}")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.set_ylabel(f"validation {score_words(profile)}")
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)  # below the data
     return fig
 
 
@@ -64,7 +65,7 @@ def curves_plot(frame: pd.DataFrame, profile: Profile, exp: Exported) -> Figure:
                     label=f"trial {exp.trial} (exported)" if bold else None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"validation {profile.score_name}")
+    ax.set_ylabel(f"validation {score_words(profile)}")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
     return fig
@@ -78,6 +79,6 @@ def write_figures(frame: pd.DataFrame, profile: Profile, exp: Exported, out_dir:
         for (stem, _), fig in zip(FIGURES, (pareto_plot(frame, profile, exp), curves_plot(frame, profile, exp))):
             fig.tight_layout()
             for suffix, extra in ((".pdf", {}), (".png", {"dpi": 200})):
-                fig.savefig(out_dir / f"{stem}{suffix}", **extra)
+                fig.savefig(out_dir / f"{stem}{suffix}", bbox_inches="tight", **extra)  # the legend below too
                 paths.append(out_dir / f"{stem}{suffix}")
     return paths

@@ -7,10 +7,14 @@ import subprocess
 import optuna
 import pandas as pd
 
+from results.paper.ablations import Ablation, ablation_table
 from results.paper.bib import DATASETS
-from results.paper.facts import Exported, trial_counts, wall_hours
+from results.paper.experiments import comparison_table, ranking_table, retrain_text
+from results.paper.facts import Exported, exported_row, front_trials, trial_counts, wall_hours
 from results.paper.figures import FIGURES
-from results.report import pareto_front
+from results.paper.fmt import (challenge_title, fixed, mflops, plural, score_words, table, tex_escape, tex_int, tex_sci,
+                               todo)
+from results.paper.sections import abstract, conclusion, introduction, related_work, title_block
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from search.study import StudyConfig
@@ -49,38 +53,6 @@ VARIANT_KINDS = {
     "int8": "int8 variants store the weights as 8-bit integers (symmetric, per output channel).",
     "fp16": "fp16 variants store the weights in half precision.",
 }
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-                "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\textasciitilde{}"}
-
-
-def tex_escape(text: object) -> str:
-    """`text` as literal LaTeX text (data such as study names and ids may hold `_`, `%`, `&`...)."""
-    return "".join(_TEX_SPECIAL.get(c, c) for c in str(text))
-
-
-def tex_int(n: int) -> str:
-    """An integer with thousands separators, e.g. 12{,}345 (pdftotext reads it back as 12,345)."""
-    return f"{int(n):,}".replace(",", "{,}")
-
-
-def tex_sci(x: float) -> str:
-    """A float in scientific notation, e.g. $1.23\\times 10^{-3}$."""
-    mantissa, exponent = f"{x:.2e}".split("e")
-    return rf"${mantissa}\times 10^{{{int(exponent)}}}$"
-
-
-def _mflops(flops: int) -> str:
-    return f"{flops / 1e6:.2f}"
-
-
-def _table(label: str, caption: str, columns: str, header: str, rows: list[str]) -> str:
-    """A one-column float, scaled to the column width."""
-    body = "\n".join(rows)
-    return (f"\\begin{{table}}[t]\n\\centering\n\\caption{{{caption}}}\n\\label{{{label}}}\n"
-            f"\\resizebox{{\\columnwidth}}{{!}}{{%\n\\begin{{tabular}}{{{columns}}}\n"
-            f"\\hline\n{header} \\\\\n\\hline\n{body}\n\\hline\n\\end{{tabular}}}}\n\\end{{table}}\n")
-
-
 def _input_policy(spec: ArchSpec, eval_views: int) -> str:
     s, c, p = spec.input.resize, spec.input.crop, spec.input.patch
     mscn = "an MSCN (local-contrast-normalised) luminance channel is appended as a fourth input" if spec.input.mscn \
@@ -110,26 +82,26 @@ def architecture_table(exp: Exported) -> str:
     stem_size = parts[0].out_sizes[0]  # at the first view, InputSpec.view
     stem_kind = f"{spec.stem.kind} stem" + ("" if spec.stem.kind == "conv" else f" ({spec.stem.kernel}-px patches)")
     rows = [f"Stem & {stem_kind} & {spec.stem.width} & 1 & {spec.stem.kernel} & -- & -- & ${stem_size}^2$ & "
-            f"{tex_int(parts[0].params)} & {_mflops(parts[0].flops)} \\\\"]
+            f"{tex_int(parts[0].params)} & {mflops(parts[0].flops)} \\\\"]
     for i, (stage, size, part) in enumerate(zip(spec.stages, sizes, parts[1:-1]), 1):
         kernel = "--" if stage.block == "attention" else str(stage.kernel)
         expansion = ("--" if stage.block == "residual" and not stage.hidden
                      else "h " + "/".join(map(str, stage.hidden)) if stage.hidden else f"{stage.expansion:g}")
         se = "yes" if has_se(stage) else "no" if stage.block in ("residual", "mbconv") else "--"
         rows.append(f"Stage {i} & {BLOCK_NAMES[stage.block]} & {stage.width} & {stage.depth} & {kernel} & {expansion} "
-                    f"& {se} & ${size}^2$ & {tex_int(part.params)} & {_mflops(part.flops)} \\\\")
+                    f"& {se} & ${size}^2$ & {tex_int(part.params)} & {mflops(part.flops)} \\\\")
     head = spec.head
     regressor = f"MLP, {head.hidden} hidden" if head.hidden else "linear"
-    rows.append(f"Head & \\multicolumn{{7}}{{l}}{{{POOL_NAMES[head.pool]} of the last {head.fuse} stage(s), {regressor}}}"
-                f" & {tex_int(parts[-1].params)} & {_mflops(parts[-1].flops)} \\\\")
+    stages = "the last stage" if head.fuse == 1 else f"the last {head.fuse} stages"
+    rows.append(f"Head & \\multicolumn{{7}}{{l}}{{{POOL_NAMES[head.pool]} of {stages}, {regressor}}}"
+                f" & {tex_int(parts[-1].params)} & {mflops(parts[-1].flops)} \\\\")
     rows.append(f"\\hline\nTotal & \\multicolumn{{7}}{{l}}{{}} & {tex_int(count_params(spec))} & "
-                f"{_mflops(count_flops(spec))} \\\\")
-    caption = (f"Exported architecture (trial {exp.trial}): {_input_policy(spec, exp.recipe.train.eval_views)}; "
-               f"activation {ACTIVATIONS[spec.act]}. FLOPs per scored image ({_scored_views(spec)}), Out at the "
-               f"${spec.input.view}\\times{spec.input.view}$ view, one multiply-add counted as one FLOP; Exp.: expansion ratio (h: per-block hidden widths set "
-               "by pruning); Out: output feature map.")
-    return _table("tab:arch", caption, "llrrrrcrrr",
-                  "Part & Block & Width & Depth & Kernel & Exp. & SE & Out & Params & MFLOPs", rows)
+                f"{mflops(count_flops(spec))} \\\\")
+    caption = (f"Exported architecture (trial {exp.trial}). FLOPs per scored image ({_scored_views(spec)}), one "
+               f"multiply-add counted as one FLOP; Exp.: expansion ratio (h: per-block hidden widths set by pruning); "
+               f"Out: output feature map at the ${spec.input.view}\\times{spec.input.view}$ view.")
+    return table("tab:arch", caption, "llrrrrcrrr",
+                 "Part & Block & Width & Depth & Kernel & Exp. & SE & Out & Params & MFLOPs", rows)
 
 
 def _loss(weights: dict[str, float]) -> str:
@@ -148,7 +120,7 @@ def recipe_rows(exp: Exported) -> dict[str, str]:
         "Trained on": "all labelled images (final retrain)" if exp.retrained else "the training split of the search",
         "Loss": _loss(t.loss_weights),
         "Optimiser": f"AdamW, lr {tex_sci(t.lr)}, weight decay {tex_sci(t.weight_decay)}",
-        "Schedule": f"linear warm-up over {t.warmup_epochs:g} epoch(s), cosine decay to 0",
+        "Schedule": f"linear warm-up over {plural(t.warmup_epochs, 'epoch')}, cosine decay to 0",
         "MOS epochs": str(t.epochs),
         "Pretraining epochs": str(t.pretrain_epochs),
         "Batch size": str(t.batch_size),
@@ -200,22 +172,22 @@ def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_s
 
 def _rows_table(label: str, caption: str, rows: dict[str, str]) -> str:
     lines = [f"{k} & {v} \\\\" for k, v in rows.items()]
-    return _table(label, caption, "lp{0.62\\columnwidth}", "Setting & Value", lines)
+    return table(label, caption, "lp{0.62\\columnwidth}", "Setting & Value", lines)
 
 
-def metrics_table(front: pd.DataFrame, frame: pd.DataFrame, exp: Exported, profile: Profile) -> str:
+def metrics_table(frame: pd.DataFrame, exp: Exported, profile: Profile) -> str:
     """Validation metrics of the Pareto-optimal trials and the exported one (marked)."""
     trials = frame[frame["kind"] == "trial"]
-    shown = trials[trials["trial"].isin(set(front.loc[front["kind"] == "trial", "trial"]) | {exp.trial})]
+    shown = trials[trials["trial"].isin(set(front_trials(frame)["trial"]) | {exp.trial})]
     rows = []
     for _, r in shown.sort_values("params").iterrows():
         mark = "$^\\ast$" if r["trial"] == exp.trial else ""
-        cells = [f"{int(r['trial'])}{mark}", tex_int(r["params"]), _mflops(r["flops"])]
-        cells += [f"{r[m]:.3f}" for m in ("plcc", "srcc", "krcc", "rmse")] + [f"{r['score']:.3f}"]
+        cells = [f"{int(r['trial'])}{mark}", tex_int(r["params"]), mflops(r["flops"])]
+        cells += [fixed(r[m]) for m in ("plcc", "srcc", "krcc", "rmse", "score")]
         rows.append(" & ".join(cells) + " \\\\")
-    caption = (f"Validation metrics of the Pareto-optimal trials ($^\\ast$: the exported model, trial {exp.trial}) "
-               f"on the search's validation split; score: {tex_escape(profile.score_name)}.")
-    return _table("tab:metrics", caption, "rrrrrrrr", "Trial & Params & MFLOPs & PLCC & SRCC & KRCC & RMSE & Score", rows)
+    caption = (f"Validation metrics of the Pareto-optimal trials ($^\\ast$: the exported architecture, trial "
+               f"{exp.trial}) on the search's validation split; score: the {score_words(profile)}.")
+    return table("tab:metrics", caption, "rrrrrrrr", "Trial & Params & MFLOPs & PLCC & SRCC & KRCC & RMSE & Score", rows)
 
 
 def compression_part(variants: pd.DataFrame | None) -> str:
@@ -225,14 +197,14 @@ def compression_part(variants: pd.DataFrame | None) -> str:
     rows = []
     for _, v in variants.sort_values(["trial", "params"]).iterrows():
         ratio = f"{v['ratio']:g}" if pd.notna(v.get("ratio")) else "--"
-        delta = f"{v['d_score']:+.3f}" if pd.notna(v.get("d_score")) else "--"
+        delta = fixed(v["d_score"], sign=True) if pd.notna(v.get("d_score")) else "--"
         rows.append(f"{tex_escape(v['id'])} & {tex_escape(v['kind'])} & {ratio} & {tex_int(v['params'])} & "
-                    f"{tex_int(v['bytes'])} & {v['score']:.3f} & {delta} \\\\")
+                    f"{tex_int(v['bytes'])} & {fixed(v['score'])} & {delta} \\\\")
     kinds = [text for kind, text in VARIANT_KINDS.items() if kind in set(variants["kind"])]
     text = " ".join(kinds) + " Table~\\ref{tab:compress} lists every variant measured on the validation split.\n\n"
-    return text + _table("tab:compress", "Compressed variants on the validation split ($\\Delta$: score change "
-                         "against the parent).", "llrrrrr",
-                         "Variant & Kind & Ratio & Params & Bytes & Score & $\\Delta$", rows)
+    return text + table("tab:compress", "Compressed variants on the validation split ($\\Delta$: score change "
+                        "against the parent).", "llrrrrr",
+                        "Variant & Kind & Ratio & Params & Bytes & Score & $\\Delta$", rows)
 
 
 def training_text(recipe: Recipe) -> str:
@@ -249,25 +221,48 @@ def training_text(recipe: Recipe) -> str:
     return text
 
 
-def method_tex(study: optuna.Study, cfg: StudyConfig, exp: Exported, frame: pd.DataFrame,
-               variants: pd.DataFrame | None) -> str:
-    """The LaTeX fragment: method and experiments sections of this study's facts."""
+def figures_tex() -> str:
+    """The figure floats (files written by `results.paper.figures`)."""
+    return "\n".join(f"\\begin{{figure}}[!htb]\n\\centering\n"
+                     f"\\includegraphics[width=\\columnwidth]{{figures/{stem}.pdf}}\n"
+                     f"\\caption{{{caption}}}\n\\label{{fig:{stem}}}\n\\end{{figure}}" for stem, caption in FIGURES)
+
+
+def ablations_part(ablations: list[Ablation]) -> str:
+    """A subsection per benchmark file given, or a TODO naming what to run."""
+    if not ablations:
+        return ("\\subsection{Ablations}\n" + todo("ablations: run the quality and ladder benchmarks (bench/) and "
+                                                    "pass their JSON files to the paper command") + "\n")
+    refs = ", ".join(f"Table~\\ref{{tab:ablation{i}}}" for i in range(1, len(ablations) + 1))
+    return "\n".join(["\\subsection{Ablations}",
+                      f"Outside the search, fixed recipes isolate single choices ({refs}); every row is trained "
+                      "from scratch on the same folds as its reference, so the paired gain cancels the folds' "
+                      "difficulty. " + todo("interpret the ablations"), ""]
+                     + [ablation_table(a, i) for i, a in enumerate(ablations, 1)])
+
+
+def method_tex(study: optuna.Study, cfg: StudyConfig, exp: Exported, ranked: pd.DataFrame, frame: pd.DataFrame,
+               variants: pd.DataFrame | None, ablations: list[Ablation]) -> str:
+    """The LaTeX fragment: method and experiments sections of this study's facts. `ranked`: the ranking export
+    takes from (`results.candidates.ranked_candidates`); `frame`: every candidate (`candidates_frame`)."""
     profile = get_profile(cfg.profile)
-    front = pareto_front(frame)
+    front = front_trials(frame)
     challenge = "~\\cite{icme2026challenge}" if profile.name == "icme2026-aigc" else ""
     formula = SCORE_FORMULAS.get(profile.name, r"S = \text{" + tex_escape(profile.description) + "}")
     source = ("retrained from scratch by the export on all labelled images (Table~\\ref{tab:recipe})"
               if exp.retrained else "as trained in the search")
     return "\n".join([
-        f"% Generated by results/paper.py from study {tex_escape(study.study_name)}: regenerate, do not edit.",
-        "% Needs \\usepackage{graphicx} and \\usepackage{amsmath}.",
+        f"% Generated by results/paper from study {tex_escape(study.study_name)}: regenerate, do not edit.",
+        "% Needs \\usepackage{graphicx}, \\usepackage{amsmath}, \\usepackage{array} and a \\todo command.",
         "\\section{Method}",
-        f"Models are trained from scratch under the {tex_escape(profile.name)} rules{challenge}; no pretrained "
+        f"Models are trained from scratch under the rules of {challenge_title(profile)}{challenge}; no pretrained "
         "weights or external data are used. The architecture and its training recipe were found by a "
         f"multi-objective search with Optuna~\\cite{{akiba2019optuna}} in PyTorch~\\cite{{paszke2019pytorch}}.",
         "",
         "\\subsection{Architecture}",
-        f"Table~\\ref{{tab:arch}} gives the exported model, trial {exp.trial} of the search, {source}.",
+        f"Table~\\ref{{tab:arch}} gives the exported model, trial {exp.trial} of the search, {source}. It takes "
+        f"{_input_policy(exp.recipe.spec, exp.recipe.train.eval_views)}; its activation is "
+        f"{ACTIVATIONS[exp.recipe.spec.act]}.",
         "",
         architecture_table(exp),
         "\\subsection{Training}",
@@ -286,11 +281,25 @@ def method_tex(study: optuna.Study, cfg: StudyConfig, exp: Exported, frame: pd.D
         "Predictions $\\hat y_i$ are compared with the mean opinion scores $y_i$ of the $N$ validation images:",
         METRIC_FORMULAS,
         "where $N_c$ and $N_d$ count concordant and discordant pairs, $N_0=N(N-1)/2$ and $T$ the pairs tied in "
-        "one variable (Kendall's $\\tau_b$). The challenge score is",
+        f"one variable (Kendall's $\\tau_b$). The {score_words(profile)} is",
         f"\\begin{{equation}}\n{formula}.\n\\end{{equation}}",
-        "Table~\\ref{tab:metrics} reports them for the Pareto-optimal trials.",
+        "\\subsection{Search results}",
+        f"Of the completed trials, {plural(len(front), 'trial')} {'is' if len(front) == 1 else 'are'} Pareto-optimal "
+        "(Fig.~\\ref{fig:pareto}, Table~\\ref{tab:metrics}); Fig.~\\ref{fig:curves} shows the learning curves. "
+        "Table~\\ref{tab:ranking} gives the ranking the export takes its model from.",
         "",
-        metrics_table(front, frame, exp, profile),
+        figures_tex(),
+        metrics_table(frame, exp, profile),
+        ranking_table(ranked, exp, profile),
+        ablations_part(ablations),
+        "\\subsection{Final model}",
+        retrain_text(exp, profile),
+        "",
+        "\\subsection{Published systems}",
+        "Table~\\ref{tab:published} places the exported model beside published systems; their numbers come from "
+        "other splits and are not a comparison on equal terms.",
+        "",
+        comparison_table(ranked, exp, cfg, profile),
     ])
 
 
@@ -301,20 +310,25 @@ def _installed(name: str) -> bool:
     return bool(subprocess.run(["kpsewhich", name], capture_output=True, text=True).stdout.strip())
 
 
-def paper_tex(study_name: str) -> str:
-    """A compilable wrapper around `method.tex` and the figures: IEEEtran if installed, else article."""
+def paper_tex(cfg: StudyConfig, exp: Exported, ranked: pd.DataFrame, completed: int, compressed: bool,
+              title: str | None = None, authors: list[str] | None = None) -> str:
+    """The paper around `method.tex`: title block, abstract, Index Terms, introduction, related work,
+    conclusion and references; IEEEtran if installed, else article. `completed`: the study's completed trials."""
     ieee = _installed("IEEEtran.cls")
-    figures = "\n".join(f"\\begin{{figure}}[t]\n\\centering\n\\includegraphics[width=\\columnwidth]{{figures/{stem}.pdf}}\n"
-                        f"\\caption{{{caption}}}\n\\label{{fig:{stem}}}\n\\end{{figure}}" for stem, caption in FIGURES)
+    profile = get_profile(cfg.profile)
+    row = exported_row(ranked, exp)
     return "\n".join([
         "\\documentclass[conference]{IEEEtran}" if ieee else "\\documentclass[10pt,twocolumn]{article}",
-        "\\usepackage{graphicx}", "\\usepackage{amsmath}",
+        "\\usepackage{graphicx}", "\\usepackage{amsmath}", "\\usepackage{array}", "\\usepackage{color}",
+        "\\usepackage{url}",
+        "\\newcommand{\\todo}[1]{\\textcolor{red}{[TODO: #1]}}",
         "\\begin{document}",
-        f"\\title{{Study {tex_escape(study_name)}: generated method and results}}",
-        "\\author{\\IEEEauthorblockN{Anonymous}}" if ieee else "\\author{Anonymous}",
-        "\\maketitle",
+        title_block(title, authors, ieee),
+        abstract(cfg, profile, exp, row, completed, ieee),
+        introduction(profile, compressed),
+        related_work(),
         "\\input{method}",
-        figures,
+        conclusion(profile, exp, row),
         f"\\bibliographystyle{{{'IEEEtran' if _installed('IEEEtran.bst') else 'plain'}}}",
         "\\bibliography{refs}",
         "\\end{document}", "",

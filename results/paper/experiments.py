@@ -1,0 +1,86 @@
+"""The experiments section's study-specific parts: the ranking export takes from, the final retrain and
+the comparison with published systems."""
+from __future__ import annotations
+
+import pandas as pd
+
+from results.paper.bib import DATASETS
+from results.paper.facts import Exported, exported_row
+from results.paper.fmt import WRAPPED, fixed, mflops, plural, score_words, table, tex_escape, tex_int, todo
+from search.profiles import Profile
+from search.study import StudyConfig
+
+RANKING_ROWS = 5
+"""Candidates the ranking table shows (the exported one is added when it ranks lower)."""
+PUBLISHED = (  # (system, BibTeX key, parameters, score, evaluated on) as their papers publish them
+    ("FineQA", "fineqa2026", "211K", "0.7421", "their 610-image test split"),
+    ("AGIQA-3K baselines", "li2024agiqa3k", todo("params"), todo("SRCC/PLCC"), "their split of AGIQA-3K"),
+)
+
+
+def candidate_name(candidate: str) -> str:
+    """A ranking id as the paper writes it: "trial 3" -> "Trial 3", a variant id escaped."""
+    return candidate.replace("trial ", "Trial ", 1) if candidate.startswith("trial ") else tex_escape(candidate)
+
+
+def confirmed(row: pd.Series) -> str | None:
+    """"mean $\\pm$ sd (n runs)" of the confirm stage, or None when the row was not confirmed."""
+    if pd.isna(row.get("confirm_mean", float("nan"))):
+        return None
+    return (f"{fixed(row['confirm_mean'])} $\\pm$ {fixed(row['confirm_sd'])} "
+            f"({plural(int(row['confirm_n']), 'run')})")
+
+
+def ranking_table(ranked: pd.DataFrame, exp: Exported, profile: Profile) -> str:
+    """The first candidates of the ranking export takes from, with their confirmed scores when confirmed."""
+    shown = ranked.head(RANKING_ROWS)
+    mine = ranked[ranked["id"] == exp.candidate]
+    if len(mine) and mine.index[0] not in shown.index:
+        shown = pd.concat([shown, mine])
+    has_confirm = "confirm_mean" in ranked and ranked["confirm_mean"].notna().any()
+    rows = []
+    for rank, r in shown.iterrows():
+        mark = "$^\\ast$" if r["id"] == exp.candidate else ""
+        cells = [str(rank + 1), candidate_name(r["id"]) + mark, tex_int(r["params"]),
+                 mflops(r["flops"]) if pd.notna(r["flops"]) else "--",
+                 fixed(r["score"])]
+        cells += [confirmed(r) or "--"] if has_confirm else []
+        rows.append(" & ".join(cells) + " \\\\")
+    caption = (f"The ranking the export takes from ($^\\ast$: the exported candidate): validation "
+               f"{score_words(profile)} "
+               "of the search" + (" and, where confirmed, mean $\\pm$ sd over repeated training runs with other "
+                                  "seeds" if has_confirm else "; no candidate was confirmed by repeated runs") + ".")
+    return table("tab:ranking", caption, "rlrrr" + ("r" if has_confirm else ""),
+                 "Rank & Candidate & Params & MFLOPs & Score" + (" & Confirmed" if has_confirm else ""), rows)
+
+
+def retrain_text(exp: Exported, profile: Profile) -> str:
+    """The final retrain and its time from `export/export.json`, or what is still to run."""
+    notebook = todo(f"the notebook's measured wall time on a Kaggle T4 (limit {profile.notebook_limit_s / 3600:g} h)")
+    if exp.export is None:
+        return (todo("run the export: the final retrain on all labelled images and its T4 time go here") +
+                f" {notebook}.")
+    e = exp.export
+    pretrain = (f", the first {plural(e['pretrain_epochs'], 'epoch')} self-supervised" if e.get("pretrain_epochs")
+                else "")
+    return (f"For the submission the exported model is retrained from scratch on all {tex_int(e['images'])} "
+            f"labelled images for {plural(e['epochs'], 'epoch')}{pretrain}. The budget model estimates "
+            f"{e['estimated_t4_s'] / 60:.1f} min for this retrain and the inference on a T4; it took "
+            f"{e['measured_retrain_s'] / 60:.1f} min on the development machine ({tex_escape(e['device'])}). "
+            f"{notebook}. {todo('the test-set result from the organisers')}.")
+
+
+def comparison_table(ranked: pd.DataFrame, exp: Exported, cfg: StudyConfig, profile: Profile) -> str:
+    """This work's validation score beside published systems' numbers (other splits: not comparable)."""
+    mine = exported_row(ranked, exp)
+    name, key = DATASETS.get(cfg.dataset, (tex_escape(cfg.dataset), None))  # uncited: a description, too long
+    split = f"our validation split ({cfg.val_fraction:.0%} of the prompts{f' of {name}' if key else ''})"
+    split = split.replace("%", r"\%")
+    rows = [f"This work ({candidate_name(exp.candidate)}) & {tex_int(mine['params'])} & {fixed(mine['score'])} & "
+            f"{split} \\\\"]
+    rows += [f"{system}~\\cite{{{cite}}} & {params} & {score} & {where} \\\\"
+             for system, cite, params, score, where in PUBLISHED]
+    caption = (f"Published systems beside this work (score: the {score_words(profile)} unless marked). Published "
+               "numbers come from other splits and training data: context, not a comparison on equal terms.")
+    return table("tab:published", caption, f"{WRAPPED}rr{WRAPPED}",
+                 "System & Params & Score & Evaluated on", rows)
