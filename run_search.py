@@ -17,10 +17,8 @@ anything is stored; --debug shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import re
 import sqlite3
 import sys
 import time
@@ -35,6 +33,7 @@ from search.data import DATASETS, PREDICT_DATASETS, LabelTable, check_dataset, c
 from search.data.pairs import PAIR_COLUMNS, PairTable
 from search.device import TRIALS_PER_GPU
 from search.memory import check_host_memory
+from search.names import check_date, check_name
 from search.profiles import PROFILES
 from search.study import (
     LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, default_storage_url, load_study, quiet_optuna, run_search,
@@ -45,12 +44,6 @@ DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget
 
 USER_ERRORS = (ValueError, OSError, MemoryError, sqlite3.OperationalError, sqlalchemy.exc.OperationalError)
 """What a wrong option, file or folder raises: reported in one line (exit 2) unless --debug."""
-
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-"""A study or team name: it names a folder or file, so no path separators and no leading dot."""
-
-URL_SPECIAL = "?%"
-"""Characters an SQLite URL would misread in a path (`?` starts its query, `%` escapes)."""
 
 
 class CommandLineError(ValueError):
@@ -110,29 +103,28 @@ def _duration(text: str) -> float:
 
 
 def _name(text: str) -> str:
-    if not NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a name: use letters, digits, '.', '_' and '-', "
-                                         "starting with a letter or digit (it names a folder or a file)")
-    return text
+    try:
+        return check_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _date(text: str) -> str:
-    if len(text) == 8 and text.isdigit():
-        try:
-            datetime.datetime.strptime(text, "%Y%m%d")
-            return text
-        except ValueError:  # no such day
-            pass
-    raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYYMMDD (it names the exported files)")
+    try:
+        return check_date(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
     """RUNS_DIR/STUDY, absolute; refused when it cannot be created or written, or when its SQLite URL
     (used unless --storage is given) would misread the path."""
     run_dir = Path(args.runs_dir).resolve() / args.study
-    if args.storage is None and any(c in str(run_dir) for c in URL_SPECIAL):
-        raise ValueError(f"--runs-dir {args.runs_dir!r}: the path {run_dir} holds one of {' '.join(URL_SPECIAL)}, "
-                         "which the study's SQLite URL would misread; choose another folder or give --storage")
+    if args.storage is None:
+        try:
+            default_storage_url(run_dir)
+        except ValueError as err:
+            raise ValueError(f"--runs-dir {args.runs_dir!r}: {err}") from None
     existing = next(p for p in (run_dir, *run_dir.parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"--runs-dir {args.runs_dir!r}: cannot create {run_dir}: {existing} is a file, not a folder")
@@ -334,10 +326,13 @@ def print_best(study) -> None:
     best = max(complete, key=lambda r: r.values[0])
     m = best.metrics or {}
     shown = ("plcc", "srcc", "krcc", "rmse") if "plcc" in m else ("pair_acc",)
-    duplicates = sum(r.duplicate_of is not None for r in records)
-    stopped = sum(r.state == TrialState.PRUNED and r.duplicate_of is None for r in records)
-    print(f"\n{len(complete)} complete, {stopped} stopped early, {duplicates} duplicate proposals not trained; "
-          f"Pareto front: {len(study.best_trials)} trials")
+    stopped = sum(r.state == TrialState.PRUNED and r.trained_at_all for r in records)
+    untrained = {"duplicate": sum(r.duplicate_of is not None for r in records),
+                 "over the caps": sum(r.over_cap is not None for r in records),
+                 "over the budget": sum(r.over_budget is not None for r in records)}
+    refused = ", ".join(f"{n} {why}" for why, n in untrained.items() if n) or "none"
+    print(f"\n{len(complete)} complete, {stopped} stopped early (rungs or time limit); proposals not trained: "
+          f"{refused}; Pareto front: {len(study.best_trials)} trials")
     print(f"best trial #{best.number}: {best.summary}")
     print(f"  params {best.params:,}  FLOPs {best.flops:,}  epochs {best.epochs_run}  est. T4 {best.t4_s:.1f}s  "
           f"wall {best.wall_s:.1f}s")

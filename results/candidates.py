@@ -59,12 +59,24 @@ def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
             "epochs_planned": r.epochs_planned, "epochs_run": r.epochs_run, "stopped_early": bool(r.stopped_early),
             "wall_s": r.wall_s, "t4_s": r.t4_s, "test_score": np.nan if r.test_score is None else r.test_score,
             "checkpoint": r.checkpoint, "curve": r.curve, "spec": r.spec, "duplicate_of": r.duplicate_of,
+            "over_cap": r.over_cap, "over_budget": r.over_budget, "shrunk": r.shrunk,
+            "time_limit": bool(r.time_limit), "known_recipe": r.known_recipe,
         }
         if len(r.target_metrics or {}) > 1:  # several dimensions (e.g. SIQA-S): metrics per dimension
             for target, m in r.target_metrics.items():
                 row.update({f"{target}_{k}": m.get(k, np.nan) for k in ("srcc", "plcc")})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def untrained_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """How many proposals of a trials frame were not trained, by reason, and how many were shrunk to fit
+    the budget (what the report and the command line say about the search)."""
+    trials = frame[frame["kind"] == "trial"]
+    return {"over the caps": int(trials["over_cap"].notna().sum()),
+            "over the budget": int(trials["over_budget"].notna().sum()),
+            "repeats of trained trials": int(trials["duplicate_of"].notna().sum()),
+            "shrunk to fit the budget": int(trials["shrunk"].notna().sum())}
 
 
 def _rankable(row: pd.Series, profile: Profile) -> bool:

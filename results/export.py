@@ -37,6 +37,7 @@ from search.checkpoint import save_checkpoint
 from search.data.pairs import PairSet
 from search.device import resolve_device
 from search.train.pairs import PREFERENCE
+from search.names import check_date, check_name
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from search.train.retrain import RetrainPlan, StepCosts, plan_retrain, planned, retrain
@@ -53,13 +54,6 @@ class ExportResult:
     summary: dict
     model: nn.Module
     """The retrained model, as it was before being saved."""
-
-
-def _check_names(team: str, date: str) -> None:
-    if not team or not team.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"team name {team!r} must be letters, digits, '-' or '_' (it names the weights file)")
-    if not (len(date) == 8 and date.isdigit()):
-        raise ValueError(f"date {date!r} must be YYYYMMDD (it names the weights file)")
 
 
 def choose_candidate(study: optuna.Study, profile: Profile, variants: pd.DataFrame | None = None,
@@ -128,7 +122,7 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     if cfg.pairs and teacher is not None:
         raise ValueError("--teacher does not apply to a preference-pairs study: distillation needs MOS training")
     date = date or datetime.date.today().strftime("%Y%m%d")
-    _check_names(team, date)
+    check_name(team, "team name"), check_date(date)
     profile = get_profile(cfg.profile)
     row, name, recipe = export_recipe(study, profile, variants, trial if variant is None else variant, teacher,
                                       distill_weight, reference_sizes_m)

@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from search.train.step import steps_per_epoch
+
 T4_FP16_PEAK_FLOPS = 65e12
 """NVIDIA T4 fp16 tensor-core peak, FLOP/s (the exported notebook trains in fp16 autocast)."""
 
@@ -57,7 +59,7 @@ class BudgetModel:
 
     def epoch_seconds(self, flops: int, n_images: int, batch_size: int) -> float:
         """T4 seconds for one training epoch."""
-        steps = math.ceil(n_images / batch_size)
+        steps = steps_per_epoch(n_images, min(batch_size, n_images))
         return n_images * 3 * 2 * flops / self.effective_flops + steps * self.step_overhead_s
 
     def train_seconds(self, flops: int, n_images: int, epochs: float, batch_size: int,

@@ -89,9 +89,10 @@ def plan_schedule(budget: BudgetModel, budget_s: float, pretrain_share: float, m
 def plan_trial(recipe: Recipe, pretrain_share: float, cfg: StudyConfig, budget: BudgetModel,
                n_train: int) -> tuple[Recipe, str | None]:
     """(`recipe` with its schedule planned from the study's trial budget, what was shrunk or None). A
-    proposal that would get fewer than `min_epochs` MOS epochs (or `max_epochs`, if fewer) over `n_train`
-    items has its widths shrunk until they fit, as the caps shrink one over them; CapError when not even
-    the narrowest version fits (it is not trained)."""
+    proposal whose budget buys fewer than `min_epochs` epochs (or `max_epochs`, if fewer) over `n_train`
+    items has its widths shrunk until it buys them, as the caps shrink one over them; CapError when not
+    even the narrowest version does (it is not trained). A pretraining share is then taken from those
+    epochs as `plan_schedule` says (with shares up to 0.2, at least `min_epochs` MOS epochs remain)."""
     floor = min(cfg.min_epochs, cfg.max_epochs)
     per_item = cfg.task.images_per_item
     n_images, batch_size = per_item * n_train, per_item * recipe.train.batch_size
@@ -100,8 +101,11 @@ def plan_trial(recipe: Recipe, pretrain_share: float, cfg: StudyConfig, budget: 
         return plan_schedule(budget, cfg.trial_budget_s, pretrain_share, cfg.max_epochs, train_flops(spec),
                              n_images, batch_size)
 
+    def affords(spec: ArchSpec) -> bool:  # the budget itself, before a pretraining share takes some of it
+        return budget.epochs_for(cfg.trial_budget_s, train_flops(spec), n_images, batch_size) >= floor
+
     what = f"{floor} epochs in the trial budget of {cfg.trial_budget_s:g} T4 s"
-    spec = shrink_to_fit(recipe.spec, lambda s: schedule(s)[1] >= floor, what)
+    spec = shrink_to_fit(recipe.spec, affords, what)
     shrunk = None if spec == recipe.spec else (f"widths shrunk from {count_params(recipe.spec):,} to "
                                                f"{count_params(spec):,} params to fit {what}")
     planned = Recipe(spec, copy.deepcopy(recipe.train))

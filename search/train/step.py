@@ -133,6 +133,8 @@ class Stepper:
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch over `n` items in batches of `batch_size`, exactly as the trainer runs
+    them (the one owner: the budget model and the retrain planner count with it)."""
     return n // batch_size + (1 if n % batch_size > 1 else 0)  # a last batch of one would break BatchNorm
 
 
