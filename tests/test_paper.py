@@ -13,7 +13,7 @@ from compress.variants import Variant, VariantStore, record_variant
 from results.candidates import add_composite, rank, trials_frame
 from results.paper import tex as paper_tex_module
 from results.paper import compile_paper, refs_bib, tex_escape, write_paper_kit
-from results.report import pareto_front
+from results.front import pareto_front
 from search.profiles import get_profile
 from search.study import TrialRecord
 from space import ArchSpec, build_model, count_flops, count_params

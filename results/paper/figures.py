@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from results.paper.facts import Exported
-from results.report import pareto_front
+from results.front import pareto_front
 from results.score import tier_boundaries
 from search.profiles import Profile
 

@@ -10,7 +10,7 @@ import pandas as pd
 from results.paper.bib import DATASETS
 from results.paper.facts import Exported, part_costs, trial_counts, wall_hours
 from results.paper.figures import FIGURES
-from results.report import pareto_front
+from results.front import pareto_front
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from search.study import StudyConfig
