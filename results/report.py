@@ -112,8 +112,8 @@ def _boundary(fig: go.Figure, x: float, y_range: tuple[float, float], name: str,
 
 def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | None = None,
                   reference_sizes_m: Sequence[float] | None = None) -> go.Figure:
-    """Parameters (log) against the score: every kind in its own marker, the Pareto front, the cap, the
-    size-tier boundaries of the reference distribution, and `choice` (the export row) ringed."""
+    """Parameters (log) against the score: every kind in its own marker, the Pareto front of the exportable
+    kinds, the cap, the size-tier boundaries of the reference distribution, and `choice` (the export row) ringed."""
     fig = go.Figure()
     shown = frame[frame["params"].notna() & frame["score"].notna()]
     for (kind, state), group in shown.groupby(["kind", "state"]):
@@ -123,9 +123,9 @@ def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | Non
             marker=dict(symbol=symbol, color=color, size=11 if kind == "scratch" else 9, line=dict(width=0.5, color="#333")),
             text=[_hover(r) for _, r in group.iterrows()], hoverinfo="text",
         ))
-    front = pareto_front(frame)
+    front = pareto_front(frame[frame["kind"].isin(EXPORTABLE)])
     if len(front):
-        fig.add_trace(go.Scatter(x=front["params"], y=front["score"], mode="lines", name="Pareto front",
+        fig.add_trace(go.Scatter(x=front["params"], y=front["score"], mode="lines", name="Pareto front (exportable)",
                                  line=dict(shape="hv", color="#ff7f0e", width=2), hoverinfo="skip"))
     if choice is not None:
         fig.add_trace(go.Scatter(
@@ -326,7 +326,7 @@ def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
             "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch variant).</small></div>")
 
 
-CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
+CSS = """html{overflow-y:scroll}body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px}
 td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:right}td{white-space:nowrap}
 td:has(code){text-align:left;min-width:260px;white-space:normal}tr.export{background:#fff3c4;font-weight:bold}
@@ -340,7 +340,9 @@ PLOTLY_MISSING = ("<div class='warn' id='plotly-missing'><b>The plots cannot be 
 
 
 def _plot(fig: go.Figure) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False)
+    """The figure's div, resized with the window (the page keeps its vertical scrollbar, so the width a
+    plot is first drawn at does not shrink under it)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True})
 
 
 def _importance_part(study: optuna.Study) -> str:

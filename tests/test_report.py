@@ -122,6 +122,9 @@ def test_storage_copies_are_compared_apart_not_ranked(tiny_study, tmp_path):
     terminal = format_ranking(ranked, ICME, top=20)
     assert all(vid not in terminal for vid in variants["id"][:3]) and "<- export" in terminal
     assert "3 storage copies and pruned variants are not exportable" in terminal
+    front = next(t for t in pareto_figure(report.candidates_frame(study, ICME, variants), ICME).data
+                 if t.name == "Pareto front (exportable)")
+    assert max(front.y) == pytest.approx(max(t.values[0] for t in study.best_trials))  # not the copies' score
 
 
 def _ranked(scores, size_points=None, **confirm) -> pd.DataFrame:

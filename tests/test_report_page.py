@@ -26,7 +26,8 @@ MEASURE = """<script>window.addEventListener('load', () => setTimeout(() => {
     b => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
   const out = document.createElement('pre');
   out.id = 'measure';
-  out.textContent = JSON.stringify({page: document.documentElement.scrollWidth, window: innerWidth,
+  const page = document.documentElement;
+  out.textContent = JSON.stringify({page: page.scrollWidth, window: page.clientWidth,
     box: box.clientWidth, table: box.scrollWidth, tiers: tiers.length, overlap: overlap});
   document.body.appendChild(out);
 }, 1000));</script>"""
