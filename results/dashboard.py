@@ -10,6 +10,7 @@ optuna-dashboard is installed and otherwise says how to get it.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import optuna
@@ -75,9 +76,7 @@ def publish(study: optuna.Study, storage_url: str, profile: Profile, variants: p
 
 def dashboard_line(study: optuna.Study, storage_url: str, profile: Profile, variants: pd.DataFrame | None = None) -> str:
     """Publish for optuna-dashboard when it is installed; one line saying what was stored or how to get it."""
-    try:
-        import optuna_dashboard  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("optuna_dashboard") is None:
         return INSTALL_HINT.format(url=storage_url)
     publish(study, storage_url, profile, variants)
     return (f"optuna-dashboard {storage_url}: learning curves (Plots: {CURVES_ID}), a note per trial (architecture, "

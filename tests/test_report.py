@@ -88,6 +88,7 @@ def test_report_command_prints_the_ranking(tiny_study, capsys):
     assert main(["report", "--study", "tiny", "--runs-dir", str(run_dir.parent)]) == 0
     out = capsys.readouterr().out
     assert "composite" in out and "trial " in out and "report.html" in out
+    assert "optuna-dashboard sqlite:///" in out  # learning curves and notes stored, or how to get the dashboard
 
 
 def _table(html: str, table_id: str) -> str:
