@@ -17,6 +17,7 @@ anything is stored; --debug shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import math
 import os
 import sqlite3
@@ -213,6 +214,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from results.dashboard import dashboard_line
     from results.report import format_ranking, write_report
     from search.profiles import get_profile
 
@@ -221,10 +223,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     study, cfg, run_dir, storage = _open(args, need_data=False)
     _require_completed(study)
     variants = VariantStore(storage, study.study_name).frame()
-    ranked = write_report(study, get_profile(cfg.profile), run_dir / "report", variants=variants,
-                          reference_sizes_m=args.reference_sizes)
-    print(format_ranking(ranked, args.top, get_profile(cfg.profile).score_name))
+    profile = get_profile(cfg.profile)
+    ranked = write_report(study, profile, run_dir / "report", variants=variants, reference_sizes_m=args.reference_sizes)
+    print(format_ranking(ranked, profile, args.top))
     print(f"\nwrote {run_dir / 'report' / 'trials.csv'} and {run_dir / 'report' / 'report.html'}")
+    print(dashboard_line(study, storage, profile, variants))
     return 0
 
 
@@ -280,7 +283,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     _require_completed(study)
     ranked = confirm(study, cfg, args.top, args.folds, VariantStore(storage, study.study_name).frame(),
                      args.reference_sizes)
-    print(format_ranking(ranked, max(args.top, 5), get_profile(cfg.profile).score_name))
+    print(format_ranking(ranked, get_profile(cfg.profile), max(args.top, 5)))
     return 0
 
 
@@ -315,8 +318,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def print_best(study) -> None:
-    """Print the trial with the best score (and the Pareto front's size) for a quick look."""
-    from search.study import TrialRecord
+    """Print how the proposals ended and the trial with the best score, for a quick look."""
+    from search.study.record import TrialRecord, tally, untrained_text
 
     records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
     complete = [r for r in records if r.state == TrialState.COMPLETE]
@@ -326,13 +329,9 @@ def print_best(study) -> None:
     best = max(complete, key=lambda r: r.values[0])
     m = best.metrics or {}
     shown = ("plcc", "srcc", "krcc", "rmse") if "plcc" in m else ("pair_acc",)
-    stopped = sum(r.state == TrialState.PRUNED and r.trained_at_all for r in records)
-    untrained = {"duplicate": sum(r.duplicate_of is not None for r in records),
-                 "over the caps": sum(r.over_cap is not None for r in records),
-                 "over the budget": sum(r.over_budget is not None for r in records)}
-    refused = ", ".join(f"{n} {why}" for why, n in untrained.items() if n) or "none"
-    print(f"\n{len(complete)} complete, {stopped} stopped early (rungs or time limit); proposals not trained: "
-          f"{refused}; Pareto front: {len(study.best_trials)} trials")
+    counts = tally(records)
+    print(f"\n{len(complete)} complete, {counts['stopped']} stopped early (rungs or time limit); proposals not "
+          f"trained: {untrained_text(counts)}; {counts['shrunk to fit the budget']} shrunk to fit the budget")
     print(f"best trial #{best.number}: {best.summary}")
     print(f"  params {best.params:,}  FLOPs {best.flops:,}  epochs {best.epochs_run}  est. T4 {best.t4_s:.1f}s  "
           f"wall {best.wall_s:.1f}s")
@@ -343,6 +342,13 @@ def print_best(study) -> None:
 def _debug_option(p: argparse.ArgumentParser, default) -> None:
     p.add_argument("--debug", action="store_true", default=default,
                    help="show the full traceback of an error instead of its one-line message")
+
+
+def _subcommand(sub, name: str, summary: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A subcommand's parser: `summary` in the command list, `description` above its options and
+    `examples` (command lines after `run_search.py`) below them."""
+    epilog = "examples:\n" + "\n".join(f"  python run_search.py {e}" for e in examples)
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog)
 
 
 def _study_options(p: argparse.ArgumentParser, required: bool) -> None:
@@ -370,8 +376,12 @@ def _pair_columns_option(p: argparse.ArgumentParser, which: str) -> None:
 
 
 def _add_search(sub) -> None:
-    p = sub.add_parser("search", help="create or resume an Optuna study and run it to --trials finished trials",
-                       description="Create or resume a study; every input is checked before the study is created.")
+    p = _subcommand(sub, "search", "create or resume an Optuna study and run it to --trials finished trials",
+                    "Create a study, or resume it with the same settings (finished trials are kept), and run trials "
+                    "until it holds --trials finished ones. Every input (dataset, labels, split, memory) is checked "
+                    "before the study is created, so a mistake is never stored.",
+                    ["search --data agiqa3k --root ../shared/data/agiqa3k --study a3k --trials 40",
+                     "search --data pairs --root ../shared/data/pairs --study pairs --trials 40 --workers 4"])
     _study_options(p, required=False)
     _local_options(p)
     p.add_argument("--data", default="synthetic", choices=DATASETS, metavar="DATASET",
@@ -419,8 +429,12 @@ def _add_search(sub) -> None:
 
 
 def _add_worker(sub) -> None:
-    p = sub.add_parser("worker", help="join an existing study (from any machine that reaches its storage)")
-    _study_options(p, required=False)
+    p = _subcommand(sub, "worker", "join an existing study (from any machine that reaches its storage)",
+                    "Run trials of an existing study with its stored settings (only machine-local ones, such as "
+                    "--device and --root, may differ), until it holds --trials finished ones.",
+                    ["worker --storage postgresql+psycopg2://user@host/db --study a3k --trials 40",
+                     "worker --study a3k --trials 60 --device cuda:1"])
+    _study_options(p, required=True)
     _local_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _debug_option(p, argparse.SUPPRESS)
@@ -428,7 +442,12 @@ def _add_worker(sub) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="CSV of every trial, interactive Pareto page, ranking by composite score")
+    p = _subcommand(sub, "report", "CSV of every trial, interactive Pareto page, ranking by composite score",
+                    "Write RUNS_DIR/STUDY/report/trials.csv and report.html (the exportable candidates ranked by "
+                    "estimated composite score, storage copies and pruned weights compared apart, the Pareto front "
+                    "with size tiers, learning curves, importances), print the ranking, and store the learning "
+                    "curves and notes for optuna-dashboard when it is installed.",
+                    ["report --study a3k", "report --study a3k --top 20 --reference-sizes 0.8 1.5 3 6"])
     _study_options(p, required=True)
     p.add_argument("--top", type=_number(int, 1), default=10, help="rows of the ranking to print")
     p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
@@ -438,7 +457,11 @@ def _add_report(sub) -> None:
 
 
 def _add_compress(sub) -> None:
-    p = sub.add_parser("compress", help="prune and quantize the Pareto-front candidates, measure each variant")
+    p = _subcommand(sub, "compress", "prune and quantize the Pareto-front candidates, measure each variant",
+                    "Prune the Pareto-front trials (or the --top K) to each ratio, fine-tune them, train each pruned "
+                    "architecture from scratch (an exportable 'scratch' variant), make int8 and fp16 copies, and "
+                    "record every variant's validation metrics beside the study; recorded variants are skipped.",
+                    ["compress --study a3k --ratios 0.3 0.5", "compress --study a3k --top 3 --importance taylor"])
     _study_options(p, required=True)
     p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
     p.add_argument("--ratios", type=_number(float, 0, high=1), nargs="+", default=[0.3, 0.5],
@@ -453,7 +476,11 @@ def _add_compress(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="retrain the chosen candidate from scratch, write TEAM_DATE_model.pth + notebook")
+    p = _subcommand(sub, "export", "retrain the chosen candidate from scratch, write TEAM_DATE_model.pth + notebook",
+                    "Retrain what the report ranks first among trials and scratch variants (or --trial / --variant) "
+                    "from scratch on all labelled data, and write RUNS_DIR/STUDY/export/: TEAM_DATE_model.pth, the "
+                    "self-contained Kaggle notebook TEAM_DATE.ipynb, requirements.txt and HOW_TO_RUN.md.",
+                    ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301"])
     _study_options(p, required=True)
     p.add_argument("--team", type=_name, required=True, help="team name, as in TEAM_DATE_model.pth")
     p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
@@ -483,10 +510,11 @@ def _confirm_options(p: argparse.ArgumentParser, top: str, folds: str) -> None:
 
 
 def _add_confirm(sub) -> None:
-    p = sub.add_parser("confirm", help="retrain the top of the ranking on prompt-grouped folds; rank by the mean",
-                       description="Retrain the best exportable candidates from scratch on K prompt-grouped folds of "
-                                   "the study's images (test prompts stay out) and rank them by their mean score: "
-                                   "export then takes the confirmed winner. Resumes where it stopped.")
+    p = _subcommand(sub, "confirm", "retrain the top of the ranking on prompt-grouped folds; rank by the mean",
+                    "Retrain the best exportable candidates from scratch on K prompt-grouped folds of the study's "
+                    "training and validation images (test prompts stay out) and rank them by their mean score: "
+                    "export then takes the best confirmed one. Resumes where it stopped.",
+                    ["confirm --study a3k", "confirm --study a3k --top 5 --folds 5"])
     _study_options(p, required=True)
     p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
     _confirm_options(p, "--top", "--folds")
@@ -497,7 +525,12 @@ def _add_confirm(sub) -> None:
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="score images with a checkpoint; metrics too when labels exist")
+    p = _subcommand(sub, "predict", "score images with a checkpoint; metrics too when labels exist",
+                    "Score a folder of images (or a labelled dataset, printing its metrics) with a trial checkpoint "
+                    "or an exported model, or choose the better image of each pair of a CSV.",
+                    ["predict --model runs/a3k/trials/00012.pt --root some/folder/of/images",
+                     "predict --model runs/a3k/trials/00012.pt --data agiqa3k --root ../shared/data/agiqa3k",
+                     "predict --model runs/pairs/trials/00003.pt --pairs test/pairs.csv"])
     p.add_argument("--model", required=True, help="checkpoint (.pt / exported .pth)")
     p.add_argument("--data", default="folder", choices=PREDICT_DATASETS, metavar="DATASET",
                    help=f"{' | '.join(PREDICT_DATASETS)} (folder: unlabelled images)")
@@ -514,7 +547,10 @@ def _add_predict(sub) -> None:
 
 
 def _add_paper(sub) -> None:
-    p = sub.add_parser("paper", help="LaTeX method section, tables, figures and references of the study for the paper")
+    p = _subcommand(sub, "paper", "LaTeX method section, tables, figures and references of the study for the paper",
+                    "Write RUNS_DIR/STUDY/paper/: method.tex, figures/ (PDF + PNG), refs.bib and paper.tex about "
+                    "the exported model (export/export.json), else the top of the ranking.",
+                    ["paper --study a3k", "paper --study a3k --pdf"])
     _study_options(p, required=True)
     p.add_argument("--pdf", action="store_true", help="also compile paper.pdf (needs pdflatex)")
     p.add_argument("--title", default=None, help="the paper's title (default: a working title)")
@@ -531,6 +567,7 @@ SUBCOMMANDS = (_add_search, _add_worker, _add_report, _add_compress, _add_confir
 
 def build_parser() -> Parser:
     parser = Parser(prog="run_search.py", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('liqa-nas')}")
     _debug_option(parser, False)
     parser.set_defaults(func=demo)
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")

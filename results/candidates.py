@@ -69,16 +69,6 @@ def trials_frame(study: optuna.Study, profile: Profile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def untrained_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """How many proposals of a trials frame were not trained, by reason, and how many were shrunk to fit
-    the budget (what the report and the command line say about the search)."""
-    trials = frame[frame["kind"] == "trial"]
-    return {"over the caps": int(trials["over_cap"].notna().sum()),
-            "over the budget": int(trials["over_budget"].notna().sum()),
-            "repeats of trained trials": int(trials["duplicate_of"].notna().sum()),
-            "shrunk to fit the budget": int(trials["shrunk"].notna().sum())}
-
-
 def _rankable(row: pd.Series, profile: Profile) -> bool:
     """Finished, scored, and its architecture known and within the profile's caps."""
     return (row["state"] == "COMPLETE" and pd.notna(row["score"]) and isinstance(row.get("spec"), dict)

@@ -1,15 +1,20 @@
 """The study report: a CSV of every trial and compressed variant, an offline page a person can act on,
 and the ranking for the terminal.
 
-`runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with what export
-will take and the ranking by estimated composite score (its parts, counts, T4 time, kind and whether
-export can reproduce it), then the Pareto front of parameters (log axis) against the profile's score
-with the size-tier boundaries and the export choice marked, a key to the architecture notation, the
-learning curves and Optuna's parameter importances. plotly.js is written beside the page
+`runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's
+context (dataset, profile, space, budget, trials, dates), what export will take, a warning when even the
+best score is near chance, and the ranking of the exportable candidates (trials and scratch variants) by
+estimated composite score, with confirmed scores (mean +- sd over seeds) where a confirm stage ran and a
+mark where two neighbours differ by less than the score noise; the storage copies (int8, fp16) and
+pruned weights follow in a comparison table against their parents. Then the Pareto front of parameters
+(log axis) against the profile's score with the size-tier boundaries (in the legend) and the export
+choice marked, a key to the architecture notation, the learning curves and the largest of Optuna's
+parameter importances. plotly.js is written beside the page
 (`plotly.min.js`), so it works offline; without it the page says so instead of showing empty boxes.
 """
 from __future__ import annotations
 
+import datetime
 import html
 import warnings
 from pathlib import Path
@@ -19,20 +24,39 @@ import numpy as np
 import optuna
 import pandas as pd
 import plotly.graph_objects as go
+from optuna.importance import get_param_importances
 from optuna.trial import TrialState
 
-from results.candidates import candidates_frame, rank
+from results.candidates import EXPORTABLE, candidates_frame, rank
+from results.front import pareto_front
 from results.score import tier_boundaries
 from search.profiles import Profile
+from search.study import StudyConfig, TrialRecord
+from search.study.record import tally, untrained_text
 
-__all__ = ["format_ranking", "pareto_front", "write_report"]
+__all__ = ["chance_warning", "comparison_frame", "exportable_ranking", "format_ranking", "run_context", "write_report"]
 
-RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "rmse", "composite", "size_points", "t4_s",
-                "exportable"]
+RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "confirmed", "rmse", "composite", "size_points",
+                "t4_s", "noise"]
 PAGE_ROWS = 30
 """Rows of the ranking shown on the page (trials.csv holds them all)."""
 MIN_IMPORTANCE_TRIALS = 20
 """Below this many finished trials, parameter importances mostly reflect noise; the page says so."""
+TOP_IMPORTANCES = 15
+"""Parameter importances shown: the largest non-zero ones (a study samples 30-40 parameters, half of them
+conditional and mostly near zero)."""
+SEED_SPREAD = 0.025
+"""Seed-to-seed spread of one run's validation score, as a share of the profile's best score: the mean
+absolute difference between two seeds of the same recipe on the same fold, 0.025 corr score over the 5
+prompt-grouped folds of AGIQA-3K (bench/NOTES.md, "Quality ladder on 2 CPU cores", row "the same, second
+seed"). Used for a candidate whose score was not confirmed over several seeds (`confirm_sd`)."""
+NEAR_CHANCE = 0.2
+"""A best score below this share of the profile's best value (a correlation score of 0.2) is near chance."""
+NEAR_CHANCE_PAIR_ACC = 0.55
+"""The same for pair accuracy, whose chance level is 0.5 rather than 0."""
+NOISE_MARK = "&asymp; above"
+TIER_STYLES = (("#a1d99b", "dot"), ("#74c476", "dash"), ("#31a354", "dashdot"), ("#006d2c", "longdash"))
+"""Colour and dash of the size-tier boundaries, smallest first (each has its own legend entry)."""
 STYLES = {  # (kind, state) -> (legend name, marker symbol, colour)
     ("trial", "COMPLETE"): ("trial", "circle", "#1f77b4"),
     ("trial", "PRUNED"): ("trial, stopped early", "x", "#bbbbbb"),
@@ -67,17 +91,6 @@ NOTATION = [
 ]
 
 
-def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows no other row beats on both fewer parameters and a higher score, sorted by parameters."""
-    done = frame[(frame["state"] == "COMPLETE") & frame["score"].notna()].sort_values(["params", "score"], ascending=[True, False])
-    keep, best = [], -np.inf
-    for idx, r in done.iterrows():
-        if r["score"] > best:
-            keep.append(idx)
-            best = r["score"]
-    return done.loc[keep]
-
-
 def _shown_metrics(r: pd.Series) -> tuple[str, ...]:
     """The validation metrics of a row: correlations and RMSE of MOS predictions, or the pair accuracy of
     a model trained from preference pairs (which has no MOS to correlate with)."""
@@ -91,17 +104,17 @@ def _hover(r: pd.Series) -> str:
             + f"<br>score {r['score']:.3f} · {m}" + (f"<br>composite {r['composite']:.1f}" if pd.notna(r.get("composite")) else ""))
 
 
-def _vline(fig: go.Figure, x: float, label: str, color: str, dash: str) -> None:
-    """A labelled vertical line on the log x axis (plotly's own vline labels land off a log axis)."""
-    fig.add_vline(x=x, line_dash=dash, line_color=color)
-    fig.add_annotation(x=np.log10(x), y=1, yref="paper", text=label, showarrow=False, textangle=-90, xanchor="right",
-                       yanchor="top", font=dict(color=color, size=11))
+def _boundary(fig: go.Figure, x: float, y_range: tuple[float, float], name: str, color: str, dash: str) -> None:
+    """A vertical line at `x` across the scores shown, named in the legend (labels on the plot overlap
+    when boundaries sit close together on the log axis)."""
+    fig.add_trace(go.Scatter(x=[x, x], y=list(y_range), mode="lines", name=name, hoverinfo="name",
+                             line=dict(color=color, dash=dash, width=1.5)))
 
 
 def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | None = None,
                   reference_sizes_m: Sequence[float] | None = None) -> go.Figure:
-    """Parameters (log) against the score: every kind in its own marker, the Pareto front, the cap, the
-    size-tier boundaries of the reference distribution, and `choice` (the export row) ringed."""
+    """Parameters (log) against the score: every kind in its own marker, the Pareto front of the exportable
+    kinds, the cap, the size-tier boundaries of the reference distribution, and `choice` (the export row) ringed."""
     fig = go.Figure()
     shown = frame[frame["params"].notna() & frame["score"].notna()]
     for (kind, state), group in shown.groupby(["kind", "state"]):
@@ -111,21 +124,22 @@ def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | Non
             marker=dict(symbol=symbol, color=color, size=11 if kind == "scratch" else 9, line=dict(width=0.5, color="#333")),
             text=[_hover(r) for _, r in group.iterrows()], hoverinfo="text",
         ))
-    front = pareto_front(frame)
+    front = pareto_front(frame[frame["kind"].isin(EXPORTABLE)])
     if len(front):
-        fig.add_trace(go.Scatter(x=front["params"], y=front["score"], mode="lines", name="Pareto front",
+        fig.add_trace(go.Scatter(x=front["params"], y=front["score"], mode="lines", name="Pareto front (exportable)",
                                  line=dict(shape="hv", color="#ff7f0e", width=2), hoverinfo="skip"))
     if choice is not None:
         fig.add_trace(go.Scatter(
             x=[choice["params"]], y=[choice["score"]], mode="markers+text", name=f"export choice: {choice['id']}",
             marker=dict(symbol="circle-open", size=24, color="#000", line=dict(width=3)), text=["export"],
             textposition="top center", hoverinfo="text", hovertext=_hover(choice)))
+    y_range = (shown["score"].min(), shown["score"].max()) if len(shown) else (0.0, profile.score_max)
     if profile.size_tiers:
-        for bound, params in tier_boundaries(profile, reference_sizes_m):
-            _vline(fig, params, f"{bound:.0%} of teams", "#2ca02c", "dot")
-    _vline(fig, profile.caps.params, "cap", "#999", "dash")
+        for (bound, params), (color, dash) in zip(tier_boundaries(profile, reference_sizes_m), TIER_STYLES):
+            _boundary(fig, params, y_range, f"size tier: {bound:.0%} of teams smaller ({params / 1e6:.2f}M)", color, dash)
+    _boundary(fig, profile.caps.params, y_range, f"cap ({profile.caps.params / 1e6:g}M)", "#999", "dash")
     fig.update_layout(title=f"Pareto front: parameters vs validation {profile.score_name} "
-                            "(green dotted: size-tier boundaries, smaller is better)",
+                            "(green lines: size-tier boundaries, smaller is better)",
                       xaxis=dict(type="log", title="parameters"), yaxis=dict(title=profile.score_name),
                       template="plotly_white", height=540, legend=dict(orientation="h", y=-0.18))
     return fig
@@ -148,19 +162,21 @@ def curves_figure(frame: pd.DataFrame, profile: Profile) -> go.Figure:
 
 
 def importance_figure(study: optuna.Study) -> go.Figure | None:
-    """Optuna's parameter importances for the score, or None with too few completed trials."""
+    """The `TOP_IMPORTANCES` largest non-zero of Optuna's parameter importances for the score, or None
+    with too few completed trials."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 3:
         return None
     try:
         with warnings.catch_warnings():  # few trials per choice is expected early in a study
             warnings.simplefilter("ignore", UserWarning)
-            imp = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+            imp = get_param_importances(study, target=lambda t: t.values[0])
     except (RuntimeError, ValueError):
         return None
-    names = list(imp)[::-1]
+    names = [n for n in imp if imp[n] > 0][:TOP_IMPORTANCES][::-1]
     fig = go.Figure(go.Bar(x=[imp[n] for n in names], y=names, orientation="h", marker_color="#2ca02c"))
-    fig.update_layout(title="Parameter importances for the score (Optuna's default evaluator)", template="plotly_white",
+    fig.update_layout(title=f"Parameter importances for the score: the {len(names)} largest non-zero of {len(imp)} "
+                            "(Optuna's default evaluator)", template="plotly_white",
                       height=max(300, 22 * len(names) + 120), xaxis_title="importance")
     return fig
 
@@ -171,22 +187,131 @@ def _t4(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
-def _ranking_table(ranked: pd.DataFrame, score_name: str = "score") -> str:
-    """The top of the ranking as an HTML table; the export row is marked and highlighted."""
-    head = ["#", "", "id", "kind", "exportable", "composite", "performance pts", "size pts", "size tier",
-            "size percentile", "params", "FLOPs", "T4 time", score_name, "RMSE", "architecture"]
+def _confirmed(r: pd.Series) -> bool:
+    return pd.notna(r.get("confirm_n")) and r["confirm_n"] >= 1 and pd.notna(r.get("confirm_mean"))
+
+
+def _estimate(r: pd.Series, profile: Profile) -> tuple[float, float]:
+    """A row's score and its standard error: the confirmed mean over `confirm_n` seeds (error
+    confirm_sd / sqrt(n)) where the confirm stage ran, else the search's single score (error `SEED_SPREAD`)."""
+    spread = SEED_SPREAD * profile.score_max
+    if _confirmed(r):
+        sd = r["confirm_sd"] if pd.notna(r.get("confirm_sd")) else spread
+        return float(r["confirm_mean"]), float(sd) / float(np.sqrt(r["confirm_n"]))
+    return float(r["score"]), spread
+
+
+def exportable_ranking(ranked: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """The exportable rows of `ranked` (`results.candidates.rank`) in its order, renumbered, with `noise`:
+    True where a row's composite differs from the row above by less than one standard error of the two
+    scores' difference (in performance points; the size points carry no noise), so their order is not
+    established."""
+    rows = ranked[ranked["exportable"]].reset_index(drop=True)
+    est = [_estimate(r, profile) for _, r in rows.iterrows()]
+    scale = profile.performance_points / profile.score_max
+    noise = [False] * min(1, len(rows))
+    for i in range(1, len(rows)):
+        (above, e_above), (score, e) = est[i - 1], est[i]
+        gap = scale * (above - score) + rows.at[i - 1, "size_points"] - rows.at[i, "size_points"]
+        noise.append(bool(abs(gap) < scale * np.hypot(e_above, e)))
+    rows["noise"] = noise
+    return rows
+
+
+def chance_warning(ranking: pd.DataFrame, profile: Profile) -> str | None:
+    """A warning when even the best candidate's score is near chance (`NEAR_CHANCE`, `NEAR_CHANCE_PAIR_ACC`)."""
+    if ranking.empty:
+        return None
+    best = max(_estimate(r, profile)[0] for _, r in ranking.iterrows())
+    pairs = profile.score_name == "pair_acc"
+    bar = (NEAR_CHANCE_PAIR_ACC if pairs else NEAR_CHANCE) * profile.score_max
+    if best >= bar:
+        return None
+    return (f"The best validation {profile.score_name} is {best:.3f}, near chance (below {bar:g}"
+            + ("; a coin scores 0.5" if pairs else "") + "): the ranking mostly orders noise. Give the trials more "
+            "training (--trial-budget, --max-epochs) or more data before acting on it.")
+
+
+def comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The variants export cannot take (int8 and fp16 storage copies, pruned weights), by trial and id."""
+    return frame[~frame["kind"].isin(EXPORTABLE)].sort_values(["trial", "id"]).reset_index(drop=True)
+
+
+def run_context(study: optuna.Study, profile: Profile, now: datetime.datetime | None = None) -> str:
+    """One line: dataset, profile, space, trial budget, trials finished, when they ran and when this was written."""
+    stored = study.user_attrs.get("config")
+    parts = [f"profile {profile.name}"]
+    if stored:
+        cfg = StudyConfig.from_dict(stored)
+        size = f"{cfg.n_synthetic} generated images" if cfg.dataset == "synthetic" else cfg.root
+        parts = [f"dataset {cfg.dataset} ({size})", *parts, f"space {cfg.space}",
+                 f"trial budget {cfg.trial_budget_s:g} T4 s (at most {cfg.max_epochs} epochs)"]
+    trials = study.get_trials(deepcopy=False)
+    counts = tally([TrialRecord.from_trial(t) for t in trials])
+    complete, stopped = counts["complete"], counts["stopped"]
+    shrunk = counts["shrunk to fit the budget"]
+    parts.append(f"{complete + stopped} trials finished ({complete} complete, {stopped} stopped early"
+                 + (f"; proposals not trained: {untrained_text(counts)}" if untrained_text(counts) != "none" else "")
+                 + (f"; {shrunk} shrunk to fit the budget" if shrunk else "") + ")")
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    if starts and ends:
+        parts.append(f"trials ran {min(starts):%Y-%m-%d %H:%M} to {max(ends):%Y-%m-%d %H:%M}")
+    parts.append(f"report {(now or datetime.datetime.now()):%Y-%m-%d %H:%M}")
+    return " · ".join(parts)
+
+
+def _table(table_id: str, head: list[str], rows: list[tuple[str, list]]) -> str:
+    """An HTML table (rows: (class, cells)) in a box that scrolls sideways when the window is narrow."""
+    body = "".join(f"<tr{f' class={cls!r}' if cls else ''}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+                   for cls, cells in rows)
+    return (f"<div class='scroll'><table id='{table_id}'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head)
+            + f"</tr></thead><tbody>{body}</tbody></table></div>")
+
+
+def _confirmed_cell(r: pd.Series) -> str:
+    if not _confirmed(r):
+        return "-"
+    sd = f"{r['confirm_sd']:.3f}" if pd.notna(r.get("confirm_sd")) else "-"
+    return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({int(r['confirm_n'])} seeds)"
+
+
+def _ranking_table(ranking: pd.DataFrame, score_name: str = "score") -> str:
+    """The top of the exportable ranking as an HTML table; the export row is highlighted, a row within
+    noise of the one above is marked, and confirmed scores get a column when any row has one."""
+    confirmed = "confirm_n" in ranking and ranking["confirm_n"].notna().any()
+    head = ["#", "", "vs above", "id", "kind", "composite", "performance pts", "size pts", "size tier",
+            "size percentile", "params", "FLOPs", "T4 time", f"{score_name} (search)",
+            *([f"{score_name} confirmed (mean &plusmn; sd)"] if confirmed else []), "RMSE", "architecture"]
     rows = []
-    for i, r in ranked.head(PAGE_ROWS).iterrows():
-        cells = [i + 1, "&#9654; export" if r["export"] else "", html.escape(str(r["id"])), r["kind"],
-                 "yes" if r["exportable"] else "no", f"{r['composite']:.1f}", f"{r['performance_points']:.1f}",
+    for i, r in ranking.head(PAGE_ROWS).iterrows():
+        cells = [i + 1, "&#9654; export" if r["export"] else "", NOISE_MARK if r["noise"] else "",
+                 html.escape(str(r["id"])), r["kind"], f"{r['composite']:.1f}", f"{r['performance_points']:.1f}",
                  f"{r['size_points']:.1f}", r["size_tier"], f"{r['size_percentile']:.0%}", f"{int(r['params']):,}",
                  f"{r['flops'] / 1e6:,.1f} M" if pd.notna(r.get("flops")) else "-", _t4(r.get("t4_s", np.nan)),
-                 f"{r['score']:.3f}", f"{r['rmse']:.3f}" if pd.notna(r.get("rmse")) else "-",
-                 f"<code>{html.escape(str(r['summary']))}</code>"]
-        style = " class='export'" if r["export"] else "" if r["exportable"] else " class='dim'"
-        rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ("<table id='ranking'><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+                 f"{r['score']:.3f}", *([_confirmed_cell(r)] if confirmed else []),
+                 f"{r['rmse']:.3f}" if pd.notna(r.get("rmse")) else "-", f"<code>{html.escape(str(r['summary']))}</code>"]
+        rows.append(("export" if r["export"] else "noise" if r["noise"] else "", cells))
+    return _table("ranking", head, rows)
+
+
+def _delta(r: pd.Series, key: str, fmt: str) -> str:
+    value = r.get(f"d_{key}")
+    return "-" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def _comparison_table(compared: pd.DataFrame, score_name: str) -> str:
+    """Storage copies and pruned weights beside what they were made from (not ranked: not exportable)."""
+    head = ["id", "kind", "made from", "params", "&Delta; params", "file bytes", "&Delta; bytes", score_name,
+            f"&Delta; {score_name}", "composite", "architecture"]
+    rows = [("", [html.escape(str(r["id"])), r["kind"],
+                  html.escape(r["parent"] if isinstance(r.get("parent"), str) else f"trial {int(r['trial'])}"),
+                  f"{int(r['params']):,}", _delta(r, "params", "+,.0f"),
+                  f"{int(r['bytes']):,}" if pd.notna(r.get("bytes")) else "-", _delta(r, "bytes", "+,.0f"),
+                  f"{r['score']:.3f}", _delta(r, "score", "+.3f"),
+                  f"{r['composite']:.1f}" if pd.notna(r.get("composite")) else "-",
+                  f"<code>{html.escape(str(r['summary']))}</code>"]) for _, r in compared.iterrows()]
+    return _table("comparison", head, rows)
 
 
 def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
@@ -202,12 +327,13 @@ def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
             "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch variant).</small></div>")
 
 
-CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
-table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:right}
-td{white-space:nowrap}td:nth-child(3),td:nth-child(4),td:last-child{text-align:left;white-space:normal}tr.export{background:#fff3c4;font-weight:bold}
-tr.dim{color:#888}.choice{background:#fff3c4;border:1px solid #e0b400;padding:10px;margin:12px 0}
-.warn{background:#fdecea;border:1px solid #d93025;padding:10px;margin:12px 0}dt{font-family:monospace;font-weight:bold}
-dd{margin:0 0 4px 24px}"""
+CSS = """html{overflow-y:scroll}body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
+.scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px}
+td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:right}td{white-space:nowrap}
+td:has(code){text-align:left;min-width:260px;white-space:normal}tr.export{background:#fff3c4;font-weight:bold}
+tr.noise td:nth-child(3){color:#b06000;font-weight:bold}.choice{background:#fff3c4;border:1px solid #e0b400;padding:10px;margin:12px 0}
+.context{color:#555;font-size:14px}.warn{background:#fdecea;border:1px solid #d93025;padding:10px;margin:12px 0}
+dt{font-family:monospace;font-weight:bold}dd{margin:0 0 4px 24px}"""
 PLOTLY_MISSING = ("<div class='warn' id='plotly-missing'><b>The plots cannot be drawn:</b> <code>plotly.min.js</code> "
                   "was not found beside this page (or JavaScript is off). Keep the report folder together, or rerun "
                   "<code>run_search.py report</code>. The ranking table below does not need it.</div>"
@@ -215,48 +341,64 @@ PLOTLY_MISSING = ("<div class='warn' id='plotly-missing'><b>The plots cannot be 
 
 
 def _plot(fig: go.Figure) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False)
+    """The figure's div, resized with the window (the page keeps its vertical scrollbar, so the width a
+    plot is first drawn at does not shrink under it)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True})
+
+
+def _importance_part(study: optuna.Study) -> str:
+    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    importance = importance_figure(study)
+    if importance is None:
+        return "<p>Parameter importances need at least 3 finished trials.</p>"
+    caution = (f"<div class='warn'>Computed from only {n_complete} finished trials: with fewer than about "
+               f"{MIN_IMPORTANCE_TRIALS}, importances mostly reflect noise. Read them as a hint.</div>"
+               if n_complete < MIN_IMPORTANCE_TRIALS else "")
+    return caution + _plot(importance)
 
 
 def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd.DataFrame,
           reference_sizes_m: Sequence[float] | None) -> str:
     choice = ranked[ranked["export"]].iloc[0] if ranked["export"].any() else None
-    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    importance = importance_figure(study)
-    if importance is None:
-        importance_part = "<p>Parameter importances need at least 3 finished trials.</p>"
-    else:
-        caution = (f"<div class='warn'>Computed from only {n_complete} finished trials: with fewer than about "
-                   f"{MIN_IMPORTANCE_TRIALS}, importances mostly reflect noise. Read them as a hint.</div>"
-                   if n_complete < MIN_IMPORTANCE_TRIALS else "")
-        importance_part = caution + _plot(importance)
+    ranking = exportable_ranking(ranked, profile)
+    warning = chance_warning(ranking, profile)
+    compared = comparison_frame(frame)
+    spread = SEED_SPREAD * profile.score_max
     kinds = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in KIND_NOTES.items())
     notation = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in NOTATION)
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(study.study_name)}: search report</title><script src='plotly.min.js'></script>"
         f"<style>{CSS}</style></head><body><h1>Study {html.escape(study.study_name)}</h1>"
-        f"<p>{(frame['kind'] == 'trial').sum()} trials ({n_complete} complete) and {(frame['kind'] != 'trial').sum()} "
-        f"compressed variants · profile {profile.name} · cap {profile.caps.params:,} parameters"
-        + (f", {profile.caps.flops:,} FLOPs" if profile.caps.flops else "") + "</p>"
-        + PLOTLY_MISSING + _choice_box(choice, profile)
-        + f"<h2>Ranking by estimated composite score</h2><p>{len(ranked)} candidates within the caps; ties broken "
-        "by RMSE, then size. Export takes the first exportable row (highlighted); greyed rows are shown for "
-        "comparison only. Size percentile: the share of reference teams smaller than the model (0 % = smallest); "
-        "T4 time: estimated training time on a T4 (search budget model).</p>" + _ranking_table(ranked, profile.score_name)
+        f"<p class='context' id='context'>{html.escape(run_context(study, profile))} · cap {profile.caps.params:,} "
+        "parameters" + (f", {profile.caps.flops:,} FLOPs" if profile.caps.flops else "") + "</p>"
+        + PLOTLY_MISSING + (f"<div class='warn' id='near-chance'><b>Near chance.</b> {html.escape(warning)}</div>"
+                            if warning else "") + _choice_box(choice, profile)
+        + f"<h2>Ranking of the exportable candidates</h2><p>{len(ranking)} trials and scratch variants within the "
+        "caps, by estimated composite score; ties broken by RMSE, then size. Export takes the first row "
+        f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above by less than the "
+        "score noise explains (one standard error of the difference of the two scores: confirmed mean &plusmn; sd "
+        f"over seeds where the confirm stage ran, else the measured seed spread of &plusmn;{spread:g}), so the order "
+        "of the two is not established. Size percentile: the share of reference teams smaller than the model "
+        "(0 % = smallest); T4 time: estimated training time on a T4 (search budget model).</p>"
+        + _ranking_table(ranking, profile.score_name)
+        + (f"<h2>Storage copies and pruned weights (not ranked)</h2><p>{len(compared)} variants a from-scratch "
+           "notebook cannot reproduce, beside what they were made from (&Delta;: against it). int8 and fp16 shrink "
+           "the file, not the parameter count the challenge ranks.</p>" + _comparison_table(compared, profile.score_name)
+           if len(compared) else "")
         + f"<h3>Kinds</h3><dl>{kinds}</dl>"
         + "<h2>Pareto front</h2>" + _plot(pareto_figure(frame, profile, choice, reference_sizes_m))
         + f"<h3>Architecture notation</h3><p>Each model is summarised as stem | stages | head | input, e.g. "
         f"<code>conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256</code>.</p><dl>{notation}</dl>"
         + "<h2>Learning curves</h2>" + _plot(curves_figure(frame, profile))
-        + "<h2>Parameter importances</h2>" + importance_part + "</body></html>"
+        + "<h2>Parameter importances</h2>" + _importance_part(study) + "</body></html>"
     )
 
 
 def write_report(study: optuna.Study, profile: Profile, out_dir: Path, variants: pd.DataFrame | None = None,
                  reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
     """Write trials.csv, report.html and plotly.min.js under `out_dir`; return the ranked candidates
-    (`results.candidates.rank`)."""
+    (`results.candidates.rank`: every kind, as export reads them)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = candidates_frame(study, profile, variants, reference_sizes_m)
@@ -273,13 +415,19 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-def format_ranking(ranked: pd.DataFrame, top: int = 10, score_name: str = "score") -> str:
-    """The top of the ranking as a plain-text table for the terminal (the score column headed
-    `score_name`; no RMSE column when no row has one, as in a pairs study); the export row is marked."""
+def format_ranking(ranked: pd.DataFrame, profile: Profile, top: int = 10) -> str:
+    """The top of the exportable ranking as a plain-text table for the terminal (the score column headed by
+    the profile's score name; no RMSE column when no row has one, as in a pairs study), the export row and
+    rows within noise of the one above marked, then the near-chance warning and how many variants are
+    compared on the page instead."""
     if ranked.empty:
         return "no finished candidate within the caps yet"
-    columns = [c for c in RANK_COLUMNS if c in ranked.columns and not (c == "rmse" and ranked[c].isna().all())]
-    view = ranked.head(top)[columns].copy()
+    ranking = exportable_ranking(ranked, profile)
+    top_rows = ranking.head(top).copy()
+    top_rows["confirmed"] = [_confirmed_cell(r).replace("&plusmn;", "+-") for _, r in top_rows.iterrows()]
+    columns = [c for c in RANK_COLUMNS if c in top_rows.columns and not (c in ("rmse", "confirmed") and (
+        top_rows[c].isna().all() or (top_rows[c] == "-").all()))]
+    view = top_rows[columns].copy()
     view["params"] = view["params"].map(lambda p: f"{int(p):,}")
     for col in ("score", "rmse"):
         if col in view:
@@ -287,6 +435,11 @@ def format_ranking(ranked: pd.DataFrame, top: int = 10, score_name: str = "score
     for col in ("composite", "size_points", "t4_s"):
         view[col] = view[col].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
     view["bytes"] = view["bytes"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "-")
-    top_rows = ranked.head(top)
-    view["exportable"] = np.where(top_rows["export"], "<- export", np.where(top_rows["exportable"], "yes", "no"))
-    return view.rename(columns={"score": score_name}).to_string(index=False)
+    view["noise"] = np.where(top_rows["noise"], "~ above", "")
+    view["export"] = np.where(top_rows["export"], "<- export", "")
+    lines = [view.rename(columns={"score": profile.score_name}).to_string(index=False)]
+    if (warning := chance_warning(ranking, profile)):
+        lines.append(f"warning: {warning}")
+    if (others := int((~ranked["exportable"]).sum())):
+        lines.append(f"{others} storage copies and pruned variants are not exportable: compared in report.html, not ranked")
+    return "\n".join(lines)

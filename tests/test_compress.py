@@ -24,7 +24,7 @@ from results.submission import Submission, run_submission
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data import make_synthetic
 from search.profiles import get_profile
-from search.study import StudyConfig, StudyData, default_storage_url, run_search
+from search.study import StudyConfig, StudyData, TrialRecord, default_storage_url, run_search
 from search.train.recipe import TrainConfig
 from search.train.loop import predict, seed_everything, train_model
 from space import ArchSpec, Caps, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_params

@@ -1,10 +1,20 @@
 """The report and the composite score estimate."""
 from __future__ import annotations
 
+import datetime
+
+import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
-from results.report import format_ranking, pareto_front, write_report
+from results import report
+from results.candidates import rank
+from results.front import pareto_front
+from results.report import (
+    NOISE_MARK, SEED_SPREAD, TOP_IMPORTANCES, chance_warning, exportable_ranking, format_ranking, importance_figure,
+    pareto_figure, run_context, write_report,
+)
 from results.score import composite_score, size_percentile, size_points, size_tier, tier_boundaries
 from search.profiles import get_profile
 from run_search import main
@@ -66,11 +76,11 @@ def test_report_files_hold_every_trial_and_the_figures(tiny_study):
     first = ranked.iloc[0]
     assert f"Export will take {first['id']}" in html and "<table id='ranking'>" in html
     assert html.count("<tr class='export'>") == 1 and f"{first['composite']:.1f}" in html
-    assert "of teams" in html and "export choice" in html  # tier boundaries and the choice on the Pareto plot
+    assert "of teams smaller" in html and "export choice" in html  # tier boundaries and the choice on the Pareto plot
     assert "Architecture notation" in html and "squeeze-excitation" in html
     assert f"Computed from only {len(study.trials)} finished trials" in html
     assert "id='plotly-missing'" in html and "window.Plotly" in html
-    assert "<- export" in format_ranking(ranked)
+    assert "<- export" in format_ranking(ranked, ICME)
 
 
 def test_report_command_prints_the_ranking(tiny_study, capsys):
@@ -78,3 +88,134 @@ def test_report_command_prints_the_ranking(tiny_study, capsys):
     assert main(["report", "--study", "tiny", "--runs-dir", str(run_dir.parent)]) == 0
     out = capsys.readouterr().out
     assert "composite" in out and "trial " in out and "report.html" in out
+    assert "optuna-dashboard sqlite:///" in out  # learning curves and notes stored, or how to get the dashboard
+
+
+def _table(html: str, table_id: str) -> str:
+    return html.split(f"<table id='{table_id}'>", 1)[1].split("</table>", 1)[0]
+
+
+def _variants(study) -> pd.DataFrame:
+    """int8, fp16 and pruned copies of the best trial that score above every trial (as storage copies may,
+    by a rounding), and a scratch variant scoring below."""
+    best = max(study.best_trials, key=lambda t: t.values[0])
+    a = best.user_attrs
+    rows = [dict(kind=kind, id=f"t{best.number}-{kind}", trial=best.number, parent=None, state="COMPLETE",
+                 score=best.values[0] + 0.05, params=a["params"], flops=a["flops"], bytes=a["bytes"] // 4,
+                 rmse=0.1, spec=a["spec"], summary=a["summary"], d_score=0.05, d_params=0, d_bytes=-a["bytes"])
+            for kind in ("int8", "fp16", "pruned")]
+    rows.append({**rows[0], "kind": "scratch", "id": f"t{best.number}-scratch", "score": best.values[0] - 0.2,
+                 "train_config": a["train_config"]})
+    return pd.DataFrame(rows)
+
+
+def test_storage_copies_are_compared_apart_not_ranked(tiny_study, tmp_path):
+    study, cfg, run_dir = tiny_study
+    variants = _variants(study)
+    ranked = write_report(study, ICME, tmp_path, variants=variants)
+    assert set(ranked["kind"][:3]) == {"int8", "fp16", "pruned"}  # the full ranking (export's) still holds them
+    html = (tmp_path / "report.html").read_text()
+    ranking, comparison = _table(html, "ranking"), _table(html, "comparison")
+    for vid in variants["id"][:3]:
+        assert vid not in ranking and f"<td>{vid}</td>" in comparison
+    assert "-scratch</td>" in ranking and "-scratch" not in comparison
+    assert ranking.count("<tr") == len(study.trials) + 2  # the header, every trial and the scratch variant
+    terminal = format_ranking(ranked, ICME, top=20)
+    assert all(vid not in terminal for vid in variants["id"][:3]) and "<- export" in terminal
+    assert "3 storage copies and pruned variants are not exportable" in terminal
+    front = next(t for t in pareto_figure(report.candidates_frame(study, ICME, variants), ICME).data
+                 if t.name == "Pareto front (exportable)")
+    assert max(front.y) == pytest.approx(max(t.values[0] for t in study.best_trials))  # not the copies' score
+
+
+def _ranked(scores, size_points=None, **confirm) -> pd.DataFrame:
+    n = len(scores)
+    frame = pd.DataFrame({"kind": "trial", "id": [f"trial {i}" for i in range(n)], "score": scores,
+                          "size_points": size_points or [20.0] * n, "params": 1000, "rmse": 0.5, **confirm})
+    frame["performance_points"] = 50 * frame["score"]
+    frame["composite"] = frame["performance_points"] + frame["size_points"]
+    return rank(frame)
+
+
+def test_noise_marks_neighbours_closer_than_the_seed_spread_or_the_confirmed_sd():
+    assert SEED_SPREAD == 0.025
+    assert list(exportable_ranking(_ranked([0.736, 0.726, 0.60]), ICME)["noise"]) == [False, True, False]
+    # a size-point gap is no noise: the same score, one tier apart
+    assert list(exportable_ranking(_ranked([0.70, 0.70], [20.0, 15.0]), ICME)["noise"]) == [False, False]
+    # confirmed over 4 seeds with a small sd: the 0.010 gap is now established
+    confirmed = _ranked([0.736, 0.726], confirm_mean=[0.736, 0.726], confirm_sd=[0.002, 0.002], confirm_n=[4, 4])
+    assert list(exportable_ranking(confirmed, ICME)["noise"]) == [False, False]
+    # confirmed with a wide sd: within noise although the single scores were far apart
+    wide = _ranked([0.80, 0.70], confirm_mean=[0.74, 0.73], confirm_sd=[0.03, 0.03], confirm_n=[3, 3])
+    assert list(exportable_ranking(wide, ICME)["noise"]) == [False, True]
+    # a row that was not confirmed (NaN) keeps the seed spread
+    mixed = _ranked([0.74, 0.73], confirm_mean=[0.74, np.nan], confirm_sd=[0.001, np.nan], confirm_n=[5, np.nan])
+    assert list(exportable_ranking(mixed, ICME)["noise"]) == [False, True]
+
+
+def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, monkeypatch):
+    study, cfg, run_dir = tiny_study
+    frame_of = report.candidates_frame
+
+    def confirmed(*args, **kwargs):  # the confirm stage's columns: every trial within noise of its neighbours
+        frame = frame_of(*args, **kwargs)
+        n = len(frame)
+        return frame.assign(confirm_mean=0.5, confirm_sd=[0.04] + [np.nan] * (n - 1), confirm_n=[3] + [np.nan] * (n - 1),
+                            score=0.5)
+
+    monkeypatch.setattr(report, "candidates_frame", confirmed)
+    ranked = write_report(study, ICME, tmp_path)
+    ranking = _table((tmp_path / "report.html").read_text(), "ranking")
+    assert "confirmed (mean &plusmn; sd)" in ranking and "0.500 &plusmn; 0.040 (3 seeds)" in ranking
+    assert ranking.count(NOISE_MARK) == sum(exportable_ranking(ranked, ICME)["noise"]) >= 1
+    terminal = format_ranking(ranked, ICME)
+    assert "0.500 +- 0.040 (3 seeds)" in terminal and "~ above" in terminal
+
+
+def test_near_chance_warning_for_correlation_and_pair_accuracy():
+    pairs = get_profile("ntire-pairwise")
+    assert "near chance (below 0.2)" in chance_warning(exportable_ranking(_ranked([0.15, 0.1]), ICME), ICME)
+    assert chance_warning(exportable_ranking(_ranked([0.25, 0.1]), ICME), ICME) is None
+    assert "near chance (below 0.55; a coin scores 0.5)" in chance_warning(exportable_ranking(_ranked([0.52]), pairs), pairs)
+    assert chance_warning(exportable_ranking(_ranked([0.60]), pairs), pairs) is None
+
+
+def test_near_chance_warning_on_the_page_and_the_terminal(tiny_study, tmp_path, monkeypatch):
+    study, cfg, run_dir = tiny_study
+    frame_of = report.candidates_frame
+    monkeypatch.setattr(report, "candidates_frame", lambda *a, **k: frame_of(*a, **k).assign(score=0.05))
+    ranked = write_report(study, ICME, tmp_path)
+    assert "id='near-chance'" in (tmp_path / "report.html").read_text()
+    assert "warning: The best validation corr_score is 0.050, near chance" in format_ranking(ranked, ICME)
+
+
+@pytest.mark.parametrize("importances, shown", [
+    ({f"p{i}": 30.0 - i for i in range(30)}, [f"p{i}" for i in range(TOP_IMPORTANCES)]),  # the 15 largest
+    ({**{f"p{i}": 1.0 / (i + 1) for i in range(5)}, **{f"z{i}": 0.0 for i in range(10)}}, [f"p{i}" for i in range(5)]),
+])
+def test_importances_show_the_largest_non_zero(monkeypatch, importances, shown):
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=3)
+    monkeypatch.setattr(report, "get_param_importances", lambda *a, **k: importances)
+    bars = importance_figure(study).data[0]
+    assert list(bars.y)[::-1] == shown and all(x > 0 for x in bars.x)
+
+
+def test_context_line_names_the_run(tiny_study, tmp_path):
+    study, cfg, run_dir = tiny_study
+    line = run_context(study, ICME, now=datetime.datetime(2026, 11, 29, 19, 30))
+    assert line.startswith("dataset synthetic (240 generated images) · profile icme2026-aigc · space tiny · "
+                           "trial budget 1000 T4 s (at most 3 epochs) · 3 trials finished (3 complete, 0 stopped early)")
+    assert f"trials ran {study.trials[0].datetime_start:%Y-%m-%d}" in line and line.endswith("report 2026-11-29 19:30")
+    write_report(study, ICME, tmp_path)
+    assert "<p class='context' id='context'>dataset synthetic" in (tmp_path / "report.html").read_text()
+
+
+def test_tier_boundaries_are_legend_entries_not_overlapping_labels(tiny_study):
+    study, cfg, run_dir = tiny_study
+    frame = report.candidates_frame(study, ICME)
+    fig = pareto_figure(frame, ICME)
+    assert fig.layout.annotations == ()
+    names = [t.name for t in fig.data if t.name.startswith("size tier")]
+    assert names == [f"size tier: {b:.0%} of teams smaller ({p / 1e6:.2f}M)" for b, p in tier_boundaries(ICME)]
+    assert len({(t.line.color, t.line.dash) for t in fig.data if t.name in names}) == len(names)

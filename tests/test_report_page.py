@@ -1,7 +1,9 @@
-"""The report page in a real browser (Debian's `chromium`, headless): its plots hold drawn traces, and
-a page whose plotly.min.js is missing says so instead of showing empty boxes. Skips without a browser."""
+"""The report page in a real browser (Debian's `chromium`, headless): its plots hold drawn traces, a
+page whose plotly.min.js is missing says so instead of showing empty boxes, and in a 1,024 px window the
+ranking scrolls inside its box while the size-tier labels do not overlap. Skips without a browser."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,12 +18,28 @@ pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium installed (
                                                         "the page is not rendered in a browser")
 
 
-def _rendered_dom(page: Path, profile_dir: Path) -> str:
-    """The page's DOM after its scripts ran (plotly draws the plots as SVG)."""
+MEASURE = """<script>window.addEventListener('load', () => setTimeout(() => {
+  const box = document.querySelector('.scroll');
+  const tiers = [...document.querySelectorAll('.legendtext')].filter(t => t.textContent.startsWith('size tier'))
+    .map(t => t.getBoundingClientRect());
+  const overlap = tiers.some((a, i) => tiers.slice(i + 1).some(
+    b => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
+  const out = document.createElement('pre');
+  out.id = 'measure';
+  const page = document.documentElement;
+  out.textContent = JSON.stringify({page: page.scrollWidth, window: page.clientWidth,
+    box: box.clientWidth, table: box.scrollWidth, tiers: tiers.length, overlap: overlap});
+  document.body.appendChild(out);
+}, 1000));</script>"""
+"""Appended to a copy of the page: measures the layout after plotly drew and writes it into the DOM."""
+
+
+def _rendered_dom(page: Path, profile_dir: Path, width: int | None = None) -> str:
+    """The page's DOM after its scripts ran (plotly draws the plots as SVG), in a `width` px window if given."""
     done = subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", f"--user-data-dir={profile_dir}",
-         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+         *([f"--window-size={width},900"] if width else []), "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
         check=True, capture_output=True, text=True, timeout=120)
     return done.stdout
 
@@ -52,3 +70,13 @@ def test_without_plotly_js_the_page_says_so(report_dir, tmp_path):
     dom = _rendered_dom(alone / "report.html", tmp_path / "browser")
     assert 'id="plotly-missing"' in dom and "plotly.min.js</code> was not found" in dom
     assert 'class="plot-container' not in dom and "<table id=\"ranking\">" in dom
+
+
+def test_at_1024_px_the_ranking_scrolls_in_its_box_and_tier_labels_do_not_overlap(report_dir, tmp_path):
+    measured = report_dir / "measured.html"  # beside plotly.min.js
+    measured.write_text((report_dir / "report.html").read_text().replace("</body>", MEASURE + "</body>"))
+    dom = _rendered_dom(measured, tmp_path / "browser", width=1024)
+    m = json.loads(dom.split('<pre id="measure">', 1)[1].split("</pre>", 1)[0])
+    assert m["page"] <= m["window"] <= 1024  # nothing sticks out of the window: the page is not cut
+    assert m["table"] > m["box"]  # the ranking is wider than the window and scrolls inside its own box
+    assert m["tiers"] == 4 and not m["overlap"]

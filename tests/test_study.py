@@ -27,7 +27,6 @@ from search.study import (
 )
 from search.study import workers as workers_module
 from search.train.loop import predict, seed_everything, train_model
-from search.train.recipe import TrainConfig
 from space import ArchSpec, Caps, InputSpec, SpaceConfig, StageSpec, StemSpec, build_model, sample_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -130,3 +130,26 @@ def _attrs(values: dict[str, Any]) -> dict[str, Any]:
     attrs = {k: v for k, v in values.items() if k != "rungs"}
     attrs.update({f"rung{rung}": score for rung, score in values.get("rungs", {}).items()})
     return attrs
+
+
+def tally(records: list[TrialRecord]) -> dict[str, int]:
+    """How a study's proposals ended: complete, stopped (early at a rung, or by the time limit), and not
+    trained by reason (a repeat of a trained trial, over the caps, over the budget); and how many were
+    shrunk to fit the budget. What the command line, the report and the paper say about a search."""
+    return {
+        "complete": sum(r.state == TrialState.COMPLETE for r in records),
+        "stopped": sum(r.state == TrialState.PRUNED and r.trained_at_all for r in records),
+        "duplicate": sum(r.duplicate_of is not None for r in records),
+        "over the caps": sum(r.over_cap is not None for r in records),
+        "over the budget": sum(r.over_budget is not None for r in records),
+        "shrunk to fit the budget": sum(r.shrunk is not None for r in records),
+    }
+
+
+UNTRAINED = ("duplicate", "over the caps", "over the budget")
+"""The `tally` keys of proposals that were never trained."""
+
+
+def untrained_text(counts: dict[str, int]) -> str:
+    """E.g. "2 duplicate, 1 over the budget" (the untrained proposals of a `tally`), or "none"."""
+    return ", ".join(f"{counts[k]} {k}" for k in UNTRAINED if counts[k]) or "none"
