@@ -27,15 +27,22 @@ from search.device import resolve_device
 from search.profiles import get_profile
 from search.train.recipe import Recipe
 from search.study import StudyConfig, StudyData, TrialRecord, check_split
+from search.study.front import pareto_front
 from search.train.recipe import TrainConfig
 from search.train.loop import seed_everything, train_model
 from space import ArchSpec, CapError, IQANet, build_model, count_params, spec_summary, train_flops
 
 
 def candidates(study: optuna.Study, top_k: int | None = None) -> list[FrozenTrial]:
-    """The Pareto front's completed trials, or the `top_k` best by score; best first."""
+    """The completed trials on the Pareto front of parameters against score (`search.study.front`, the
+    report's front), or the `top_k` best by score; best first."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    chosen = sorted(complete, key=lambda t: -t.values[0])[:top_k] if top_k else study.best_trials
+    if top_k:
+        chosen = sorted(complete, key=lambda t: -t.values[0])[:top_k]
+    else:
+        frame = pd.DataFrame({"state": "COMPLETE", "score": [t.values[0] for t in complete],
+                              "params": [t.values[1] for t in complete]}, index=range(len(complete)))
+        chosen = [complete[i] for i in pareto_front(frame).index]
     return sorted(chosen, key=lambda t: -t.values[0])
 
 

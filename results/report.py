@@ -28,7 +28,7 @@ from optuna.importance import get_param_importances
 from optuna.trial import TrialState
 
 from results.candidates import EXPORTABLE, candidates_frame, rank
-from results.front import pareto_front
+from search.study.front import pareto_front
 from results.score import tier_boundaries
 from search.profiles import Profile
 from search.study import StudyConfig, TrialRecord

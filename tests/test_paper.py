@@ -22,7 +22,7 @@ from results.paper.ablations import read_ablation
 from results.paper.experiments import ranking_table
 from results.paper.facts import exported_model
 from results.paper.fmt import fixed, plural, tex_int
-from results.front import pareto_front
+from search.study.front import pareto_front
 from search.profiles import get_profile
 from search.study import TrialRecord
 from space import ArchSpec, build_model, count_flops, count_params

@@ -10,7 +10,7 @@ import pytest
 
 from results import report
 from results.candidates import rank
-from results.front import pareto_front
+from search.study.front import pareto_front
 from results.report import (
     NOISE_MARK, SEED_SPREAD, TOP_IMPORTANCES, chance_warning, exportable_ranking, format_ranking, importance_figure,
     pareto_figure, run_context, write_report,

@@ -11,7 +11,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from results.candidates import candidate_recipe
-from results.front import pareto_front
+from search.study.front import pareto_front
 from search.train.recipe import Recipe
 from search.study import TrialRecord
 
