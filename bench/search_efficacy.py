@@ -72,20 +72,24 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
     study = run_search(cfg, arm, 10_000, Path(args.runs_dir) / arm, progress=False,
                        time_limit_s=args.minutes * 60 * args.study_share, seed_recipes=arm == "tpe-warm")
     search_s = time.time() - start
-    ranked = confirm(study, cfg, args.confirm_top, args.confirm_folds, progress=False)
-    confirm_s = time.time() - start - search_s
-    chosen = ranked[ranked["export"]].iloc[0]
-    score, seconds = test_score(candidate_recipe(chosen, study), cfg, args.retrain_minutes)
     records = [TrialRecord.from_trial(t) for t in study.trials]
-    return {
-        "arm": arm, "search_s": search_s, "confirm_s": confirm_s, "retrain_s": seconds,
+    counts = {
+        "arm": arm, "search_s": search_s,
         "trials_complete": sum(r.state == TrialState.COMPLETE for r in records),
         "stopped_early": sum(bool(r.stopped_early) and not r.time_limit for r in records),
         "stopped_by_time_limit": sum(bool(r.time_limit) for r in records),
         "refused_over_budget": sum(r.over_budget is not None for r in records),
         "refused_over_cap": sum(r.over_cap is not None for r in records),
         "shrunk_for_budget": sum(r.shrunk is not None for r in records),
-        "best_single_val": float(ranked["score"].max()), "candidate": chosen["id"], "summary": chosen["summary"],
+    }
+    if not counts["trials_complete"]:
+        return {**counts, "test_score": None, "candidate": "no trial completed in the time"}
+    ranked = confirm(study, cfg, args.confirm_top, args.confirm_folds, progress=False)
+    confirm_s = time.time() - start - search_s
+    chosen = ranked[ranked["export"]].iloc[0]
+    score, seconds = test_score(candidate_recipe(chosen, study), cfg, args.retrain_minutes)
+    return {
+        **counts, "confirm_s": confirm_s, "retrain_s": seconds, "best_single_val": float(ranked["score"].max()), "candidate": chosen["id"], "summary": chosen["summary"],
         "params": int(chosen["params"]), "confirm_mean": float(chosen["confirm_mean"]),
         "confirm_sd": float(chosen["confirm_sd"]), "test_score": score,
     }

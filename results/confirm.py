@@ -60,6 +60,8 @@ def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, folds: int = 3,
         raise ValueError(f"confirm needs at least 1 candidate and 2 folds, got top {top} and folds {folds}")
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
     chosen = ranked[ranked["exportable"]].head(top)
+    if chosen.empty:
+        raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to confirm")
     stored: dict = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
     data = StudyData(cfg, progress=progress)
     todo = [(row["id"], f) for _, row in chosen.iterrows() for f in range(folds)

@@ -137,11 +137,14 @@ class Objective:
         self.task = cfg.task
         self.stop_at = stop_at
         """`time.time()` after which no epoch starts (the study's time limit); None: no limit."""
+        self.last_trial: int | None = None
+        """The number of the trial this objective ran last."""
         self.untrained_in_a_row = 0
         """Consecutive proposals of this worker that were not trained (over the caps or the budget, or
         repeating an earlier trial): the worker stops at a bound."""
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        self.last_trial = trial.number
         TrialRecord.store(trial, worker=worker_id())
         try:
             recipe, pretrain_share = sample_trial(trial, self.cfg, self.space)

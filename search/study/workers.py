@@ -129,7 +129,7 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
         if best is not None:
             bar.set_postfix(best=f"{best:.3f}")
         if measured and objective.untrained_in_a_row == 0:
-            _say(f"trial {study.trials[-1].number} done: {measured}")
+            _say(f"trial {objective.last_trial} done: {measured}")
     bar.close()
 
 
