@@ -11,6 +11,7 @@ import gc
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -76,7 +77,7 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
     quiet_optuna()
     study, cfg = load_study(study_name, storage_url, overrides)
     objective = Objective(cfg, run_dir, data)
-    check_split(study, objective.data.val_fingerprint())
+    check_split(study, objective.data)
     bar = tqdm(total=n_trials, initial=min(count_trials(study), n_trials), desc=f"study {study_name}",
                unit="trial", disable=not progress)
     deadline = None
@@ -113,22 +114,37 @@ def _best_score(study: optuna.Study) -> float | None:
 
 
 def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int) -> None:
-    run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads)
+    try:
+        run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: Optuna has failed its trial; the parent says so once
+        sys.exit(INTERRUPTED)
+
+
+INTERRUPTED = 130
+"""The exit status of a process ended by Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+class WorkersFailed(RuntimeError):
+    """Worker processes died or failed before the study reached its target (one line, exit 1)."""
 
 
 def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
                storage_url: str | None = None, workers: int | None = None, progress: bool = True) -> optuna.Study:
     """Create or resume a study and run it to `n_trials` counted trials with `workers` processes
-    (None: `default_workers` for the study's device; with several GPUs they go round-robin)."""
+    (None: `default_workers` for the study's device; with several GPUs they go round-robin).
+
+    The device is resolved and the images decoded (each one readable) before the run directory, the
+    storage or the settings are written, so a run refused on its inputs leaves nothing behind."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage_url or default_storage_url(run_dir)
-    study = create_study(cfg, study_name, storage_url)
+    workers = default_workers(cfg.device) if workers is None else workers
     data = StudyData(cfg)
-    check_split(study, data.val_fingerprint())
+    data.val_fingerprint()  # decodes the images: an unreadable one is refused before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    study = create_study(cfg, study_name, storage_url)
+    check_split(study, data)
     (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()}, indent=2))
     overrides = {k: getattr(cfg, k) for k in LOCAL_SETTINGS}
-    workers = default_workers(cfg.device) if workers is None else workers
     if workers <= 1:
         run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress, data=data)
         return study
@@ -139,7 +155,8 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
 
 def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir: Path, overrides: dict,
                    device: str, workers: int, progress: bool) -> None:
-    """Run `workers` worker processes (spawned) to the target, with one progress bar."""
+    """Run `workers` worker processes (spawned) to the target, with one progress bar. Ctrl-C is passed on
+    to the workers (each fails its trial, retried on resume) and raised here once they ended."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker_entry, args=(storage_url, study.study_name, n_trials, str(run_dir),
@@ -148,12 +165,42 @@ def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir
     for p in procs:
         p.start()
     desc = f"study {study.study_name} ({workers} workers)"
-    with tqdm(total=n_trials, desc=desc, unit="trial", disable=not progress) as bar:
-        while any(p.is_alive() for p in procs):
+    try:
+        with tqdm(total=n_trials, desc=desc, unit="trial", disable=not progress) as bar:
+            while any(p.is_alive() for p in procs):
+                bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
+                time.sleep(1.0)
             bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
-            time.sleep(1.0)
-        bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
-    failed = [p.exitcode for p in procs if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (exit codes {failed}); "
-                           "finished trials are kept: rerun the same command to resume")
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    lost = worker_losses([p.exitcode for p in procs])
+    if lost and count_trials(study) >= n_trials:
+        _say(f"{lost}; the study reached its {n_trials} trials without it")
+    elif lost:
+        raise WorkersFailed(f"{lost}, its trial will be retried on resume: rerun the same command")
+
+
+def _stop(procs: list) -> None:
+    """Pass Ctrl-C on to the workers still running (a signal sent to this process alone), give them time to
+    fail their trials, then end the rest."""
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGINT)
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.terminate()
+            p.join()
+
+
+def worker_losses(exitcodes: list[int | None]) -> str | None:
+    """One clause naming the workers (numbered from 1) that did not end cleanly: killed by a signal
+    ("died") or exited with an error status; None when all ended cleanly."""
+    lost = []
+    for i, code in enumerate(exitcodes, 1):
+        if code is not None and code < 0:
+            lost.append(f"worker {i} died (killed by {signal.Signals(-code).name})")
+        elif code:
+            lost.append(f"worker {i} exited with status {code}")
+    return "; ".join(lost) or None
