@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -398,3 +399,19 @@ def test_ctrl_c_in_a_worker_process_ends_it_quietly(monkeypatch):
     with pytest.raises(SystemExit) as info:
         workers._worker_entry("sqlite:///x.db", "s", 1, "runs", {}, 1)
     assert info.value.code == 130
+
+
+def test_ctrl_c_during_a_search_ends_with_one_line_and_exit_130(tmp_path):
+    argv = [sys.executable, str(ROOT / "run_search.py"), "search", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache"), "--n-synthetic", "48", "--trials", "50"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.time() + 120
+    while not (tmp_path / "runs" / "default" / "config.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # into the first trial's training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    said = [line.split("\r")[-1] for line in err.splitlines() if not line.split("\r")[-1].startswith("study default:")]
+    assert proc.returncode == 130 and said[-1].startswith("interrupted: a study keeps its finished trials"), err
+    assert len([line for line in said if line.strip()]) == 1 and "Traceback" not in err and "failed" not in err, err

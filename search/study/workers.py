@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -35,9 +36,34 @@ MAX_DUPLICATES_IN_A_ROW = 10
 
 
 def quiet_optuna() -> None:
-    """Keep Optuna's per-trial log lines and experimental-feature warnings out of the progress bars."""
+    """Keep Optuna's per-trial log lines and experimental-feature warnings out of the progress bars, and
+    its traceback of a trial failed by Ctrl-C (the command says that in one line)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("optuna.study._optimize").addFilter(QUIET_INTERRUPTS)
+
+
+class _QuietInterrupts(logging.Filter):
+    """Drops Optuna's two warnings of a trial failed by Ctrl-C: the traceback, and "Trial N failed with value
+    None." right after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted: str | None = None
+        """"Trial N" while its second warning is still to come."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = message.split(" failed")[0]
+            return False
+        if self.interrupted and message.startswith(f"{self.interrupted} failed with value"):
+            self.interrupted = None
+            return False
+        return True
+
+
+QUIET_INTERRUPTS = _QuietInterrupts()
 
 
 def count_trials(study: optuna.Study) -> int:
@@ -80,6 +106,15 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
     check_split(study, objective.data)
     bar = tqdm(total=n_trials, initial=min(count_trials(study), n_trials), desc=f"study {study_name}",
                unit="trial", disable=not progress)
+    try:
+        _run_trials(study, objective, n_trials, cfg, bar)
+    finally:  # closed before a Ctrl-C or an error is reported, not after it at exit
+        bar.close()
+
+
+def _run_trials(study: optuna.Study, objective: Objective, n_trials: int, cfg: StudyConfig, bar: tqdm) -> None:
+    """Take trials (one `optimize(n_trials=1)` each) until the study holds `n_trials` counted ones, live
+    workers hold the rest, or the sampler repeats itself."""
     deadline = None
     while count_trials(study) < n_trials:
         _reclaim(study)
@@ -105,7 +140,6 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
         best = _best_score(study)
         if best is not None:
             bar.set_postfix(best=f"{best:.3f}")
-    bar.close()
 
 
 def _best_score(study: optuna.Study) -> float | None:
