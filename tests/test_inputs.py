@@ -30,7 +30,7 @@ from search.profiles import PROFILES
 from search.checkpoint import save_checkpoint
 from search.study import StudyConfig, create_study, default_storage_url
 from search.study import workers
-from search.study.workers import WorkersFailed, worker_losses
+from search.study.workers import WorkersFailed, report_lost_workers, worker_losses
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -371,9 +371,14 @@ def test_workers_beyond_the_machine_are_capped_with_a_message(monkeypatch):
     assert search.device.worker_count(None, "cpu") == (1, None)
 
 
-def test_worker_losses_name_each_worker_and_how_it_ended():
+def test_a_lost_worker_is_named_and_fails_the_command_only_short_of_the_target(capsys):
     assert worker_losses([0, -signal.SIGKILL, 1]) == "worker 2 died (killed by SIGKILL); worker 3 exited with status 1"
-    assert worker_losses([0, 0]) is None
+    report_lost_workers([0, 0], reached=False, n_trials=3)
+    assert capsys.readouterr().err == ""
+    report_lost_workers([-signal.SIGKILL, 0], reached=True, n_trials=3)
+    assert capsys.readouterr().err == "worker 1 died (killed by SIGKILL); the study reached its 3 trials without it\n"
+    with pytest.raises(WorkersFailed, match=r"^worker 1 died \(killed by SIGKILL\), its trial will be retried on resume"):
+        report_lost_workers([-signal.SIGKILL, 0], reached=False, n_trials=3)
 
 
 @pytest.mark.parametrize("raised, code, line", [

@@ -208,11 +208,7 @@ def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir
     except KeyboardInterrupt:
         _stop(procs)
         raise
-    lost = worker_losses([p.exitcode for p in procs])
-    if lost and count_trials(study) >= n_trials:
-        _say(f"{lost}; the study reached its {n_trials} trials without it")
-    elif lost:
-        raise WorkersFailed(f"{lost}, its trial will be retried on resume: rerun the same command")
+    report_lost_workers([p.exitcode for p in procs], count_trials(study) >= n_trials, n_trials)
 
 
 def _stop(procs: list) -> None:
@@ -226,6 +222,16 @@ def _stop(procs: list) -> None:
         if p.is_alive():
             p.terminate()
             p.join()
+
+
+def report_lost_workers(exitcodes: list[int | None], reached: bool, n_trials: int) -> None:
+    """Name the workers that did not end cleanly: in a line when the study `reached` its `n_trials` without
+    them (the command did its job: exit 0), else as `WorkersFailed` (exit 1: a resume retries their trials)."""
+    lost = worker_losses(exitcodes)
+    if lost and reached:
+        _say(f"{lost}; the study reached its {n_trials} trials without it")
+    elif lost:
+        raise WorkersFailed(f"{lost}, its trial will be retried on resume: rerun the same command")
 
 
 def worker_losses(exitcodes: list[int | None]) -> str | None:
