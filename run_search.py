@@ -12,7 +12,8 @@
     python run_search.py            # the whole flow on the built-in synthetic set
 
 A mistake in the input (an option, a file, a column) is reported in one line, exit code 2, before
-anything is stored; --debug shows the traceback instead.
+anything is stored; a worker that died, exit code 1; Ctrl-C, exit code 130; --debug shows the
+traceback instead.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from optuna.trial import TrialState
 
 from search.data import DATASETS, PREDICT_DATASETS, LabelTable, check_dataset, check_pair_split, check_split_sizes
 from search.data.pairs import PAIR_COLUMNS, PairTable
-from search.device import TRIALS_PER_GPU
+from search.device import TRIALS_PER_GPU, worker_count
 from search.memory import check_host_memory
 from search.names import check_date, check_name
 from search.profiles import PROFILES
@@ -40,6 +41,7 @@ from search.study import (
     LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, default_storage_url, load_study, quiet_optuna, run_search,
     run_worker, study_split,
 )
+from search.study.workers import INTERRUPTED, WorkersFailed
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
 
@@ -100,6 +102,17 @@ def _duration(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds, or a number with s, m or h "
                                          "(e.g. 45m, 2h)")
+    return value
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite float (nan and inf would pass every range check and be stored as invalid JSON)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -199,7 +212,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         _check_study_split(table, cfg)
         check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
                           f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
-    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=args.workers,
+    workers, capped = worker_count(args.workers, cfg.device)
+    if capped:
+        print(capped, file=sys.stderr)
+    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=workers,
                        time_limit_s=args.time_limit, seed_recipes=args.seed_recipes)
     print_best(study)
     return 0
@@ -398,11 +414,11 @@ def _add_search(sub) -> None:
     p.add_argument("--patches", type=int, nargs="+", default=None,
                    help="input patch sizes the trials may choose: 0 = the whole image at the preset's sizes, P = P x P "
                         "patches of the image at its native size, cut by the model (default: the preset's)")
-    p.add_argument("--val-fraction", type=float, default=None, help="share of prompts for validation (default: the profile's)")
-    p.add_argument("--test-fraction", type=float, default=None,
+    p.add_argument("--val-fraction", type=_finite, default=None, help="share of prompts for validation (default: the profile's)")
+    p.add_argument("--test-fraction", type=_finite, default=None,
                    help="share of prompts held out of the search, scored once per trial (default: the profile's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampler and the training")
-    p.add_argument("--trial-budget", type=float, default=300.0, help="training budget per trial, T4 seconds")
+    p.add_argument("--trial-budget", type=_finite, default=300.0, help="training budget per trial, T4 seconds")
     p.add_argument("--max-epochs", type=int, default=60, help="most epochs of one trial")
     p.add_argument("--min-epochs", type=int, default=StudyConfig.min_epochs,
                    help="fewest epochs of one trial: a proposal that would get fewer in its budget is shrunk (its "
@@ -412,15 +428,15 @@ def _add_search(sub) -> None:
                         "that fit a new study as its first trials")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size")
     p.add_argument("--eval-views", type=int, default=1, choices=(1, 5, 10), help="crops averaged per validation image")
-    p.add_argument("--pretrain-shares", type=float, nargs="+", default=None,
+    p.add_argument("--pretrain-shares", type=_finite, nargs="+", default=None,
                    help="shares of a trial's budget that may go to self-supervised pretraining (0 = none; default: "
                         f"{' '.join(map(str, StudyConfig().pretrain_shares))}, none for --data pairs)")
-    p.add_argument("--ema-decays", type=float, nargs="+", default=StudyConfig().ema_decays,
+    p.add_argument("--ema-decays", type=_finite, nargs="+", default=StudyConfig().ema_decays,
                    help="weight-averaging decays the search picks from (0 = off)")
     p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS), help=f"Optuna sampler: {' | '.join(SAMPLERS)}")
     p.add_argument("--flops-objective", action="store_true", help="minimise FLOPs as a third objective")
     p.add_argument("--no-early-stop", action="store_true", help="train every trial to its planned epochs")
-    p.add_argument("--t4-efficiency", type=float, default=StudyConfig.t4_efficiency,
+    p.add_argument("--t4-efficiency", type=_finite, default=StudyConfig.t4_efficiency,
                    help="share of a T4's peak the budget model assumes (search.budget)")
     p.add_argument("--workers", type=_number(int, 1), default=None,
                    help=f"worker processes on this machine (default: 1 on a CPU, {TRIALS_PER_GPU} per GPU)")
@@ -625,6 +641,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
+    except WorkersFailed as err:  # a worker died: its trial is retried on resume, nothing to trace back
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args is not None and args.debug:
+            raise
+        print("interrupted: a study keeps its finished trials (the running ones are retried): rerun the same "
+              "command to go on", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class _Stage:
         self.url = variants_url(storage_url, run_dir)
         self.profile = get_profile(cfg.profile)
         self.data = StudyData(cfg)
-        check_split(study, self.data.val_fingerprint())
+        check_split(study, self.data)
         self.budget = BudgetModel(efficiency=cfg.t4_efficiency)
         self.device = resolve_device(cfg.device)
 

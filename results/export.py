@@ -20,11 +20,15 @@ every test pair.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import optuna
 import pandas as pd
@@ -36,6 +40,7 @@ from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
 from search.data.pairs import PairSet
 from search.device import resolve_device
+from search.files import atomic_write
 from search.train.pairs import PREFERENCE
 from search.names import check_date, check_name
 from search.profiles import Profile, get_profile
@@ -133,16 +138,13 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
                        n_pairs=len(data) if pairs else None)
     recipe = planned(recipe, plan)
     device = resolve_device(cfg.device)
+    out = Path(run_dir) / "export"
+    _check_writable(out)
     start = time.perf_counter()
     model, _ = retrain(recipe, data, cfg.seed, device, progress=not smoke)
     retrain_s = time.perf_counter() - start
-    out = Path(run_dir) / "export"
     targets = [PREFERENCE] if pairs else images.target_names
-    weights = save_checkpoint(out / f"{team}_{date}_model.pth", model.cpu(), recipe.spec, target_names=targets,
-                              train_config=recipe.train.to_dict(), candidate=name)
-    notebook = write_notebook(out / f"{team}_{date}.ipynb", team, date, recipe, targets, cfg.seed,
-                              pair_columns=cfg.pair_columns if pairs else None)
-    write_run_files(out, notebook.name, weights.name, plan, pairs=pairs)
+    weights, notebook = out / f"{team}_{date}_model.pth", out / f"{team}_{date}.ipynb"
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
         "trial": None if row is None else int(row["trial"]), "summary": spec_summary(recipe.spec),
@@ -156,5 +158,38 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
         "estimated_t4_s": plan.seconds, "estimate_source": plan.costs.source, "measured_retrain_s": retrain_s,
         "device": str(device), "weights": weights.name, "notebook": notebook.name, "recipe": recipe.to_dict(),
     }
-    (out / "export.json").write_text(json.dumps(summary, indent=2))
+
+    def write(folder: Path) -> None:
+        save_checkpoint(folder / weights.name, model.cpu(), recipe.spec, target_names=targets,
+                        train_config=recipe.train.to_dict(), candidate=name)
+        write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed,
+                       pair_columns=cfg.pair_columns if pairs else None)
+        write_run_files(folder, notebook.name, weights.name, plan, pairs=pairs)
+        with atomic_write(folder / "export.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
+
+    write_all_or_none(out, write)
     return ExportResult(name, weights, notebook, summary, model)
+
+
+def _check_writable(out: Path) -> None:
+    """The export folder can take files: checked before the retrain, which may take hours."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write the export to this folder (read-only)", str(out))
+
+
+def write_all_or_none(out: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(folder)` on a temporary folder beside `out`, then move each file it wrote into `out`: a
+    writer that fails (a full disk) leaves `out` as it was, and the error names the file in `out`."""
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        write(staging)
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+    except OSError as err:
+        if err.filename and Path(err.filename).parent == staging:
+            raise OSError(err.errno, err.strerror, str(out / Path(err.filename).name)) from err
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -14,7 +14,6 @@ import ast
 import importlib.metadata
 import inspect
 import json
-import os
 from pathlib import Path
 from types import ModuleType
 
@@ -25,6 +24,7 @@ import search.checkpoint
 import search.data.decode
 import search.data.imageset
 import search.data.pairs
+import search.files
 import search.train.distort
 import search.train.losses
 import search.memory
@@ -46,13 +46,14 @@ import space.layers.patches
 import space.layers.residual
 import space.model
 import space.spec
+from search.files import atomic_write
 from search.train.recipe import Recipe
 
 # In dependency order: each module only uses names defined above it.
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
     space.layers.attention, space.layers.heads, space.layers.patches, space.layers, space.model, space.count, search.data.imageset,
-    search.data.pairs, search.metrics, search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
+    search.files, search.data.pairs, search.metrics, search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
     search.train.step, search.train.pretrain, search.train.loop, search.train.pairs, search.checkpoint, search.budget, search.train.retrain, search.data.decode, results.submission,
 ]
 OWN_PACKAGES = ("space", "search", "compress", "results")
@@ -186,9 +187,8 @@ def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], see
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    os.chmod(path, 0o644)
+    with atomic_write(path) as tmp:  # readable by all, never half-written
+        tmp.write_text(text)
     return path
 
 

@@ -6,13 +6,15 @@ so every stage reads every variant through `load_checkpoint`.
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from search.files import atomic_write
 from space import ArchSpec, IQANet, build_model
 
 FORMAT = "liqa-nas/1"
@@ -49,29 +51,47 @@ def decode_weights(stored: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+def plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays as Python numbers and lists, tuples as lists and paths as
+    strings: what `torch.load(weights_only=True)` reads back (it refuses any other class)."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    raise TypeError(f"a checkpoint holds plain values and tensors only, not {type(value).__name__}: {value!r}")
+
+
 def save_checkpoint(path: str | Path, model: IQANet, spec: ArchSpec, weights: str = "fp32", **extra: Any) -> Path:
-    """Write `{format, spec, weights, state_dict, **extra}` atomically (never a half-written file)."""
+    """Write `{format, spec, weights, state_dict, **extra}` atomically (never a half-written file), of plain
+    values and tensors only, so that loading it never needs to run code (`_read`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "spec": spec.to_dict(), "weights": weights,
-               "state_dict": encode_weights(state, weights), **extra}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    payload = plain({"format": FORMAT, "spec": spec.to_dict(), "weights": weights,
+                     "state_dict": encode_weights(state, weights), **extra})
+    with atomic_write(path) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are shared and submitted like any file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict:
-    """The checkpoint's payload; a file torch cannot read (truncated, text, another pickle) is a ValueError."""
+    """The checkpoint's payload, unpickled with `weights_only=True`: a file that holds anything but tensors
+    and plain values (a pickle that would run code, or an older checkpoint that stored numpy values) is
+    refused unread. A file torch cannot read (truncated, text, another pickle) is a ValueError."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # what weights_only refuses: a class or function to call
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found is None:
+            raise ValueError(f"{path}: not a readable checkpoint: not written by torch.save") from None
+        raise ValueError(f"{path}: not loaded: it holds a reference to {found.group(1)}, and unpickling it could "
+                         "run code; a checkpoint saved by an older liqa-nas with numpy values must be saved again "
+                         "(rerun its trial or export)") from None
     except Exception as err:  # torch.load fails in many ways (zip, pickle, EOF, OS errors) on a foreign file
         raise ValueError(f"{path}: not a readable checkpoint, truncated or not written by torch.save "
                          f"({type(err).__name__}: {' '.join(str(err).split()).split('. ')[0]})") from err

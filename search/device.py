@@ -22,14 +22,32 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def default_workers(name: str = "auto") -> int:
-    """Worker processes for a study on this machine: `TRIALS_PER_GPU` per visible GPU (at most one per
-    CPU core) when the device is CUDA, else 1 (on a CPU, parallel trials only split the cores)."""
-    device = resolve_device(name)
+def most_workers(name: str = "auto") -> int:
+    """The most worker processes that help on this machine: one per CPU core, and on CUDA at most
+    `TRIALS_PER_GPU` per GPU used (more only queue for the same cores or GPUs)."""
+    device, cores = resolve_device(name), os.cpu_count() or 1
     if device.type != "cuda":
-        return 1
+        return cores
     gpus = 1 if device.index is not None else torch.cuda.device_count()
-    return max(1, min(TRIALS_PER_GPU * gpus, os.cpu_count() or 1))
+    return max(1, min(TRIALS_PER_GPU * gpus, cores))
+
+
+def default_workers(name: str = "auto") -> int:
+    """Worker processes for a study on this machine: `most_workers` on CUDA (`TRIALS_PER_GPU` per visible
+    GPU, at most one per CPU core), else 1 (on a CPU, parallel trials only split the cores)."""
+    return most_workers(name) if resolve_device(name).type == "cuda" else 1
+
+
+def worker_count(requested: int | None, name: str = "auto") -> tuple[int, str | None]:
+    """The workers to run for `--workers requested` (None: `default_workers`), capped at `most_workers`,
+    and the message that says so when it was capped."""
+    if requested is None:
+        return default_workers(name), None
+    most = most_workers(name)
+    if requested <= most:
+        return requested, None
+    where = "CPU core" if resolve_device(name).type != "cuda" else f"CPU core and {TRIALS_PER_GPU} per GPU"
+    return most, f"--workers {requested} capped at {most} (at most one per {where} on this machine)"
 
 
 def worker_device(name: str, index: int) -> str:

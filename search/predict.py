@@ -2,13 +2,16 @@
 better image of each pair of a pairs CSV, with pair accuracy when it names the winners."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from search.checkpoint import load_checkpoint
-from search.data import decode_images, load_labels
-from search.data.cache import decode_pair_images
+from search.data import load_labels
+from search.data.cache import decode_pair_images, decode_readable
+from search.data.labels import MissingColumnsError
 from search.data.pairs import PAIR_COLUMNS, read_pairs
 from search.device import resolve_device
 from search.metrics import iqa_metrics
@@ -18,21 +21,33 @@ from search.train.loop import predict
 
 def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path | str = ".cache/images",
                   device: str = "auto") -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Predictions per image (columns `image`, `pred_<target>`, and the labels when present) and metrics."""
+    """Predictions per image (columns `image`, `pred_<target>`, and the labels when present) and metrics.
+    An unreadable image is named on stderr (one line for all) and keeps its row with an empty score; the
+    metrics cover the readable ones."""
     model, payload = load_checkpoint(model_path)
     spec = model.spec
     target_names = list(payload.get("target_names") or [f"score{i}" for i in range(spec.num_outputs)])
-    table = load_labels(data, root, targets=None if data == "folder" else target_names)
-    images = decode_images(table, spec.input.resize, cache_dir)
+    try:
+        table = load_labels(data, root, targets=None if data == "folder" else target_names)
+    except MissingColumnsError as err:
+        if not set(err.missing) & set(target_names):
+            raise
+        raise ValueError(f"{err}; the score column(s) {', '.join(map(repr, target_names))} are the targets the "
+                         f"checkpoint {model_path} was trained on (another dataset?)") from None
+    images, unreadable = decode_readable(table, spec.input.resize, cache_dir)
+    if unreadable:
+        if not len(images):
+            raise ValueError(f"{table.source}: no image could be read ({next(iter(unreadable.values()))})")
+        print(f"warning: {len(unreadable)} unreadable image(s) left out, their scores left empty: "
+              f"{', '.join(unreadable)}", file=sys.stderr)
     views = (payload.get("train_config") or {}).get("eval_views", 1)
     pred = predict(model, images.images, device=resolve_device(device), crop=spec.input.crop, views=views)
-    frame = pd.DataFrame({"image": images.names})
+    frame = table.frame[["image", *images.target_names]].reset_index(drop=True)
+    readable = frame["image"].isin(images.names).to_numpy()
     for i, name in enumerate(target_names):
-        frame[f"pred_{name}"] = pred[:, i]
-    metrics = {}
-    for i, name in enumerate(images.target_names):
-        frame[name] = images.targets[:, i].numpy()
-        metrics[name] = iqa_metrics(pred[:, i], images.targets[:, i].numpy())
+        frame.insert(1 + i, f"pred_{name}", np.nan)
+        frame.loc[readable, f"pred_{name}"] = pred[:, i]
+    metrics = {name: iqa_metrics(pred[:, i], images.targets[:, i].numpy()) for i, name in enumerate(images.target_names)}
     return frame, metrics
 
 

@@ -14,7 +14,7 @@ from search.data import (
     decode_images, grouped_holdout, grouped_kfold, load_agiqa1k, load_agiqa3k, load_aigiqa20k, load_csv, load_folder,
     load_imageset, make_synthetic,
 )
-from search.data import cache as cache_module
+from search.data import decode as decode_module
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 A3K, A1K, A20K = SHARED / "agiqa3k", SHARED / "agiqa1k", SHARED / "aigiqa20k"
@@ -116,7 +116,7 @@ def test_16_bit_greyscale_is_scaled_not_white(tmp_path, name, mode):
     ramp = np.tile(np.linspace(0, 65535, 32).round().astype(np.uint16), (32, 1))
     (Image.fromarray(ramp) if mode == "I;16" else Image.fromarray(ramp.astype(np.int32), "I")).save(tmp_path / name)
     assert Image.open(tmp_path / name).mode == mode
-    decoded = cache_module.decode_image(tmp_path / name, 32)
+    decoded = decode_module.decode_image(tmp_path / name, 32)
     assert decoded.shape == (3, 32, 32) and (decoded[0] == decoded[2]).all()
     expected = np.rint(ramp / 257.0)
     assert np.abs(decoded[0].astype(float) - expected).max() <= 1 and decoded.min() == 0 and decoded.max() == 255
@@ -143,8 +143,8 @@ def test_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     assert first.images.shape == (5, 3, 32, 32) and first.targets[:, 0].tolist() == [0, 1, 2, 3, 4]
 
     calls = []
-    real = cache_module.decode_image
-    monkeypatch.setattr(cache_module, "decode_image", lambda p, s: calls.append(p) or real(p, s))
+    real = decode_module.decode_image
+    monkeypatch.setattr(decode_module, "decode_image", lambda p, s: calls.append(p) or real(p, s))
     again = decode_images(table, 32, tmp_path / "cache", progress=False)
     assert calls == [] and (again.images == first.images).all()
 

@@ -4,9 +4,12 @@ candidates over the cap or the time budget are refused."""
 from __future__ import annotations
 
 import ast
+import errno
 import io
+import os
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -21,6 +24,7 @@ from PIL import Image
 from results import export as export_module
 from results.export import export_submission
 from results.notebook import generated_code
+from run_search import error_message
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
 from search.profiles import get_profile
@@ -125,3 +129,31 @@ def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):
         export_submission(study, cfg, run_dir, "bad name!", smoke=True)
     with pytest.raises(ValueError, match="date '../../x' must be YYYYMMDD"):
         export_submission(study, cfg, run_dir, "T", date="../../x", smoke=True)
+
+
+def test_a_full_disk_leaves_no_partial_export(tiny_study, monkeypatch):
+    """The notebook's write fails as on a full disk (after the weights were written): one line naming the
+    file, and the export folder holds nothing of this export, not even the weights."""
+    study, cfg, run_dir = tiny_study
+    out = run_dir / "export"
+    before = sorted(out.iterdir()) if out.exists() else []
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as info:
+        export_submission(study, cfg, run_dir, "Team_Full", date="20261122", smoke=True)
+    assert error_message(info.value) == f"No space left on device: {out / 'Team_Full_20261122.ipynb'}"
+    assert sorted(out.iterdir()) == before and not list(run_dir.glob(".export-*"))
+
+
+def test_the_export_folder_is_checked_before_the_retrain(tiny_study, monkeypatch):
+    study, cfg, run_dir = tiny_study
+    out = run_dir / "export"
+    real = os.access
+    monkeypatch.setattr(export_module.os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
+    monkeypatch.setattr(export_module, "retrain", lambda *args, **kwargs: pytest.fail("retrained before the check"))
+    with pytest.raises(PermissionError) as info:
+        export_submission(study, cfg, run_dir, "T", smoke=True)
+    assert error_message(info.value) == f"cannot write the export to this folder (read-only): {out}"

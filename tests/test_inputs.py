@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,16 @@ import torch
 from PIL import Image
 
 import run_search
+import search.device
 import search.memory
 from run_search import error_message, main
 from search.data import DATASETS
 from search.profiles import PROFILES
+from search.checkpoint import save_checkpoint
 from search.study import StudyConfig, create_study, default_storage_url
+from search.study import workers
+from search.study.workers import WorkersFailed, report_lost_workers, worker_losses
+from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +89,47 @@ def text_score(tmp: Path) -> None:
     dataset(tmp / "data", mos_quality=["4.1"] * 10 + ["good"] + ["3.0"] * 29)
 
 
+def truncated_jpeg(path: Path) -> None:
+    """A JPEG cut off halfway: its header opens, its pixels do not decode."""
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def truncated_image(tmp: Path) -> None:
+    """A dataset whose 6th labelled image is a truncated JPEG."""
+    names = [f"img{i}.png" for i in range(40)]
+    names[5] = "img5.jpg"
+    dataset(tmp / "data", name=names)
+    truncated_jpeg(tmp / "data" / "images" / "img5.jpg")
+
+
+def semicolon_labels(tmp: Path) -> None:
+    """labels.csv as some spreadsheets export it: ';' separated, ',' as the decimal mark."""
+    dataset(tmp / "data")
+    frame = pd.read_csv(tmp / "data" / "labels.csv")
+    frame.to_csv(tmp / "data" / "labels.csv", sep=";", decimal=",", index=False)
+
+
+class Payload:
+    """A pickle that would create `marker` when unpickled: what a booby-trapped checkpoint does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def booby_trap(tmp: Path) -> None:
+    torch.save({"format": "liqa-nas/1", "spec": Payload(tmp / "ran")}, tmp / "evil.pt")
+
+
+def trained_elsewhere(tmp: Path) -> None:
+    """A checkpoint whose target is 'mos' (AIGIQA-20K's) and an AGIQA-3K folder (mos_quality)."""
+    dataset(tmp / "data")
+    save_checkpoint(tmp / "model.pt", build_model(SPEC), SPEC, target_names=["mos"])
+
+
 def checkpoints(tmp: Path) -> None:
     (tmp / "text.pt").write_text("not a checkpoint\n")
     torch.save({"weights": torch.zeros(4096)}, tmp / "full.pt")
@@ -105,6 +153,7 @@ def moved_dataset(tmp: Path) -> None:
     _study(tmp, "moved", dataset="agiqa3k", root=str(tmp / "data-old"))
 
 
+SPEC = ArchSpec(InputSpec(16, 16, False), StemSpec("conv", 8, 3), [StageSpec("residual", 8, 1, 2, 3)], HeadSpec("avg", 1))
 S = ["search", "--runs-dir", "{tmp}/runs", "--device", "cpu", "--cache-dir", "{tmp}/cache"]
 A3K = [*S, "--data", "agiqa3k", "--root", "{tmp}/data", "--space", "tiny"]
 
@@ -129,6 +178,14 @@ ROWS = [
     ("5-image dataset", five_images, A3K, r"labels\.csv: 5 images in 3 prompts split into .* each part needs at least 4"),
     ("a single prompt", one_prompt, A3K, r"labels\.csv: a grouped hold-out needs at least 2 groups \(prompts\), got 1"),
     ("negative trial budget", no_files, [*S, "--trial-budget", "-5"], r"trial_budget_s must be > 0"),
+    ("infinite trial budget", no_files, [*S, "--trial-budget", "inf"], r"--trial-budget: must be a finite number, got inf"),
+    ("nan validation share", no_files, [*S, "--val-fraction", "nan"], r"--val-fraction: must be a finite number, got nan"),
+    ("nan T4 efficiency", no_files, [*S, "--t4-efficiency", "NaN"], r"--t4-efficiency: must be a finite number"),
+    ("infinite EMA decay", no_files, [*S, "--ema-decays", "0", "inf"], r"--ema-decays: must be a finite number"),
+    ("zero T4 efficiency", no_files, [*S, "--t4-efficiency", "0"], r"t4 efficiency must be in \(0, 1\], got 0"),
+    ("truncated JPEG", truncated_image, A3K, r"labels\.csv: unreadable image .*img5\.jpg: image file is truncated"),
+    ("semicolon-separated labels", semicolon_labels, A3K,
+     r"labels\.csv: one column 'name;prompt;mos_quality'; its first line is separated by ';': save it with ','"),
     ("zero max epochs", no_files, [*S, "--max-epochs", "0"], r"max_epochs must be at least 1"),
     ("zero workers", no_files, [*S, "--workers", "0"], r"--workers: must be >= 1, got 0"),
     ("zero trials", no_files, [*S, "--trials", "0"], r"--trials: must be >= 1, got 0"),
@@ -176,6 +233,12 @@ ROWS = [
      r"truncated\.pt: not a readable checkpoint"),
     ("predict: foreign .pt", checkpoints, ["predict", "--model", "{tmp}/foreign.pt", "--root", "{tmp}"],
      r"foreign\.pt: not a liqa-nas/1 checkpoint \(format=other/1\)"),
+    ("predict: booby-trapped .pt", booby_trap, ["predict", "--model", "{tmp}/evil.pt", "--root", "{tmp}"],
+     r"evil\.pt: not loaded: it holds a reference to posix\.system, and unpickling it could run code"),
+    ("predict: checkpoint of another dataset", trained_elsewhere,
+     ["predict", "--model", "{tmp}/model.pt", "--data", "agiqa3k", "--root", "{tmp}/data"],
+     r"labels\.csv: missing column\(s\) 'mos'; .*the score column\(s\) 'mos' are the targets the checkpoint "
+     r".*model\.pt was trained on"),
     ("predict: no checkpoint", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}"], r"checkpoint not found"),
     ("predict: csv", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}", "--data", "csv"],
      r"--data: invalid choice: 'csv'"),
@@ -259,3 +322,101 @@ def test_a_space_whose_largest_input_cannot_be_held_is_refused_before_the_study(
     err = capsys.readouterr().err
     assert "40 images of agiqa3k (the largest input the default space may choose; --patches 0" in err
     assert "at 512 px" in err and err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_a_booby_trapped_checkpoint_runs_nothing(tmp_path):
+    booby_trap(tmp_path)
+    proc = subprocess.run([sys.executable, str(ROOT / "run_search.py"), "predict", "--model", str(tmp_path / "evil.pt"),
+                           "--root", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "could run code" in proc.stderr, proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_refused_first_run_leaves_nothing_so_the_corrected_command_works(tmp_path, capsys, monkeypatch):
+    """An unreadable image, a bad efficiency and a missing GPU are each refused before the study or its
+    settings are written; the corrected command then creates the study as if nothing had happened."""
+    truncated_image(tmp_path)
+    argv = [a.format(tmp=tmp_path) for a in A3K] + ["--trials", "1", "--max-epochs", "1", "--trial-budget", "5"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for extra, message in (([], "image file is truncated"), (["--t4-efficiency", "0"], "t4 efficiency must be in"),
+                           (["--device", "cuda"], "CUDA is not available")):
+        if extra != []:
+            Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / "images" / "img5.jpg")
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "runs").exists()
+    assert main(argv) == 0
+    assert (tmp_path / "runs" / "default" / "study.db").is_file()
+
+
+def test_predict_scores_every_readable_image_and_names_the_rest(tmp_path, capsys):
+    trained_elsewhere(tmp_path)
+    folder = tmp_path / "data" / "images"
+    truncated_jpeg(folder / "bad.jpg")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(tmp_path / "model.pt"), "--root", str(folder), "--out", str(out),
+                 "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]  # the rest: a progress bar
+    assert warned == ["warning: 1 unreadable image(s) left out, their scores left empty: bad.jpg"], warned
+    frame = pd.read_csv(out).set_index("image")
+    assert len(frame) == 41 and np.isnan(frame.loc["bad.jpg", "pred_mos"])
+    assert np.isfinite(frame.drop(index="bad.jpg")["pred_mos"]).all()
+
+
+def test_workers_beyond_the_machine_are_capped_with_a_message(monkeypatch):
+    monkeypatch.setattr(search.device.os, "cpu_count", lambda: 2)
+    assert search.device.worker_count(8, "cpu") == (2, "--workers 8 capped at 2 (at most one per CPU core on this machine)")
+    assert search.device.worker_count(2, "cpu") == (2, None)
+    assert search.device.worker_count(None, "cpu") == (1, None)
+
+
+def test_a_lost_worker_is_named_and_fails_the_command_only_short_of_the_target(capsys):
+    assert worker_losses([0, -signal.SIGKILL, 1]) == "worker 2 died (killed by SIGKILL); worker 3 exited with status 1"
+    report_lost_workers([0, 0], reached=False, n_trials=3)
+    assert capsys.readouterr().err == ""
+    report_lost_workers([-signal.SIGKILL, 0], reached=True, n_trials=3)
+    assert capsys.readouterr().err == "worker 1 died (killed by SIGKILL); the study reached its 3 trials without it\n"
+    with pytest.raises(WorkersFailed, match=r"^worker 1 died \(killed by SIGKILL\), its trial will be retried on resume"):
+        report_lost_workers([-signal.SIGKILL, 0], reached=False, n_trials=3)
+
+
+@pytest.mark.parametrize("raised, code, line", [
+    (WorkersFailed("worker 2 died (killed by SIGKILL), its trial will be retried on resume"), 1,
+     "error: worker 2 died (killed by SIGKILL), its trial will be retried on resume\n"),
+    (KeyboardInterrupt(), 130, "interrupted: a study keeps its finished trials"),
+])
+def test_a_dead_worker_or_ctrl_c_is_one_line_without_traceback(tmp_path, capsys, monkeypatch, raised, code, line):
+    def run(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(run_search, "run_search", run)
+    assert main(["search", "--runs-dir", str(tmp_path), "--device", "cpu", "--n-synthetic", "24"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1, err
+
+
+def test_ctrl_c_in_a_worker_process_ends_it_quietly(monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workers, "run_worker", interrupted)
+    with pytest.raises(SystemExit) as info:
+        workers._worker_entry("sqlite:///x.db", "s", 1, "runs", {}, 1)
+    assert info.value.code == 130
+
+
+def test_ctrl_c_during_a_search_ends_with_one_line_and_exit_130(tmp_path):
+    argv = [sys.executable, str(ROOT / "run_search.py"), "search", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache"), "--n-synthetic", "48", "--trials", "50"]
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.time() + 120
+    while not (tmp_path / "runs" / "default" / "config.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # into the first trial's training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    said = [line.split("\r")[-1] for line in err.splitlines() if not line.split("\r")[-1].startswith("study default:")]
+    assert proc.returncode == 130 and said[-1].startswith("interrupted: a study keeps its finished trials"), err
+    assert len([line for line in said if line.strip()]) == 1 and "Traceback" not in err and "failed" not in err, err

@@ -16,7 +16,8 @@ from run_search import main
 from results.export import export_submission
 from search.data import make_synthetic
 from search.data.pairs import pairs_from_scores
-from search.study import load_study
+from search.study import StudyConfig, StudyData, create_study, default_storage_url, load_study
+from search.study.storage import check_split
 
 
 def write_pairs_folder(root: Path, n_images: int = 40, n_pairs: int = 120, seed: int = 5) -> Path:
@@ -128,3 +129,23 @@ def test_bad_pairs_input_is_one_line_before_any_study(tmp_path, capsys, edit, ex
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and re.search(message, err), err
     assert not (tmp_path / "runs" / "bad" / "study.db").exists()
+
+
+def _other_winners(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Every pair's loser named as its winner: the same images and split, the opposite labels."""
+    won_a = pairs["winner"].isin(["a"]) | (pairs["winner"] == pairs["image_a"])
+    return pairs.assign(winner=pairs["image_b"].where(won_a, pairs["image_a"]))
+
+
+@pytest.mark.parametrize("change", [lambda pairs: pairs.iloc[:-41], _other_winners], ids=["41 pairs fewer", "winners swapped"])
+def test_resuming_with_changed_pairs_is_refused(tmp_path, capsys, change):
+    """The fingerprint covers the pairs and their winners, not only the validation images' names (which
+    swapped winners leave as they were): the study is created (no trial needed), the CSV is changed, and
+    the resume is refused."""
+    folder = write_pairs_folder(tmp_path / "data")
+    cfg = StudyConfig(dataset="pairs", root=str(folder), space="tiny", device="cpu", cache_dir=str(tmp_path / "cache"))
+    check_split(create_study(cfg, "fp", default_storage_url(tmp_path / "runs" / "fp")), StudyData(cfg))
+    change(pd.read_csv(folder / "pairs.csv")).to_csv(folder / "pairs.csv", index=False)
+    assert main(["search", "--data", "pairs", "--root", str(folder), "--study", "fp", "--runs-dir", str(tmp_path / "runs"),
+                 "--space", "tiny", "--trials", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert re.search(r"study 'fp' was validated on another split \(fingerprint v2:\w+, now v2:\w+\)", _last_error(capsys))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.distributions import FloatDistribution
@@ -22,8 +23,8 @@ from search.data import make_synthetic
 from search.train.recipe import Recipe, TrainConfig
 from search.profiles import get_profile
 from search.study import (
-    FINISHED, LOSS_PRESETS, Objective, ParetoRungs, StudyConfig, TrialRecord, create_study, default_storage_url,
-    load_study, plan_schedule, run_search, run_worker, sample_trial, space_config, study_split,
+    FINISHED, LOSS_PRESETS, Objective, ParetoRungs, StudyConfig, StudyData, TrialRecord, check_split, create_study,
+    default_storage_url, load_study, plan_schedule, run_search, run_worker, sample_trial, space_config, study_split,
 )
 from search.study import workers as workers_module
 from search.train.loop import predict, seed_everything, train_model
@@ -442,6 +443,35 @@ def test_resuming_with_changed_labels_is_refused(tmp_path):
         run_search(cfg, "lab", 2, run_dir, progress=False)
     with pytest.raises(ValueError, match="another split"):
         run_worker(default_storage_url(run_dir), "lab", 2, run_dir, progress=False)
+
+
+def test_resuming_with_inverted_scores_is_refused(tmp_path):
+    """The same images and prompts (so the same split and validation names), every MOS inverted."""
+    root = tmp_path / "agiqa3k"
+    _agiqa3k(root, [f"p{i // 4}" for i in range(32)])
+    cfg = _cfg(tmp_path, dataset="agiqa3k", root=str(root))
+    url = default_storage_url(tmp_path / "runs" / "inv")
+    check_split(create_study(cfg, "inv", url), StudyData(cfg))
+    labels = pd.read_csv(root / "labels.csv")
+    labels.assign(mos_quality=6 - labels["mos_quality"]).to_csv(root / "labels.csv", index=False)
+    with pytest.raises(ValueError, match=r"study 'inv' was validated on another split \(fingerprint v2:"):
+        run_search(cfg, "inv", 1, tmp_path / "runs" / "inv", progress=False)
+
+
+def test_an_older_studys_unversioned_fingerprint_is_compared_in_its_own_form_then_upgraded(tmp_path):
+    root = tmp_path / "agiqa3k"
+    _agiqa3k(root, [f"p{i // 4}" for i in range(32)])
+    cfg = _cfg(tmp_path, dataset="agiqa3k", root=str(root))
+    data, url = StudyData(cfg), default_storage_url(tmp_path)
+    old = create_study(cfg, "old", url)
+    old.set_user_attr("val_fingerprint", data.val_fingerprint(legacy=True))
+    other = create_study(cfg, "other", url)
+    other.set_user_attr("val_fingerprint", "0123456789abcdef")
+    check_split(old, data)
+    assert load_study("old", url)[0].user_attrs["val_fingerprint"] == data.val_fingerprint()
+    assert data.val_fingerprint().startswith("v2:") and data.val_fingerprint(legacy=True) != data.val_fingerprint()
+    with pytest.raises(ValueError, match="fingerprint 0123456789abcdef"):
+        check_split(other, data)
 
 
 @pytest.mark.slow

@@ -8,20 +8,17 @@ images of a pairs CSV go through the same cache (`decode_pairs`).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from search.data.decode import decode_image
+from search.data.decode import decode_all
 from search.data.imageset import ImageSet
 from search.data.labels import LabelTable
 from search.data.pairs import PairSet, PairTable
+from search.files import atomic_write
 from search.memory import check_host_memory
 
 CACHE_VERSION = 2
@@ -45,19 +42,6 @@ def check_images(table: LabelTable) -> None:
         raise FileNotFoundError(f"image listed in {table.source} not found: {table.image_dir / missing[0]}{more}")
 
 
-def _write_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any data file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _read(path: Path, n: int, size: int) -> np.ndarray | None:
     try:
         array = np.load(path, mmap_mode="r")
@@ -66,9 +50,10 @@ def _read(path: Path, n: int, size: int) -> np.ndarray | None:
     return array if array.shape == (n, 3, size, size) and array.dtype == np.uint8 else None
 
 
-def decode_images(table: LabelTable, size: int, cache_dir: Path | str = ".cache/images", progress: bool = True,
-                  threads: int | None = None) -> ImageSet:
-    """The table's images decoded at `size` x `size`, from the cache when it is current."""
+def decode_readable(table: LabelTable, size: int, cache_dir: Path | str = ".cache/images", progress: bool = True,
+                    threads: int | None = None) -> tuple[ImageSet, dict[str, str]]:
+    """The table's images that decode at `size` x `size` (from the cache when it is current; a cache is
+    written only when every image decodes), and the others by name with why (`decode_all`)."""
     if size < 8:
         raise ValueError(f"image size must be at least 8, got {size}")
     check_images(table)
@@ -76,18 +61,32 @@ def decode_images(table: LabelTable, size: int, cache_dir: Path | str = ".cache/
     n = len(table)
     check_host_memory(n, size, f"images of {table.name}")  # before decoding or copying the cache
     array = _read(path, n, size) if path.exists() else None
+    unreadable: dict[int, str] = {}
     if array is None:
         files = [table.image_dir / name for name in table.frame["image"]]
-        array = np.empty((n, 3, size, size), dtype=np.uint8)
-        with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
-            decoded = pool.map(lambda f: decode_image(f, size), files)
-            for i, img in enumerate(tqdm(decoded, total=n, desc=f"decoding {table.name} at {size}px",
-                                         unit="img", disable=not progress)):
-                array[i] = img
-        _write_atomic(path, array)
-    images = torch.from_numpy(np.array(array))  # a writable in-memory copy of the (memory-mapped) cache
-    targets = torch.tensor(table.frame[table.targets].to_numpy(dtype=np.float32).reshape(n, len(table.targets)))
-    return ImageSet(images, targets, table.frame["group"].to_numpy(dtype=object), list(table.frame["image"]), list(table.targets))
+        array, unreadable = decode_all(files, size, f"decoding {table.name} at {size}px", progress, threads)
+        if not unreadable:
+            with atomic_write(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, array)
+    keep = np.array([i for i in range(n) if i not in unreadable], dtype=np.int64)
+    images = torch.from_numpy(np.array(array[keep]))  # a writable in-memory copy of the (memory-mapped) cache
+    frame = table.frame.iloc[keep]
+    targets = torch.tensor(frame[table.targets].to_numpy(dtype=np.float32).reshape(len(keep), len(table.targets)))
+    readable = ImageSet(images, targets, frame["group"].to_numpy(dtype=object), list(frame["image"]), list(table.targets))
+    return readable, {table.frame["image"].iloc[i]: why for i, why in unreadable.items()}
+
+
+def decode_images(table: LabelTable, size: int, cache_dir: Path | str = ".cache/images", progress: bool = True,
+                  threads: int | None = None) -> ImageSet:
+    """The table's images decoded at `size` x `size`, from the cache when it is current; ValueError naming
+    the unreadable ones (a study trains on every labelled image or on none)."""
+    images, unreadable = decode_readable(table, size, cache_dir, progress, threads)
+    if unreadable:
+        first, *others = unreadable.values()
+        more = f" (and {len(others)} more: {', '.join(list(unreadable)[1:4])}{', ...' if len(others) > 3 else ''})" \
+            if others else ""
+        raise ValueError(f"{table.source}: {first}{more}: replace or unlist it")
+    return images
 
 
 def decode_pair_images(source: Path, image_dir: Path, names: list[str], size: int,

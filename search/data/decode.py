@@ -2,10 +2,14 @@
 cache, the loaders and the notebook share)."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -46,3 +50,27 @@ def decode_image(path: Path, size: int) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"unreadable image {path}: {err}") from None
+
+
+def decode_all(files: Sequence[Path], size: int, desc: str = "decoding", progress: bool = True,
+               threads: int | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Every image of `files` that decodes, as uint8 [N,3,size,size] (zeros where one does not), and why
+    each of the others does not (index -> `decode_image`'s message): a study refuses any unreadable image,
+    prediction scores the rest and names them."""
+    array = np.zeros((len(files), 3, size, size), dtype=np.uint8)
+    unreadable: dict[int, str] = {}
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return decode_image(path, size)
+        except ValueError as err:
+            return str(err)
+
+    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+        decoded = pool.map(decode, files)
+        for i, img in enumerate(tqdm(decoded, total=len(files), desc=desc, unit="img", disable=not progress)):
+            if isinstance(img, str):
+                unreadable[i] = img
+            else:
+                array[i] = img
+    return array, unreadable

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from search.data.decode import list_images
+from search.files import read_csv_file
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,19 @@ class LabelTable:
         return len(self.frame)
 
 
+class MissingColumnsError(ValueError):
+    """A labels file without columns it needs (`missing`), so a caller that chose them can say where from."""
+
+    def __init__(self, message: str, missing: list[str]):
+        super().__init__(message)
+        self.missing = missing
+
+
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], source: Path) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
-                         f"columns found: {', '.join(map(str, frame.columns))}")
+        raise MissingColumnsError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
+                                  f"columns found: {', '.join(map(str, frame.columns))}", missing)
 
 
 def _scores(frame: pd.DataFrame, column: str, source: Path, first_row: int = 2) -> np.ndarray:
@@ -81,11 +90,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(f"label file not found: {path}")
     # newline handling of the csv engine accepts LF and CRLF alike; strip stray whitespace in headers
     try:
-        frame = pd.read_csv(path, keep_default_na=True)
+        frame = read_csv_file(path, keep_default_na=True)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty file (expected a header row and one row per image)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV file ({' '.join(str(err).split())})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 

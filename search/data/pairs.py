@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from search.data.imageset import ImageSet
+from search.files import read_csv_file
 
 PAIR_COLUMNS = ("image_a", "image_b", "winner")
 """Default column names: the two images and which of them was preferred."""
@@ -90,8 +91,8 @@ def read_pairs(source: str | Path, columns: tuple[str, str, str] = PAIR_COLUMNS,
     if not source.is_file():
         raise FileNotFoundError(f"pairs file {source} not found")
     try:
-        frame = pd.read_csv(source, dtype=str).fillna("")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        frame = read_csv_file(source, dtype=str).fillna("")
+    except pd.errors.EmptyDataError as err:
         raise ValueError(f"{source} is not a readable CSV: {' '.join(str(err).split())}") from None
     col_a, col_b, col_w = columns
     has_winner = col_w in frame.columns

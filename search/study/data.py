@@ -18,6 +18,10 @@ from search.data.cache import decode_pairs
 from search.data.pairs import PairSet, PairTable, load_pairs, split_pair_rows
 from search.study.settings import StudyConfig, space_config
 
+FINGERPRINT_VERSION = "v2"
+"""v2: every item of the split with its targets (pairs with their winners) and part; before it, the
+validation images' names alone (a resume on inverted scores or fewer pairs went unnoticed)."""
+
 
 def study_split(groups: np.ndarray, val_fraction: float, test_fraction: float,
                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,10 +81,31 @@ class StudyData:
         test = self.split(size)[2]
         return self._part(size, test) if len(test) else None
 
-    def val_fingerprint(self) -> str:
-        """A short hash of the validation images' names: every stage checks it scores on the same split.
-        Uses a resolution already loaded, else the space's smallest."""
+    def val_fingerprint(self, legacy: bool = False) -> str:
+        """A short hash of the split and what it is scored against: every item (image with its target
+        values; pair as winner > loser) with its part (training, validation, test, or dropped across the
+        split), so every stage and every resume checks it trains and scores on the same data and split.
+        Versioned (`FINGERPRINT_VERSION:`); `legacy`: the unversioned hash of the validation images' names
+        alone, which studies stored before. Uses a resolution already loaded, else the space's smallest."""
         size = next(iter(self._images), None) or min(space_config(self.cfg.space).resizes)
-        data, val = self.all(size), self.split(size)[1]
-        names = data.select(val).images.names if isinstance(data, PairSet) else [data.names[i] for i in val]
-        return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+        data, parts = self.all(size), self.split(size)
+        if legacy:
+            val = parts[1]
+            names = data.select(val).images.names if isinstance(data, PairSet) else [data.names[i] for i in val]
+            return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+        part = np.full(len(data), "dropped", dtype=object)
+        for name, idx in zip(("training", "validation", "test"), parts):
+            part[idx] = name
+        if isinstance(data, PairSet):
+            names, header = data.images.names, "winner > loser"
+            items = [f"{names[w]} > {names[l]}" for w, l in data.pairs.tolist()]
+        else:
+            header = " ".join(data.target_names)
+            items = [f"{n} = {' '.join(f'{v:.9g}' for v in row)}" for n, row in zip(data.names, data.targets.tolist())]
+        text = "\n".join([header, *sorted(f"{p}: {item}" for p, item in zip(part, items))])
+        return f"{FINGERPRINT_VERSION}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+    def matches(self, fingerprint: str) -> bool:
+        """Whether a stored fingerprint is this data's: compared in its own version (unversioned: `legacy`)."""
+        versioned = fingerprint.startswith(f"{FINGERPRINT_VERSION}:")
+        return fingerprint == self.val_fingerprint(legacy=not versioned)

@@ -9,6 +9,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.profiles import get_profile
+from search.study.data import StudyData
 from search.study.record import TrialRecord
 from search.study.sampler import WorkerSampler
 from search.study.settings import LOCAL_SETTINGS, StudyConfig
@@ -81,14 +82,16 @@ def load_study(name: str, storage_url: str, overrides: dict | None = None) -> tu
     return study, cfg
 
 
-def check_split(study: optuna.Study, fingerprint: str) -> None:
-    """Record the validation split's fingerprint on a study that has none; refuse to go on with another
-    one (the labels or images changed since): trials validated on different splits cannot be compared."""
+def check_split(study: optuna.Study, data: StudyData) -> None:
+    """Record the fingerprint of the study's data and split (`StudyData.val_fingerprint`) on a study that has
+    none, or has an older study's unversioned one that still matches; refuse to go on with another one (the
+    labels, pairs or images changed since): trials validated on different splits cannot be compared."""
     records = map(TrialRecord.from_trial, study.get_trials(deepcopy=False))
     recorded = study.user_attrs.get("val_fingerprint") or next((r.val_fingerprint for r in records if r.val_fingerprint), None)
-    if recorded is not None and recorded != fingerprint:
+    fingerprint = data.val_fingerprint()
+    if recorded is not None and not data.matches(recorded):
         raise ValueError(f"study {study.study_name!r} was validated on another split (fingerprint {recorded}, "
                          f"now {fingerprint}): its labels or images changed since it was created; "
                          "restore them or choose a new --study name")
-    if "val_fingerprint" not in study.user_attrs:
+    if study.user_attrs.get("val_fingerprint") != fingerprint:
         study.set_user_attr("val_fingerprint", fingerprint)

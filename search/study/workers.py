@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -36,9 +38,34 @@ many times in a row stops: the space looks exhausted, or too large for the caps 
 
 
 def quiet_optuna() -> None:
-    """Keep Optuna's per-trial log lines and experimental-feature warnings out of the progress bars."""
+    """Keep Optuna's per-trial log lines and experimental-feature warnings out of the progress bars, and
+    its traceback of a trial failed by Ctrl-C (the command says that in one line)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logging.getLogger("optuna.study._optimize").addFilter(QUIET_INTERRUPTS)
+
+
+class _QuietInterrupts(logging.Filter):
+    """Drops Optuna's two warnings of a trial failed by Ctrl-C: the traceback, and "Trial N failed with value
+    None." right after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted: str | None = None
+        """"Trial N" while its second warning is still to come."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted = message.split(" failed")[0]
+            return False
+        if self.interrupted and message.startswith(f"{self.interrupted} failed with value"):
+            self.interrupted = None
+            return False
+        return True
+
+
+QUIET_INTERRUPTS = _QuietInterrupts()
 
 
 def count_trials(study: optuna.Study) -> int:
@@ -90,16 +117,26 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
     passes it (its curve kept).
 
     Each trial is one `optimize(n_trials=1)` call, so workers stop at the shared target. `data`: the
-    study's images when the caller has them loaded already.
+    study's images when the caller has them loaded and its split checked already (`run_search`).
     """
     if threads:
         torch.set_num_threads(threads)
     quiet_optuna()
     study, cfg = load_study(study_name, storage_url, overrides)
     objective = Objective(cfg, run_dir, data, stop_at=stop_at)
-    check_split(study, objective.data.val_fingerprint())
+    if data is None:
+        check_split(study, objective.data)
     bar = tqdm(total=n_trials, initial=min(count_trials(study), n_trials), desc=f"study {study_name}",
                unit="trial", disable=not progress)
+    try:
+        _run_trials(study, objective, n_trials, cfg, bar)
+    finally:  # closed before a Ctrl-C or an error is reported, not after it at exit
+        bar.close()
+
+
+def _run_trials(study: optuna.Study, objective: Objective, n_trials: int, cfg: StudyConfig, bar: tqdm) -> None:
+    """Take trials (one `optimize(n_trials=1)` each) until the study holds `n_trials` counted ones, live
+    workers hold the rest, or the sampler repeats itself."""
     deadline = None
     while count_trials(study) < n_trials:
         if objective.time_up():
@@ -130,7 +167,6 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
             bar.set_postfix(best=f"{best:.3f}")
         if measured and objective.untrained_in_a_row == 0:
             _say(f"trial {objective.last_trial} done: {measured}")
-    bar.close()
 
 
 def _best_score(study: optuna.Study) -> float | None:
@@ -140,8 +176,19 @@ def _best_score(study: optuna.Study) -> float | None:
 
 def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int,
                   stop_at: float | None) -> None:
-    run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads,
-               stop_at=stop_at)
+    try:
+        run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads,
+                   stop_at=stop_at)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: Optuna has failed its trial; the parent says so once
+        sys.exit(INTERRUPTED)
+
+
+INTERRUPTED = 130
+"""The exit status of a process ended by Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+class WorkersFailed(RuntimeError):
+    """Worker processes died or failed before the study reached its target (one line, exit 1)."""
 
 
 def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
@@ -150,14 +197,19 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
     """Create or resume a study and run it to `n_trials` counted trials with `workers` processes
     (None: `default_workers` for the study's device; with several GPUs they go round-robin), for at
     most `time_limit_s` seconds (no trial starts after it; a running one stops after its epoch).
-    A new study with `seed_recipes` first enqueues the known recipes that fit it (`search.study.known`)."""
+    A new study with `seed_recipes` first enqueues the known recipes that fit it (`search.study.known`).
+
+    The device is resolved and the images decoded (each one readable) before the run directory, the
+    storage or the settings are written, so a run refused on its inputs leaves nothing behind."""
     stop_at = None if time_limit_s is None else time.time() + time_limit_s
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage_url or default_storage_url(run_dir)
-    study = create_study(cfg, study_name, storage_url)
+    workers = default_workers(cfg.device) if workers is None else workers
     data = StudyData(cfg)
-    check_split(study, data.val_fingerprint())
+    data.val_fingerprint()  # decodes the images: an unreadable one is refused before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    study = create_study(cfg, study_name, storage_url)
+    check_split(study, data)
     if seed_recipes and not study.trials:
         for known in enqueue_known(study, cfg, data):
             cv = known.cv
@@ -165,7 +217,6 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
                  f"{cv['folds']} folds; bench/NOTES.md)")
     (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()}, indent=2))
     overrides = {k: getattr(cfg, k) for k in LOCAL_SETTINGS}
-    workers = default_workers(cfg.device) if workers is None else workers
     if workers <= 1:
         run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress, data=data, stop_at=stop_at)
         return study
@@ -176,7 +227,8 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
 
 def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir: Path, overrides: dict,
                    device: str, workers: int, progress: bool, stop_at: float | None) -> None:
-    """Run `workers` worker processes (spawned) to the target, with one progress bar."""
+    """Run `workers` worker processes (spawned) to the target, with one progress bar. Ctrl-C is passed on
+    to the workers (each fails its trial, retried on resume) and raised here once they ended."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker_entry, args=(storage_url, study.study_name, n_trials, str(run_dir),
@@ -185,12 +237,48 @@ def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir
     for p in procs:
         p.start()
     desc = f"study {study.study_name} ({workers} workers)"
-    with tqdm(total=n_trials, desc=desc, unit="trial", disable=not progress) as bar:
-        while any(p.is_alive() for p in procs):
+    try:
+        with tqdm(total=n_trials, desc=desc, unit="trial", disable=not progress) as bar:
+            while any(p.is_alive() for p in procs):
+                bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
+                time.sleep(1.0)
             bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
-            time.sleep(1.0)
-        bar.update(max(0, min(count_trials(study), n_trials) - bar.n))
-    failed = [p.exitcode for p in procs if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} workers exited with errors (exit codes {failed}); "
-                           "finished trials are kept: rerun the same command to resume")
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    report_lost_workers([p.exitcode for p in procs], count_trials(study) >= n_trials, n_trials)
+
+
+def _stop(procs: list) -> None:
+    """Pass Ctrl-C on to the workers still running (a signal sent to this process alone), give them time to
+    fail their trials, then end the rest."""
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGINT)
+    for p in procs:
+        p.join(timeout=30)
+        if p.is_alive():
+            p.terminate()
+            p.join()
+
+
+def report_lost_workers(exitcodes: list[int | None], reached: bool, n_trials: int) -> None:
+    """Name the workers that did not end cleanly: in a line when the study `reached` its `n_trials` without
+    them (the command did its job: exit 0), else as `WorkersFailed` (exit 1: a resume retries their trials)."""
+    lost = worker_losses(exitcodes)
+    if lost and reached:
+        _say(f"{lost}; the study reached its {n_trials} trials without it")
+    elif lost:
+        raise WorkersFailed(f"{lost}, its trial will be retried on resume: rerun the same command")
+
+
+def worker_losses(exitcodes: list[int | None]) -> str | None:
+    """One clause naming the workers (numbered from 1) that did not end cleanly: killed by a signal
+    ("died") or exited with an error status; None when all ended cleanly."""
+    lost = []
+    for i, code in enumerate(exitcodes, 1):
+        if code is not None and code < 0:
+            lost.append(f"worker {i} died (killed by {signal.Signals(-code).name})")
+        elif code:
+            lost.append(f"worker {i} exited with status {code}")
+    return "; ".join(lost) or None
