@@ -31,15 +31,14 @@ import sqlalchemy.exc
 from optuna import get_all_study_names
 from optuna.trial import TrialState
 
-from search.data import DATASETS, PREDICT_DATASETS, LabelTable, check_dataset, check_pair_split, check_split_sizes
-from search.data.pairs import PAIR_COLUMNS, PairTable
+from search.data import DATASETS, PREDICT_DATASETS, check_dataset
+from search.data.pairs import PAIR_COLUMNS
 from search.device import TRIALS_PER_GPU, worker_count
-from search.memory import check_host_memory
 from search.names import check_date, check_name
 from search.profiles import PROFILES
 from search.study import (
-    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, default_storage_url, load_study, quiet_optuna, run_search,
-    run_worker, study_split,
+    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, check_study_inputs, default_storage_url, load_study,
+    quiet_optuna, run_search, run_worker,
 )
 from search.study.workers import INTERRUPTED, WorkersFailed
 
@@ -147,16 +146,6 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return run_dir
 
 
-def _check_study_split(table: LabelTable, cfg: StudyConfig) -> None:
-    """The split the study will make (by prompt) leaves enough images in every part."""
-    groups = table.frame["group"].to_numpy(dtype=object)
-    try:
-        train, val, test = study_split(groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    except ValueError as err:  # fewer prompts than the split has parts
-        raise ValueError(f"{table.source}: {err}") from None
-    check_split_sizes(table, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
-
-
 def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
         dataset=args.data, root=str(Path(args.root).resolve()) if args.root else None, targets=args.targets, n_synthetic=args.n_synthetic,
@@ -205,13 +194,7 @@ def _root(args: argparse.Namespace) -> dict:
 def cmd_search(args: argparse.Namespace) -> int:
     cfg = _study_config(args)
     run_dir = _run_dir(args)
-    table = check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
-    if isinstance(table, PairTable):
-        check_pair_split(table, cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    elif table is not None:
-        _check_study_split(table, cfg)
-        check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
-                          f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
+    check_study_inputs(cfg)
     workers, capped = worker_count(args.workers, cfg.device)
     if capped:
         print(capped, file=sys.stderr)

@@ -8,7 +8,7 @@ rungs), `objective` (one trial: sampling, budget planning, training), `known` (k
 first), `stale` (dead workers' trials), `workers` (running the study, time limits). The package lists
 only what other packages use.
 """
-from search.study.data import StudyData, study_split
+from search.study.data import StudyData, check_study_inputs, study_split
 from search.study.early_stop import ParetoRungs
 from search.study.objective import Objective, plan_schedule, sample_trial
 from search.study.record import FINISHED, TrialRecord
@@ -19,6 +19,6 @@ from search.study.workers import quiet_optuna, run_search, run_worker
 
 __all__ = [
     "FINISHED", "LOCAL_SETTINGS", "LOSS_PRESETS", "SAMPLERS", "SPACE_PRESETS", "Objective", "ParetoRungs",
-    "StudyConfig", "StudyData", "TrialRecord", "check_split", "create_study", "default_storage_url", "load_study",
+    "StudyConfig", "StudyData", "TrialRecord", "check_split", "check_study_inputs", "create_study", "default_storage_url", "load_study",
     "plan_schedule", "quiet_optuna", "run_search", "run_worker", "sample_trial", "space_config", "study_split",
 ]

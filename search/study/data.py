@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search.data import ImageSet, grouped_holdout, load_imageset
+from search.data import ImageSet, check_dataset, check_pair_split, check_split_sizes, grouped_holdout, load_imageset
+from search.memory import check_host_memory
 from search.data.cache import decode_pairs
 from search.data.pairs import PairSet, PairTable, load_pairs, split_pair_rows
 from search.study.settings import StudyConfig, space_config
@@ -32,6 +33,26 @@ def study_split(groups: np.ndarray, val_fraction: float, test_fraction: float,
     rest, test = grouped_holdout(groups, test_fraction, seed=seed)
     train, val = grouped_holdout(groups[rest], val_fraction / (1 - test_fraction), seed=seed + 1)
     return rest[train], rest[val], test
+
+
+def check_study_inputs(cfg: StudyConfig) -> None:
+    """Every data-side check before a study exists: the dataset and its labels (or pairs), the split the
+    study will make (enough images or pairs in every part) and host memory for the largest input the
+    space may decode. ValueError (one line, naming the file) on the first problem."""
+    table = check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
+    if isinstance(table, PairTable):
+        check_pair_split(table, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        return
+    if table is None:  # the synthetic set: generated, split and sized by code
+        return
+    try:
+        train, val, test = study_split(table.frame["group"].to_numpy(dtype=object), cfg.val_fraction,
+                                       cfg.test_fraction, cfg.seed)
+    except ValueError as err:  # fewer prompts than the split has parts
+        raise ValueError(f"{table.source}: {err}") from None
+    check_split_sizes(table, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
+    check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
+                      f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
 
 
 class StudyData:
