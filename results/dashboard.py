@@ -36,9 +36,9 @@ def trial_note(record: TrialRecord, profile: Profile) -> str:
              f"epochs {record.epochs_run} of {record.epochs_planned}" if record.epochs_run is not None else None,
              f"estimated T4 time {record.t4_s:.1f} s" if record.t4_s is not None else None]
     lines = [f"## trial {record.number}: `{record.summary}`", "", " · ".join(f for f in facts if f)]
-    if record.train_config:
-        lines += ["", "Recipe (`TrainConfig`):", "", "```json", json.dumps(record.train_config, indent=1, sort_keys=True),
-                  "```"]
+    if record.recipe:
+        lines += ["", "Training settings (`TrainConfig`):", "", "```json",
+                  json.dumps(record.recipe["train"], indent=1, sort_keys=True), "```"]
     return "\n".join(lines)
 
 
