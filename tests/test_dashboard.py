@@ -31,7 +31,7 @@ def test_curves_notes_and_variants_are_readable_by_optuna_dashboard(tiny_study):
         record = TrialRecord.from_trial(trial)
         assert curves[f"trial {trial.number}"] == pytest.approx(record.curve)
         note = get_note(optuna.Trial(study, trial._trial_id))
-        assert record.summary in note and f'"lr": {record.train_config["lr"]}' in note
+        assert record.summary in note and f'"lr": {record.recipe["train"]["lr"]}' in note
     study_note = get_note(study)
     assert "| t0-int8 | int8 | trial 0 | 1,234 | 999 | 0.500 | -0.010 |" in study_note
     version = attrs["dashboard:note_ver"]
