@@ -28,7 +28,7 @@ from results.submission import Submission, run_submission  # noqa: E402
 from search.budget import BudgetModel  # noqa: E402
 from search.data import grouped_holdout, make_synthetic  # noqa: E402
 from search.train.recipe import Recipe  # noqa: E402
-from search.train.retrain import StepCosts, plan_retrain  # noqa: E402
+from search.train.retrain import budget_costs, plan_retrain  # noqa: E402
 from search.train.recipe import TrainConfig  # noqa: E402
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> None:
             test_labels=test_csv, out_dir=tmp, recipe=recipe.to_dict(), epochs=args.epochs, deadline_s=deadline,
             start=start, precision=args.precision))
         n_train, n_test = len(pd.read_csv(train_csv)), len(list(Path(test_images).iterdir()))
-        t4 = plan_retrain(recipe, n_train, n_test, StepCosts.from_budget(BudgetModel(), recipe), np.inf,
+        t4 = plan_retrain(recipe, n_train, n_test, budget_costs(BudgetModel(), recipe), np.inf,
                           out["plan"].epochs)
         print(f"\nran {out['epochs_run']} epochs (the first plan said {out['plan'].epochs}); ended {out['elapsed_s']:.1f} s "
               f"after the start, deadline {deadline:.0f} s ({deadline - out['elapsed_s']:+.1f} s to spare)")

@@ -36,10 +36,10 @@ from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
 from search.data.pairs import PairSet
 from search.device import resolve_device
-from search.train.pairs import PREFERENCE
+from search.train.pairs import PREFERENCE, retrain_pairs
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
-from search.train.retrain import RetrainPlan, StepCosts, plan_retrain, planned, retrain
+from search.train.retrain import RetrainPlan, budget_costs, plan_retrain, planned, retrain
 from search.study import StudyConfig, StudyData
 from space import CapError, count_flops, count_params, spec_summary
 
@@ -106,7 +106,7 @@ def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel
     an epoch is one pass over that many preference pairs (two images scored per pair)."""
     trial_epochs = recipe.train.epochs
     wanted, least = (1, 1) if smoke else (epochs or 2 * trial_epochs, epochs or trial_epochs)
-    costs = StepCosts.from_budget(budget, recipe, pairs=n_pairs is not None)
+    costs = budget_costs(budget, recipe, pairs=n_pairs is not None)
     try:
         return plan_retrain(recipe, n_images if n_pairs is None else n_pairs, n_images, costs, profile.export_budget_s,
                             wanted, least)
@@ -140,15 +140,15 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     recipe = planned(recipe, plan)
     device = resolve_device(cfg.device)
     start = time.perf_counter()
-    model, _ = retrain(recipe, data, cfg.seed, device, progress=not smoke)
+    model, _ = (retrain_pairs if pairs else retrain)(recipe, data, cfg.seed, device, progress=not smoke)
     retrain_s = time.perf_counter() - start
     out = Path(run_dir) / "export"
     targets = [PREFERENCE] if pairs else images.target_names
     weights = save_checkpoint(out / f"{team}_{date}_model.pth", model.cpu(), recipe.spec, target_names=targets,
                               train_config=recipe.train.to_dict(), candidate=name)
     notebook = write_notebook(out / f"{team}_{date}.ipynb", team, date, recipe, targets, cfg.seed,
-                              pair_columns=cfg.pair_columns if pairs else None)
-    write_run_files(out, notebook.name, weights.name, plan, pairs=pairs)
+                              profile.export_budget_s, profile.caps.params, pair_columns=cfg.pair_columns if pairs else None)
+    write_run_files(out, notebook.name, weights.name, plan, profile.export_budget_s, pairs=pairs)
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
         "trial": None if row is None else int(row["trial"]), "summary": spec_summary(recipe.spec),

@@ -71,7 +71,7 @@ def save_checkpoint(path: str | Path, model: IQANet, spec: ArchSpec, weights: st
 def _read(path: Path, map_location: str | torch.device) -> dict:
     """The checkpoint's payload; a file torch cannot read (truncated, text, another pickle) is a ValueError."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location=map_location, weights_only=True)  # tensors and plain data, no code
     except Exception as err:  # torch.load fails in many ways (zip, pickle, EOF, OS errors) on a foreign file
         raise ValueError(f"{path}: not a readable checkpoint, truncated or not written by torch.save "
                          f"({type(err).__name__}: {' '.join(str(err).split()).split('. ')[0]})") from err

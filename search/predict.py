@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from search.checkpoint import load_checkpoint
@@ -16,9 +17,17 @@ from search.train.pairs import choices_frame
 from search.train.loop import predict
 
 
+def prediction_frame(names: list[str], scores: np.ndarray, target_names: list[str]) -> pd.DataFrame:
+    """The one prediction format (this command's and the notebook's): `image`, then `score` for one
+    target (the challenge's one score per image) or `score_<target>` for each of several (the labels,
+    when shown beside them, keep their own names). A NaN score is written as an empty cell."""
+    columns = ["score"] if len(target_names) == 1 else [f"score_{t}" for t in target_names]
+    return pd.DataFrame({"image": names, **{c: scores[:, i] for i, c in enumerate(columns)}})
+
+
 def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path | str = ".cache/images",
                   device: str = "auto") -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Predictions per image (columns `image`, `pred_<target>`, and the labels when present) and metrics."""
+    """Predictions per image (`prediction_frame`, and the labels when present) and metrics."""
     model, payload = load_checkpoint(model_path)
     spec = model.spec
     target_names = list(payload.get("target_names") or [f"score{i}" for i in range(spec.num_outputs)])
@@ -26,9 +35,7 @@ def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path |
     images = decode_images(table, spec.input.resize, cache_dir)
     views = (payload.get("train_config") or {}).get("eval_views", 1)
     pred = predict(model, images.images, device=resolve_device(device), crop=spec.input.crop, views=views)
-    frame = pd.DataFrame({"image": images.names})
-    for i, name in enumerate(target_names):
-        frame[f"pred_{name}"] = pred[:, i]
+    frame = prediction_frame(images.names, pred, target_names)
     metrics = {}
     for i, name in enumerate(images.target_names):
         frame[name] = images.targets[:, i].numpy()

@@ -1,14 +1,35 @@
 """IQANet: a from-scratch quality model built from an `ArchSpec`."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import Stem
 from space.layers.heads import Head, Pool, pool_dim
-from space.layers.patches import Patches, reduce_image
+from space.layers.patches import PatchView
 from space.spec import ArchSpec, block_plan
+
+
+class CropView(nn.Module):
+    """A whole-image model's features of each image: the backbone's pooled features of the view itself."""
+
+    def __init__(self, size: int, train_count: int, grid: int, global_size: int):
+        super().__init__()
+
+    def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return features(x)
+
+
+# what the backbone sees of an image -> the module that forms its features (`view_kind`)
+VIEWS = {"crop": CropView, "patches": PatchView}
+
+
+def view_kind(spec: ArchSpec) -> str:
+    """"patches" for a patch model (`InputSpec.patch`), else "crop"."""
+    return "patches" if spec.input.patch else "crop"
 
 
 def streams(spec: ArchSpec) -> int:
@@ -37,7 +58,8 @@ class IQANet(nn.Module):
         )
         fused = [s.width for s in spec.stages[-spec.head.fuse:]]
         self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused)
-        self.patches = Patches(spec.input.patch, spec.input.train_patches, spec.input.grid) if spec.input.patch else None
+        inp = spec.input
+        self.view = VIEWS[view_kind(spec)](inp.patch, inp.train_patches, inp.grid, inp.global_size)
         self.head = Head(streams(spec) * sum(pool_dim(spec.head.pool, c) for c in fused), spec.head.hidden,
                          spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
@@ -55,12 +77,7 @@ class IQANet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The feature vector of each image: of the view itself, or of its patches (and whole image)."""
-        if self.patches is None:
-            return self.features(x)
-        pooled = self.features(self.patches(x)).unflatten(0, (len(x), self.patches.count())).mean(1)
-        if not self.spec.input.global_size:
-            return pooled
-        return torch.cat([pooled, self.features(reduce_image(x, self.spec.input.global_size))], 1)
+        return self.view(self.features, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x)) * self.target_std + self.target_mean
