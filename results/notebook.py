@@ -53,7 +53,7 @@ import space.layers.patches
 import space.layers.residual
 import space.model
 import space.spec
-from results.submission import PACKAGES
+from results.submission import PACKAGES, environment
 from search.train.recipe import Recipe
 from search.train.retrain import RetrainPlan, duration
 from space.count import parts
@@ -342,7 +342,7 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
         notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
-        deadline=duration(deadline_s), versions=", ".join(versions), **(PAIRS_STEPS if pairs else MOS_STEPS)))
+        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **(PAIRS_STEPS if pairs else MOS_STEPS)))
 
 
 HOW_TO_RUN = '''# How to run
@@ -367,9 +367,10 @@ end 2 h 11 min", and stops training early, still saving and predicting, if the c
 To check the plan on a T4 in a few minutes, set `PLAN_ONLY = True`: the notebook reads the data, measures
 its speed, prints the plan and stops. `SMOKE = True` runs the whole notebook on tiny images in seconds.
 
-**Versions.** Used for the export (this machine; `requirements.txt`): {versions}. Kaggle's image brings
-its own builds of these packages (Python 3.10 or newer); the ones a run actually used are in the
-`environment.txt` it writes (Python, torch, CUDA, cuDNN, the GPU, the packages).
+**Versions.** Used for the export (the machine that searched and exported; `requirements.txt` pins its
+package releases): {versions}. Kaggle's image brings its own builds (Python 3.10 or newer); the versions
+a run actually used are in the `environment.txt` it writes (Python, torch, CUDA, cuDNN, the GPU, the
+packages).
 '''
 
 MOS_STEPS = dict(
