@@ -95,10 +95,8 @@ def _names(node: ast.AST, ctx: type = ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
 
 
-def _cut_table(node: ast.stmt, source: str, keep: set[str]) -> str | None:
-    """`NAME = {"key": value, ...}` with only the entries of `keep`, as source; None for other statements."""
-    if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)):
-        return None
+def _cut_table(node: ast.Assign, source: str, keep: set[str]) -> str:
+    """`NAME = {"key": value, ...}` with only the entries of `keep`, as source."""
     name = node.targets[0].id
     entries = [f"    {ast.get_source_segment(source, k)}: {ast.get_source_segment(source, v)},"
                for k, v in zip(node.value.keys, node.value.values) if ast.literal_eval(k) in keep]
@@ -124,11 +122,12 @@ def _statements(module: ModuleType, tables: dict[str, set[str]]) -> tuple[list[a
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
             while first > start + 1 and lines[first - 2].lstrip().startswith("#"):
                 first -= 1  # the comment lines right above it
-            cut = _cut_table(node, source, tables[next(iter(binds))]) if binds & set(tables) else None
-            text = cut if cut is not None else "\n".join(lines[first - 1:node.end_lineno])
-            if cut is not None:
-                text = "\n".join(lines[first - 1:node.lineno - 1] + [text])
-            out.append(_Statement(text, binds, _names(ast.parse(text) if cut is not None else node, ast.Load)))
+            if binds & set(tables):
+                text = "\n".join(lines[first - 1:node.lineno - 1] + [_cut_table(node, source, tables[next(iter(binds))])])
+                uses = _names(ast.parse(text), ast.Load)
+            else:
+                text, uses = "\n".join(lines[first - 1:node.end_lineno]), _names(node, ast.Load)
+            out.append(_Statement(text, binds, uses))
         start = node.end_lineno
     return imports, out
 

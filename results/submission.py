@@ -115,6 +115,8 @@ class Kind:
     measure: Callable[..., StepCosts]
     targets: Callable[[Submission], list[str]]
     write: Callable[[Submission, TestSet, np.ndarray, Callable[[str], None]], Path]
+    items: str
+    """What the training set counts: "images" or "pairs"."""
 
 
 def read_images(folder: str | Path, names: list[str], size: int,
@@ -207,8 +209,8 @@ def _pairs_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[
 
 
 KINDS = {
-    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, lambda s: list(s.score_cols), _mos_write),
-    "pairs": Kind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE], _pairs_write),
+    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, lambda s: list(s.score_cols), _mos_write, "images"),
+    "pairs": Kind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE], _pairs_write, "pairs"),
 }
 """The task kinds by `Submission.task`."""
 
@@ -248,7 +250,7 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     recipe = load_recipe(s)
     size = recipe.spec.input.resize
     train, tests = kind.read(s, size)
-    log(f"{len(train)} training {'pairs' if s.task == 'pairs' else 'images'} and {len(tests.names)} test images "
+    log(f"{len(train)} training {kind.items} and {len(tests.names)} test images "
         f"at {size} px on {device}; {deadline.elapsed():.0f} s gone of {s.deadline_s:.0f} s")
     _log_unreadable(tests, log)
     plan, reserve = _plan(recipe, kind, train, tests, s, device, deadline, log)
