@@ -2,6 +2,7 @@
 (`results.submission.run_submission`) on a folder of labelled images, against the budget model.
 
     python bench/deadline.py --root ../shared/data/agiqa3k --deadline 300          # any machine
+    python bench/deadline.py --root ../shared/data/agiqa3k --deadline 300 --patch 128 --widths 16 32 48 64  # a patch recipe
     python bench/deadline.py --quick                                               # CPU: synthetic, 40 s
     python bench/deadline.py --root /tmp/agiqa3k --export runs/a3k/export/export.json --deadline 9000  # a T4
 
@@ -28,7 +29,7 @@ from results.submission import Submission, run_submission  # noqa: E402
 from search.budget import BudgetModel  # noqa: E402
 from search.data import grouped_holdout, make_synthetic  # noqa: E402
 from search.train.recipe import Recipe  # noqa: E402
-from search.train.retrain import StepCosts, plan_retrain  # noqa: E402
+from search.train.retrain import budget_costs, plan_retrain  # noqa: E402
 from search.train.recipe import TrainConfig  # noqa: E402
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec  # noqa: E402
 
@@ -36,6 +37,14 @@ from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec  # noqa: E4
 def reference_recipe(size: int, widths: list[int]) -> Recipe:
     """A plain residual CNN at `size` px whole images (the quality bench's plain recipe)."""
     spec = ArchSpec(InputSpec(size, size, False), StemSpec("conv", widths[0], 3),
+                    [StageSpec("residual", w, 1, 2, 3) for w in widths], HeadSpec("avg", 1))
+    return Recipe(spec, TrainConfig(epochs=1000, batch_size=32))
+
+
+def patch_recipe(patch: int, widths: list[int]) -> Recipe:
+    """A plain residual CNN on `patch` px patches of the native 512 px image (one at random per training
+    step, a 3 x 3 grid at test): a patch trial's cost profile, where scoring takes nine backbone passes."""
+    spec = ArchSpec(InputSpec(512, 512, False, patch, 1, 3), StemSpec("conv", widths[0], 3),
                     [StageSpec("residual", w, 1, 2, 3) for w in widths], HeadSpec("avg", 1))
     return Recipe(spec, TrainConfig(epochs=1000, batch_size=32))
 
@@ -69,6 +78,7 @@ def main() -> None:
     parser.add_argument("--export", default=None, help="export.json whose recipe to run (default: a plain CNN)")
     parser.add_argument("--size", type=int, default=160, help="image size of the plain CNN")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 96])
+    parser.add_argument("--patch", type=int, default=0, help="P > 0: the patch recipe (P px patches of 512 px images)")
     parser.add_argument("--epochs", type=int, default=1000, help="epochs wanted (the plan takes what fits)")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds")
     parser.add_argument("--precision", default="auto")
@@ -81,7 +91,7 @@ def main() -> None:
                 parser.error("--root is required (or --quick)")
             folders, deadline = split_folder(Path(args.root), Path(tmp)), args.deadline
             recipe = (Recipe.from_dict(json.loads(Path(args.export).read_text())["recipe"]) if args.export
-                      else reference_recipe(args.size, args.widths))
+                      else patch_recipe(args.patch, args.widths) if args.patch else reference_recipe(args.size, args.widths))
         images, train_csv, test_images, test_csv = map(str, folders)
         start = time.time()
         out = run_submission(Submission(
@@ -89,10 +99,11 @@ def main() -> None:
             test_labels=test_csv, out_dir=tmp, recipe=recipe.to_dict(), epochs=args.epochs, deadline_s=deadline,
             start=start, precision=args.precision))
         n_train, n_test = len(pd.read_csv(train_csv)), len(list(Path(test_images).iterdir()))
-        t4 = plan_retrain(recipe, n_train, n_test, StepCosts.from_budget(BudgetModel(), recipe), np.inf,
+        t4 = plan_retrain(recipe, n_train, n_test, budget_costs(BudgetModel(), recipe), np.inf,
                           out["plan"].epochs)
         print(f"\nran {out['epochs_run']} epochs (the first plan said {out['plan'].epochs}); ended {out['elapsed_s']:.1f} s "
-              f"after the start, deadline {deadline:.0f} s ({deadline - out['elapsed_s']:+.1f} s to spare)")
+              f"after the start, deadline {deadline:.0f} s ({deadline - out['elapsed_s']:+.1f} s to spare, "
+              f"{out['elapsed_s'] / deadline:.0%} of the deadline used)")
         print(f"measured {out['plan'].epoch_s:.2f} s/epoch here; the T4 budget model estimates {t4.epoch_s:.2f} "
               f"s/epoch ({t4.seconds / 60:.1f} min for the {out['plan'].epochs} epochs)")
 

@@ -28,7 +28,7 @@ from search.budget import BudgetModel  # noqa: E402
 from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
 from search.device import resolve_device  # noqa: E402
 from search.train.recipe import Recipe  # noqa: E402
-from search.train.retrain import StepCosts, plan_retrain, retrain  # noqa: E402
+from search.train.retrain import budget_costs, plan_retrain, retrain  # noqa: E402
 from search.train.recipe import TrainConfig  # noqa: E402
 from search.train.loop import evaluate  # noqa: E402
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, count_params  # noqa: E402
@@ -131,7 +131,7 @@ def run_task(task: Task) -> dict:
     start = time.perf_counter()
     model, _ = retrain(recipe, train, task.seed + task.fold, device)
     metrics = evaluate(model, test, knobs.crop, knobs.views, device=device)[data.target_names[0]]
-    t4 = plan_retrain(recipe, len(train), len(test), StepCosts.from_budget(BudgetModel(), recipe), float("inf"),
+    t4 = plan_retrain(recipe, len(train), len(test), budget_costs(BudgetModel(), recipe), float("inf"),
                       task.epochs).seconds
     return {"recipe": task.name, "fold": task.fold, "params": count_params(recipe.spec), "t4_s": t4,
             "wall_s": time.perf_counter() - start, **metrics}

@@ -38,14 +38,12 @@ from results.candidates import candidate_recipe, ranked_candidates
 from results.notebook import write_notebook, write_run_files
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
-from search.data.pairs import PairSet
 from search.device import resolve_device
 from search.files import atomic_write
-from search.train.pairs import PREFERENCE
 from search.names import check_date, check_name
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
-from search.train.retrain import RetrainPlan, StepCosts, plan_retrain, planned, retrain
+from search.train.retrain import RetrainPlan, budget_costs, plan_retrain, planned
 from search.study import StudyConfig, StudyData
 from space import CapError, count_flops, count_params, spec_summary
 
@@ -105,7 +103,7 @@ def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel
     an epoch is one pass over that many preference pairs (two images scored per pair)."""
     trial_epochs = recipe.train.epochs
     wanted, least = (1, 1) if smoke else (epochs or 2 * trial_epochs, epochs or trial_epochs)
-    costs = StepCosts.from_budget(budget, recipe, pairs=n_pairs is not None)
+    costs = budget_costs(budget, recipe, pairs=n_pairs is not None)
     try:
         return plan_retrain(recipe, n_images if n_pairs is None else n_pairs, n_images, costs, profile.export_budget_s,
                             wanted, least)
@@ -132,8 +130,8 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     row, name, recipe = export_recipe(study, profile, variants, trial if variant is None else variant, teacher,
                                       distill_weight, reference_sizes_m)
     data = StudyData(cfg, progress=not smoke).all(recipe.spec.input.resize)
-    pairs = isinstance(data, PairSet)
-    images = data.images if pairs else data
+    task = cfg.task
+    pairs, images = cfg.pairs, task.images(data)
     plan = export_plan(recipe, name, profile, BudgetModel(efficiency=cfg.t4_efficiency), len(images), epochs, smoke,
                        n_pairs=len(data) if pairs else None)
     recipe = planned(recipe, plan)
@@ -141,9 +139,9 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     out = Path(run_dir) / "export"
     _check_writable(out)
     start = time.perf_counter()
-    model, _ = retrain(recipe, data, cfg.seed, device, progress=not smoke)
+    model, _ = task.retrain(recipe, data, cfg.seed, device, progress=not smoke)
     retrain_s = time.perf_counter() - start
-    targets = [PREFERENCE] if pairs else images.target_names
+    targets = task.target_names(data)
     weights, notebook = out / f"{team}_{date}_model.pth", out / f"{team}_{date}.ipynb"
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
@@ -162,9 +160,9 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     def write(folder: Path) -> None:
         save_checkpoint(folder / weights.name, model.cpu(), recipe.spec, target_names=targets,
                         train_config=recipe.train.to_dict(), candidate=name)
-        write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed,
-                       pair_columns=cfg.pair_columns if pairs else None)
-        write_run_files(folder, notebook.name, weights.name, plan, pairs=pairs)
+        write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed, profile.export_budget_s,
+                       profile.caps.params, pair_columns=cfg.pair_columns if pairs else None)
+        write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s, pairs=pairs)
         with atomic_write(folder / "export.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
 

@@ -1,12 +1,16 @@
 """The submission notebook, generated from the project's own source, and the files that go with it.
 
-The notebook imports nothing of this project: its library cell is the source of the modules it needs
-(spec, layers, model, data container, metrics, losses, augmentation, trainer, checkpoint, recipe,
-planner, `results.submission`), read with `inspect`, with every module's imports hoisted once to the
-top and the project's own imports dropped, so the notebook and the project cannot drift apart. The
-first code cell ("Settings") holds every setting: paths (Kaggle defaults; the columns of the official
-AGIQA-3K `data.csv`), team, date, the recipe, the wanted epochs and the deadline; the last cell is one
-call of `run_submission`.
+The notebook imports nothing of this project. Its library is the source of the project's modules,
+read with `inspect`, one cell per module under a heading, keeping only what the run calls: starting
+from the names the Run cell uses, every top-level definition they reach is kept, in source order, and
+nothing else (so a MOS notebook carries no pair code and no budget model). Three choice tables are cut to
+the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to its task kind,
+`space.layers.BLOCK_FAMILIES` to the block families its architectures use and `space.model.VIEWS` to
+their input view (whole-image crops or patches). Every kept module's imports
+of other packages are hoisted once into the first library cell. The first code cell ("Settings") holds
+every setting (paths with Kaggle defaults, team, date, the deadline and the parameter cap export
+passed, the recipe, the wanted epochs, a predict-only switch); a model card describes the model; the
+last cell is one call of `run_submission`.
 """
 from __future__ import annotations
 
@@ -14,27 +18,30 @@ import ast
 import importlib.metadata
 import inspect
 import json
+import pprint
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import results.submission
-import search.train.augment
-import search.budget
 import search.checkpoint
 import search.data.decode
 import search.data.imageset
+import search.data.labels
 import search.data.pairs
 import search.files
-import search.train.distort
-import search.train.losses
 import search.memory
 import search.metrics
+import search.predict
+import search.train.augment
+import search.train.distort
+import search.train.loop
+import search.train.losses
 import search.train.pairs
-import search.train.recipe
 import search.train.pretrain
+import search.train.recipe
 import search.train.retrain
 import search.train.step
-import search.train.loop
 import space.count
 import space.layers
 import space.layers.attention
@@ -46,19 +53,36 @@ import space.layers.patches
 import space.layers.residual
 import space.model
 import space.spec
+from results.submission import PACKAGES, environment
 from search.files import atomic_write
 from search.train.recipe import Recipe
+from search.train.retrain import RetrainPlan, duration
+from space.count import part_costs
+from space.layers import BLOCK_FAMILIES
+from space.model import VIEWS, view_kind
+from space.sample import spec_summary
 
-# In dependency order: each module only uses names defined above it.
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
-    space.layers.attention, space.layers.heads, space.layers.patches, space.layers, space.model, space.count, search.data.imageset,
-    search.files, search.data.pairs, search.metrics, search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
-    search.train.step, search.train.pretrain, search.train.loop, search.train.pairs, search.checkpoint, search.budget, search.train.retrain, search.data.decode, results.submission,
+    space.layers.attention, space.layers.heads, space.layers.patches, space.layers, space.model, space.count,
+    search.files, search.data.decode, search.data.labels, search.data.imageset, search.data.pairs, search.metrics,
+    search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
+    search.train.step, search.train.pretrain, search.train.loop, search.train.retrain, search.train.pairs,
+    search.checkpoint, search.predict, results.submission,
 ]
+"""Every module a notebook may need, in dependency order (each uses only names defined above it)."""
 OWN_PACKAGES = ("space", "search", "compress", "results")
-PACKAGES = ("torch", "numpy", "pandas", "scipy", "pillow", "tqdm")
-"""What the notebook imports (`requirements.txt` pins the versions export ran with)."""
+TASKS = ("mos", "pairs")
+
+
+@dataclass
+class _Statement:
+    """One top-level statement of a module: its source (with the comments above it and the attribute
+    docstring below it), the names it binds and the names it uses."""
+
+    source: str
+    binds: set[str]
+    uses: set[str]
 
 
 def _is_own(node: ast.stmt) -> bool:
@@ -67,24 +91,56 @@ def _is_own(node: ast.stmt) -> bool:
     return any(a.name.split(".")[0] in OWN_PACKAGES for a in node.names)
 
 
-def _split_imports(source: str) -> tuple[list[ast.stmt], str]:
-    """(the module's top-level imports of other packages, its source without any top-level import)."""
-    tree, lines = ast.parse(source), source.splitlines()
-    imports, drop = [], set()
-    for node in tree.body:
+def _names(node: ast.AST, ctx: type = ast.AST) -> set[str]:
+    """The names `node` mentions (only those read, with `ctx=ast.Load`)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
+
+
+def _cut_table(node: ast.Assign, source: str, keep: set[str]) -> str:
+    """`NAME = {"key": value, ...}` with only the entries of `keep`, as source."""
+    name = node.targets[0].id
+    entries = [f"    {ast.get_source_segment(source, k)}: {ast.get_source_segment(source, v)},"
+               for k, v in zip(node.value.keys, node.value.values) if ast.literal_eval(k) in keep]
+    return "\n".join([f"{name} = {{", *entries, "}"])
+
+
+def _statements(module: ModuleType, tables: dict[str, set[str]]) -> tuple[list[ast.stmt], list[_Statement]]:
+    """(the module's top-level imports of other packages, its other top-level statements); the choice
+    tables named in `tables` are cut to their kept entries."""
+    source = inspect.getsource(module)
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    imports, out, start = [], [], 0
+    body = tree.body[1:] if ast.get_docstring(tree) else tree.body
+    for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            drop.update(range(node.lineno, node.end_lineno + 1))
-            if not _is_own(node):
-                imports.append(node)
-    return imports, "\n".join(line for i, line in enumerate(lines, 1) if i not in drop)
+            imports += [] if _is_own(node) else [node]
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and out:
+            out[-1].source += "\n" + "\n".join(lines[node.lineno - 1:node.end_lineno])  # an attribute docstring
+        else:
+            binds = {node.name} if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else set().union(
+                *map(_names, node.targets if isinstance(node, ast.Assign) else [node.target]))  # the modules hold only these
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            while first > start + 1 and lines[first - 2].lstrip().startswith("#"):
+                first -= 1  # the comment lines right above it
+            if binds & set(tables):
+                text = "\n".join(lines[first - 1:node.lineno - 1] + [_cut_table(node, source, tables[next(iter(binds))])])
+                uses = _names(ast.parse(text), ast.Load)
+            else:
+                text, uses = "\n".join(lines[first - 1:node.end_lineno]), _names(node, ast.Load)
+            out.append(_Statement(text, binds, uses))
+        start = node.end_lineno
+    return imports, out
 
 
-def _merged(imports: list[ast.stmt]) -> str:
-    """The imports as lines, each module once and each name once, in first-seen order."""
+def _merged(imports: list[ast.stmt], used: set[str]) -> str:
+    """The imports that bind a name in `used`, as lines, each module once and each name once."""
     plain: dict[str, None] = {}
     named: dict[str, dict[str, None]] = {}
     for node in imports:
         for alias in node.names:
+            if (alias.asname or alias.name).split(".")[0] not in used:
+                continue
             text = alias.name + (f" as {alias.asname}" if alias.asname else "")
             if isinstance(node, ast.Import):
                 plain[text] = None
@@ -93,15 +149,45 @@ def _merged(imports: list[ast.stmt]) -> str:
     return "\n".join([f"import {m}" for m in plain] + [f"from {m} import {', '.join(n)}" for m, n in named.items()])
 
 
-def generated_code() -> str:
-    """The notebook's library cell: every import once at the top, then the needed project modules."""
-    imports: list[ast.stmt] = []
-    bodies = []
-    for module in SOURCES:
-        module_imports, body = _split_imports(inspect.getsource(module))
-        imports += module_imports
-        bodies.append(f"# ---- {module.__name__} (generated from the project source) ----\n{body.strip()}")
-    return "\n\n".join(["from __future__ import annotations", _merged(imports), *bodies])
+def library(roots: set[str], tables: dict[str, set[str]]) -> tuple[str, list[tuple[ModuleType, str]]]:
+    """(the hoisted imports, then each needed module with the source of what `roots` reach in it)."""
+    modules = [(m, *_statements(m, tables)) for m in SOURCES]
+    owner = {name: st for _, _, sts in modules for st in sts for name in st.binds}
+    kept: set[int] = set()
+    todo = [owner[n] for n in roots]
+    while todo:
+        st = todo.pop()
+        if id(st) not in kept:
+            kept.add(id(st))
+            todo += [owner[n] for n in st.uses if n in owner]
+    imports, used, cells = [], set(), []
+    for module, module_imports, sts in modules:
+        mine = [st for st in sts if id(st) in kept]
+        if mine:
+            imports += module_imports
+            used |= set().union(*(st.uses for st in mine))
+            cells.append((module, "\n\n\n".join(st.source for st in mine)))
+    return "from __future__ import annotations\n\n" + _merged(imports, used), cells
+
+
+RUN_ROOTS = {"run_submission", "Submission"}
+"""What the Run cell calls."""
+
+
+def kept_entries(recipe: Recipe | None, task: str) -> dict[str, set[str]]:
+    """The entries of each choice table a notebook keeps: its task kind, the block families and the input
+    view of its architectures (None: every family and view)."""
+    specs = [r.spec for r in (recipe, recipe.teacher) if r is not None] if recipe else []
+    return {"KINDS": {task},
+            "BLOCK_FAMILIES": {s.block for spec in specs for s in spec.stages} if recipe else set(BLOCK_FAMILIES),
+            "VIEWS": {view_kind(spec) for spec in specs} if recipe else set(VIEWS)}
+
+
+def generated_code(recipe: Recipe | None = None, task: str = "mos") -> str:
+    """The notebook's library as one source (imports, then the modules) for `recipe` (default: every
+    block family and input view) and `task`."""
+    imports, cells = library(RUN_ROOTS, kept_entries(recipe, task))
+    return "\n\n\n".join([imports, *(body for _, body in cells)])
 
 
 _SETTINGS_HEAD = '''# Settings: edit this cell (Kaggle paths by default). The clock of the deadline starts here.
@@ -111,7 +197,9 @@ TEAM = {team!r}
 DATE = {date!r}                       # YYYYMMDD, as in TEAM_DATE_model.pth
 '''
 _SETTINGS_TAIL = '''OUT_DIR = "/kaggle/working"
-DEADLINE_S = {deadline_s}                  # everything ends this many seconds after START (the limit is 3 h)
+WEIGHTS = None                        # a TEAM_DATE_model.pth to predict with, no training (e.g. "/kaggle/input/w/{team}_{date}_model.pth")
+DEADLINE_S = {deadline_s:g}                  # everything ends this many seconds after START (the limit is 3 h)
+PARAM_CAP = {param_cap}                 # the challenge's parameter cap (printed beside the model's count)
 PRECISION = "auto"                    # fp16 + loss scaling on a T4, bf16 on newer GPUs; "fp16" forces the T4 path
 SMOKE = False                         # True: tiny images, one epoch (a quick end-to-end check)
 PLAN_ONLY = False                     # True: read the data, measure this machine, print the plan, stop
@@ -119,32 +207,28 @@ SEED = {seed}
 EPOCHS = {epochs}                          # wanted; fewer if the measured plan says they would not fit
 RECIPE = {recipe}
 '''
-CONFIG = _SETTINGS_HEAD + '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
+_MOS_SETTINGS = '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
 TRAIN_LABELS = "/kaggle/input/agiqa-3k/data.csv"      # CSV with an image column and score column(s)
 IMAGE_COL = "name"                    # the official AGIQA-3K data.csv columns
 SCORE_COLS = {score_cols!r}
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
-''' + _SETTINGS_TAIL
-
-RUN = '''result = run_submission(Submission(
-    team=TEAM, date=DATE, train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES,
-    out_dir=OUT_DIR, recipe=RECIPE, epochs=EPOCHS, seed=SEED, image_col=IMAGE_COL, score_cols=list(SCORE_COLS),
-    test_labels=TEST_LABELS, deadline_s=DEADLINE_S, start=START, precision=PRECISION, smoke=SMOKE,
-    plan_only=PLAN_ONLY))
 '''
-AGIQA3K_COLUMNS = ("mos_quality", "mos_align")
-
-PAIRS_CONFIG = _SETTINGS_HEAD + '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; images beside it (or in images/)
+_PAIRS_SETTINGS = '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; images beside it (or in images/)
 TEST_PAIRS = "/kaggle/input/pairs/test/pairs.csv"     # pairs to choose from; a winner column is optional (pair accuracy)
 PAIR_COLUMNS = {pair_columns!r}   # the two images and the winner ('a'/'b' or the file name)
-''' + _SETTINGS_TAIL
-
-PAIRS_RUN = '''result = run_pair_submission(PairSubmission(
-    team=TEAM, date=DATE, train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, out_dir=OUT_DIR, recipe=RECIPE,
-    epochs=EPOCHS, seed=SEED, pair_columns=list(PAIR_COLUMNS), deadline_s=DEADLINE_S, start=START,
-    precision=PRECISION, smoke=SMOKE, plan_only=PLAN_ONLY))
 '''
+_RUN = '''result = run_submission(Submission(
+    task={task!r}, team=TEAM, date=DATE, out_dir=OUT_DIR, recipe=RECIPE, epochs=EPOCHS, deadline_s=DEADLINE_S,
+    {inputs},
+    seed=SEED, start=START, precision=PRECISION, smoke=SMOKE, plan_only=PLAN_ONLY, weights=WEIGHTS, param_cap=PARAM_CAP))
+'''
+_INPUTS = {
+    "mos": "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
+           "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
+    "pairs": "train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, pair_columns=list(PAIR_COLUMNS)",
+}
+AGIQA3K_COLUMNS = ("mos_quality", "mos_align")
 
 
 def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> dict:
@@ -152,35 +236,79 @@ def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> 
     return cell if kind == "markdown" else {**cell, "execution_count": None, "outputs": []}
 
 
-def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
-                   deadline_s: float = 2.5 * 3600, pair_columns: list[str] | None = None) -> dict:
+def model_card(recipe: Recipe, param_cap: int) -> str:
+    """Markdown: the architecture per part with its exact parameters and FLOPs (`space.count.parts`), the
+    totals against the cap, the input policy and the training the notebook repeats."""
+    spec, cfg = recipe.spec, recipe.train
+    rows = part_costs(spec)
+    table = ["| part | block | width | depth | params | FLOPs |", "|---|---|---:|---:|---:|---:|",
+             f"| stem | {spec.stem.kind} {spec.stem.kernel}x{spec.stem.kernel} | {spec.stem.width} | 1 | "
+             f"{rows[0].params:,} | {rows[0].flops:,} |"]
+    table += [f"| {row.name} | {s.block} k{s.kernel} | {s.width} | {s.depth} | {row.params:,} | {row.flops:,} |"
+              for row, s in zip(rows[1:-1], spec.stages)]
+    table += [f"| {rows[-1].name} | {spec.head.pool}, fuse {spec.head.fuse}, hidden {spec.head.hidden} | | | "
+              f"{rows[-1].params:,} | {rows[-1].flops:,} |",
+              f"| **total** | | | | **{sum(r.params for r in rows):,}** | **{sum(r.flops for r in rows):,}** |"]
+    inp = spec.input
+    view = (f"{inp.patch} px patches of the {inp.resize} px image ({inp.train_patches} at random per training step, "
+            f"a {inp.grid} x {inp.grid} grid at test" + (f", plus the whole image at {inp.global_size} px)" if inp.global_size
+                                                           else ")")
+            if inp.patch else f"{inp.crop} px crops of the image resized to {inp.resize} px ({cfg.eval_views} view(s) at test)")
+    teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, {sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
+               f"parameters) is trained the same way; the model also learns from its scores (weight {cfg.distill_weight:g})."
+               if recipe.teacher else "")
+    params, flops = sum(r.params for r in rows), sum(r.flops for r in rows)
+    return "\n".join([
+        "## Model card", "",
+        f"`{spec_summary(spec)}`: **{params:,} parameters** (cap {param_cap:,}), **{flops / 1e9:.3f} GFLOPs** to score "
+        "one image (one multiply-add = one FLOP). Input: " + view + ".", "", *table, "",
+        f"Training from scratch: **{cfg.epochs} epochs** planned at export"
+        + (f" after {cfg.pretrain_epochs} self-supervised pretraining epochs" if cfg.pretrain_epochs else "")
+        + f", batch {cfg.batch_size}, AdamW lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, loss "
+        + " + ".join(f"{w:g} {k}" for k, w in cfg.loss_weights.items())
+        + (f", EMA {cfg.ema_decay:g}" if cfg.ema_decay else "") + "." + teacher
+        + " The notebook measures this machine and fits the epochs to `DEADLINE_S`. The whole recipe is `RECIPE` "
+        "in Settings."])
+
+
+def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
+                   param_cap: int, pair_columns: list[str] | None = None) -> dict:
     """The submission notebook of one recipe (its epochs are the ones wanted), as nbformat 4.5 JSON (a
     plain dict: writing it needs no Jupyter package, so export works wherever the search runs). The
     score columns default to the study's targets when they are AGIQA-3K columns, else `mos_quality`.
     With `pair_columns` (a pairs study), the notebook trains from a CSV of preference pairs and writes
-    the chosen image of every test pair (`run_pair_submission`)."""
-    common = dict(team=team, date=date, seed=seed, epochs=recipe.train.epochs, deadline_s=deadline_s,
-                  recipe=repr(recipe.to_dict()))
-    if pair_columns is None:
+    the chosen image of every test pair."""
+    task = "mos" if pair_columns is None else "pairs"
+    tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=recipe.train.epochs, deadline_s=deadline_s,
+                                 param_cap=param_cap, recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
+    if task == "mos":
         score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
-        settings, run, writes = CONFIG.format(score_cols=score_cols, **common), RUN, (
-            "`predictions.csv` with a score for every image in `TEST_IMAGES`")
-        title = "lightweight AIGC image-quality model"
+        inputs = _MOS_SETTINGS.format(score_cols=score_cols)
+        writes, title = "`predictions.csv` with a score for every image in `TEST_IMAGES`", "lightweight AIGC image-quality model"
     else:
-        settings, run, writes = PAIRS_CONFIG.format(pair_columns=list(pair_columns), **common), PAIRS_RUN, (
-            "`choices.csv` with the chosen image of every pair in `TEST_PAIRS` (and the pair accuracy when it "
-            "names the winners)")
+        inputs = _PAIRS_SETTINGS.format(pair_columns=list(pair_columns))
+        writes = ("`choices.csv` with the chosen image of every pair in `TEST_PAIRS` (and the pair accuracy when it "
+                  "names the winners)")
         title = "comparative image-quality model (preference pairs)"
-    cells = [
-        _cell("markdown", f"# {team}: {title}, trained from scratch\n\n"
-              "Self-contained: the code below was generated from the liqa-nas source. Edit the **Settings** cell "
-              "(the first code cell) for your paths. The notebook measures its training speed on this machine, "
-              "fits the epochs so that everything ends before `DEADLINE_S`, trains (fp16 autocast with loss "
-              f"scaling on a T4), saves and reloads `{team}_{date}_model.pth`, and writes {writes}.", 0),
-        _cell("code", settings, 1, tags=["parameters"]),
-        _cell("code", generated_code(), 2),
-        _cell("code", run, 3),
+    imports, modules = library(RUN_ROOTS, kept_entries(recipe, task))
+    sources = [
+        ("markdown", f"# {team}: {title}, trained from scratch\n\n"
+         "Self-contained: the code below was generated from the liqa-nas source. Edit the **Settings** cell "
+         "(the first code cell) for your paths, then run all. The notebook measures its training speed on this "
+         "machine, fits the epochs so that everything ends before `DEADLINE_S`, trains (fp16 autocast with loss "
+         f"scaling on a T4), saves and reloads `{team}_{date}_model.pth` (the submitted weights), writes {writes}, "
+         "and records the versions it ran with in `environment.txt`. With `WEIGHTS` set it only loads those "
+         "weights and predicts."),
+        ("code", _SETTINGS_HEAD.format(team=team, date=date) + inputs + tail),
+        ("markdown", model_card(recipe, param_cap)),
+        ("markdown", "## Library\n\nThe project's modules, only what this run calls. Their imports first."),
+        ("code", imports),
     ]
+    for module, body in modules:
+        doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
+        sources += [("markdown", f"### `{module.__name__}`\n\n{doc}"), ("code", body)]
+    sources += [("markdown", "## Run"), ("code", _RUN.format(task=task, inputs=_INPUTS[task]))]
+    cells = [_cell(kind, text, i, tags=["parameters"] if i == 1 else None) for i, (kind, text) in enumerate(sources)]
     return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                          "language_info": {"name": "python"}}}
@@ -193,13 +321,14 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
-                   pair_columns: list[str] | None = None) -> Path:
+                   deadline_s: float, param_cap: int, pair_columns: list[str] | None = None) -> Path:
     """Write the notebook (`build_notebook`) to `path`, readable by all."""
-    return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed,
+    return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed, deadline_s, param_cap,
                                                         pair_columns=pair_columns), indent=1))
 
 
-def write_run_files(folder: Path, notebook: str, weights: str, plan, pairs: bool = False) -> None:
+def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan, deadline_s: float,
+                    pairs: bool = False) -> None:
     """`requirements.txt` (the versions this export ran with) and `HOW_TO_RUN.md` (environment, steps,
     expected time), which shortlisted teams must send with the notebook; `pairs`: of a pairs notebook."""
     versions = []
@@ -211,33 +340,42 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan, pairs: bool
             continue
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
-        notebook=notebook, weights=weights, epochs=plan.epochs, minutes=plan.seconds / 60, source=plan.costs.source,
-        **(PAIRS_STEPS if pairs else MOS_STEPS)))
+        notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
+        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **(PAIRS_STEPS if pairs else MOS_STEPS)))
 
 
 HOW_TO_RUN = '''# How to run
 
-**Environment.** A Kaggle notebook with an NVIDIA T4 (16 GB) and Python 3.10 or newer; the packages in
-`requirements.txt` (Kaggle's image has them). No internet, no pretrained weights, no external data.
+**What is submitted.** `{weights}`: the weights the notebook `{notebook}` trains from scratch, saves and
+reloads before predicting (no pretrained weights, no external data). A run of the notebook writes a new
+`{weights}` beside its outputs; that file is the submission.
 
-**Steps.**
-1. Upload `{notebook}` to Kaggle and attach {data}.
-2. In its first code cell (Settings), set {settings}, and `OUT_DIR`.
-3. Run all cells. The notebook measures its own speed, fits the epochs to end before `DEADLINE_S`
-   (2.5 h by default, of the 3 h allowed), trains from scratch, saves and reloads `{weights}`, and writes
-   {output}.
+**On Kaggle.**
+1. Create a notebook from `{notebook}` (File > Import Notebook).
+2. Settings panel: Accelerator **GPU T4** (one is enough), Internet **off**.
+3. Add Input: {data}.
+4. In the first code cell (Settings), set {settings}, and `OUT_DIR` (default `/kaggle/working`).
+5. Run all. The notebook measures its own speed, fits the epochs to end before `DEADLINE_S`
+   ({deadline} by default, of the 3 h allowed), trains from scratch, saves and reloads `{weights}`, writes
+   {output}, and `environment.txt` (the versions it ran with).
+To predict with existing weights instead of training, add them as input and set `WEIGHTS` to the `.pth`.
 
-**Expected time.** {epochs} epochs were planned at export, estimated at {minutes:.0f} minutes by {source}.
+**Expected time.** {epochs} epochs were planned at export, estimated at {time} by {source}.
 The notebook prints its own plan after measuring, e.g. "measured 41 s/epoch, 180 epochs fit, expected
 end 2 h 11 min", and stops training early, still saving and predicting, if the clock runs out anyway.
 To check the plan on a T4 in a few minutes, set `PLAN_ONLY = True`: the notebook reads the data, measures
 its speed, prints the plan and stops. `SMOKE = True` runs the whole notebook on tiny images in seconds.
+
+**Versions.** Used for the export (the machine that searched and exported; `requirements.txt` pins its
+package releases): {versions}. Kaggle's image brings its own builds (Python 3.10 or newer); the versions
+a run actually used are in the `environment.txt` it writes (Python, torch, CUDA, cuDNN, the GPU, the
+packages).
 '''
 
 MOS_STEPS = dict(
     data="the AGIQA-3K training images and labels and the test images",
     settings="`TRAIN_IMAGES`, `TRAIN_LABELS`, `TEST_IMAGES` (and `TEST_LABELS` if you have test labels)",
-    output="`predictions.csv` (a score for every test image)")
+    output="`predictions.csv` (a score for every test image; an unreadable image is named and left empty)")
 PAIRS_STEPS = dict(
     data="the training pairs CSV with its images and the test pairs CSV with its images",
     settings="`TRAIN_PAIRS`, `TEST_PAIRS` (CSV files, images beside them or in `images/` beside them), `PAIR_COLUMNS`",

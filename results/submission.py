@@ -1,15 +1,20 @@
 """What the submission notebook runs: read the data, plan against the clock, retrain, save, reload, predict.
 
-The notebook includes this module from source (`results.notebook`) and calls `run_submission` (MOS) or
-`run_pair_submission` (preference pairs); the tests call them directly. Every image in the test folder
-is predicted; test labels are optional and only score the images they name. A pairs notebook trains
-from a CSV of preference pairs and writes the chosen image of every test pair. The plan is measured on the machine the notebook runs on, and a
-guard on the clock stops training early when the plan was wrong, so that the weights are still
-saved, reloaded and used for `predictions.csv` before the deadline.
+The notebook includes this module from source (`results.notebook`) and calls `run_submission`; the tests
+call it directly. One `Submission` for both task kinds: "mos" trains on a labels CSV and scores every
+image of the test folder into `predictions.csv` (an unreadable test image is named, left out, and
+gets an empty score); "pairs" trains from a CSV of preference pairs and writes the chosen image of
+every test pair into `choices.csv`. `KINDS` holds the few functions that differ (the notebook inlines
+only its own kind's). The plan is measured on the machine the notebook runs on, and a guard on the
+clock stops training early when the plan was wrong, so that the weights are still saved, reloaded and
+used for the predictions before the deadline. With `weights`, the run only loads them and predicts.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,43 +22,61 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data.decode import decode_image, list_images
 from search.data.imageset import ImageSet
+from search.data.labels import load_csv
 from search.data.pairs import PAIR_COLUMNS, PairSet, read_pairs
 from search.memory import check_host_memory
 from search.metrics import iqa_metrics
-from search.train.pairs import PREFERENCE, choices_frame
-from search.train.recipe import Recipe
-from search.train.retrain import Deadline, RetrainPlan, measure_costs, plan_retrain, planned, retrain
+from search.predict import prediction_frame
 from search.train.loop import TrainResult, predict
+from search.train.pairs import PREFERENCE, choices_frame, measure_pair_costs, retrain_pairs
+from search.train.recipe import Recipe
+from search.train.retrain import Deadline, RetrainPlan, StepCosts, measure_costs, plan_retrain, planned, retrain
 
 SAVE_RESERVE_S = 30.0
-"""Seconds kept, beyond twice the measured scoring time, for saving and reloading the weights (at most
-5 % of the deadline, for short test deadlines)."""
+"""Seconds kept for saving and reloading the weights (at most 5 % of the deadline, for short test deadlines)."""
+SCORING_MARGIN = 1.25
+"""Training stops with this many times the scoring time measured on the test images still left."""
+PACKAGES = ("torch", "numpy", "pandas", "scipy", "pillow", "tqdm")
+"""What the notebook imports: `requirements.txt` pins the versions export ran with, `environment.txt`
+records the versions a run used."""
 
 
 @dataclass
 class Submission:
-    """The notebook's settings cell, as one object."""
+    """The notebook's Settings cell, as one object. `task` "mos" reads `train_images`, `train_labels`,
+    `test_images` (and `test_labels`); "pairs" reads `train_pairs` and `test_pairs`."""
 
     team: str
     date: str
-    train_images: str
-    train_labels: str
-    test_images: str
     out_dir: str
     recipe: dict
     """`search.train.recipe.Recipe.to_dict()` of the exported model."""
     epochs: int
     """MOS epochs wanted; fewer when the measured plan says they would not end before the deadline."""
-    seed: int = 0
+    deadline_s: float
+    """Everything (reading, training, saving, predicting) ends this many seconds after `start` (export
+    passes its profile's export budget)."""
+    task: str = "mos"
+    train_images: str | None = None
+    train_labels: str | None = None
+    test_images: str | None = None
+    """Every image here is predicted."""
+    test_labels: str | None = None
+    """Optional: metrics on the test images it names."""
     image_col: str = "name"
     score_cols: list[str] = field(default_factory=lambda: ["mos_quality"])
-    test_labels: str | None = None
-    deadline_s: float = 2.5 * 3600
-    """Everything (reading, training, saving, predicting) ends this many seconds after `start`."""
+    train_pairs: str | None = None
+    """CSV of the training pairs (`pair_columns`), images beside it or in `images/` beside it."""
+    test_pairs: str | None = None
+    """CSV of the pairs to choose from; its winner column is optional (pair accuracy when present)."""
+    pair_columns: list[str] | None = None
+    """The two images and the winner; None: `search.data.pairs.PAIR_COLUMNS`."""
+    seed: int = 0
     start: float | None = None
     """`time.time()` when the clock started (the notebook's first cell); None: now."""
     precision: str = "auto"
@@ -62,53 +85,134 @@ class Submission:
     """Tiny images and one epoch: the whole notebook in seconds."""
     plan_only: bool = False
     """Read the data, measure, print the plan, and stop: how a user with a T4 checks the plan in minutes."""
+    weights: str | None = None
+    """A `.pth` to load (weights only) and predict with: no training."""
+    param_cap: int | None = None
+    """The challenge's parameter cap, printed beside the model's count."""
 
 
 @dataclass
-class PairSubmission:
-    """The settings cell of a preference-pairs notebook, as one object (see `Submission` for the rest)."""
+class TestSet:
+    """The decoded test images and what writing their results needs."""
 
-    team: str
-    date: str
-    train_pairs: str
-    """CSV of the training pairs (`pair_columns`), images beside it or in `images/` beside it."""
-    test_pairs: str
-    """CSV of the pairs to choose from; its winner column is optional (pair accuracy when present)."""
-    out_dir: str
-    recipe: dict
-    epochs: int
-    seed: int = 0
-    pair_columns: list[str] = field(default_factory=lambda: list(PAIR_COLUMNS))
-    deadline_s: float = 2.5 * 3600
-    start: float | None = None
-    precision: str = "auto"
-    smoke: bool = False
-    plan_only: bool = False
+    names: list[str]
+    """Every test image, readable or not, in output order."""
+    images: torch.Tensor
+    """uint8 [M,3,S,S] of the readable ones, in the order of `names`."""
+    unreadable: list[str]
+    rows: object = None
+    """The test pairs CSV's rows (`PairRows`) of a pairs submission."""
 
 
-def read_labels(path: str | Path, image_col: str, score_cols: list[str]) -> pd.DataFrame:
-    """A labels CSV with `image_col` and `score_cols` (names stripped); ValueError naming the file, the
-    missing columns and the columns present."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"labels file {path} not found")
-    frame = pd.read_csv(path)
-    missing = [c for c in [image_col, *score_cols] if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} has no column(s) {', '.join(missing)}; its columns are {', '.join(map(str, frame.columns))}")
-    frame[image_col] = frame[image_col].astype(str).str.strip()
-    return frame
+@dataclass(frozen=True)
+class Kind:
+    """What differs between the task kinds: reading, training, measuring, the target names, writing."""
+
+    read: Callable[[Submission, int], tuple[Sized, TestSet]]
+    """(the training set: an `ImageSet`, or a `PairSet` of pairs; the test set)."""
+    read_test: Callable[[Submission, int, int], TestSet]
+    retrain: Callable[..., tuple[nn.Module, TrainResult]]
+    measure: Callable[..., StepCosts]
+    targets: Callable[[Submission], list[str]]
+    write: Callable[[Submission, TestSet, np.ndarray, Callable[[str], None]], Path]
+    items: str
+    """What the training set counts: "images" or "pairs"."""
 
 
-def read_images(folder: str | Path, names: list[str], size: int) -> torch.Tensor:
-    """uint8 [N,3,size,size], decoded straight into one preallocated array (no list to stack)."""
+def read_images(folder: str | Path, names: list[str], size: int,
+                skip_unreadable: bool = False) -> tuple[torch.Tensor, list[str]]:
+    """(uint8 [N,3,size,size] decoded straight into one preallocated array, the names left out): with
+    `skip_unreadable`, an image that does not decode is left out (the array holds the others, in order)
+    instead of stopping the run."""
     missing = [n for n in names if not (Path(folder) / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} listed image(s) not in {folder}, e.g. {missing[0]}")
     images = torch.empty((len(names), 3, size, size), dtype=torch.uint8)
-    for i, name in enumerate(names):
-        images[i] = torch.from_numpy(decode_image(Path(folder) / name, size))
-    return images
+    unreadable, kept = [], 0
+    for name in names:
+        try:
+            images[kept] = torch.from_numpy(decode_image(Path(folder) / name, size))
+            kept += 1
+        except ValueError:
+            if not skip_unreadable:
+                raise
+            unreadable.append(name)
+    return images[:kept], unreadable
+
+
+def _mos_test(s: Submission, size: int, n_train: int = 0) -> TestSet:
+    """Every image of `s.test_images` (memory checked for `n_train` training images beside them)."""
+    names = list_images(s.test_images)
+    check_host_memory(n_train + len(names), size, "training and test images" if n_train else "test images")
+    images, unreadable = read_images(s.test_images, names, size, skip_unreadable=True)
+    return TestSet(names, images, unreadable)
+
+
+def _mos_read(s: Submission, size: int) -> tuple[ImageSet, TestSet]:
+    labels = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images).frame
+    names = list(labels["image"])
+    tests = _mos_test(s, size, len(names))
+    images, _ = read_images(s.train_images, names, size)
+    train = ImageSet(images, torch.tensor(labels[s.score_cols].to_numpy(dtype=np.float32)),
+                     np.asarray(names, dtype=object), names, list(s.score_cols))
+    return train, tests
+
+
+def _mos_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[[str], None]) -> Path:
+    """predictions.csv (a row for every test image, an empty score for an unreadable one) and, with test
+    labels, metrics on the labelled readable ones."""
+    left_out = set(tests.unreadable)
+    readable = [n for n in tests.names if n not in left_out]
+    scores = pd.DataFrame(pred, index=readable).reindex(tests.names).to_numpy()
+    out = Path(s.out_dir) / "predictions.csv"
+    prediction_frame(tests.names, scores, s.score_cols).to_csv(out, index=False)
+    os.chmod(out, 0o644)
+    if s.test_labels:
+        truth = load_csv(s.test_labels, s.image_col, s.score_cols).frame.set_index("image")
+        labelled = [i for i, n in enumerate(readable) if n in truth.index]
+        if len(labelled) < len(readable):
+            log(f"note: {len(readable) - len(labelled)} test image(s) have no row in {s.test_labels}: "
+                "predicted, left out of the metrics")
+        if len(labelled) >= 2:
+            rows = truth.loc[[readable[i] for i in labelled]]
+            for i, c in enumerate(s.score_cols):
+                metrics = iqa_metrics(pred[labelled, i], rows[c].to_numpy(dtype=np.float64))
+                log(f"{c}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return out
+
+
+def _pairs_test(s: Submission, size: int, n_train: int = 0) -> TestSet:
+    rows = read_pairs(s.test_pairs, tuple(s.pair_columns or PAIR_COLUMNS), need_winner=False)
+    names = rows.names()
+    check_host_memory(n_train + len(names), size, "training and test images" if n_train else "test images")
+    return TestSet(names, read_images(rows.image_dir, names, size)[0], [], rows)
+
+
+def _pairs_read(s: Submission, size: int) -> tuple[PairSet, TestSet]:
+    rows = read_pairs(s.train_pairs, tuple(s.pair_columns or PAIR_COLUMNS))
+    names = rows.names()
+    tests = _pairs_test(s, size, len(names))
+    images = ImageSet(read_images(rows.image_dir, names, size)[0], torch.zeros((len(names), 0)),
+                      np.asarray(names, dtype=object), names, [])
+    return PairSet(images, rows.winner_pairs(names)), tests
+
+
+def _pairs_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[[str], None]) -> Path:
+    """choices.csv (`image_a, image_b, chosen`, and `winner` with the pair accuracy when the CSV names it)."""
+    frame, accuracy = choices_frame(tests.rows, dict(zip(tests.names, pred[:, 0].tolist())))
+    out = Path(s.out_dir) / "choices.csv"
+    frame.to_csv(out, index=False)
+    os.chmod(out, 0o644)
+    if accuracy is not None:
+        log(f"pair accuracy {accuracy:.4f} on {len(frame)} test pairs")
+    return out
+
+
+KINDS = {
+    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, lambda s: list(s.score_cols), _mos_write, "images"),
+    "pairs": Kind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE], _pairs_write, "pairs"),
+}
+"""The task kinds by `Submission.task`."""
 
 
 def _smoke_recipe(recipe: Recipe) -> Recipe:
@@ -124,7 +228,7 @@ def _smoke_recipe(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def load_recipe(s: Submission | PairSubmission) -> Recipe:
+def load_recipe(s: Submission) -> Recipe:
     """The settings' recipe at the settings' precision (smoke-sized with `smoke`)."""
     recipe = Recipe.from_dict(s.recipe)
     for r in (recipe, recipe.teacher):
@@ -134,97 +238,85 @@ def load_recipe(s: Submission | PairSubmission) -> Recipe:
 
 
 def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
-    """Train, save, reload and predict as `s` says, within `s.deadline_s`; returns what was written."""
-    deadline = Deadline(s.deadline_s, s.start)
+    """Train, save, reload and predict as `s` says, within `s.deadline_s` (only load and predict with
+    `s.weights`); writes `environment.txt` beside the outputs; returns what was written."""
+    if s.task not in KINDS:
+        raise ValueError(f"task {s.task!r} is not one of {', '.join(KINDS)}")
+    kind, deadline = KINDS[s.task], Deadline(s.deadline_s, s.start)
+    env = write_environment(Path(s.out_dir))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if s.weights:
+        return _predict_only(s, kind, device, deadline, log) | {"environment": env}
     recipe = load_recipe(s)
     size = recipe.spec.input.resize
-    labels = read_labels(s.train_labels, s.image_col, s.score_cols)
-    names, test_names = list(labels[s.image_col]), list_images(s.test_images)
-    check_host_memory(len(names) + len(test_names), size, "training and test images")
-    train = ImageSet(read_images(s.train_images, names, size),
-                     torch.tensor(labels[s.score_cols].to_numpy(dtype=np.float32)),
-                     np.asarray(names, dtype=object), names, list(s.score_cols))
-    test_images = read_images(s.test_images, test_names, size)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    log(f"{len(train)} training and {len(test_names)} test images at {size} px on {device}; "
-        f"{deadline.elapsed():.0f} s gone of {s.deadline_s:.0f} s")
-    plan, reserve = _plan(recipe, train, len(test_names), s, device, deadline, log)
+    train, tests = kind.read(s, size)
+    log(f"{len(train)} training {kind.items} and {len(tests.names)} test images "
+        f"at {size} px on {device}; {deadline.elapsed():.0f} s gone of {s.deadline_s:.0f} s")
+    _log_unreadable(tests, log)
+    plan, reserve = _plan(recipe, kind, train, tests, s, device, deadline, log)
     if s.plan_only:
-        return {"plan": plan, "elapsed_s": deadline.elapsed()}
-    weights, result, pred = _train_save_predict(recipe, plan, train, test_images, s, list(s.score_cols), device,
-                                                deadline, reserve, log)
-    out = _write_predictions(pred, test_names, s, log)
-    log(f"saved and reloaded {weights}; wrote {out} ({len(test_names)} images); "
-        f"finished after {deadline.elapsed():.0f} s of the {s.deadline_s:.0f} s allowed")
-    return {"weights": weights, "predictions": out, "plan": plan, "epochs_run": result.epochs_run,
-            "elapsed_s": deadline.elapsed()}
-
-
-def run_pair_submission(s: PairSubmission, log: Callable[[str], None] = print) -> dict:
-    """Train from the pairs of `s.train_pairs`, save, reload and choose the better image of every pair of
-    `s.test_pairs` into `choices.csv` (`image_a, image_b, chosen`), within `s.deadline_s`, like
-    `run_submission`; prints the pair accuracy when the test CSV names winners."""
-    deadline = Deadline(s.deadline_s, s.start)
-    recipe = load_recipe(s)
-    size = recipe.spec.input.resize
-    columns = tuple(s.pair_columns)
-    rows, test_rows = read_pairs(s.train_pairs, columns), read_pairs(s.test_pairs, columns, need_winner=False)
-    names, test_names = rows.names(), test_rows.names()
-    check_host_memory(len(names) + len(test_names), size, "training and test images")
-    images = ImageSet(read_images(rows.image_dir, names, size), torch.zeros((len(names), 0)),
-                      np.asarray(names, dtype=object), names, [])
-    train = PairSet(images, rows.winner_pairs(names))
-    test_images = read_images(test_rows.image_dir, test_names, size)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    log(f"{len(train)} training pairs ({len(names)} images) and {len(test_rows.a)} test pairs ({len(test_names)} "
-        f"images) at {size} px on {device}; {deadline.elapsed():.0f} s gone of {s.deadline_s:.0f} s")
-    plan, reserve = _plan(recipe, train, len(test_names), s, device, deadline, log)
-    if s.plan_only:
-        return {"plan": plan, "elapsed_s": deadline.elapsed()}
-    weights, result, scores = _train_save_predict(recipe, plan, train, test_images, s, [PREFERENCE], device,
-                                                  deadline, reserve, log)
-    frame, accuracy = choices_frame(test_rows, dict(zip(test_names, scores[:, 0].tolist())))
-    out = Path(s.out_dir) / "choices.csv"
-    frame.to_csv(out, index=False)
-    os.chmod(out, 0o644)
-    if accuracy is not None:
-        log(f"pair accuracy {accuracy:.4f} on {len(frame)} test pairs")
-    log(f"saved and reloaded {weights}; wrote {out} ({len(frame)} pairs); "
-        f"finished after {deadline.elapsed():.0f} s of the {s.deadline_s:.0f} s allowed")
-    return {"weights": weights, "choices": out, "pair_accuracy": accuracy, "plan": plan,
-            "epochs_run": result.epochs_run, "elapsed_s": deadline.elapsed()}
-
-
-def _train_save_predict(recipe: Recipe, plan: RetrainPlan, train: ImageSet | PairSet, test_images: torch.Tensor,
-                        s: Submission | PairSubmission, target_names: list[str], device: torch.device,
-                        deadline: Deadline, reserve: float,
-                        log: Callable[[str], None]) -> tuple[Path, TrainResult, np.ndarray]:
-    """Retrain under the deadline, save `TEAM_DATE_model.pth`, reload it and score the test images with
-    what was saved: (weights, training result, scores [N, T])."""
-    model, result = retrain(_open_ended(planned(recipe, plan), 1 if s.smoke else s.epochs), train, s.seed, device,
-                            deadline, reserve, progress=True)
+        return {"plan": plan, "elapsed_s": deadline.elapsed(), "environment": env}
+    model, result = kind.retrain(_open_ended(planned(recipe, plan), 1 if s.smoke else s.epochs), train, s.seed,
+                                 device, deadline, reserve, progress=True)
     log(f"trained {result.epochs_run} epochs (planned {plan.epochs}, refit to the measured pace), "
         f"{deadline.elapsed():.0f} s gone")
     weights = Path(s.out_dir) / f"{s.team}_{s.date}_model.pth"
-    save_checkpoint(weights, model.cpu(), recipe.spec, target_names=target_names, train_config=recipe.train.to_dict())
+    save_checkpoint(weights, model.cpu(), recipe.spec, target_names=kind.targets(s), train_config=recipe.train.to_dict())
     model, _ = load_checkpoint(weights)  # what is submitted is what predicts
-    pred = predict(model, test_images, device=device, crop=recipe.spec.input.crop, views=recipe.train.eval_views,
-                   precision=recipe.train.precision)
-    return weights, result, pred
+    _log_params(model, s, log)
+    out = kind.write(s, tests, _score(model, tests, recipe.train.eval_views, recipe.train.precision, device), log)
+    log(f"saved and reloaded {weights}; wrote {out} ({len(tests.names)} test images); "
+        f"finished after {deadline.elapsed():.0f} s of the {s.deadline_s:.0f} s allowed")
+    return {"weights": weights, "predictions": out, "plan": plan, "epochs_run": result.epochs_run,
+            "elapsed_s": deadline.elapsed(), "environment": env}
 
 
-def _plan(recipe: Recipe, train: ImageSet | PairSet, n_test: int, s: Submission | PairSubmission,
-          device: torch.device, deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
-    """Measure the step costs here and fit the epochs before the deadline: (plan, seconds to keep for
-    saving and scoring)."""
-    costs = measure_costs(recipe, train, device)
-    reserve = min(SAVE_RESERVE_S, 0.05 * s.deadline_s) + 2 * n_test * costs.predict_image_s
+def _predict_only(s: Submission, kind: Kind, device: torch.device, deadline: Deadline,
+                  log: Callable[[str], None]) -> dict:
+    """Load `s.weights` (weights only, no pickled code) and predict the test set with them."""
+    model, payload = load_checkpoint(s.weights)
+    _log_params(model, s, log)
+    tests = kind.read_test(s, model.spec.input.resize, 0)
+    _log_unreadable(tests, log)
+    config = payload.get("train_config") or {}
+    pred = _score(model, tests, config.get("eval_views", 1), s.precision, device)
+    out = kind.write(s, tests, pred, log)
+    log(f"predicted with {s.weights}; wrote {out} ({len(tests.names)} test images) after {deadline.elapsed():.0f} s")
+    return {"weights": Path(s.weights), "predictions": out, "elapsed_s": deadline.elapsed()}
+
+
+def _score(model: nn.Module, tests: TestSet, views: int, precision: str, device: torch.device) -> np.ndarray:
+    return predict(model, tests.images, device=device, crop=model.spec.input.crop, views=views, precision=precision)
+
+
+def _log_params(model: nn.Module, s: Submission, log: Callable[[str], None]) -> None:
+    params = sum(p.numel() for p in model.parameters())
+    if s.param_cap is None:
+        log(f"model: {params:,} parameters")
+    else:
+        log(f"model: {params:,} parameters, cap {s.param_cap:,} ({'within' if params <= s.param_cap else 'OVER'} the cap)")
+
+
+def _log_unreadable(tests: TestSet, log: Callable[[str], None]) -> None:
+    if tests.unreadable:
+        log(f"warning: {len(tests.unreadable)} unreadable test image(s) left out (empty score): "
+            + ", ".join(tests.unreadable))
+
+
+def _plan(recipe: Recipe, kind: Kind, train: Sized, tests: TestSet, s: Submission, device: torch.device,
+          deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
+    """Measure the step costs here (scoring on the test images themselves) and fit the epochs before the
+    deadline: (plan, seconds training must leave for saving and scoring)."""
+    costs = kind.measure(recipe, train, device, test_images=tests.images if len(tests.images) else None)
+    scoring_s = len(tests.images) * costs.predict_image_s
+    reserve = min(SAVE_RESERVE_S, 0.05 * s.deadline_s) + SCORING_MARGIN * scoring_s
     wanted = 1 if s.smoke else s.epochs
+    budget = deadline.left() - reserve + scoring_s  # the plan counts the scoring itself
     try:
-        plan = plan_retrain(recipe, len(train), n_test, costs, deadline.left() - reserve, wanted)
+        plan = plan_retrain(recipe, len(train), len(tests.images), costs, budget, wanted)
     except ValueError as err:
         log(f"warning: {err}; training one epoch, stopped by the clock if need be")
-        plan = plan_retrain(recipe, len(train), n_test, costs, float("inf"), 1)
+        plan = plan_retrain(recipe, len(train), len(tests.images), costs, float("inf"), 1)
     log(plan.describe(deadline.elapsed(), s.deadline_s))
     return plan, reserve
 
@@ -240,21 +332,24 @@ def _open_ended(recipe: Recipe, wanted: int) -> Recipe:
     return recipe
 
 
-def _write_predictions(pred: np.ndarray, test_names: list[str], s: Submission, log: Callable[[str], None]) -> Path:
-    """predictions.csv (every test image) and, with test labels, metrics on the labelled ones."""
-    cols = {("score" if len(s.score_cols) == 1 else f"pred_{c}"): pred[:, i] for i, c in enumerate(s.score_cols)}
-    out = Path(s.out_dir) / "predictions.csv"
-    pd.DataFrame({"image": test_names, **cols}).to_csv(out, index=False)
-    os.chmod(out, 0o644)
-    if s.test_labels:
-        truth = read_labels(s.test_labels, s.image_col, s.score_cols).drop_duplicates(s.image_col).set_index(s.image_col)
-        labelled = [i for i, n in enumerate(test_names) if n in truth.index]
-        if len(labelled) < len(test_names):
-            log(f"note: {len(test_names) - len(labelled)} test image(s) have no row in {s.test_labels}: "
-                "predicted, left out of the metrics")
-        if len(labelled) >= 2:
-            rows = truth.loc[[test_names[i] for i in labelled]]
-            for i, c in enumerate(s.score_cols):
-                metrics = iqa_metrics(pred[labelled, i], rows[c].to_numpy(dtype=np.float64))
-                log(f"{c}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return out
+def environment() -> dict[str, str]:
+    """The versions and the machine this run used: Python, torch, CUDA, cuDNN, the GPU, `PACKAGES`."""
+    cuda = torch.cuda.is_available()
+    found = {"python": platform.python_version(), "cuda": torch.version.cuda or "none",
+             "cudnn": str(torch.backends.cudnn.version() or "none"),
+             "gpu": torch.cuda.get_device_name(0) if cuda else f"none (CPU: {platform.processor() or platform.machine()})"}
+    for package in PACKAGES:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def write_environment(folder: Path) -> Path:
+    """`environment.txt` in `folder`: one `name: version` line per item of `environment()`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "environment.txt"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in environment().items()))
+    os.chmod(path, 0o644)
+    return path

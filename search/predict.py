@@ -19,11 +19,19 @@ from search.train.pairs import choices_frame
 from search.train.loop import predict
 
 
+def prediction_frame(names: list[str], scores: np.ndarray, target_names: list[str]) -> pd.DataFrame:
+    """The one prediction format (this command's and the notebook's): `image`, then `score` for one
+    target (the challenge's one score per image) or `score_<target>` for each of several (the labels,
+    when shown beside them, keep their own names). A NaN score is written as an empty cell."""
+    columns = ["score"] if len(target_names) == 1 else [f"score_{t}" for t in target_names]
+    return pd.DataFrame({"image": names, **{c: scores[:, i] for i, c in enumerate(columns)}})
+
+
 def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path | str = ".cache/images",
                   device: str = "auto") -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Predictions per image (columns `image`, `pred_<target>`, and the labels when present) and metrics.
-    An unreadable image is named on stderr (one line for all) and keeps its row with an empty score; the
-    metrics cover the readable ones."""
+    """Predictions per image (`prediction_frame`, and the labels when present) and metrics. An unreadable
+    image is named on stderr (one line for all) and keeps its row with an empty score; the metrics cover
+    the readable ones."""
     model, payload = load_checkpoint(model_path)
     spec = model.spec
     target_names = list(payload.get("target_names") or [f"score{i}" for i in range(spec.num_outputs)])
@@ -42,11 +50,13 @@ def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path |
               f"{', '.join(unreadable)}", file=sys.stderr)
     views = (payload.get("train_config") or {}).get("eval_views", 1)
     pred = predict(model, images.images, device=resolve_device(device), crop=spec.input.crop, views=views)
-    frame = table.frame[["image", *images.target_names]].reset_index(drop=True)
-    readable = frame["image"].isin(images.names).to_numpy()
-    for i, name in enumerate(target_names):
-        frame.insert(1 + i, f"pred_{name}", np.nan)
-        frame.loc[readable, f"pred_{name}"] = pred[:, i]
+    labels = table.frame[["image", *images.target_names]].reset_index(drop=True)
+    readable = labels["image"].isin(images.names).to_numpy()
+    scores = np.full((len(labels), len(target_names)), np.nan)
+    scores[readable] = pred
+    frame = prediction_frame(list(labels["image"]), scores, target_names)
+    for name in images.target_names:
+        frame[name] = labels[name]
     metrics = {name: iqa_metrics(pred[:, i], images.targets[:, i].numpy()) for i, name in enumerate(images.target_names)}
     return frame, metrics
 

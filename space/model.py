@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -9,8 +10,27 @@ from torch import nn
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import BlockFamily, Stem
 from space.layers.heads import Head, Pool, pool_dim
-from space.layers.patches import Patches, reduce_image
+from space.layers.patches import PatchView
 from space.spec import ArchSpec, block_plan
+
+
+class CropView(nn.Module):
+    """A whole-image model's features of each image: the backbone's pooled features of the view itself."""
+
+    def __init__(self, size: int, train_count: int, grid: int, global_size: int):
+        super().__init__()
+
+    def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return features(x)
+
+
+# what the backbone sees of an image -> the module that forms its features (`view_kind`)
+VIEWS = {"crop": CropView, "patches": PatchView}
+
+
+def view_kind(spec: ArchSpec) -> str:
+    """"patches" for a patch model (`InputSpec.patch`), else "crop"."""
+    return "patches" if spec.input.patch else "crop"
 
 
 def streams(spec: ArchSpec) -> int:
@@ -60,7 +80,8 @@ class IQANet(nn.Module):
         self.stages = nn.ModuleList(
             nn.Sequential(*(BLOCK_FAMILIES[b.block].build(b, spec.act) for b in blocks)) for blocks in block_plan(spec))
         self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused_widths(spec))
-        self.patches = Patches(spec.input.patch, spec.input.train_patches, spec.input.grid) if spec.input.patch else None
+        inp = spec.input
+        self.view = VIEWS[view_kind(spec)](inp.patch, inp.train_patches, inp.grid, inp.global_size)
         self.head = Head(head_in(spec), spec.head.hidden, spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
         self.register_buffer("target_std", torch.ones(spec.num_outputs))
@@ -106,12 +127,7 @@ class IQANet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The feature vector of each image: of the view itself, or of its patches (and whole image)."""
-        if self.patches is None:
-            return self.features(x)
-        pooled = self.features(self.patches(x)).unflatten(0, (len(x), self.patches.count())).mean(1)
-        if not self.spec.input.global_size:
-            return pooled
-        return torch.cat([pooled, self.features(reduce_image(x, self.spec.input.global_size))], 1)
+        return self.view(self.features, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x)) * self.target_std + self.target_mean

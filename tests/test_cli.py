@@ -39,11 +39,11 @@ def test_predict_folder_matches_the_model(tiny_study, image_dir, tmp_path):
     assert main(["predict", "--model", str(ckpt), "--root", str(image_dir / "images"), "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]) == 0
     frame = pd.read_csv(out)
-    assert len(frame) == 12 and list(frame.columns) == ["image", "pred_mos"]
+    assert len(frame) == 12 and list(frame.columns) == ["image", "score"]
     model, _ = load_checkpoint(ckpt)
     images = decode_images(load_folder(image_dir / "images"), model.spec.input.resize, tmp_path / "cache", progress=False)
     expected = predict(model, images.images, crop=model.spec.input.crop)[:, 0]
-    assert np.abs(frame["pred_mos"].to_numpy() - expected).max() < 1e-5
+    assert np.abs(frame["score"].to_numpy() - expected).max() < 1e-5
 
 
 def test_predict_with_labels_prints_metrics(tiny_study, image_dir, tmp_path, capsys):
@@ -51,7 +51,7 @@ def test_predict_with_labels_prints_metrics(tiny_study, image_dir, tmp_path, cap
     main(["predict", "--model", str(_best_checkpoint(tiny_study)), "--data", "agiqa3k", "--root", str(image_dir),
           "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert "SRCC" in capsys.readouterr().out
-    assert {"pred_mos", "mos"} <= set(pd.read_csv(out).columns)
+    assert {"score", "mos"} <= set(pd.read_csv(out).columns)
 
 
 

@@ -232,7 +232,7 @@ def test_export_takes_the_winning_scratch_variant_and_its_notebook_trains_it(com
         tmp_path / "l.csv", index=False)
     out = run_submission(Submission(
         team="T", date="20261123", train_images=str(tmp_path / "imgs"), train_labels=str(tmp_path / "l.csv"),
-        test_images=str(tmp_path / "imgs"), out_dir=str(tmp_path), recipe=settings["RECIPE"], epochs=1, smoke=True),
+        test_images=str(tmp_path / "imgs"), out_dir=str(tmp_path), recipe=settings["RECIPE"], epochs=1, deadline_s=600, smoke=True),
         log=lambda line: None)
     trained, _ = load_checkpoint(out["weights"])
     assert [(s.width, s.hidden) for s in trained.spec.stages] == [(s["width"], s["hidden"]) for s in scratch["spec"]["stages"]]

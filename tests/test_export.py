@@ -53,7 +53,13 @@ def test_weights_reload_and_match_the_trained_model(exported, tiny_study):
         assert (name.stat().st_mode & 0o777) == 0o644, name
     requirements = (run_dir / "export" / "requirements.txt").read_text()
     assert "torch==" in requirements and "+" not in requirements  # no local build tag such as +cpu
-    assert "Expected time" in (run_dir / "export" / "HOW_TO_RUN.md").read_text()
+    how = (run_dir / "export" / "HOW_TO_RUN.md").read_text()
+    assert "Expected time" in how and " 0 minutes" not in how and "estimated at 0 min" not in how
+    assert "`Team_X_20261122_model.pth`" in how and "GPU T4" in how and "Internet **off**" in how
+    assert "Used for the export" in how and "environment.txt" in how
+    settings = nbformat.read(exported.notebook, as_version=4).cells[1].source
+    icme = get_profile(cfg.profile)
+    assert f"DEADLINE_S = {icme.export_budget_s:g} " in settings and f"PARAM_CAP = {icme.caps.params} " in settings
     assert exported.summary["params"] <= get_profile(cfg.profile).caps.params
     largest = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["params"])
     assert exported.summary["teacher"]["trial"] == largest.number

@@ -360,8 +360,8 @@ def test_predict_scores_every_readable_image_and_names_the_rest(tmp_path, capsys
     warned = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]  # the rest: a progress bar
     assert warned == ["warning: 1 unreadable image(s) left out, their scores left empty: bad.jpg"], warned
     frame = pd.read_csv(out).set_index("image")
-    assert len(frame) == 41 and np.isnan(frame.loc["bad.jpg", "pred_mos"])
-    assert np.isfinite(frame.drop(index="bad.jpg")["pred_mos"]).all()
+    assert len(frame) == 41 and np.isnan(frame.loc["bad.jpg", "score"])
+    assert np.isfinite(frame.drop(index="bad.jpg")["score"]).all()
 
 
 def test_workers_beyond_the_machine_are_capped_with_a_message(monkeypatch):

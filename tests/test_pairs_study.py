@@ -74,7 +74,7 @@ def test_exported_pairs_notebook_trains_and_chooses(pairs_run, tmp_path):
     result = export_submission(study, cfg, runs / "pq", "Team_P", date="20260301", smoke=True)
     assert result.summary["pairs"] > 0
     nb = nbformat.read(result.notebook, as_version=4)
-    assert "TRAIN_PAIRS" in nb.cells[1].source and "run_pair_submission" in nb.cells[-1].source
+    assert "TRAIN_PAIRS" in nb.cells[1].source and "task='pairs'" in nb.cells[-1].source
     # test pairs with a winner column: the notebook prints their pair accuracy
     pd.read_csv(folder / "pairs.csv").head(20).to_csv(folder / "test.csv", index=False)
     nb.cells.insert(2, nbformat.v4.new_code_cell(

@@ -20,7 +20,7 @@ from search.train.recipe import TrainConfig
 from search.train.step import Stepper, resolve_precision
 from search.train.loop import predict, seed_everything, train_model
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model
-from results.submission import Submission, read_labels, run_submission
+from results.submission import Submission, run_submission
 
 CPU = torch.device("cpu")
 
@@ -156,12 +156,6 @@ def test_submission_ends_within_its_deadline_and_writes_its_files(tmp_path):
     assert len(preds) == 40 and preds["score"].notna().all()  # every test image, labelled or not
     assert any("epochs fit" in line and "expected end" in line for line in lines)
     assert any("20 test image(s) have no row" in line for line in lines)
-
-
-def test_labels_with_missing_columns_are_named(tmp_path):
-    pd.DataFrame({"image": ["a.png"], "mos": [1.0]}).to_csv(tmp_path / "l.csv", index=False)
-    with pytest.raises(ValueError, match=r"l.csv has no column\(s\) name, mos_quality; its columns are image, mos"):
-        read_labels(tmp_path / "l.csv", "name", ["mos_quality"])
 
 
 def test_plan_only_measures_and_stops_before_training(tmp_path):

@@ -7,6 +7,7 @@ in the same epoch loop as MOS training (optimiser, EMA, precision, time budget, 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -17,9 +18,11 @@ from torch import nn
 
 from search.train.augment import random_crop_flip, to_model_input
 from search.data.pairs import PairRows, PairSet
-from search.train.recipe import TrainConfig
+from search.train.recipe import Recipe, TrainConfig
+from search.train.retrain import Deadline, StepCosts, measured_on, time_left, timed_predict, timed_step
 from search.train.step import Images, TrainingDiverged, autocast, model_device, resolve_precision
 from search.train.loop import EpochRecord, Task, TrainResult, fit, predict, seed_everything
+from space import build_model
 
 PREFERENCE = "preference"
 """The target name of a pairs study: its only metric is `pair_acc`."""
@@ -110,3 +113,26 @@ def train_pairs(model: nn.Module, train: PairSet, val: PairSet | None, cfg: Trai
 
     task = Task(_pair_loss(model, images, pairs, cfg, gen), len(train), images.index_device, validate, images.resident)
     return fit(model, task, cfg, device, 0.0, on_epoch, progress)
+
+
+def retrain_pairs(recipe: Recipe, data: PairSet, seed: int, device: torch.device | str = "cpu",
+                  deadline: Deadline | None = None, reserve_s: float = 0.0,
+                  progress: bool = False) -> tuple[nn.Module, TrainResult]:
+    """`search.train.retrain.retrain` from preference pairs: no teacher (distillation needs MOS training)."""
+    if recipe.teacher is not None:
+        raise ValueError("training from preference pairs takes no teacher (distillation needs MOS training)")
+    cfg = replace(recipe.train, seed=seed, time_budget_s=time_left(deadline, reserve_s))
+    seed_everything(seed)
+    model = build_model(recipe.spec)
+    return model, train_pairs(model, data, None, cfg, device=device, progress=progress)
+
+
+def measure_pair_costs(recipe: Recipe, data: PairSet, device: torch.device | str, steps: int = 6,
+                       test_images: torch.Tensor | None = None) -> StepCosts:
+    """`search.train.retrain.measure_costs` of a pairs recipe: a pair step (both images of `batch_size`
+    pairs) and scoring one image."""
+    device = torch.device(device)
+    sample = data.select(np.arange(min(len(data), steps * recipe.train.batch_size)))
+    step = timed_step(train_pairs, recipe.spec, recipe.train, sample, device)
+    scored = sample.images.images if test_images is None else test_images
+    return StepCosts(step, 3 * step, 0.0, 0.0, timed_predict(recipe, scored, device), measured_on(device))

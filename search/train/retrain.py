@@ -12,20 +12,19 @@ import copy
 import math
 import time
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from search.budget import BudgetModel
 from search.data.imageset import ImageSet
-from search.data.pairs import PairSet
-from search.train.pairs import train_pairs
 from search.train.pretrain import pretrain
 from search.train.recipe import Recipe, TrainConfig
 from search.train.step import steps_per_epoch
 from search.train.loop import TrainResult, predict, seed_everything, train_model
-from space import build_model, count_flops, train_flops
+from space import ArchSpec, build_model, count_flops, train_flops
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,20 @@ class StepCosts:
     source: str
     """Where the numbers come from: the T4 budget model, or a measurement on a named device."""
 
-    @classmethod
-    def from_budget(cls, budget: BudgetModel, recipe: Recipe, pairs: bool = False) -> StepCosts:
-        """The budget model's T4 estimate (per step: one batch of the recipe's batch size; of pairs, so
-        twice as many images, with `pairs`)."""
-        def per_step(spec, cfg: TrainConfig) -> tuple[float, float]:
-            flops, bs = train_flops(spec), cfg.batch_size * (2 if pairs else 1)
-            return budget.epoch_seconds(flops, bs, bs), budget.pretrain_seconds(flops, bs, 1, bs)
 
-        step, pre = per_step(recipe.spec, recipe.train)
-        teacher = per_step(recipe.teacher.spec, recipe.teacher.train) if recipe.teacher else (0.0, 0.0)
-        if recipe.teacher:  # the teacher scores every student batch too
-            step += budget.infer_seconds(count_flops(recipe.teacher.spec), recipe.train.batch_size)
-        predict_s = budget.infer_seconds(count_flops(recipe.spec), 1000, recipe.train.eval_views) / 1000
-        return cls(step, pre, *teacher, predict_s, "the T4 budget model (good to a factor of about 2 either way)")
+def budget_costs(budget: BudgetModel, recipe: Recipe, pairs: bool = False) -> StepCosts:
+    """The budget model's T4 estimate of `recipe`'s costs (per step: one batch of the recipe's batch
+    size; of pairs, so twice as many images, with `pairs`)."""
+    def per_step(spec, cfg: TrainConfig) -> tuple[float, float]:
+        flops, bs = train_flops(spec), cfg.batch_size * (2 if pairs else 1)
+        return budget.epoch_seconds(flops, bs, bs), budget.pretrain_seconds(flops, bs, 1, bs)
+
+    step, pre = per_step(recipe.spec, recipe.train)
+    teacher = per_step(recipe.teacher.spec, recipe.teacher.train) if recipe.teacher else (0.0, 0.0)
+    if recipe.teacher:  # the teacher scores every student batch too
+        step += budget.infer_seconds(count_flops(recipe.teacher.spec), recipe.train.batch_size)
+    predict_s = budget.infer_seconds(count_flops(recipe.spec), 1000, recipe.train.eval_views) / 1000
+    return StepCosts(step, pre, *teacher, predict_s, "the T4 budget model (good to a factor of about 2 either way)")
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,11 @@ class RetrainPlan:
         measured = "measured" if self.costs.source.startswith("measured") else "estimated"
         extra = f" after {self.pretrain_epochs} pretraining epochs" if self.pretrain_epochs else ""
         return (f"{measured} {self.epoch_s:.1f} s/epoch ({self.costs.source}), {self.epochs} epochs fit{extra}, "
-                f"expected end {_clock(elapsed_s + self.seconds)} of a {_clock(limit_s or elapsed_s + self.budget_s)} limit")
+                f"expected end {duration(elapsed_s + self.seconds)} of a {duration(limit_s or elapsed_s + self.budget_s)} limit")
 
 
-def _clock(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as people read them: "41 s" under two minutes, else "7 min" or "2 h 05 min"."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     hours, minutes = divmod(round(seconds / 60), 60)
@@ -95,8 +95,8 @@ def plan_retrain(recipe: Recipe, n_train: int, n_test: int, costs: StepCosts, bu
     """The most MOS epochs in [`least_epochs`, `wanted_epochs`] whose estimated time ends within
     `budget_s`; the recipe's pretraining is kept when it fits beside `least_epochs`, dropped otherwise.
     Raises ValueError when not even `least_epochs` without pretraining fit."""
-    steps = _epoch_steps(n_train, recipe.train)
-    teacher_steps = _epoch_steps(n_train, (recipe.teacher or recipe).train)
+    steps = epoch_steps(n_train, recipe.train)
+    teacher_steps = epoch_steps(n_train, (recipe.teacher or recipe).train)
     epoch_s = steps * costs.step_s + teacher_steps * costs.teacher_step_s
     fixed = n_test * costs.predict_image_s
 
@@ -138,34 +138,29 @@ class Deadline:
         return self.seconds - self.elapsed()
 
 
-def retrain(recipe: Recipe, data: ImageSet | PairSet, seed: int, device: torch.device | str = "cpu",
+def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | str = "cpu",
             deadline: Deadline | None = None, reserve_s: float = 0.0, progress: bool = False) -> tuple[nn.Module, TrainResult]:
     """Train `recipe` from scratch on `data` (no validation), its teacher first when it has one (seed
     `seed + 1`, as many MOS epochs as the student; it teaches and is dropped). With a `deadline`,
     training stops early, whatever the plan said, so that `reserve_s` seconds are left for saving and
-    scoring; the teacher may use only what the student's planned time leaves. Preference pairs
-    (`PairSet`) train with `search.train.pairs.train_pairs` and take no teacher."""
-    def guard(after: float = 0.0) -> float | None:
-        return None if deadline is None else max(1e-3, deadline.left() - reserve_s - after)
-
-    if isinstance(data, PairSet):
-        if recipe.teacher is not None:
-            raise ValueError("training from preference pairs takes no teacher (distillation needs MOS training)")
-        cfg = replace(recipe.train, seed=seed, time_budget_s=guard())
-        seed_everything(seed)
-        model = build_model(recipe.spec)
-        return model, train_pairs(model, data, None, cfg, device=device, progress=progress)
+    scoring; the teacher may use only what the student's planned time leaves. Preference pairs:
+    `search.train.pairs.retrain_pairs`."""
     teacher = None
     if recipe.teacher is not None:
         student_s = _student_share(recipe, deadline, reserve_s)
-        teacher_cfg = replace(recipe.teacher.train, seed=seed + 1, time_budget_s=guard(student_s))
+        teacher_cfg = replace(recipe.teacher.train, seed=seed + 1, time_budget_s=time_left(deadline, reserve_s + student_s))
         seed_everything(teacher_cfg.seed)
         teacher = build_model(recipe.teacher.spec)
         train_model(teacher, data, None, teacher_cfg, device=device, progress=progress)
-    cfg = replace(recipe.train, seed=seed, time_budget_s=guard())
+    cfg = replace(recipe.train, seed=seed, time_budget_s=time_left(deadline, reserve_s))
     seed_everything(seed)
     model = build_model(recipe.spec)
     return model, train_model(model, data, None, cfg, device=device, progress=progress, teacher=teacher)
+
+
+def time_left(deadline: Deadline | None, reserve_s: float) -> float | None:
+    """Seconds training may take before `deadline` so that `reserve_s` are left (None: no deadline)."""
+    return None if deadline is None else max(1e-3, deadline.left() - reserve_s)
 
 
 def _student_share(recipe: Recipe, deadline: Deadline | None, reserve_s: float) -> float:
@@ -177,54 +172,44 @@ def _student_share(recipe: Recipe, deadline: Deadline | None, reserve_s: float) 
     return (deadline.left() - reserve_s) * student / (student + teacher)
 
 
-def measure_costs(recipe: Recipe, data: ImageSet | PairSet, device: torch.device | str, steps: int = 6) -> StepCosts:
+def measure_costs(recipe: Recipe, data: ImageSet, device: torch.device | str, steps: int = 6,
+                  test_images: torch.Tensor | None = None) -> StepCosts:
     """Step costs measured here: each model trains throwaway copies for two short epochs of `steps`
-    steps on a slice of `data` (the second epoch is timed, after warm-up), and scores the slice."""
+    steps on a slice of `data` (the second epoch is timed, after warm-up); scoring is timed on a slice
+    of `test_images` (default: of `data`), through the recipe's test views (a patch grid included)."""
     device = torch.device(device)
     cfg = recipe.train
-    if isinstance(data, PairSet):
-        return _pair_costs(recipe, data, device, steps)
     sample = data.subset(list(range(min(len(data), steps * cfg.batch_size))))
     teacher = build_model(recipe.teacher.spec).to(device).eval() if recipe.teacher else None
-    step = _timed_step(recipe.spec, cfg, sample, device, teacher)
+    step = timed_step(partial(train_model, teacher=teacher), recipe.spec, cfg, sample, device)
     pre = _timed_pretrain_step(recipe.spec, cfg, sample, device) if cfg.pretrain_epochs else 3 * step
     teacher_costs = (0.0, 0.0)
     if recipe.teacher:
         tcfg = replace(recipe.teacher.train, distill_weight=0.0)
-        t_step = _timed_step(recipe.teacher.spec, tcfg, sample, device, None)
+        t_step = timed_step(train_model, recipe.teacher.spec, tcfg, sample, device)
         teacher_costs = (t_step, _timed_pretrain_step(recipe.teacher.spec, tcfg, sample, device)
                          if tcfg.pretrain_epochs else 3 * t_step)
-    return StepCosts(step, pre, *teacher_costs, _timed_predict(recipe, sample, device), f"measured on {_device_name(device)}")
+    scored = sample.images if test_images is None else test_images
+    return StepCosts(step, pre, *teacher_costs, timed_predict(recipe, scored, device), measured_on(device))
 
 
-def _pair_costs(recipe: Recipe, data: PairSet, device: torch.device, steps: int) -> StepCosts:
-    """`measure_costs` of a pairs recipe: a pair step (both images of `batch_size` pairs) and scoring."""
-    cfg = recipe.train
-    sample = data.select(np.arange(min(len(data), steps * cfg.batch_size)))
-    step = _timed_step(recipe.spec, cfg, sample, device, None)
-    return StepCosts(step, 3 * step, 0.0, 0.0, _timed_predict(recipe, sample.images, device),
-                     f"measured on {_device_name(device)}")
-
-
-def _timed_predict(recipe: Recipe, sample: ImageSet, device: torch.device) -> float:
-    """Seconds to score one image of `sample` through all its evaluation views (after a warm-up pass)."""
-    model = build_model(recipe.spec)
+def timed_predict(recipe: Recipe, images: torch.Tensor, device: torch.device, most: int = 64) -> float:
+    """Seconds to score one image through all the recipe's test views (its patch grid too), timed on up
+    to `most` of `images` after a warm-up pass."""
+    model, images = build_model(recipe.spec), images[:most]
     for _ in range(2):
         start = time.perf_counter()
-        predict(model, sample.images, device=device, crop=recipe.spec.input.crop, views=recipe.train.eval_views,
+        predict(model, images, device=device, crop=recipe.spec.input.crop, views=recipe.train.eval_views,
                 precision=recipe.train.precision)
-    return (time.perf_counter() - start) / len(sample)
+    return (time.perf_counter() - start) / len(images)
 
 
-def _timed_step(spec, cfg: TrainConfig, sample: ImageSet | PairSet, device: torch.device,
-                teacher: nn.Module | None) -> float:
-    """Seconds of one training step (of images, or of pairs), timed on the second of two short epochs."""
+def timed_step(train: Callable[..., TrainResult], spec: ArchSpec, cfg: TrainConfig, sample, device: torch.device) -> float:
+    """Seconds of one step of `train` (`train_model`, or pair training) on `sample`, timed on the second
+    of two short epochs."""
     probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)
-    if isinstance(sample, PairSet):
-        result = train_pairs(build_model(spec), sample, None, probe, device=device)
-    else:
-        result = train_model(build_model(spec), sample, None, probe, device=device, teacher=teacher)
-    return (result.history[1].seconds - result.history[0].seconds) / _epoch_steps(len(sample), cfg)
+    result = train(build_model(spec), sample, None, probe, device=device)
+    return (result.history[1].seconds - result.history[0].seconds) / epoch_steps(len(sample), cfg)
 
 
 def _timed_pretrain_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch.device) -> float:
@@ -232,13 +217,15 @@ def _timed_pretrain_step(spec, cfg: TrainConfig, sample: ImageSet, device: torch
     model = build_model(spec)
     pretrain(model, sample.images, probe, device)  # warm-up
     seconds = pretrain(model, sample.images, probe, device)
-    return seconds / _epoch_steps(len(sample), cfg)
+    return seconds / epoch_steps(len(sample), cfg)
 
 
-def _epoch_steps(n_images: int, cfg: TrainConfig) -> int:
+def epoch_steps(n_images: int, cfg: TrainConfig) -> int:
     """Steps of one epoch over `n_images`, exactly as the trainer runs them."""
     return steps_per_epoch(n_images, min(cfg.batch_size, n_images))
 
 
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"this CPU ({torch.get_num_threads()} threads)"
+def measured_on(device: torch.device) -> str:
+    """`StepCosts.source` of a measurement on `device`."""
+    return "measured on " + (torch.cuda.get_device_name(device) if device.type == "cuda"
+                             else f"this CPU ({torch.get_num_threads()} threads)")

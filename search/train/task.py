@@ -1,4 +1,5 @@
-"""The two kinds of task a model is trained for, each owning what differs between them.
+"""The two kinds of task a model is trained for, each owning what differs between them (training,
+scoring, output names, items, the final retrain).
 
 `MOS`: images with mean opinion scores, trained with the MOS losses (`search.train.loop.train_model`)
 and scored by the IQA metrics per target. `PAIRS`: preference pairs of images, trained with a
@@ -16,8 +17,9 @@ from torch import nn
 from search.data.imageset import ImageSet
 from search.data.pairs import PairSet
 from search.train.loop import EpochRecord, TrainResult, evaluate, train_model
-from search.train.pairs import PREFERENCE, evaluate_pairs, train_pairs
-from search.train.recipe import TrainConfig
+from search.train.pairs import PREFERENCE, evaluate_pairs, retrain_pairs, train_pairs
+from search.train.recipe import Recipe, TrainConfig
+from search.train.retrain import Deadline, retrain
 
 Data = ImageSet | PairSet
 
@@ -51,6 +53,12 @@ class TaskKind:
         """The images the items are made of."""
         raise NotImplementedError
 
+    def retrain(self, recipe: Recipe, data: Data, seed: int, device: torch.device | str = "cpu",
+                deadline: Deadline | None = None, reserve_s: float = 0.0,
+                progress: bool = False) -> tuple[nn.Module, TrainResult]:
+        """`recipe` trained from scratch on all of `data` (no validation), within `deadline`."""
+        raise NotImplementedError
+
 
 class MosTask(TaskKind):
     name, images_per_item = "mos", 1
@@ -70,6 +78,9 @@ class MosTask(TaskKind):
     def images(self, data: ImageSet) -> ImageSet:
         return data
 
+    def retrain(self, recipe, data, seed, device="cpu", deadline=None, reserve_s=0.0, progress=False):
+        return retrain(recipe, data, seed, device, deadline, reserve_s, progress)
+
 
 class PairTask(TaskKind):
     name, images_per_item = "pairs", 2
@@ -88,6 +99,9 @@ class PairTask(TaskKind):
 
     def images(self, data: PairSet) -> ImageSet:
         return data.images
+
+    def retrain(self, recipe, data, seed, device="cpu", deadline=None, reserve_s=0.0, progress=False):
+        return retrain_pairs(recipe, data, seed, device, deadline, reserve_s, progress)
 
 
 MOS, PAIRS = MosTask(), PairTask()

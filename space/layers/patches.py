@@ -3,6 +3,8 @@ reduced whole-image view for a global stream. Parameter-free, so they count no p
 they cause are the backbone's, per patch (`space.count`)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,3 +50,18 @@ class Patches(nn.Module):
 def reduce_image(x: torch.Tensor, size: int) -> torch.Tensor:
     """The whole image at `size` x `size` by area averaging (the global stream's view)."""
     return F.adaptive_avg_pool2d(x, size)
+
+
+class PatchView(nn.Module):
+    """A patch model's features of each image: the backbone's pooled features (`features`) of its patches,
+    averaged, and with `global_size` those of the whole image reduced to that size beside them."""
+
+    def __init__(self, size: int, train_count: int, grid: int, global_size: int):
+        super().__init__()
+        self.patches, self.global_size = Patches(size, train_count, grid), global_size
+
+    def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        pooled = features(self.patches(x)).unflatten(0, (len(x), self.patches.count())).mean(1)
+        if not self.global_size:
+            return pooled
+        return torch.cat([pooled, features(reduce_image(x, self.global_size))], 1)

@@ -1,0 +1,131 @@
+"""The generated notebook: its cells and headings, the model card's numbers, only the code its run calls
+(no pair code in a MOS notebook, only the block families and input view it uses), and the run itself:
+the parameter count against the cap, environment.txt, an unreadable test image left out with an empty
+score, and the predict-only switch executed headless."""
+from __future__ import annotations
+
+import ast
+import io
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pyflakes.api
+import pyflakes.reporter
+import pytest
+from nbclient import NotebookClient
+from PIL import Image
+
+from results.notebook import build_notebook, generated_code
+from results.submission import Submission, run_submission
+from search.data import make_synthetic
+from search.train.recipe import Recipe, TrainConfig
+from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, count_flops, count_params
+from space.count import part_costs
+
+PAIR_NAMES = {"PairSet", "train_pairs", "read_pairs", "choices_frame", "retrain_pairs", "PREFERENCE", "PAIR_COLUMNS"}
+
+
+def _recipe(patch: int = 0) -> Recipe:
+    spec = ArchSpec(InputSpec(48, 48 if patch else 40, False, patch), StemSpec("conv", 8, 3),
+                    [StageSpec("mbconv", 16, 2, 2, 3), StageSpec("residual", 24, 1, 2, 3)], HeadSpec("avgstd", 2),
+                    num_outputs=1)
+    return Recipe(spec, TrainConfig(epochs=7, batch_size=8, crop=spec.input.crop))
+
+
+def _code_names(nb: dict) -> set[str]:
+    """The names the notebook's code defines (functions, classes) or reads."""
+    tree = ast.parse("\n".join(c["source"] for c in nb["cells"] if c["cell_type"] == "code"))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} | {
+        n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def _undefined(code: str) -> str:
+    found = io.StringIO()
+    pyflakes.api.check(code, "notebook", pyflakes.reporter.Reporter(found, found))
+    return "\n".join(line for line in found.getvalue().splitlines() if "undefined name" in line)
+
+
+def test_cells_headings_settings_and_model_card():
+    recipe = _recipe()
+    nb = build_notebook("T", "20260101", recipe, ["mos_quality"], 0, deadline_s=5400, param_cap=10_000_000)
+    cells = nb["cells"]
+    settings, card = cells[1]["source"], cells[2]["source"]
+    assert cells[1]["cell_type"] == "code" and "DEADLINE_S = 5400 " in settings and "PARAM_CAP = 10000000 " in settings
+    assert "WEIGHTS = None" in settings
+    scope: dict = {}
+    exec(settings, scope)
+    assert scope["RECIPE"] == recipe.to_dict() and settings.count("\n") > 15  # the recipe spread over lines
+    assert card.startswith("## Model card") and "**7 epochs** planned" in card
+    for row in part_costs(recipe.spec):  # every part's exact counts, as space.count gives them
+        assert f"| {row.name} |" in card and f"{row.params:,} | {row.flops:,} |" in card
+    assert f"**{count_params(recipe.spec):,}** | **{count_flops(recipe.spec):,}**" in card
+    headings = [c["source"].split("`")[1] for c in cells if c["cell_type"] == "markdown" and c["source"].startswith("### ")]
+    code_after = [cells[i + 1]["cell_type"] for i, c in enumerate(cells) if c["source"].startswith("### ")]
+    assert len(headings) > 10 and set(code_after) == {"code"} and len(set(headings)) == len(headings)
+    assert "search.budget" not in headings and "search.train.pairs" not in headings and "space.layers.patches" not in headings
+    assert cells[-1]["cell_type"] == "code" and "task='mos'" in cells[-1]["source"]
+
+
+def test_a_mos_notebook_holds_only_what_its_run_calls():
+    mos = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000))
+    assert not mos & (PAIR_NAMES | {"BudgetModel", "budget_costs", "ConvNeXtBlock", "AttentionBlock", "Patches",
+                                    "PatchView", "_pairs_read", "load_agiqa3k"})
+    assert {"MBConvBlock", "ResidualBlock", "CropView", "load_csv", "_mos_read"} <= mos
+    patch = _code_names(build_notebook("T", "20260101", _recipe(patch=16), ["mos_quality"], 0, 5400, 10_000_000))
+    assert {"Patches", "PatchView"} <= patch and "CropView" not in patch
+    pairs = _code_names(build_notebook("T", "20260101", _recipe(), ["preference"], 0, 5400, 10_000_000,
+                                       pair_columns=["image_a", "image_b", "winner"]))
+    assert {"PairSet", "train_pairs", "_pairs_read"} <= pairs and not {"_mos_read", "load_csv", "iqa_metrics"} & pairs
+    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(task="pairs")):
+        assert not _undefined(code), _undefined(code)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke run of run_submission whose test folder holds a truncated JPEG."""
+    root = tmp_path_factory.mktemp("run")
+    data = make_synthetic(n_images=24, size=48, seed=2)
+    for folder in ("train", "test"):
+        (root / folder).mkdir()
+    for name, img in zip(data.names, data.images):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / "train" / f"{name}.png")
+    for name, img in list(zip(data.names, data.images))[:6]:
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / "test" / f"{name}.jpg", quality=90)
+    whole = (root / "test" / f"{data.names[0]}.jpg").read_bytes()
+    (root / "test" / "broken.jpg").write_bytes(whole[: len(whole) // 2])  # a truncated JPEG
+    pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos_quality": data.targets[:, 0].numpy()}).to_csv(
+        root / "train.csv", index=False)
+    lines: list[str] = []
+    out = run_submission(Submission(
+        team="T", date="20260101", out_dir=str(root), recipe=_recipe().to_dict(), epochs=1, deadline_s=300,
+        train_images=str(root / "train"), train_labels=str(root / "train.csv"), test_images=str(root / "test"),
+        smoke=True, param_cap=10_000_000), log=lines.append)
+    return root, out, lines
+
+
+def test_a_truncated_test_image_is_named_and_left_empty(trained):
+    root, out, lines = trained
+    preds = pd.read_csv(out["predictions"])
+    assert len(preds) == 7 and list(preds.columns) == ["image", "score"]
+    assert preds.set_index("image")["score"].isna().to_dict() == {n: n == "broken.jpg" for n in preds["image"]}
+    assert [line for line in lines if "unreadable" in line] == [
+        "warning: 1 unreadable test image(s) left out (empty score): broken.jpg"]
+    assert any(line.startswith("model: ") and "parameters, cap 10,000,000 (within the cap)" in line for line in lines)
+    env = dict(line.split(": ", 1) for line in (root / "environment.txt").read_text().splitlines())
+    assert {"python", "torch", "cuda", "cudnn", "gpu", "numpy", "pandas", "pillow"} <= set(env)
+
+
+def test_predict_only_runs_headless_with_the_given_weights(trained, tmp_path):
+    root, out, _ = trained
+    recipe = _recipe()
+    nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000))
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        f"TEST_IMAGES = {str(root / 'test')!r}\nTRAIN_IMAGES = TRAIN_LABELS = '/nowhere'\n"
+        f"OUT_DIR = {str(tmp_path)!r}\nWEIGHTS = {str(out['weights'])!r}"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "predicted with" in printed and "broken.jpg" in printed and "epochs fit" not in printed, printed
+    ours, theirs = pd.read_csv(tmp_path / "predictions.csv"), pd.read_csv(out["predictions"])
+    assert np.allclose(ours["score"], theirs["score"], atol=1e-4, equal_nan=True)
+    assert (tmp_path / "environment.txt").is_file() and not list(tmp_path.glob("*.pth"))
