@@ -402,7 +402,7 @@ def test_ctrl_c_in_a_worker_process_ends_it_quietly(monkeypatch):
 
     monkeypatch.setattr(workers, "run_worker", interrupted)
     with pytest.raises(SystemExit) as info:
-        workers._worker_entry("sqlite:///x.db", "s", 1, "runs", {}, 1)
+        workers._worker_entry("sqlite:///x.db", "s", 1, "runs", {}, 1, None)
     assert info.value.code == 130
 
 

@@ -16,7 +16,7 @@ from run_search import main
 from results.export import export_submission
 from search.data import make_synthetic
 from search.data.pairs import pairs_from_scores
-from search.study import StudyConfig, StudyData, create_study, default_storage_url, load_study
+from search.study import StudyConfig, StudyData, TrialRecord, create_study, default_storage_url, load_study
 from search.study.storage import check_split
 
 
@@ -58,7 +58,7 @@ def test_search_scores_pair_accuracy_and_report_shows_it(pairs_run, capsys):
     assert len(done) == 2
     for t in done:
         assert set(t.user_attrs["metrics"]) == {"pair_acc"} and 0 <= t.values[0] <= 1
-        assert "loss" not in t.params and t.user_attrs["train_config"]["pretrain_epochs"] == 0
+        assert "loss" not in t.params and TrialRecord.from_trial(t).recipe["train"]["pretrain_epochs"] == 0
     capsys.readouterr()
     assert main(["report", "--study", "pq", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out

@@ -77,7 +77,7 @@ def variants(tiny_study, tmp_path_factory):
     record_variant(url, Variant(id=VARIANT_ID, study=study.study_name, trial=trial.number, kind="pruned",
                                 params=trial.user_attrs["params"] // 2, bytes=12345, score=0.0714,
                                 metrics={"plcc": 0.1, "srcc": 0.05, "krcc": 0.04, "rmse": 1.0}, path="compress/x.pt",
-                                ratio=0.5, delta={"score": -0.03}, spec=trial.user_attrs["spec"]))
+                                ratio=0.5, delta={"score": -0.03}, spec=TrialRecord.from_trial(trial).spec))
     return VariantStore(url, study.study_name).frame()
 
 
@@ -310,7 +310,7 @@ def test_paper_compiles(tiny_study, kit, variants, ieee, monkeypatch):
     assert pdf.read_bytes().startswith(b"%PDF")
     if shutil.which("pdftotext") is None:
         pytest.skip("pdftotext not installed (Debian: poppler-utils): PDF built but its text not checked")
-    spec = ArchSpec.from_dict(study.trials[_best_trial(study, cfg, variants)].user_attrs["spec"])
+    spec = ArchSpec.from_dict(TrialRecord.from_trial(study.trials[_best_trial(study, cfg, variants)]).spec)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert f"{count_params(spec):,}" in text
     assert re.search(r"trial.1-p50", text)  # the escaped id typeset (OT1 draws "_" as a rule pdftotext reads as a space)

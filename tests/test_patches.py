@@ -16,7 +16,7 @@ from compress import prune_model
 from results.export import export_submission
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
-from search.study import StudyConfig, run_search
+from search.study import StudyConfig, TrialRecord, run_search
 from search.train.loop import predict, train_model
 from search.train.recipe import TrainConfig
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params, train_flops
@@ -37,7 +37,7 @@ def test_patch_trials_are_planned_by_their_training_flops(patch_study):
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 2
     for t in trials:
-        spec = ArchSpec.from_dict(t.user_attrs["spec"])
+        spec = ArchSpec.from_dict(TrialRecord.from_trial(t).spec)
         assert spec.input.patch == 32 and spec.input.resize == spec.input.crop == 64
         assert t.user_attrs["flops"] == count_flops(spec) > train_flops(spec)  # a 3x3 test grid, 1-2 patches a step
         assert t.user_attrs["epochs_run"] == t.user_attrs["epochs_planned"] == 2 and np.isfinite(t.values).all()

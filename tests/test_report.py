@@ -10,6 +10,7 @@ import pytest
 
 from results import report
 from results.candidates import rank
+from search.study import TrialRecord
 from search.study.front import pareto_front
 from results.report import (
     NOISE_MARK, SEED_SPREAD, TOP_IMPORTANCES, chance_warning, exportable_ranking, format_ranking, importance_figure,
@@ -102,7 +103,7 @@ def _variants(study) -> pd.DataFrame:
     a = best.user_attrs
     rows = [dict(kind=kind, id=f"t{best.number}-{kind}", trial=best.number, parent=None, state="COMPLETE",
                  score=best.values[0] + 0.05, params=a["params"], flops=a["flops"], bytes=a["bytes"] // 4,
-                 rmse=0.1, spec=a["spec"], summary=a["summary"], d_score=0.05, d_params=0, d_bytes=-a["bytes"])
+                 rmse=0.1, spec=TrialRecord.from_trial(best).spec, summary=a["summary"], d_score=0.05, d_params=0, d_bytes=-a["bytes"])
             for kind in ("int8", "fp16", "pruned")]
     rows.append({**rows[0], "kind": "scratch", "id": f"t{best.number}-scratch", "score": best.values[0] - 0.2,
                  "train_config": a["train_config"]})
