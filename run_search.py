@@ -449,8 +449,7 @@ def _add_report(sub) -> None:
                     ["report --study a3k", "report --study a3k --top 20 --reference-sizes 0.8 1.5 3 6"])
     _study_options(p, required=True)
     p.add_argument("--top", type=_number(int, 1), default=10, help="rows of the ranking to print")
-    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
-                   help="competitors' model sizes in millions of parameters (default: the profile's)")
+    _reference_sizes_option(p)
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_report)
 
@@ -462,7 +461,7 @@ def _add_compress(sub) -> None:
                     "record every variant's validation metrics beside the study; recorded variants are skipped.",
                     ["compress --study a3k --ratios 0.3 0.5", "compress --study a3k --top 3 --importance taylor"])
     _study_options(p, required=True)
-    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    _moved_root_option(p)
     p.add_argument("--ratios", type=_number(float, 0, high=1), nargs="+", default=[0.3, 0.5],
                    help="parameter reductions to prune to, each in (0, 1)")
     p.add_argument("--top", type=_number(int, 1), default=None, help="the K best trials (default: the Pareto front)")
@@ -482,13 +481,12 @@ def _add_export(sub) -> None:
                     ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301"])
     _study_options(p, required=True)
     p.add_argument("--team", type=_name, required=True, help="team name, as in TEAM_DATE_model.pth")
-    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    _moved_root_option(p)
     p.add_argument("--trial", type=_number(int, 0), default=None,
                    help="export this trial (default: what the report ranks first among trials and scratch variants)")
     p.add_argument("--variant", default=None,
                    help="export this compressed variant instead: a scratch variant id as the report lists it")
-    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
-                   help="competitors' model sizes in millions of parameters, as given to report (default: the profile's)")
+    _reference_sizes_option(p)
     p.add_argument("--epochs", type=_number(int, 1), default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
     p.add_argument("--date", type=_date, default=None, help="YYYYMMDD in the file names (default: today)")
     p.add_argument("--teacher", type=_number(int, 0), default=None,
@@ -499,6 +497,16 @@ def _add_export(sub) -> None:
                    help="export the best single-run candidate without confirming the top of the ranking first")
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_export)
+
+
+def _moved_root_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+
+
+def _reference_sizes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
+                   help="competitors' model sizes in millions of parameters, the same for report, confirm and "
+                        "export (default: the profile's)")
 
 
 def _confirm_options(p: argparse.ArgumentParser, top: str, folds: str) -> None:
@@ -515,10 +523,9 @@ def _add_confirm(sub) -> None:
                     "export then takes the best confirmed one. Resumes where it stopped.",
                     ["confirm --study a3k", "confirm --study a3k --top 5 --folds 5"])
     _study_options(p, required=True)
-    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    _moved_root_option(p)
     _confirm_options(p, "--top", "--folds")
-    p.add_argument("--reference-sizes", type=_number(float, 0, inclusive=False), nargs="+", default=None,
-                   help="competitors' model sizes in millions of parameters (default: the profile's)")
+    _reference_sizes_option(p)
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_confirm)
 

@@ -5,7 +5,7 @@ scored on the same prompt-grouped test part that no study sees (the study's own 
 - `tpe-warm`: TPE starting from the known recipes (`search/study/known_recipes.json`),
 - `tpe`: TPE from nothing, `random`: random search from nothing; each is a `--space small` study run
   for `--study-share` of the arm's time (`run_search(time_limit_s=...)`), then `confirm` of its top
-  `--confirm-top` on `--confirm-folds` folds, then the confirmed winner retrained on all training and
+  `--confirm-top` on `--confirm-folds` folds (0: the best single run is taken), then the confirmed winner retrained on all training and
   validation images for `--retrain-minutes` (a deadline, as the notebook has) and scored on the test part;
 - `ladder`: the best known recipe retrained the same way, no search.
 Wall-clock timed: run it with the cores to itself (no test suite or other benchmark beside it), or
@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from results.candidates import candidate_recipe  # noqa: E402
+from results.candidates import candidate_recipe, ranked_candidates  # noqa: E402
 from results.confirm import confirm  # noqa: E402
 from search.profiles import get_profile  # noqa: E402
 from search.study import StudyConfig, StudyData, TrialRecord, run_search  # noqa: E402
@@ -84,14 +84,16 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
     }
     if not counts["trials_complete"]:
         return {**counts, "test_score": None, "candidate": "no trial completed in the time"}
-    ranked = confirm(study, cfg, args.confirm_top, args.confirm_folds, progress=False)
+    ranked = (confirm(study, cfg, args.confirm_top, args.confirm_folds, progress=False) if args.confirm_top
+              else ranked_candidates(study, get_profile(cfg.profile)))
     confirm_s = time.time() - start - search_s
     chosen = ranked[ranked["export"]].iloc[0]
     score, seconds = test_score(candidate_recipe(chosen, study), cfg, args.retrain_minutes)
     return {
         **counts, "confirm_s": confirm_s, "retrain_s": seconds, "best_single_val": float(ranked["score"].max()), "candidate": chosen["id"], "summary": chosen["summary"],
-        "params": int(chosen["params"]), "confirm_mean": float(chosen["confirm_mean"]),
-        "confirm_sd": float(chosen["confirm_sd"]), "test_score": score,
+        "params": int(chosen["params"]), "chosen_val": float(chosen["score"]),
+        "confirm_mean": float(chosen.get("confirm_mean", np.nan)), "confirm_sd": float(chosen.get("confirm_sd", np.nan)),
+        "test_score": score,
     }
 
 
@@ -105,7 +107,7 @@ def main() -> None:
     parser.add_argument("--retrain-minutes", type=float, default=10.0, help="the winner's final retrain (every arm)")
     parser.add_argument("--trial-budget", type=float, default=20.0, help="T4 seconds per trial")
     parser.add_argument("--max-epochs", type=int, default=8)
-    parser.add_argument("--confirm-top", type=int, default=2)
+    parser.add_argument("--confirm-top", type=int, default=2, help="0: export the best single run, unconfirmed")
     parser.add_argument("--confirm-folds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-synthetic", type=int, default=240, help="with --data synthetic (a quick check)")

@@ -36,14 +36,14 @@ CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n")
 
 
 def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
-    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of folds; NaN where a row
-    was not confirmed) from the study's stored confirmation."""
+    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of folds; all three NaN where
+    a row was not confirmed) from the study's stored confirmation."""
     frame = frame.copy()
     stored = study.user_attrs.get(CONFIRM_ATTR, {})
     scores = [list(stored.get(cid, {}).get("scores", {}).values()) for cid in frame["id"]]
     frame["confirm_mean"] = [float(np.mean(s)) if s else np.nan for s in scores]
     frame["confirm_sd"] = [float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores]
-    frame["confirm_n"] = [len(s) for s in scores]
+    frame["confirm_n"] = [len(s) if s else np.nan for s in scores]
     return frame
 
 

@@ -150,7 +150,7 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
         "images": len(images), **({"pairs": len(data)} if pairs else {}), "pretrain_epochs": plan.pretrain_epochs,
         "teacher": None if recipe.teacher is None else {"trial": teacher, "params": count_params(recipe.teacher.spec)},
         "validation_score": None if row is None else float(row["score"]),
-        "confirmed": None if row is None or not row.get("confirm_n") else {
+        "confirmed": None if row is None or pd.isna(row.get("confirm_n")) else {
             "mean": float(row["confirm_mean"]), "sd": float(row["confirm_sd"]), "folds": int(row["confirm_n"])},
         "estimated_composite": None if row is None else float(row["composite"]),
         "estimated_t4_s": plan.seconds, "estimate_source": plan.costs.source, "measured_retrain_s": retrain_s,

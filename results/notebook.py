@@ -96,9 +96,9 @@ def _names(node: ast.AST, ctx: type = ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
 
 
-def _cut_table(node: ast.Assign, source: str, keep: set[str]) -> str:
+def _cut_table(node: ast.Assign | ast.AnnAssign, source: str, keep: set[str]) -> str:
     """`NAME = {"key": value, ...}` with only the entries of `keep`, as source."""
-    name = node.targets[0].id
+    name = (node.targets[0] if isinstance(node, ast.Assign) else node.target).id
     entries = [f"    {ast.get_source_segment(source, k)}: {ast.get_source_segment(source, v)},"
                for k, v in zip(node.value.keys, node.value.values) if ast.literal_eval(k) in keep]
     return "\n".join([f"{name} = {{", *entries, "}"])

@@ -4,7 +4,7 @@ and the ranking for the terminal.
 `runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's
 context (dataset, profile, space, budget, trials, dates), what export will take, a warning when even the
 best score is near chance, and the ranking of the exportable candidates (trials and scratch variants) by
-estimated composite score, with confirmed scores (mean +- sd over seeds) where a confirm stage ran and a
+estimated composite score, with confirmed scores (mean +- sd over prompt-grouped folds) where a confirm stage ran and a
 mark where two neighbours differ by less than the score noise; the storage copies (int8, fp16) and
 pruned weights follow in a comparison table against their parents. Then the Pareto front of parameters
 (log axis) against the profile's score with the size-tier boundaries (in the legend) and the export
@@ -49,7 +49,7 @@ SEED_SPREAD = 0.025
 """Seed-to-seed spread of one run's validation score, as a share of the profile's best score: the mean
 absolute difference between two seeds of the same recipe on the same fold, 0.025 corr score over the 5
 prompt-grouped folds of AGIQA-3K (bench/NOTES.md, "Quality ladder on 2 CPU cores", row "the same, second
-seed"). Used for a candidate whose score was not confirmed over several seeds (`confirm_sd`)."""
+seed"). Used for a candidate whose score was not confirmed over several folds (`confirm_sd`)."""
 NEAR_CHANCE = 0.2
 """A best score below this share of the profile's best value (a correlation score of 0.2) is near chance."""
 NEAR_CHANCE_PAIR_ACC = 0.55
@@ -192,7 +192,7 @@ def _confirmed(r: pd.Series) -> bool:
 
 
 def _estimate(r: pd.Series, profile: Profile) -> tuple[float, float]:
-    """A row's score and its standard error: the confirmed mean over `confirm_n` seeds (error
+    """A row's score and its standard error: the confirmed mean over `confirm_n` folds (error
     confirm_sd / sqrt(n)) where the confirm stage ran, else the search's single score (error `SEED_SPREAD`)."""
     spread = SEED_SPREAD * profile.score_max
     if _confirmed(r):
@@ -273,7 +273,7 @@ def _confirmed_cell(r: pd.Series) -> str:
     if not _confirmed(r):
         return "-"
     sd = f"{r['confirm_sd']:.3f}" if pd.notna(r.get("confirm_sd")) else "-"
-    return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({int(r['confirm_n'])} seeds)"
+    return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({int(r['confirm_n'])} folds)"
 
 
 def _ranking_table(ranking: pd.DataFrame, score_name: str = "score") -> str:
@@ -378,7 +378,7 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
         "caps, by estimated composite score; ties broken by RMSE, then size. Export takes the first row "
         f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above by less than the "
         "score noise explains (one standard error of the difference of the two scores: confirmed mean &plusmn; sd "
-        f"over seeds where the confirm stage ran, else the measured seed spread of &plusmn;{spread:g}), so the order "
+        f"over folds where the confirm stage ran, else the measured seed spread of &plusmn;{spread:g}), so the order "
         "of the two is not established. Size percentile: the share of reference teams smaller than the model "
         "(0 % = smallest); T4 time: estimated training time on a T4 (search budget model).</p>"
         + _ranking_table(ranking, profile.score_name)

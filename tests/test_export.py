@@ -133,7 +133,7 @@ def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):
         export_submission(study, cfg, run_dir, "T", smoke=True)
     with pytest.raises(ValueError, match="team name"):
         export_submission(study, cfg, run_dir, "bad name!", smoke=True)
-    with pytest.raises(ValueError, match="date '../../x' must be YYYYMMDD"):
+    with pytest.raises(ValueError, match="'../../x' is not a date as YYYYMMDD"):
         export_submission(study, cfg, run_dir, "T", date="../../x", smoke=True)
 
 
@@ -159,7 +159,7 @@ def test_the_export_folder_is_checked_before_the_retrain(tiny_study, monkeypatch
     out = run_dir / "export"
     real = os.access
     monkeypatch.setattr(export_module.os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
-    monkeypatch.setattr(export_module, "retrain", lambda *args, **kwargs: pytest.fail("retrained before the check"))
+    monkeypatch.setattr(type(cfg.task), "retrain", lambda *args, **kwargs: pytest.fail("retrained before the check"))
     with pytest.raises(PermissionError) as info:
         export_submission(study, cfg, run_dir, "T", smoke=True)
     assert error_message(info.value) == f"cannot write the export to this folder (read-only): {out}"

@@ -63,7 +63,7 @@ def test_search_scores_pair_accuracy_and_report_shows_it(pairs_run, capsys):
     assert main(["report", "--study", "pq", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "pair_acc" in out and "rmse" not in out and "<- export" in out
-    assert "<th>pair_acc</th>" in (runs / "pq" / "report" / "report.html").read_text()
+    assert "<th>pair_acc (search)</th>" in (runs / "pq" / "report" / "report.html").read_text()
     assert main(["compress", "--study", "pq", "--runs-dir", str(runs)]) == 2
     assert "compress does not handle preference-pair studies" in _last_error(capsys)
 

@@ -106,7 +106,7 @@ def _variants(study) -> pd.DataFrame:
                  rmse=0.1, spec=TrialRecord.from_trial(best).spec, summary=a["summary"], d_score=0.05, d_params=0, d_bytes=-a["bytes"])
             for kind in ("int8", "fp16", "pruned")]
     rows.append({**rows[0], "kind": "scratch", "id": f"t{best.number}-scratch", "score": best.values[0] - 0.2,
-                 "train_config": a["train_config"]})
+                 "train_config": TrialRecord.from_trial(best).recipe["train"]})
     return pd.DataFrame(rows)
 
 
@@ -167,10 +167,10 @@ def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, mo
     monkeypatch.setattr(report, "candidates_frame", confirmed)
     ranked = write_report(study, ICME, tmp_path)
     ranking = _table((tmp_path / "report.html").read_text(), "ranking")
-    assert "confirmed (mean &plusmn; sd)" in ranking and "0.500 &plusmn; 0.040 (3 seeds)" in ranking
+    assert "confirmed (mean &plusmn; sd)" in ranking and "0.500 &plusmn; 0.040 (3 folds)" in ranking
     assert ranking.count(NOISE_MARK) == sum(exportable_ranking(ranked, ICME)["noise"]) >= 1
     terminal = format_ranking(ranked, ICME)
-    assert "0.500 +- 0.040 (3 seeds)" in terminal and "~ above" in terminal
+    assert "0.500 +- 0.040 (3 folds)" in terminal and "~ above" in terminal
 
 
 def test_near_chance_warning_for_correlation_and_pair_accuracy():

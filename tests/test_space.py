@@ -154,7 +154,7 @@ def test_target_buffers_map_to_mos_and_channels_last_autocast():
 
 
 def test_every_block_family_is_registered_and_reads_its_widths_off_a_built_block():
-    assert list(BLOCK_FAMILIES) == list(BLOCKS)
+    assert list(BLOCK_FAMILIES) == list(BLOCKS) and all(f.name == name for name, f in BLOCK_FAMILIES.items())
     for block in BLOCKS:
         spec = _spec(block)
         spec.stages[1].hidden = [40, 24]

@@ -207,7 +207,7 @@ class Objective:
         TrialRecord.store(trial, metrics={k: float(v) for k, v in result.metrics.items()},
                           target_metrics=result.target_metrics, epochs_run=result.epochs_run, wall_s=result.seconds,
                           t4_s=self._t4_seconds(recipe.spec, len(train_set), recipe.train, result.epochs_run),
-                          stopped_early=result.stopped_early, time_limit=self.time_up() or None)
+                          stopped_early=result.stopped_early, time_limit=(result.stopped_early and self.time_up()) or None)
         if result.stopped_early:
             raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: " + (
                 "the study's time limit" if self.time_up() else "dominated at its rung"))

@@ -7,5 +7,6 @@ from space.layers.convnext import CONVNEXT
 from space.layers.mbconv import MBCONV
 from space.layers.residual import RESIDUAL
 
-BLOCK_FAMILIES: dict[str, BlockFamily] = {f.name: f for f in (RESIDUAL, MBCONV, CONVNEXT, ATTENTION)}
-"""Every stage-block family by its name (`StageSpec.block`)."""
+BLOCK_FAMILIES: dict[str, BlockFamily] = {"residual": RESIDUAL, "mbconv": MBCONV, "convnext": CONVNEXT, "attention": ATTENTION}
+"""Every stage-block family by its name (`StageSpec.block`; each key is its family's `name`, tested). A literal
+table, so the notebook can cut it to the families its model uses."""
