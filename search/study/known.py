@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from search.budget import BudgetModel
 from search.profiles import get_profile
@@ -56,10 +57,18 @@ def rebuild(known: KnownRecipe, cfg: StudyConfig) -> tuple[Recipe, float] | None
     except ValueError:  # a parameter the space asks for is missing
         return None
     asked = trial.distributions
-    offered = all(d._contains(d.to_internal_repr(known.params[name])) for name, d in asked.items())
+    offered = all(_offers(d, known.params[name]) for name, d in asked.items())
     if set(asked) != set(known.params) or not offered or not get_profile(cfg.profile).caps.allows(recipe.spec):
         return None
     return recipe, share
+
+
+def _offers(distribution: BaseDistribution, value) -> bool:
+    """Whether the space offers `value` where it asks with `distribution` (a choice among its choices, a
+    number within its range)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return value in distribution.choices
+    return distribution.low <= value <= distribution.high
 
 
 def fits_budget(recipe: Recipe, share: float, cfg: StudyConfig, n_train: int) -> bool:
