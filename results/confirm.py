@@ -64,13 +64,11 @@ def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, folds: int = 3,
         raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to confirm")
     stored: dict = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
     data = StudyData(cfg, progress=progress)
-    todo = [(row["id"], f) for _, row in chosen.iterrows() for f in range(folds)
-            if str(f) not in stored.get(row["id"], {}).get("scores", {}) or stored[row["id"]].get("folds") != folds]
-    for cid, fold in tqdm(todo, desc=f"confirm {study.study_name}", unit="fold", disable=not progress):
-        entry = stored.get(cid) if stored.get(cid, {}).get("folds") == folds else {"folds": folds, "scores": {}}
-        score = fold_score(candidate_recipe(cid, study, variants), cfg, data, folds, fold)
-        entry["scores"][str(fold)] = score
-        stored[cid] = entry
+    for cid, fold in tqdm(_missing(chosen["id"], stored, folds), desc=f"confirm {study.study_name}", unit="fold",
+                          disable=not progress):
+        if stored.get(cid, {}).get("folds") != folds:  # none yet, or stored for another number of folds
+            stored[cid] = {"folds": folds, "scores": {}}
+        stored[cid]["scores"][str(fold)] = fold_score(candidate_recipe(cid, study, variants), cfg, data, folds, fold)
         study.set_user_attr(CONFIRM_ATTR, stored)  # after every fold: an interrupted run keeps what it did
     return ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
 
@@ -79,6 +77,13 @@ def needs_confirming(study: optuna.Study, cfg: StudyConfig, top: int, folds: int
                      reference_sizes_m: Sequence[float] | None = None) -> bool:
     """Whether one of the `top` best exportable candidates lacks `folds` stored fold scores."""
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
-    stored = study.user_attrs.get(CONFIRM_ATTR, {})
-    return any(stored.get(cid, {}).get("folds") != folds or len(stored[cid]["scores"]) < folds
-               for cid in ranked[ranked["exportable"]].head(top)["id"])
+    return bool(_missing(ranked[ranked["exportable"]].head(top)["id"], study.user_attrs.get(CONFIRM_ATTR, {}), folds))
+
+
+def _missing(ids, stored: dict, folds: int) -> list[tuple[str, int]]:
+    """(candidate id, fold) of every fold of `ids` that `stored` lacks for `folds` folds (all of a
+    candidate's folds when its stored scores were for another number of folds)."""
+    def has(cid: str, fold: int) -> bool:
+        entry = stored.get(cid, {})
+        return entry.get("folds") == folds and str(fold) in entry.get("scores", {})
+    return [(cid, f) for cid in ids for f in range(folds) if not has(cid, f)]
