@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from results.candidates import candidate_recipe, ranked_candidates  # noqa: E402
 from results.confirm import confirm  # noqa: E402
+from search.device import resolve_device  # noqa: E402
 from search.profiles import get_profile  # noqa: E402
 from search.study import StudyConfig, StudyData, TrialRecord, run_search  # noqa: E402
 from search.study.known import known_recipes, rebuild  # noqa: E402
@@ -43,7 +44,7 @@ OPEN_ENDED = 1000
 def _config(args: argparse.Namespace, sampler: str) -> StudyConfig:
     return StudyConfig(dataset=args.data, root=args.root, space="small", test_fraction=0.2, seed=args.seed,
                        trial_budget_s=args.trial_budget, max_epochs=args.max_epochs, sampler=sampler,
-                       device="cpu", cache_dir=args.cache_dir, n_synthetic=args.n_synthetic)
+                       device=args.device, cache_dir=args.cache_dir, n_synthetic=args.n_synthetic)
 
 
 def test_score(recipe: Recipe, cfg: StudyConfig, minutes: float) -> tuple[float, float]:
@@ -56,9 +57,11 @@ def test_score(recipe: Recipe, cfg: StudyConfig, minutes: float) -> tuple[float,
     train, val, test = data.split(size)
     task, everything = cfg.task, data.all(size)
     start = time.time()
-    model, _ = retrain(recipe, task.subset(everything, np.concatenate([train, val])), cfg.seed, "cpu",
+    device = resolve_device(cfg.device)
+    model, _ = retrain(recipe, task.subset(everything, np.concatenate([train, val])), cfg.seed, device,
                        deadline=Deadline(minutes * 60))
-    metrics = task.evaluate(model, task.subset(everything, test), recipe.spec.input.crop, recipe.train.eval_views)
+    metrics = task.evaluate(model, task.subset(everything, test), recipe.spec.input.crop, recipe.train.eval_views,
+                            device)
     return float(get_profile(cfg.profile).score(metrics)), time.time() - start
 
 
@@ -69,7 +72,7 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
         score, seconds = test_score(recipe, cfg, args.retrain_minutes)
         return {"arm": arm, "candidate": known_recipes()[0].name, "test_score": score, "retrain_s": seconds}
     start = time.time()
-    study = run_search(cfg, arm, 10_000, Path(args.runs_dir) / arm, progress=False,
+    study = run_search(cfg, arm, 10_000, Path(args.runs_dir) / arm, workers=args.workers, progress=False,
                        time_limit_s=args.minutes * 60 * args.study_share, seed_recipes=arm == "tpe-warm")
     search_s = time.time() - start
     records = [TrialRecord.from_trial(t) for t in study.trials]
@@ -110,6 +113,8 @@ def main() -> None:
     parser.add_argument("--confirm-top", type=int, default=2, help="0: export the best single run, unconfirmed")
     parser.add_argument("--confirm-folds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto; every arm's search, confirm and retrain")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per study arm")
     parser.add_argument("--n-synthetic", type=int, default=240, help="with --data synthetic (a quick check)")
     parser.add_argument("--runs-dir", default="runs/efficacy")
     parser.add_argument("--cache-dir", default=".cache/images")
