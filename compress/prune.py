@@ -7,7 +7,8 @@ belongs to the caller (`compress.stage`), through the `finetune` hook called aft
 torch-pruning's dependency graph removes coupled channels together: depthwise groups, squeeze-
 excitation gates, residual adds (a stage's width shrinks uniformly), the concatenated mean/std and
 multi-stage pooled features. Kept whole and reported in `left_out`: the output Linear (its width is
-the number of targets), attention-pooling score convs (one output channel), the qkv/proj convs of
+the number of targets), attention-pooling score convs and a patch model's patch-attention score Linear
+(one output channel each; their inputs prune with the features they score), the qkv/proj convs of
 attention blocks (whole heads only; this also fixes their stage's width, while the block's MLP
 hidden still prunes), and the two widths around a stride-1 block that changes width (if pruning made
 them equal the spec would build an identity shortcut instead of a conv). A search over the channel

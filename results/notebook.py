@@ -236,6 +236,11 @@ def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> 
     return cell if kind == "markdown" else {**cell, "execution_count": None, "outputs": []}
 
 
+_PATCH_POOLS = {"mean": "the patches' features averaged", "attn": "the patches' features weighted by a learned score",
+                "meanstd": "the mean and standard deviation of the patches' features"}
+"""How the model card names each `HeadSpec.patch_pool`."""
+
+
 def model_card(recipe: Recipe, param_cap: int) -> str:
     """Markdown: the architecture per part with its exact parameters and FLOPs (`space.count.parts`), the
     totals against the cap, the input policy and the training the notebook repeats."""
@@ -251,8 +256,9 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
               f"| **total** | | | | **{sum(r.params for r in rows):,}** | **{sum(r.flops for r in rows):,}** |"]
     inp = spec.input
     view = (f"{inp.patch} px patches of the {inp.resize} px image ({inp.train_patches} at random per training step, "
-            f"a {inp.grid} x {inp.grid} grid at test" + (f", plus the whole image at {inp.global_size} px)" if inp.global_size
-                                                           else ")")
+            f"a {inp.grid} x {inp.grid} grid at test" + "".join(f", again at {s} px" for s in inp.test_scales)
+            + (", each also mirrored" if inp.test_flip else "") + f"; {_PATCH_POOLS[spec.head.patch_pool]}"
+            + (f"; plus the whole image at {inp.global_size} px)" if inp.global_size else ")")
             if inp.patch else f"{inp.crop} px crops of the image resized to {inp.resize} px ({cfg.eval_views} view(s) at test)")
     teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, {sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
                f"parameters) is trained the same way; the model also learns from its scores (weight {cfg.distill_weight:g})."

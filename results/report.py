@@ -88,6 +88,11 @@ NOTATION = [
     ("avgstd·f2·h64", "head: pooling (avg, avgstd = mean and std, attn = attention pooling), features of the "
                       "last 2 stages fused, an MLP of 64 hidden units (no h: a linear head)"),
     ("192/256+mscn", "inference crop / cached resize in pixels; +mscn: an MSCN contrast channel is added"),
+    ("p128x2g4s384f+160/512", "128 px patches of the 512 px image, 2 at random per training step, a 4x4 grid at "
+                              "test, also cut from the image reduced to 384 px (s384), each also mirrored (f); "
+                              "+160: a 160 px whole-image stream"),
+    ("·pattn, ·pmeanstd", "how the patches' features are pooled: a learned softmax weighting, or mean and std "
+                          "(no p: the mean)"),
 ]
 
 

@@ -217,11 +217,12 @@ KINDS = {
 
 def _smoke_recipe(recipe: Recipe) -> Recipe:
     """The recipe at 32 px (24 px crops when it crops, 16 px patches and global view when it cuts
-    patches) with at most one pretraining epoch."""
+    patches, test scales scaled alike) with at most one pretraining epoch."""
     for r in (recipe, recipe.teacher):
         if r is not None:
             inp = r.spec.input
             inp.crop = 32 if inp.crop == inp.resize else 24
+            inp.test_scales = [max(16, 32 * s // inp.resize) for s in inp.test_scales]
             inp.resize = 32
             inp.patch, inp.global_size = (16 if inp.patch else 0), (16 if inp.global_size else 0)
             r.train.crop, r.train.pretrain_epochs = r.spec.input.crop, min(r.train.pretrain_epochs, 1)

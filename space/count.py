@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import stem_flops, stem_out, stem_params
-from space.layers.heads import head_flops, head_params, pool_flops, pool_params
-from space.model import fused_widths, head_in
+from space.layers.heads import head_flops, head_params, patch_pool_flops, patch_pool_params, pool_flops, pool_params
+from space.model import feature_width, fused_widths, head_in
 from space.spec import ArchSpec, block_plan
 
 
@@ -21,11 +21,11 @@ class PartCost:
     """"stem", "stage I" (I from 1) or "head"."""
     params: int
     flops: int
-    """Per image: the sum over the views of `backbone_views` (each times its count), plus the regressor
-    once for the head."""
+    """Per image: the sum over the views of `backbone_views` (each times its count), plus for the head
+    the regressor and a patch model's pooling over its patches, once."""
     view_flops: tuple[int, ...]
-    """FLOPs on one view of each size of `backbone_views` (the head's: its pools; the regressor is not
-    per view)."""
+    """FLOPs on one view of each size of `backbone_views` (the head's: its pools; the regressor and the
+    pooling over patches are not per view)."""
     out_sizes: tuple[int, ...]
     """The side of the part's output on one view of each size of `backbone_views` (the head: none)."""
 
@@ -39,7 +39,7 @@ def part_costs(spec: ArchSpec, training: bool = False) -> list[PartCost]:
     costs = []
     for i, (name, params) in enumerate(zip(names, _part_params(spec))):
         per_view = tuple(flops[i] for flops, _ in walks)
-        once = _regressor_flops(spec) if name == "head" else 0
+        once = _once_flops(spec, training) if name == "head" else 0
         costs.append(PartCost(name, params, sum(n * f for f, (_, n) in zip(per_view, views)) + once, per_view,
                               tuple(sides[i] for _, sides in walks if i < len(sides))))
     return costs
@@ -51,8 +51,8 @@ def count_params(spec: ArchSpec) -> int:
 
 
 def count_flops(spec: ArchSpec) -> int:
-    """Forward FLOPs to score one image (one multiply-add = one FLOP): one crop, or every patch of the
-    test grid (and the global stream)."""
+    """Forward FLOPs to score one image (one multiply-add = one FLOP): one crop, or every test patch (the
+    grid at each test scale, mirrored too with `test_flip`; and the global stream)."""
     return sum(p.flops for p in part_costs(spec))
 
 
@@ -70,11 +70,11 @@ def stage_sizes(spec: ArchSpec, size: int | None = None) -> list[int]:
 
 def backbone_views(spec: ArchSpec, training: bool = False) -> list[tuple[int, int]]:
     """(side in px, how many) of the views the stem and stages run on per image: the crop once, or the
-    patches (a training step's or the test grid) and the reduced whole image."""
+    patches (a training step's, or every test patch: `InputSpec.test_patches`) and the reduced whole image."""
     inp = spec.input
     if not inp.patch:
         return [(inp.crop, 1)]
-    return [(inp.patch, inp.train_patches if training else inp.grid ** 2)] + (
+    return [(inp.patch, inp.train_patches if training else inp.test_patches)] + (
         [(inp.global_size, 1)] if inp.global_size else [])
 
 
@@ -82,13 +82,17 @@ def _part_params(spec: ArchSpec) -> list[int]:
     """Parameters of the stem, each stage and the head (pools and regressor)."""
     stem = stem_params(spec.stem.kind, spec.stem.width, spec.stem.kernel, spec.input.mscn)
     stages = [sum(BLOCK_FAMILIES[b.block].count_params(b) for b in blocks) for blocks in block_plan(spec)]
-    head = sum(pool_params(spec.head.pool, c) for c in fused_widths(spec)) + head_params(head_in(spec), spec.head.hidden, spec.num_outputs)
+    head = (sum(pool_params(spec.head.pool, c) for c in fused_widths(spec))
+            + patch_pool_params(spec.head.patch_pool, feature_width(spec))
+            + head_params(head_in(spec), spec.head.hidden, spec.num_outputs))
     return [stem] + stages + [head]
 
 
-def _regressor_flops(spec: ArchSpec) -> int:
-    """FLOPs of the head's Linear layers, once per image."""
-    return head_flops(head_in(spec), spec.head.hidden, spec.num_outputs)
+def _once_flops(spec: ArchSpec, training: bool) -> int:
+    """FLOPs of the head's Linear layers and of a patch model's pooling over its patches, once per image."""
+    patches = backbone_views(spec, training)[0][1] if spec.input.patch else 0
+    return (head_flops(head_in(spec), spec.head.hidden, spec.num_outputs)
+            + patch_pool_flops(spec.head.patch_pool, feature_width(spec), patches))
 
 
 def _view_walk(spec: ArchSpec, size: int) -> tuple[list[int], list[int]]:

@@ -9,16 +9,19 @@ from torch import nn
 
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import BlockFamily, Stem
-from space.layers.heads import Head, Pool, pool_dim
+from space.layers.heads import Head, Pool, patch_pool_dim, pool_dim
 from space.layers.patches import PatchView
-from space.spec import ArchSpec, block_plan
+from space.spec import ArchSpec, InputSpec, block_plan
 
 
 class CropView(nn.Module):
     """A whole-image model's features of each image: the backbone's pooled features of the view itself."""
 
-    def __init__(self, size: int, train_count: int, grid: int, global_size: int):
+    def __init__(self, inp: InputSpec, pool: str, dim: int):
         super().__init__()
+
+    def kept_whole(self) -> list[tuple[list[nn.Module], str]]:
+        return []
 
     def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return features(x)
@@ -33,19 +36,21 @@ def view_kind(spec: ArchSpec) -> str:
     return "patches" if spec.input.patch else "crop"
 
 
-def streams(spec: ArchSpec) -> int:
-    """Feature vectors the head reads side by side: 2 with a global stream beside the patches, else 1."""
-    return 2 if spec.input.global_size else 1
-
-
 def fused_widths(spec: ArchSpec) -> list[int]:
     """Widths of the last `HeadSpec.fuse` stages, whose pooled features the head reads."""
     return [s.width for s in spec.stages[-spec.head.fuse:]]
 
 
+def feature_width(spec: ArchSpec) -> int:
+    """Width of the backbone's pooled, fused features of one view (`IQANet.features`)."""
+    return sum(pool_dim(spec.head.pool, c) for c in fused_widths(spec))
+
+
 def head_in(spec: ArchSpec) -> int:
-    """Width of the feature vector the regressor reads: every stream's pooled, fused features."""
-    return streams(spec) * sum(pool_dim(spec.head.pool, c) for c in fused_widths(spec))
+    """Width of the feature vector the regressor reads: the view's features (a patch model's pooled over
+    its patches, twice as wide with meanstd), and a global stream's beside them."""
+    width = feature_width(spec)
+    return patch_pool_dim(spec.head.patch_pool, width) + (width if spec.input.global_size else 0)
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,8 @@ class BuiltBlock:
 
 class IQANet(nn.Module):
     """stem -> stages -> pooled features of the last `fuse` stages -> head -> scores in target units.
-    A patch model (`InputSpec.patch`) runs the stem and stages on each patch, averages the patches'
-    pooled features, and with a global stream appends those of the reduced whole image.
+    A patch model (`InputSpec.patch`) runs the stem and stages on each patch, pools the patches' pooled
+    features (`HeadSpec.patch_pool`), and with a global stream appends those of the reduced whole image.
 
     Input: float [N,3,H,W] in [0, 1]. Output: [N, num_outputs] = raw * target_std + target_mean, with
     the two buffers set by the trainer from the training targets, so saved weights predict MOS.
@@ -80,8 +85,7 @@ class IQANet(nn.Module):
         self.stages = nn.ModuleList(
             nn.Sequential(*(BLOCK_FAMILIES[b.block].build(b, spec.act) for b in blocks)) for blocks in block_plan(spec))
         self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused_widths(spec))
-        inp = spec.input
-        self.view = VIEWS[view_kind(spec)](inp.patch, inp.train_patches, inp.grid, inp.global_size)
+        self.view = VIEWS[view_kind(spec)](spec.input, spec.head.patch_pool, feature_width(spec))
         self.head = Head(head_in(spec), spec.head.hidden, spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
         self.register_buffer("target_std", torch.ones(spec.num_outputs))
@@ -107,11 +111,12 @@ class IQANet(nn.Module):
 
     def kept_whole(self) -> list[tuple[list[nn.Module], str]]:
         """Layers whose output width the model's function fixes (so channel pruning must leave them
-        whole), each group with why: the output Linear, attention-pooling score convs, and what each
-        block's family keeps whole."""
+        whole), each group with why: the output Linear, attention-pooling score convs, a patch model's
+        patch-attention score Linear, and what each block's family keeps whole."""
         kept = [([self.output_linear()], "head output Linear (its width is the number of targets)")]
         kept += [([pool.score], f"pools[{i}].score (attention-pooling score conv)")
                  for i, pool in enumerate(self.pools) if pool.score is not None]
+        kept += self.view.kept_whole()
         return kept + [(b.family.kept_whole(b.module), f"{b.name} {b.family.kept_whole_why}")
                        for stage in self.blocks() for b in stage if b.family.kept_whole(b.module)]
 

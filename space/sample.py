@@ -46,10 +46,18 @@ class SpaceConfig:
     """The images' own size (AGIQA-1K/3K: 512 px), where patch trials cut their patches."""
     train_patches: tuple[int, ...] = (1, 2)
     """Patches per image per training step a patch trial may choose (4 did no better than 1 at equal time)."""
-    patch_grid: int = 3
-    """Test patches of a patch trial: grid x grid."""
+    patch_grids: tuple[int, ...] = (3, 4)
+    """Test patches of a patch trial: grid x grid, a grid side it may choose."""
     global_sizes: tuple[int, ...] = (0, 160)
     """Whole-image stream sizes a patch trial may choose (0: patches only)."""
+    test_scales: tuple[float, ...] = (1.0, 0.75)
+    """Multi-scale test views a patch trial may choose, as a fraction of `native`: 1.0, the native image
+    only; f < 1, also the test grid of the image reduced to f x native (`InputSpec.test_scales`)."""
+    test_flips: tuple[bool, ...] = (False, True)
+    """Whether a patch trial may also score every test patch mirrored (`InputSpec.test_flip`)."""
+    patch_pools: tuple[str, ...] = ("mean", "attn", "meanstd")
+    """How a patch trial with 2 or more training patches may pool its patches' features (`HeadSpec.patch_pool`;
+    with one training patch: the mean, as pooling over one patch learns nothing)."""
     mscn: tuple[bool, ...] = (False, True)
     """Whether the MSCN contrast channel may be appended to the input (`InputSpec.mscn`)."""
     activations: tuple[str, ...] = ("relu", "silu", "gelu")
@@ -86,7 +94,7 @@ class SpaceConfig:
         """64 px images, models of a few thousand to ~100k parameters that train in seconds on a CPU."""
         return cls(resizes=(64,), patches=(0,), native=64, global_sizes=(0, 32), stem_widths=(8, 16), patch_sizes=(2,),
                    stages=(2, 3), widths=(8, 16, 24, 32, 48), depths=(1, 2), kernels=(3, 5), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64,
-                   head_hiddens=(0, 32), max_fuse=2)
+                   head_hiddens=(0, 32), max_fuse=2, patch_grids=(3,), test_scales=(1.0,), test_flips=(False,), patch_pools=("mean",))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +132,8 @@ def sample_spec(trial, space: SpaceConfig, caps: Caps, num_outputs: int = 1) -> 
         dropout=trial.suggest_categorical("dropout", list(space.dropouts)),
     )
     inp.mscn = trial.suggest_categorical("mscn", list(space.mscn))
+    if inp.patch:
+        _sample_test_views(trial, space, inp, head)
     spec = ArchSpec(inp, stem, stages, head, num_outputs=num_outputs, act=act).validate()
     return fit_to_caps(spec, caps)
 
@@ -138,11 +148,22 @@ def _sample_input(trial, space: SpaceConfig) -> InputSpec:
     """A whole-image view (resize, crop fraction) or native-resolution patches (size, count, global stream)."""
     patch = _choose(trial, "patch", space.patches)
     if patch:
-        return InputSpec(space.native, space.native, patch=patch, grid=space.patch_grid,
+        return InputSpec(space.native, space.native, patch=patch,
                          train_patches=_choose(trial, "train_patches", space.train_patches),
                          global_size=_choose(trial, "global_size", space.global_sizes))
     resize = trial.suggest_categorical("resize", list(space.resizes))
     return InputSpec(resize, make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions))))
+
+
+def _sample_test_views(trial, space: SpaceConfig, inp: InputSpec, head: HeadSpec) -> None:
+    """A patch trial's test views (grid, multi-scale, flips) and pooling over patches, set in place; asked
+    last, so the choices before them are drawn as before they existed."""
+    inp.grid = _choose(trial, "patch_grid", space.patch_grids)
+    reduced = round(space.native * _choose(trial, "test_scale", space.test_scales))
+    inp.test_scales = [reduced] if inp.patch <= reduced < space.native else []
+    inp.test_flip = _choose(trial, "test_flip", space.test_flips)
+    pools_over = inp.train_patches > 1 and inp.test_patches > 1
+    head.patch_pool = _choose(trial, "patch_pool", space.patch_pools if pools_over else ("mean",))
 
 
 def scale_widths(spec: ArchSpec, factor: float) -> ArchSpec:
@@ -180,7 +201,10 @@ def shrink_to_fit(spec: ArchSpec, fits: Callable[[ArchSpec], bool], what: str) -
 
 
 def spec_summary(spec: ArchSpec) -> str:
-    """One line, e.g. `conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256`."""
+    """One line, e.g. `conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256`; a patch
+    model's head and input e.g. `attn·f1·h64·pmeanstd | p128x2g4s384f+160/512` (its patches pooled by mean
+    and std; 128 px patches, 2 per training step, a 4 x 4 test grid, also at 384 px, flipped too, and a
+    160 px global stream)."""
     short = {"residual": "res", "mbconv": "mb", "convnext": "cnx", "attention": "attn"}
     parts = [f"{spec.stem.kind}{spec.stem.width}" + (f"p{spec.stem.kernel}" if spec.stem.kind == "patchify" else "")]
     for s in spec.stages:
@@ -196,8 +220,11 @@ def spec_summary(spec: ArchSpec) -> str:
         if s.hidden:
             desc += "*"
         parts.append(desc)
-    parts.append(f"{spec.head.pool}·f{spec.head.fuse}" + (f"·h{spec.head.hidden}" if spec.head.hidden else ""))
+    head = spec.head
+    parts.append(f"{head.pool}·f{head.fuse}" + (f"·h{head.hidden}" if head.hidden else "")
+                 + (f"·p{head.patch_pool}" if head.patch_pool != "mean" else ""))
     inp = spec.input
-    view = f"p{inp.patch}x{inp.train_patches}g{inp.grid}" + (f"+{inp.global_size}" if inp.global_size else "") if inp.patch else inp.crop
+    view = (f"p{inp.patch}x{inp.train_patches}g{inp.grid}" + "".join(f"s{s}" for s in inp.test_scales)
+            + ("f" if inp.test_flip else "") + (f"+{inp.global_size}" if inp.global_size else "")) if inp.patch else inp.crop
     parts.append(f"{view}/{inp.resize}" + ("+mscn" if inp.mscn else ""))
     return " | ".join(parts)

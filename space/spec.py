@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 BLOCKS = ("residual", "mbconv", "convnext", "attention")
 POOLS = ("avg", "avgstd", "attn")
+PATCH_POOLS = ("mean", "attn", "meanstd")
 STEMS = ("conv", "patchify")
 ACTIVATIONS = ("relu", "silu", "gelu")
 
@@ -27,18 +28,30 @@ class InputSpec:
     """0: the backbone sees the `crop` x `crop` view. P > 0: the model takes the whole `resize` image
     (crop == resize, e.g. AIGC images at their native 512 px) and cuts P x P patches from it itself
     (`layers.patches`): `train_patches` at random per image in training, a fixed `grid` x `grid` at
-    test; the backbone pools each patch and the patches' features are averaged. Quality cues of AIGC
-    images (malformed hands, smeared texture, banding) are local and fade when the image is downscaled."""
+    test; the backbone pools each patch and the patches' features are pooled (`HeadSpec.patch_pool`).
+    Quality cues of AIGC images (malformed hands, smeared texture, banding) are local and fade when the
+    image is downscaled."""
     train_patches: int = 1
     grid: int = 3
     global_size: int = 0
     """Patch models only: 0, or a second stream through the same backbone, the whole image reduced to
     this size, whose features are concatenated with the patches' (global composition + local artefacts)."""
+    test_scales: list[int] = field(default_factory=list)
+    """Patch models only, test only: sides (px, in patch..resize-1) of reduced copies of the image from which
+    a further `grid` x `grid` of test patches each is cut (multi-scale test views, pooled with the native ones)."""
+    test_flip: bool = False
+    """Patch models only, test only: each test patch is also scored mirrored left-right, pooled with the rest."""
 
     @property
     def view(self) -> int:
         """The side of what the backbone sees: the patch, else the crop."""
         return self.patch or self.crop
+
+    @property
+    def test_patches(self) -> int:
+        """Patches a patch model scores per image at test: the grid at the native size and at each of
+        `test_scales`, twice with `test_flip`."""
+        return self.grid ** 2 * (1 + len(self.test_scales)) * (2 if self.test_flip else 1)
 
 
 @dataclass
@@ -71,6 +84,10 @@ class HeadSpec:
     """How many of the last stages are pooled and concatenated."""
     hidden: int = 0
     dropout: float = 0.0
+    patch_pool: str = "mean"
+    """Patch models: how the patches' features of one image are pooled (`layers.heads.PatchPool`):
+    mean; attn, a learned score per patch, softmax over the image's patches, weighted sum; meanstd, mean
+    and standard deviation side by side (twice the features). Whole-image models: mean."""
 
 
 @dataclass
@@ -114,8 +131,12 @@ class ArchSpec:
                 bad("input", "need train_patches >= 1 and grid >= 1", (inp.train_patches, inp.grid))
             if inp.global_size and not 8 <= inp.global_size <= inp.resize:
                 bad("input.global_size", "must be 0 or in 8..resize", inp.global_size)
+            if any(not inp.patch <= s < inp.resize for s in inp.test_scales):
+                bad("input.test_scales", "must be sides in patch..resize-1", inp.test_scales)
         elif inp.global_size:
             bad("input.global_size", "needs patches (input.patch > 0)", inp.global_size)
+        elif inp.test_scales or inp.test_flip:
+            bad("input", "test_scales and test_flip need patches (input.patch > 0)", (inp.test_scales, inp.test_flip))
         if self.stem.kind not in STEMS:
             bad("stem.kind", f"must be one of {STEMS}", self.stem.kind)
         if self.stem.width < 1:
@@ -147,6 +168,11 @@ class ArchSpec:
             bad("head.pool", f"must be one of {POOLS}", self.head.pool)
         if not 1 <= self.head.fuse <= len(self.stages):
             bad("head.fuse", f"must be in 1..{len(self.stages)}", self.head.fuse)
+        if self.head.patch_pool not in PATCH_POOLS:
+            bad("head.patch_pool", f"must be one of {PATCH_POOLS}", self.head.patch_pool)
+        if self.head.patch_pool != "mean" and (not inp.patch or inp.train_patches < 2 or inp.test_patches < 2):
+            bad("head.patch_pool", "needs patches, at least 2 per training step and 2 at test (it pools over them)",
+                self.head.patch_pool)
         if self.head.hidden < 0 or not 0 <= self.head.dropout < 1:
             bad("head", "need hidden >= 0 and 0 <= dropout < 1", (self.head.hidden, self.head.dropout))
         if self.num_outputs < 1:

@@ -18,7 +18,9 @@ from PIL import Image
 
 from results.notebook import build_notebook, generated_code
 from results.submission import Submission, run_submission
-from search.data import make_synthetic
+from search.checkpoint import load_checkpoint
+from search.data import decode_images, load_folder, make_synthetic
+from search.train.loop import predict
 from search.train.recipe import Recipe, TrainConfig
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, count_flops, count_params
 from space.count import part_costs
@@ -31,6 +33,15 @@ def _recipe(patch: int = 0) -> Recipe:
                     [StageSpec("mbconv", 16, 2, 2, 3), StageSpec("residual", 24, 1, 2, 3)], HeadSpec("avgstd", 2),
                     num_outputs=1)
     return Recipe(spec, TrainConfig(epochs=7, batch_size=8, crop=spec.input.crop))
+
+
+def _views_recipe() -> Recipe:
+    """16 px patches, 2 per step, tested on a 4 x 4 grid, again at 32 px and mirrored, pooled by attention, with
+    a 16 px global stream."""
+    recipe = _recipe(patch=16)
+    recipe.spec.input = InputSpec(48, 48, False, 16, 2, 4, 16, [32], True)
+    recipe.spec.head.patch_pool = "attn"
+    return recipe
 
 
 def _code_names(nb: dict) -> set[str]:
@@ -77,8 +88,37 @@ def test_a_mos_notebook_holds_only_what_its_run_calls():
     pairs = _code_names(build_notebook("T", "20260101", _recipe(), ["preference"], 0, 5400, 10_000_000,
                                        pair_columns=["image_a", "image_b", "winner"]))
     assert {"PairSet", "train_pairs", "_pairs_read"} <= pairs and not {"_mos_read", "load_csv", "iqa_metrics"} & pairs
-    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(task="pairs")):
+    views = _code_names(build_notebook("T", "20260101", _views_recipe(), ["mos_quality"], 0, 5400, 10_000_000))
+    assert {"Patches", "PatchView", "PatchPool", "reduce_image"} <= views
+    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(_views_recipe()),
+                 generated_code(task="pairs")):
         assert not _undefined(code), _undefined(code)
+
+
+def test_the_notebook_trains_and_predicts_test_views_and_attention_over_patches(tmp_path):
+    recipe = _views_recipe()
+    card = build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000)["cells"][2]["source"]
+    assert "a 4 x 4 grid at test, again at 32 px, each also mirrored; the patches' features weighted" in card
+    data = make_synthetic(n_images=20, size=48, seed=3)
+    (tmp_path / "imgs").mkdir()
+    for name, img in zip(data.names, data.images):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
+    pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos_quality": data.targets[:, 0].numpy()}).to_csv(
+        tmp_path / "l.csv", index=False)
+    nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000))
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = {str(tmp_path / 'l.csv')!r}\n"
+        f"OUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nDEADLINE_S = 120"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(out) == 20 and out["score"].notna().all()
+    model, _ = load_checkpoint(tmp_path / "T_20260101_model.pth")
+    inp = model.spec.input  # the smoke size: 16 px patches of 32 px, the test scale alike
+    assert (inp.resize, inp.patch, inp.grid, inp.test_scales, inp.test_flip, inp.global_size) == (32, 16, 4, [21], True, 16)
+    assert model.spec.head.patch_pool == "attn" and model.view.pool.score.weight.abs().sum() > 0  # the scorer trained
+    images = decode_images(load_folder(tmp_path / "imgs"), 32, tmp_path / "cache", progress=False)
+    ours = predict(model, images.images)[:, 0]
+    assert np.abs(out.sort_values("image")["score"].to_numpy() - ours).max() < 1e-4
 
 
 @pytest.fixture(scope="module")

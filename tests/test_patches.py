@@ -67,22 +67,25 @@ def test_the_exported_notebook_trains_and_predicts_the_patch_recipe(patch_study,
     assert np.abs(out.sort_values("image")["score"].to_numpy() - ours).max() < 1e-4
 
 
-def _patch_spec(global_size: int) -> ArchSpec:
-    return ArchSpec(InputSpec(64, 64, False, 24, 2, 3, global_size), StemSpec("conv", 16),
+def _patch_spec(global_size: int, patch_pool: str = "mean", scales: tuple[int, ...] = (), flip: bool = False) -> ArchSpec:
+    return ArchSpec(InputSpec(64, 64, False, 24, 2, 3, global_size, list(scales), flip), StemSpec("conv", 16),
                     [StageSpec("mbconv", 24, 1, 2, 3, 2.0, True), StageSpec("residual", 32, 2, 2, 3, 2.0, True)],
-                    HeadSpec("avgstd", 2, 32), act="silu")
+                    HeadSpec("avgstd", 2, 32, patch_pool=patch_pool), act="silu")
 
 
-@pytest.mark.parametrize("global_size", [0, 32])
-def test_a_patch_model_trains_prunes_and_rebuilds(global_size):
+@pytest.mark.parametrize("global_size, patch_pool, scales, flip", [
+    (0, "mean", (), False), (32, "mean", (), False), (0, "attn", (48,), True), (32, "meanstd", (48,), True),
+])
+def test_a_patch_model_trains_prunes_and_rebuilds(global_size, patch_pool, scales, flip):
     data = make_synthetic(n_images=64, size=64, seed=1)
     train, val = data.subset(np.arange(48)), data.subset(np.arange(48, 64))
-    model = build_model(_patch_spec(global_size))
+    model = build_model(_patch_spec(global_size, patch_pool, scales, flip))
     result = train_model(model, train, val, TrainConfig(epochs=2, batch_size=16, crop=64), device="cpu")
     assert result.epochs_run == 2 and np.isfinite(result.metrics["srcc"])
     pruned = prune_model(model, count_params(model.spec) // 2, data=train)
     assert pruned.params_after == count_params(pruned.spec) < count_params(model.spec)
-    assert pruned.spec.input == model.spec.input
+    assert pruned.spec.input == model.spec.input and pruned.spec.head.patch_pool == patch_pool
+    assert ("view.pool.score (patch-attention score Linear)" in pruned.left_out) == (patch_pool == "attn")
     rebuilt = build_model(pruned.spec)
     rebuilt.load_state_dict(pruned.model.state_dict(), strict=True)
     x = torch.rand(3, 3, 64, 64)

@@ -14,7 +14,9 @@ from space import (
     count_params, fit_to_caps, part_costs, sample_spec, spec_summary, train_flops,
 )
 from space.layers import BLOCK_FAMILIES
-from space.layers.patches import Patches, grid_offsets
+from space.count import backbone_views
+from space.layers.heads import PatchPool
+from space.layers.patches import Patches, grid_offsets, reduce_image
 from space.layers.conv import MSCN
 from space.spec import BLOCKS
 
@@ -61,7 +63,7 @@ def _assert_parts_measured(spec: ArchSpec, measured_flops, training: bool = Fals
     """Every part's counted parameters and FLOPs are those of the built model's own layers."""
     model = build_model(spec)
     numel = lambda *mods: sum(p.numel() for m in mods for p in m.parameters())  # noqa: E731
-    built = [numel(model.stem)] + [numel(s) for s in model.stages] + [numel(model.pools, model.head)]
+    built = [numel(model.stem)] + [numel(s) for s in model.stages] + [numel(model.pools, model.view, model.head)]
     parts = part_costs(spec, training)
     assert [p.params for p in parts] == built, spec_summary(spec)
     measured = measured_flops(model, spec.input.crop, training)
@@ -76,12 +78,18 @@ def test_counted_params_and_flops_per_part_equal_the_built_model(measured_flops)
 
 
 PATCH_SPACE = dataclasses.replace(SpaceConfig.tiny(), patches=(0, 16, 24), native=48, train_patches=(1, 3),
-                                  global_sizes=(0, 32))
+                                  global_sizes=(0, 32), patch_grids=(3, 4), test_scales=(1.0, 0.75), test_flips=(False, True),
+                                  patch_pools=("mean", "attn", "meanstd"))
 
 
 def test_patch_models_count_exactly_and_sample_both_inputs(measured_flops):
-    specs = _random_specs(30, PATCH_SPACE, Caps(), 6)
+    specs = _random_specs(40, PATCH_SPACE, Caps(), 6)
     assert {s.input.patch for s in specs} == {0, 16, 24} and {s.input.global_size for s in specs} == {0, 32}
+    patched = [s for s in specs if s.input.patch]
+    assert {s.input.grid for s in patched} == {3, 4} and {tuple(s.input.test_scales) for s in patched} == {(), (36,)}
+    assert {s.input.test_flip for s in patched} == {False, True}
+    assert {s.head.patch_pool for s in patched} == {"mean", "attn", "meanstd"}
+    assert all(s.head.patch_pool == "mean" for s in specs if s.input.train_patches == 1)
     for spec in specs:
         _assert_parts_measured(spec, measured_flops)
         _assert_parts_measured(spec, measured_flops, training=True)
@@ -111,15 +119,102 @@ def test_a_single_choice_records_no_parameter_so_whole_image_trials_sample_as_be
     trial = study.ask()
     sample_spec(trial, SpaceConfig.tiny(), Caps())
     assert "patch" not in trial.params and "resize" in trial.params
+    trial = study.ask()  # the tiny space offers one test view and the mean over patches: nothing is asked
+    spec = sample_spec(trial, dataclasses.replace(SpaceConfig.tiny(), patches=(32,), train_patches=(2,)), Caps())
+    assert not {"patch_grid", "test_scale", "test_flip", "patch_pool"} & set(trial.params)
+    assert (spec.input.grid, spec.input.test_scales, spec.input.test_flip, spec.head.patch_pool) == (3, [], False, "mean")
+
+
+def test_the_default_and_small_spaces_offer_the_test_views_and_patch_pools():
+    for space in (SpaceConfig(), SpaceConfig.small()):
+        assert (space.patch_grids, space.test_scales, space.test_flips) == ((3, 4), (1.0, 0.75), (False, True))
+        assert space.patch_pools == ("mean", "attn", "meanstd")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    study.enqueue_trial({"patch": 128, "train_patches": 2})
+    trial = study.ask()
+    spec = sample_spec(trial, SpaceConfig.small(), Caps())
+    assert {"patch_grid", "test_scale", "test_flip", "patch_pool"} <= set(trial.params)
+    assert spec.input.test_scales in ([], [384])
+
+
+def _views_spec(grid: int = 3, scales: tuple[int, ...] = (), flip: bool = False, pool: str = "mean",
+                global_size: int = 0, head_pool: str = "avgstd") -> ArchSpec:
+    return ArchSpec(InputSpec(48, 48, False, 16, 2, grid, global_size, list(scales), flip), StemSpec("conv", 8),
+                    [StageSpec("mbconv", 16, 1, 2, 3, 2.0, True), StageSpec("residual", 24, 1, 2, 3)],
+                    HeadSpec(head_pool, 2, 16, patch_pool=pool))
+
+
+@pytest.mark.parametrize("grid, scales, flip, pool, global_size", [
+    (4, (), False, "mean", 0), (3, (32,), False, "mean", 32), (3, (), True, "mean", 0), (4, (24, 32), True, "mean", 32),
+    (3, (), False, "attn", 0), (4, (32,), True, "attn", 32), (3, (), False, "meanstd", 0), (3, (32,), True, "meanstd", 32),
+])
+def test_test_views_and_patch_pools_count_exactly(measured_flops, grid, scales, flip, pool, global_size):
+    spec = _views_spec(grid, scales, flip, pool, global_size)
+    _assert_parts_measured(spec, measured_flops)
+    _assert_parts_measured(spec, measured_flops, training=True)
+    n = grid ** 2 * (1 + len(scales)) * (2 if flip else 1)
+    assert spec.input.test_patches == n and dict(backbone_views(spec)) == {16: n} | ({32: 1} if global_size else {})
+    assert dict(backbone_views(spec, training=True))[16] == 2
+    plain, features = _views_spec(global_size=global_size), 2 * (16 + 24)  # avgstd of the two fused stages
+    pooling = {"mean": 0, "attn": 2 * features, "meanstd": features * 16}[pool]  # scores of 2 patches; a wider Linear
+    assert train_flops(spec) == train_flops(plain) + pooling  # test views cost nothing in training
+    assert build_model(spec).head.mlp[0].in_features == (2 if pool == "meanstd" else 1) * features + (features if global_size else 0)
+    extra = count_params(spec) - count_params(plain)
+    assert extra == {"mean": 0, "attn": features + 1, "meanstd": features * 16}[pool]  # meanstd: a wider head Linear
+
+
+def test_test_patches_are_the_grid_at_each_scale_then_mirrored():
+    x = torch.rand(2, 3, 40, 40)
+    cut = Patches(16, 5, 3, [32], flip=True).eval()
+    test = cut(x)
+    assert cut.count() == 36 and test.shape == (72, 3, 16, 16)
+    reduced = reduce_image(x, 32)
+    assert torch.equal(test[0], x[0, :, 0:16, 0:16]) and torch.equal(test[8], x[0, :, 24:40, 24:40])
+    assert torch.equal(test[9], reduced[0, :, 0:16, 0:16]) and torch.equal(test[17], reduced[0, :, 16:32, 16:32])
+    assert torch.equal(test[18], test[0].flip(-1)) and torch.equal(test[35], test[17].flip(-1))
+    assert torch.equal(test[36], x[1, :, 0:16, 0:16])
+    assert cut.train()(x).shape == (10, 3, 16, 16)  # training: the random windows only
+
+
+def test_patch_pools_weigh_the_patches_of_each_image():
+    torch.manual_seed(0)
+    feats = torch.randn(3, 7, 10)
+    attn = PatchPool("attn", 10)
+    assert torch.allclose(attn(feats), feats.mean(1))  # zero-initialised: starts as the mean
+    torch.nn.init.normal_(attn.score.weight)
+    w = attn.weights(feats)
+    assert w.shape == (3, 7, 1) and torch.allclose(w.sum(1), torch.ones(3, 1)) and w.std() > 0.01
+    assert torch.allclose(attn(feats), (feats * w).sum(1))
+    meanstd = PatchPool("meanstd", 10)(feats)
+    assert meanstd.shape == (3, 20) and torch.allclose(meanstd[:, 10:], feats.std(1), atol=1e-4)
+    assert PatchPool("mean", 10)(feats).shape == (3, 10) and PatchPool("mean", 10).score is None
+
+
+def test_spec_dicts_without_the_test_view_fields_load_unchanged():
+    spec = _views_spec(4, (32,), True, "attn", 32)
+    assert ArchSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    old = _views_spec(global_size=32).to_dict()
+    for key in ("test_scales", "test_flip"):
+        del old["input"][key]
+    del old["head"]["patch_pool"]
+    again = ArchSpec.from_dict(old)
+    assert again == _views_spec(global_size=32) and again.to_dict() == _views_spec(global_size=32).to_dict()
+    assert spec_summary(again).endswith("avgstd·f2·h16 | p16x2g3+32/48")
+    assert spec_summary(spec).endswith("avgstd·f2·h16·pattn | p16x2g4s32f+32/48")
 
 
 @pytest.mark.parametrize("change, field", [
     (dict(patch=16, crop=32), "input.patch"), (dict(patch=80), "input.patch"), (dict(global_size=16), "input.global_size"),
-    (dict(patch=16, train_patches=0), "input"),
+    (dict(patch=16, train_patches=0), "input"), (dict(patch=16, test_scales=[64]), "input.test_scales"),
+    (dict(patch=16, test_scales=[8]), "input.test_scales"), (dict(test_flip=True), "input"), (dict(test_scales=[32]), "input"),
+    (dict(patch_pool="max"), "head.patch_pool"), (dict(patch_pool="attn"), "head.patch_pool"),
+    (dict(patch=16, patch_pool="meanstd"), "head.patch_pool"),  # one training patch: nothing to pool over
+    (dict(patch=16, train_patches=2, grid=1, patch_pool="attn"), "head.patch_pool"),  # one test patch
 ])
 def test_bad_patch_inputs_name_the_field(change, field):
     spec = ArchSpec(InputSpec(64, 64), StemSpec(), [StageSpec("residual", 16)])
-    spec.input = dataclasses.replace(spec.input, **change)
+    pool = change.pop("patch_pool", "mean")
+    spec.input, spec.head.patch_pool = dataclasses.replace(spec.input, **change), pool
     with pytest.raises(ValueError, match=f"^{field}:"):
         spec.validate()
 

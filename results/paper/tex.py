@@ -53,6 +53,14 @@ VARIANT_KINDS = {
     "int8": "int8 variants store the weights as 8-bit integers (symmetric, per output channel).",
     "fp16": "fp16 variants store the weights in half precision.",
 }
+PATCH_POOLING = {
+    "mean": "averages the patches' pooled features",
+    "attn": "weights the patches' pooled features by a softmax over a learned linear score of each",
+    "meanstd": "concatenates the mean and standard deviation of the patches' pooled features",
+}
+"""How the method text describes each `HeadSpec.patch_pool`."""
+
+
 def _input_policy(spec: ArchSpec, eval_views: int) -> str:
     s, c, p = spec.input.resize, spec.input.crop, spec.input.patch
     mscn = "an MSCN (local-contrast-normalised) luminance channel is appended as a fourth input" if spec.input.mscn \
@@ -61,9 +69,11 @@ def _input_policy(spec: ArchSpec, eval_views: int) -> str:
         g, stream = spec.input.grid, spec.input.global_size
         glob = (f"; a second stream runs the same backbone on the whole image reduced to ${stream}\\times{stream}$ "
                 "by area averaging and its features are concatenated" if stream else "")
+        scales = "".join(f", also cut from the image reduced to ${r}\\times{r}$" for r in spec.input.test_scales)
+        flip = ", each also mirrored" if spec.input.test_flip else ""
         return (f"images at ${s}\\times{s}$; the model cuts ${p}\\times{p}$ patches itself, "
                 f"{spec.input.train_patches} at random per image per training step and a fixed ${g}\\times{g}$ "
-                f"grid at test, and averages the patches' pooled features{glob}; {mscn}")
+                f"grid at test{scales}{flip}, and {PATCH_POOLING[spec.head.patch_pool]}{glob}; {mscn}")
     views = f"the centre ${c}\\times{c}$ crop" if eval_views == 1 else f"{eval_views} ${c}\\times{c}$ views"
     crop = f"trained on random ${c}\\times{c}$ crops and evaluated on {views}" if c < s \
         else "trained and evaluated on the whole image"

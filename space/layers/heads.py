@@ -1,4 +1,5 @@
-"""Quality-aware heads: pool one or several stages (mean, mean + std, or attention pooling), fuse, regress."""
+"""Quality-aware heads: pool one or several stages (mean, mean + std, or attention pooling), fuse, pool a
+patch model's patches (`PatchPool`), regress."""
 from __future__ import annotations
 
 import torch
@@ -36,6 +37,46 @@ def pool_params(kind: str, channels: int) -> int:
 
 def pool_flops(kind: str, channels: int, size: int) -> int:
     return channels * size * size if kind == "attn" else 0
+
+
+class PatchPool(nn.Module):
+    """[N,K,D] features of each image's K patches -> one vector per image. mean: [N,D]; attn: a Linear
+    scores each patch, softmax over the image's patches weights the sum, [N,D] (zero-initialised, so it
+    starts as the mean); meanstd: mean and standard deviation, [N,2D] (the unbiased one, whose expectation
+    does not depend on K, which differs between training and test)."""
+
+    def __init__(self, kind: str, dim: int):
+        super().__init__()
+        self.kind = kind
+        self.score = nn.Linear(dim, 1) if kind == "attn" else None
+        if self.score is not None:
+            nn.init.zeros_(self.score.weight)
+            nn.init.zeros_(self.score.bias)
+
+    def weights(self, feats: torch.Tensor) -> torch.Tensor:
+        """attn: [N,K,1] weights of the patches, summing to 1 over each image's K."""
+        return torch.softmax(self.score(feats).float(), 1).to(feats.dtype)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mean":
+            return feats.mean(1)
+        if self.kind == "meanstd":
+            f = feats.float()
+            return torch.cat([f.mean(1), (f.var(1, unbiased=True) + 1e-6).sqrt()], 1).to(feats.dtype)
+        return (feats * self.weights(feats)).sum(1)
+
+
+def patch_pool_dim(kind: str, dim: int) -> int:
+    return 2 * dim if kind == "meanstd" else dim
+
+
+def patch_pool_params(kind: str, dim: int) -> int:
+    return dim + 1 if kind == "attn" else 0
+
+
+def patch_pool_flops(kind: str, dim: int, patches: int) -> int:
+    """attn: the score Linear on each of an image's `patches` (the weighted sum, like a mean, is not counted)."""
+    return patches * dim if kind == "attn" else 0
 
 
 class Head(nn.Module):

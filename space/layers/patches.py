@@ -1,6 +1,7 @@
-"""Patches of the image at its own resolution: random windows in training, a fixed grid at test, and a
-reduced whole-image view for a global stream. Parameter-free, so they count no parameters; the FLOPs
-they cause are the backbone's, per patch (`space.count`)."""
+"""Patches of the image at its own resolution: random windows in training; at test a fixed grid, also cut
+from reduced copies of the image and mirrored when the spec asks; and a reduced whole-image view for a
+global stream. Parameter-free, so they count no parameters; the FLOPs they cause are the backbone's, per
+patch (`space.count`). The pooling over an image's patches is a head layer (`layers.heads.PatchPool`)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -8,6 +9,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from space.layers.heads import PatchPool
+from space.spec import InputSpec
 
 
 def grid_offsets(size: int, patch: int, grid: int) -> list[int]:
@@ -17,26 +21,39 @@ def grid_offsets(size: int, patch: int, grid: int) -> list[int]:
     return [round(i * (size - patch) / (grid - 1)) for i in range(grid)]
 
 
-class Patches(nn.Module):
-    """[N,C,S,S] -> [N*K,C,P,P]: in training K = `train_count` windows at random (the global torch
-    generator of the input's device, so a seeded run is repeatable), at test the `grid` x `grid` windows
-    of `grid_offsets` (K = grid**2), in image-major order."""
+def reduce_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The whole image at `size` x `size` by area averaging (the global stream's and test scales' view)."""
+    return F.adaptive_avg_pool2d(x, size)
 
-    def __init__(self, size: int, train_count: int, grid: int):
+
+class Patches(nn.Module):
+    """[N,C,S,S] -> [N*K,C,P,P], in image-major order. In training K = `train_count` windows at random
+    (the global torch generator of the input's device, so a seeded run is repeatable). At test the
+    `grid` x `grid` windows of `grid_offsets`, then those of the image reduced to each of `scales`, then,
+    with `flip`, all of them again mirrored left-right: K = grid**2 * (1 + len(scales)) * (2 if flip)."""
+
+    def __init__(self, size: int, train_count: int, grid: int, scales: list[int] | tuple[int, ...] = (),
+                 flip: bool = False):
         super().__init__()
-        self.size, self.train_count, self.grid = size, train_count, grid
+        self.size, self.train_count, self.grid, self.scales, self.flip = size, train_count, grid, tuple(scales), flip
 
     def count(self) -> int:
-        return self.train_count if self.training else self.grid ** 2
+        if self.training:
+            return self.train_count
+        return self.grid ** 2 * (1 + len(self.scales)) * (2 if self.flip else 1)
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
+        """[N,C,H,W] -> [N, grid**2, C, P, P]: the grid's windows, row by row."""
+        p = self.size
+        rows, cols = grid_offsets(x.shape[-2], p, self.grid), grid_offsets(x.shape[-1], p, self.grid)
+        return torch.stack([x[..., y:y + p, z:z + p] for y in rows for z in cols], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        p = self.size
         if not self.training:
-            rows, cols = grid_offsets(h, p, self.grid), grid_offsets(w, p, self.grid)
-            windows = [x[..., y:y + p, z:z + p] for y in rows for z in cols]
-            return torch.stack(windows, 1).flatten(0, 1)
-        k = self.train_count
+            views = torch.cat([self._grid(x)] + [self._grid(reduce_image(x, s)) for s in self.scales], 1)
+            return (torch.cat([views, views.flip(-1)], 1) if self.flip else views).flatten(0, 1)
+        n, c, h, w = x.shape
+        p, k = self.size, self.train_count
         top = torch.randint(0, h - p + 1, (n, k, 1), device=x.device)
         left = torch.randint(0, w - p + 1, (n, k, 1), device=x.device)
         ar = torch.arange(p, device=x.device)
@@ -47,21 +64,22 @@ class Patches(nn.Module):
         return out.flatten(0, 1)
 
 
-def reduce_image(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The whole image at `size` x `size` by area averaging (the global stream's view)."""
-    return F.adaptive_avg_pool2d(x, size)
-
-
 class PatchView(nn.Module):
-    """A patch model's features of each image: the backbone's pooled features (`features`) of its patches,
-    averaged, and with `global_size` those of the whole image reduced to that size beside them."""
+    """A patch model's features of each image: the backbone's pooled features (`features`, `dim` wide) of
+    its patches (`Patches`), pooled over the patches by `pool` (`PatchPool`), and with
+    `InputSpec.global_size` those of the whole image reduced to that size beside them."""
 
-    def __init__(self, size: int, train_count: int, grid: int, global_size: int):
+    def __init__(self, inp: InputSpec, pool: str, dim: int):
         super().__init__()
-        self.patches, self.global_size = Patches(size, train_count, grid), global_size
+        self.patches = Patches(inp.patch, inp.train_patches, inp.grid, inp.test_scales, inp.test_flip)
+        self.pool, self.global_size = PatchPool(pool, dim), inp.global_size
+
+    def kept_whole(self) -> list[tuple[list[nn.Module], str]]:
+        """The patch-attention score Linear (one output: the score) with why, when the pool has one."""
+        return [([self.pool.score], "view.pool.score (patch-attention score Linear)")] if self.pool.score is not None else []
 
     def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        pooled = features(self.patches(x)).unflatten(0, (len(x), self.patches.count())).mean(1)
+        pooled = self.pool(features(self.patches(x)).unflatten(0, (len(x), self.patches.count())))
         if not self.global_size:
             return pooled
         return torch.cat([pooled, features(reduce_image(x, self.global_size))], 1)
