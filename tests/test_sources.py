@@ -3,6 +3,7 @@ batches, per-source metrics, and a study on a combined dataset. Real AGIQA-1K im
 the sources here are small generated folders in the two label formats."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from results.export import export_submission
 from search.data import ImageSet, absolute_root, combine, load_imageset
 from search.study import StudyConfig, check_study_inputs, run_search
 from search.study.data import StudyData
@@ -184,3 +186,36 @@ def test_a_study_on_a_combined_dataset_splits_by_prompt_across_sources_and_runs(
     assert data.val_fingerprint() == StudyData(cfg).val_fingerprint()
     study = run_search(cfg, "combined", 1, tmp_path / "runs" / "combined", progress=False)
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 1
+    result = export_submission(study, cfg, tmp_path / "runs" / "combined", "T", date="20260101", smoke=True)
+    notebook = json.loads(result.notebook.read_text())
+    assert "['agiqa1k', '/kaggle/input/agiqa-1k']" in notebook["cells"][1]["source"] and result.summary["images"] == 40
+    assert "TRAIN_SOURCES" in (result.notebook.parent / "HOW_TO_RUN.md").read_text()
+
+
+def test_a_notebook_with_two_sources_runs_in_smoke_mode_and_predicts_on_the_first_scale(roots, tmp_path):
+    """The exported notebook of a combined study, executed headless (SMOKE): it reads both sources by their
+    loaders, trains on one scale and writes predictions on the first source's (1-5, not 13-25)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from results.notebook import build_notebook
+    from search.train.recipe import Recipe
+    from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec
+
+    spec = ArchSpec(InputSpec(48, 40, False), StemSpec("conv", 8, 3), [StageSpec("residual", 8, 1, 2, 3)],
+                    HeadSpec("avg", 1))
+    recipe = Recipe(spec, TrainConfig(epochs=3, batch_size=8, crop=40))
+    sources = dict(item.split("=") for item in roots.split(","))
+    nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000,
+                                           sources=list(sources)))
+    settings = nb.cells[1].source
+    assert "TRAIN_SOURCES = [" in settings and "['agiqa1k', '/kaggle/input/agiqa-1k']" in settings
+    assert "train_sources=TRAIN_SOURCES" in nb.cells[-1].source and "task='sources'" in nb.cells[-1].source
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        f"TRAIN_SOURCES = {[[n, p] for n, p in sources.items()]!r}\nTEST_IMAGES = {sources['agiqa1k'] + '/images'!r}\n"
+        f"OUT_DIR = {str(tmp_path)!r}\nSMOKE = True"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "40 training images" in printed and "wrote" in printed, printed
+    scores = pd.read_csv(tmp_path / "predictions.csv")["score"]
+    assert len(scores) == 16 and scores.notna().all() and 0 < scores.mean() < 6, scores.describe()

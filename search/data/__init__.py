@@ -9,7 +9,7 @@ from search.data.cache import decode_images
 from search.data.check import (
     DATASETS, PAIRS, check_dataset, check_dataset_name, check_pair_split, check_split_sizes, require_dataset,
 )
-from search.data.imageset import ImageSet, SourceScale, combine
+from search.data.imageset import ImageSet, combine
 from search.data.labels import (
     LOADERS, LabelTable, load_agiqa1k, load_agiqa3k, load_aigiqa20k, load_csv, load_folder, load_labels,
 )
@@ -34,7 +34,7 @@ def load_imageset(dataset: str, root=None, size: int = 64, cache_dir: Path | str
     return decode_images(load_labels(dataset, root, targets), size, cache_dir, progress=progress)
 
 
-__all__ = ["DATASETS", "LOADERS", "PAIRS", "PREDICT_DATASETS", "ImageSet", "LabelTable", "SourceScale", "absolute_root",
+__all__ = ["DATASETS", "LOADERS", "PAIRS", "PREDICT_DATASETS", "ImageSet", "LabelTable", "absolute_root",
            "check_dataset", "check_dataset_name", "check_pair_split", "check_split_sizes", "combine", "decode_images",
            "grouped_holdout", "grouped_kfold", "is_combined", "load_agiqa1k", "load_agiqa3k", "load_aigiqa20k",
-           "load_csv", "load_folder", "load_imageset", "load_labels", "load_sources", "make_synthetic", "source_roots"]
+           "load_csv", "load_folder", "load_imageset", "load_labels", "make_synthetic", "source_roots"]
