@@ -31,7 +31,9 @@ import sqlalchemy.exc
 from optuna import get_all_study_names
 from optuna.trial import TrialState
 
-from search.data import DATASETS, PREDICT_DATASETS, check_dataset
+from search.data import (
+    DATASETS, PREDICT_DATASETS, absolute_root, check_dataset, check_dataset_name, is_combined, source_roots,
+)
 from search.data.pairs import PAIR_COLUMNS
 from search.device import TRIALS_PER_GPU, worker_count
 from search.names import check_date, check_name
@@ -129,6 +131,15 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _dataset(text: str) -> str:
+    """An argparse type: a study dataset, one name or labelled ones joined by '+' (`check_dataset_name`)."""
+    try:
+        check_dataset_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _run_dir(args: argparse.Namespace) -> Path:
     """RUNS_DIR/STUDY, absolute; refused when it cannot be created or written, or when its SQLite URL
     (used unless --storage is given) would misread the path."""
@@ -148,7 +159,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
-        dataset=args.data, root=str(Path(args.root).resolve()) if args.root else None, targets=args.targets, n_synthetic=args.n_synthetic,
+        dataset=args.data, root=absolute_root(args.root), targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, min_epochs=args.min_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
@@ -172,8 +183,10 @@ def _open(args: argparse.Namespace, overrides: dict | None = None, need_data: bo
         raise ValueError(f"no study {args.study!r} in {storage}{held}")
     study, cfg = load_study(args.study, storage, overrides)
     if need_data:
-        if cfg.root is not None and not Path(cfg.root).exists() and not (overrides or {}).get("root"):
-            raise FileNotFoundError(f"the dataset folder of study {args.study!r} is not at {cfg.root} any more: "
+        folders = source_roots(cfg.dataset, cfg.root).values() if is_combined(cfg.dataset) else [cfg.root]
+        moved = [f for f in folders if f is not None and not Path(f).exists()]
+        if moved and not (overrides or {}).get("root"):
+            raise FileNotFoundError(f"the dataset folder of study {args.study!r} is not at {moved[0]} any more: "
                                     "give --root with where it lives now")
         check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
     return study, cfg, run_dir, storage
@@ -188,7 +201,7 @@ def _require_completed(study) -> None:
 
 def _root(args: argparse.Namespace) -> dict:
     """The --root override of a study's dataset folder (absolute), for the commands that accept one."""
-    return {"root": str(Path(args.root).resolve()) if args.root else None}
+    return {"root": absolute_root(args.root)}
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -364,7 +377,9 @@ def _local_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=_duration, default=None,
                    help="stop starting trials after this long (e.g. 45m, 2h; a running trial stops after its epoch); "
                         "finished trials are kept and the same command resumes")
-    p.add_argument("--root", default=None, help="dataset folder (worker: overrides the stored one)")
+    p.add_argument("--root", default=None,
+                   help="dataset folder; for a combined --data, NAME=PATH,NAME=PATH with one folder per source "
+                        "(worker: overrides the stored one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
 
@@ -380,11 +395,15 @@ def _add_search(sub) -> None:
                     "until it holds --trials finished ones. Every input (dataset, labels, split, memory) is checked "
                     "before the study is created, so a mistake is never stored.",
                     ["search --data agiqa3k --root ../shared/data/agiqa3k --study a3k --trials 40",
+                     "search --data agiqa3k+agiqa1k --root agiqa3k=../shared/data/agiqa3k,agiqa1k=../shared/data/agiqa1k "
+                     "--study a3k1k --trials 40",
                      "search --data pairs --root ../shared/data/pairs --study pairs --trials 40 --workers 4"])
     _study_options(p, required=False)
     _local_options(p)
-    p.add_argument("--data", default="synthetic", choices=DATASETS, metavar="DATASET",
-                   help=f"dataset: {' | '.join(DATASETS)} (pairs: ROOT/pairs.csv of preference pairs and the images)")
+    p.add_argument("--data", default="synthetic", type=_dataset, metavar="DATASET",
+                   help=f"dataset: {' | '.join(DATASETS)} (pairs: ROOT/pairs.csv of preference pairs and the images), "
+                        "or labelled ones joined by '+' (e.g. agiqa3k+agiqa1k: trained together, each "
+                        "source's MOS standardised and put on the first one's scale; --root NAME=PATH,NAME=PATH)")
     _pair_columns_option(p, "of ROOT/pairs.csv (--data pairs)")
     p.add_argument("--targets", nargs="+", default=None,
                    help="score columns (default: the profile's targets, else the dataset's quality MOS)")
@@ -500,7 +519,8 @@ def _add_export(sub) -> None:
 
 
 def _moved_root_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one; "
+                                                "NAME=PATH,NAME=PATH for a combined dataset)")
 
 
 def _reference_sizes_option(p: argparse.ArgumentParser) -> None:

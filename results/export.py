@@ -35,9 +35,10 @@ import pandas as pd
 from torch import nn
 
 from results.candidates import candidate_recipe, ranked_candidates
-from results.notebook import write_notebook, write_run_files
+from results.notebook import notebook_task, write_notebook, write_run_files
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
+from search.data.sources import is_combined, source_names
 from search.device import resolve_device
 from search.files import atomic_write
 from search.names import check_date, check_name
@@ -142,6 +143,8 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     model, _ = task.retrain(recipe, data, cfg.seed, device, progress=not smoke)
     retrain_s = time.perf_counter() - start
     targets = task.target_names(data)
+    pair_columns = cfg.pair_columns if pairs else None
+    sources = source_names(cfg.dataset) if is_combined(cfg.dataset) else None
     weights, notebook = out / f"{team}_{date}_model.pth", out / f"{team}_{date}.ipynb"
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
@@ -161,8 +164,9 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
         save_checkpoint(folder / weights.name, model.cpu(), recipe.spec, target_names=targets,
                         train_config=recipe.train.to_dict(), candidate=name)
         write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed, profile.export_budget_s,
-                       profile.caps.params, pair_columns=cfg.pair_columns if pairs else None)
-        write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s, pairs=pairs)
+                       profile.caps.params, pair_columns=pair_columns, sources=sources)
+        write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s,
+                        notebook_task(pair_columns, sources))
         with atomic_write(folder / "export.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
 

@@ -72,7 +72,7 @@ SOURCES: list[ModuleType] = [
 ]
 """Every module a notebook may need, in dependency order (each uses only names defined above it)."""
 OWN_PACKAGES = ("space", "search", "compress", "results")
-TASKS = ("mos", "pairs")
+TASKS = ("mos", "sources", "pairs")
 
 
 @dataclass
@@ -214,6 +214,16 @@ SCORE_COLS = {score_cols!r}
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 '''
+_SOURCES_SETTINGS = '''TRAIN_SOURCES = [                     # trained together, each [format, folder]; predicted on the first one's scale
+{sources}]
+IMAGE_COL = "name"                    # of TEST_LABELS: the official AGIQA-3K data.csv columns
+SCORE_COLS = {score_cols!r}
+TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
+TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
+'''
+KAGGLE_FOLDERS = {"agiqa3k": "/kaggle/input/agiqa-3k", "agiqa1k": "/kaggle/input/agiqa-1k",
+                  "aigiqa20k": "/kaggle/input/aigiqa-20k"}
+"""Where a source's folder (its labels file, its images in images/) is on Kaggle by default."""
 _PAIRS_SETTINGS = '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; images beside it (or in images/)
 TEST_PAIRS = "/kaggle/input/pairs/test/pairs.csv"     # pairs to choose from; a winner column is optional (pair accuracy)
 PAIR_COLUMNS = {pair_columns!r}   # the two images and the winner ('a'/'b' or the file name)
@@ -226,6 +236,8 @@ _RUN = '''result = run_submission(Submission(
 _INPUTS = {
     "mos": "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
            "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
+    "sources": "train_sources=TRAIN_SOURCES, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
+               "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
     "pairs": "train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, pair_columns=list(PAIR_COLUMNS)",
 }
 AGIQA3K_COLUMNS = ("mos_quality", "mos_align")
@@ -271,19 +283,27 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
         "in Settings."])
 
 
+def notebook_task(pair_columns: list[str] | None, sources: list[str] | None) -> str:
+    """The `results.submission.KINDS` entry of a notebook: of a pairs study, of several sources, or "mos"."""
+    return "pairs" if pair_columns is not None else "sources" if sources else "mos"
+
+
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
-                   param_cap: int, pair_columns: list[str] | None = None) -> dict:
+                   param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None) -> dict:
     """The submission notebook of one recipe (its epochs are the ones wanted), as nbformat 4.5 JSON (a
     plain dict: writing it needs no Jupyter package, so export works wherever the search runs). The
     score columns default to the study's targets when they are AGIQA-3K columns, else `mos_quality`.
     With `pair_columns` (a pairs study), the notebook trains from a CSV of preference pairs and writes
-    the chosen image of every test pair."""
-    task = "mos" if pair_columns is None else "pairs"
+    the chosen image of every test pair; with `sources` (the formats of a combined study, in order), it
+    trains on all of them (`TRAIN_SOURCES`) and predicts on the first one's scale."""
+    task = notebook_task(pair_columns, sources)
     tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=recipe.train.epochs, deadline_s=deadline_s,
                                  param_cap=param_cap, recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
-    if task == "mos":
+    if task != "pairs":
         score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
-        inputs = _MOS_SETTINGS.format(score_cols=score_cols)
+        listed = "".join(f"    [{n!r}, {KAGGLE_FOLDERS.get(n, f'/kaggle/input/{n}')!r}],\n" for n in sources or ())
+        inputs = (_SOURCES_SETTINGS.format(sources=listed, score_cols=score_cols) if sources
+                  else _MOS_SETTINGS.format(score_cols=score_cols))
         writes, title = "`predictions.csv` with a score for every image in `TEST_IMAGES`", "lightweight AIGC image-quality model"
     else:
         inputs = _PAIRS_SETTINGS.format(pair_columns=list(pair_columns))
@@ -321,16 +341,17 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
-                   deadline_s: float, param_cap: int, pair_columns: list[str] | None = None) -> Path:
+                   deadline_s: float, param_cap: int, pair_columns: list[str] | None = None,
+                   sources: list[str] | None = None) -> Path:
     """Write the notebook (`build_notebook`) to `path`, readable by all."""
     return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed, deadline_s, param_cap,
-                                                        pair_columns=pair_columns), indent=1))
+                                                        pair_columns=pair_columns, sources=sources), indent=1))
 
 
 def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan, deadline_s: float,
-                    pairs: bool = False) -> None:
+                    task: str = "mos") -> None:
     """`requirements.txt` (the versions this export ran with) and `HOW_TO_RUN.md` (environment, steps,
-    expected time), which shortlisted teams must send with the notebook; `pairs`: of a pairs notebook."""
+    expected time), which shortlisted teams must send with the notebook of `task` (`notebook_task`)."""
     versions = []
     for package in PACKAGES:
         try:
@@ -341,7 +362,7 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
         notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
-        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **(PAIRS_STEPS if pairs else MOS_STEPS)))
+        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **STEPS[task]))
 
 
 HOW_TO_RUN = '''# How to run
@@ -376,8 +397,15 @@ MOS_STEPS = dict(
     data="the AGIQA-3K training images and labels and the test images",
     settings="`TRAIN_IMAGES`, `TRAIN_LABELS`, `TEST_IMAGES` (and `TEST_LABELS` if you have test labels)",
     output="`predictions.csv` (a score for every test image; an unreadable image is named and left empty)")
+SOURCES_STEPS = dict(
+    data="each training dataset of `TRAIN_SOURCES` (its labels file, its images in `images/`) and the test images",
+    settings="each folder of `TRAIN_SOURCES`, `TEST_IMAGES` (and `TEST_LABELS` if you have test labels)",
+    output="`predictions.csv` (a score for every test image, on the first training source's scale; an "
+           "unreadable image is named and left empty)")
 PAIRS_STEPS = dict(
     data="the training pairs CSV with its images and the test pairs CSV with its images",
     settings="`TRAIN_PAIRS`, `TEST_PAIRS` (CSV files, images beside them or in `images/` beside them), `PAIR_COLUMNS`",
     output="`choices.csv` (the chosen image of every test pair; the pair accuracy is printed when the test CSV "
            "names the winners)")
+STEPS = {"mos": MOS_STEPS, "sources": SOURCES_STEPS, "pairs": PAIRS_STEPS}
+"""What HOW_TO_RUN.md says per notebook task."""

@@ -1,9 +1,11 @@
 """What the submission notebook runs: read the data, plan against the clock, retrain, save, reload, predict.
 
 The notebook includes this module from source (`results.notebook`) and calls `run_submission`; the tests
-call it directly. One `Submission` for both task kinds: "mos" trains on a labels CSV and scores every
+call it directly. One `Submission` for every task kind: "mos" trains on a labels CSV and scores every
 image of the test folder into `predictions.csv` (an unreadable test image is named, left out, and
-gets an empty score); "pairs" trains from a CSV of preference pairs and writes the chosen image of
+gets an empty score); "sources" does the same from several labelled datasets at once, each read by its
+own loader and put on the first one's scale (`search.data.imageset.combine`), so the predictions are on
+the first source's scale; "pairs" trains from a CSV of preference pairs and writes the chosen image of
 every test pair into `choices.csv`. `KINDS` holds the few functions that differ (the notebook inlines
 only its own kind's). The plan is measured on the machine the notebook runs on, and a guard on the
 clock stops training early when the plan was wrong, so that the weights are still saved, reloaded and
@@ -26,8 +28,8 @@ from torch import nn
 
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data.decode import decode_image, list_images
-from search.data.imageset import ImageSet
-from search.data.labels import load_csv
+from search.data.imageset import ImageSet, combine
+from search.data.labels import LabelTable, load_csv, load_labels
 from search.data.pairs import PAIR_COLUMNS, PairSet, read_pairs
 from search.memory import check_host_memory
 from search.metrics import iqa_metrics
@@ -49,7 +51,8 @@ records the versions a run used."""
 @dataclass
 class Submission:
     """The notebook's Settings cell, as one object. `task` "mos" reads `train_images`, `train_labels`,
-    `test_images` (and `test_labels`); "pairs" reads `train_pairs` and `test_pairs`."""
+    `test_images` (and `test_labels`); "sources" reads `train_sources` instead of the first two; "pairs"
+    reads `train_pairs` and `test_pairs`."""
 
     team: str
     date: str
@@ -70,6 +73,9 @@ class Submission:
     """Optional: metrics on the test images it names."""
     image_col: str = "name"
     score_cols: list[str] = field(default_factory=lambda: ["mos_quality"])
+    train_sources: list[list[str]] | None = None
+    """Several labelled datasets trained together ("sources"): each [format, folder], the format a
+    `search.data.labels.LOADERS` name (its default quality MOS is read); the first one's scale is predicted."""
     train_pairs: str | None = None
     """CSV of the training pairs (`pair_columns`), images beside it or in `images/` beside it."""
     test_pairs: str | None = None
@@ -148,14 +154,25 @@ def _mos_test(s: Submission, size: int, n_train: int = 0) -> TestSet:
     return TestSet(names, images, unreadable)
 
 
+def _table_images(table: LabelTable, size: int) -> ImageSet:
+    """The labelled images of `table` at `size` px (every one must decode)."""
+    names = list(table.frame["image"])
+    return ImageSet(read_images(table.image_dir, names, size)[0],
+                    torch.tensor(table.frame[table.targets].to_numpy(dtype=np.float32)),
+                    table.frame["group"].to_numpy(dtype=object), names, list(table.targets))
+
+
 def _mos_read(s: Submission, size: int) -> tuple[ImageSet, TestSet]:
-    labels = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images).frame
-    names = list(labels["image"])
-    tests = _mos_test(s, size, len(names))
-    images, _ = read_images(s.train_images, names, size)
-    train = ImageSet(images, torch.tensor(labels[s.score_cols].to_numpy(dtype=np.float32)),
-                     np.asarray(names, dtype=object), names, list(s.score_cols))
-    return train, tests
+    table = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images)
+    tests = _mos_test(s, size, len(table))
+    return _table_images(table, size), tests
+
+
+def _sources_read(s: Submission, size: int) -> tuple[ImageSet, TestSet]:
+    """Every source of `s.train_sources` read by its loader and `combine`d on the first one's scale."""
+    tables = [load_labels(fmt, folder) for fmt, folder in s.train_sources]
+    tests = _mos_test(s, size, sum(len(t) for t in tables))
+    return combine([(t.name, _table_images(t, size)) for t in tables]), tests
 
 
 def _mos_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[[str], None]) -> Path:
@@ -208,8 +225,13 @@ def _pairs_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[
     return out
 
 
+def _score_cols(s: Submission) -> list[str]:
+    return list(s.score_cols)
+
+
 KINDS = {
-    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, lambda s: list(s.score_cols), _mos_write, "images"),
+    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
+    "sources": Kind(_sources_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
     "pairs": Kind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE], _pairs_write, "pairs"),
 }
 """The task kinds by `Submission.task`."""

@@ -77,7 +77,11 @@ def test_a_mos_notebook_holds_only_what_its_run_calls():
     pairs = _code_names(build_notebook("T", "20260101", _recipe(), ["preference"], 0, 5400, 10_000_000,
                                        pair_columns=["image_a", "image_b", "winner"]))
     assert {"PairSet", "train_pairs", "_pairs_read"} <= pairs and not {"_mos_read", "load_csv", "iqa_metrics"} & pairs
-    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(task="pairs")):
+    sources = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000,
+                                         sources=["agiqa3k", "agiqa1k"]))
+    assert {"_sources_read", "combine", "load_agiqa1k"} <= sources and not PAIR_NAMES & sources
+    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(task="pairs"),
+                 generated_code(_recipe(), task="sources")):
         assert not _undefined(code), _undefined(code)
 
 

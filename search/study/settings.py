@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 from search.budget import BudgetModel
-from search.data import DATASETS, PAIRS
+from search.data import PAIRS, check_dataset_name
 from search.data.pairs import PAIR_COLUMNS
 from search.profiles import DEFAULT_PROFILE, get_profile
 from search.study.early_stop import EARLY_STOPPING
@@ -59,7 +59,9 @@ class StudyConfig:
     """Everything a worker needs to run trials of a study; stored in the study so workers can join."""
 
     dataset: str = "synthetic"
+    """A name in `search.data.DATASETS`, or labelled ones joined by '+' (`search.data.sources`)."""
     root: str | None = None
+    """The dataset's folder; of a combined dataset, `NAME=PATH,NAME=PATH` (one folder per source)."""
     targets: list[str] | None = None
     n_synthetic: int = 1200
     profile: str | None = None
@@ -146,7 +148,7 @@ class StudyConfig:
                              f"got {self.pair_columns}")
 
     def _validate(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
+        check_dataset_name(self.dataset)
         if self.pairs:
             self._validate_pairs()
         elif list(self.pair_columns) != list(PAIR_COLUMNS):
