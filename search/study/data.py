@@ -52,7 +52,7 @@ def check_study_inputs(cfg: StudyConfig) -> None:
         raise ValueError(f"{table.source}: {err}") from None
     check_split_sizes(table, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
     check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
-                      f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
+                      f"the {cfg.space} space may choose; --patches 0 --fragments 0 keeps whole images)")
 
 
 class StudyData:
