@@ -164,6 +164,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, min_epochs=args.min_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
         pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, patches=args.patches,
+        fragments=args.fragments,
         pair_columns=args.pair_columns,
         sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
         t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=str(Path(args.cache_dir).resolve()),
@@ -416,6 +417,9 @@ def _add_search(sub) -> None:
     p.add_argument("--patches", type=int, nargs="+", default=None,
                    help="input patch sizes the trials may choose: 0 = the whole image at the preset's sizes, P = P x P "
                         "patches of the image at its native size, cut by the model (default: the preset's)")
+    p.add_argument("--fragments", type=int, nargs="+", default=None,
+                   help="fragment grids the trials without patches may choose: 0 = off, S = an S x S grid of 32 px "
+                        "patches of the image at its native size, spliced into one view by the model (default: the preset's)")
     p.add_argument("--val-fraction", type=_finite, default=None, help="share of prompts for validation (default: the profile's)")
     p.add_argument("--test-fraction", type=_finite, default=None,
                    help="share of prompts held out of the search, scored once per trial (default: the profile's)")

@@ -6,7 +6,7 @@ from the names the Run cell uses, every top-level definition they reach is kept,
 nothing else (so a MOS notebook carries no pair code and no budget model). Three choice tables are cut to
 the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to its task kind,
 `space.layers.BLOCK_FAMILIES` to the block families its architectures use and `space.model.VIEWS` to
-their input view (whole-image crops or patches). Every kept module's imports
+their input view (whole-image crops, patches or fragments). Every kept module's imports
 of other packages are hoisted once into the first library cell. The first code cell ("Settings") holds
 every setting (paths with Kaggle defaults, team, date, the deadline and the parameter cap export
 passed, the recipe, the wanted epochs, a predict-only switch); a model card describes the model; the
@@ -47,6 +47,7 @@ import space.layers
 import space.layers.attention
 import space.layers.conv
 import space.layers.convnext
+import space.layers.fragments
 import space.layers.heads
 import space.layers.mbconv
 import space.layers.patches
@@ -64,7 +65,8 @@ from space.sample import spec_summary
 
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
-    space.layers.attention, space.layers.heads, space.layers.patches, space.layers, space.model, space.count,
+    space.layers.attention, space.layers.heads, space.layers.patches, space.layers.fragments, space.layers, space.model,
+    space.count,
     search.files, search.data.decode, search.data.labels, search.data.imageset, search.data.pairs, search.metrics,
     search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
     search.train.step, search.train.pretrain, search.train.loop, search.train.retrain, search.train.pairs,
@@ -266,6 +268,8 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
             f"a {inp.grid} x {inp.grid} grid at test" + (f", plus the whole image at {inp.global_size} px)" if inp.global_size
                                                            else ")")
             if inp.patch else f"{inp.crop} px crops of the image resized to {inp.resize} px ({cfg.eval_views} view(s) at test)")
+    view = (f"a {inp.fragments} x {inp.fragments} grid of {inp.fragment} px fragments of the {inp.resize} px image, spliced "
+            f"into one {inp.view} px view (at random in their cells in training, centred at test)" if inp.fragments else view)
     teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, {sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
                f"parameters) is trained the same way; the model also learns from its scores (weight {cfg.distill_weight:g})."
                if recipe.teacher else "")

@@ -88,6 +88,8 @@ NOTATION = [
     ("avgstd·f2·h64", "head: pooling (avg, avgstd = mean and std, attn = attention pooling), features of the "
                       "last 2 stages fused, an MLP of 64 hidden units (no h: a linear head)"),
     ("192/256+mscn", "inference crop / cached resize in pixels; +mscn: an MSCN contrast channel is added"),
+    ("fr7x32/512", "fragments: a 7x7 grid of 32 px patches of the 512 px image, one per cell, spliced into one "
+                   "224 px view"),
 ]
 
 

@@ -239,13 +239,15 @@ KINDS = {
 
 def _smoke_recipe(recipe: Recipe) -> Recipe:
     """The recipe at 32 px (24 px crops when it crops, 16 px patches and global view when it cuts
-    patches) with at most one pretraining epoch."""
+    patches, a 2 x 2 grid of 8 px fragments when it cuts fragments) with at most one pretraining epoch."""
     for r in (recipe, recipe.teacher):
         if r is not None:
             inp = r.spec.input
             inp.crop = 32 if inp.crop == inp.resize else 24
             inp.resize = 32
             inp.patch, inp.global_size = (16 if inp.patch else 0), (16 if inp.global_size else 0)
+            if inp.fragments:
+                inp.fragments, inp.fragment = 2, 8
             r.train.crop, r.train.pretrain_epochs = r.spec.input.crop, min(r.train.pretrain_epochs, 1)
     return recipe
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from results.notebook import build_notebook, generated_code
 from results.submission import Submission, run_submission
+from search.checkpoint import load_checkpoint
 from search.data import make_synthetic
 from search.train.recipe import Recipe, TrainConfig
 from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, count_flops, count_params
@@ -26,8 +27,9 @@ from space.count import part_costs
 PAIR_NAMES = {"PairSet", "train_pairs", "read_pairs", "choices_frame", "retrain_pairs", "PREFERENCE", "PAIR_COLUMNS"}
 
 
-def _recipe(patch: int = 0) -> Recipe:
-    spec = ArchSpec(InputSpec(48, 48 if patch else 40, False, patch), StemSpec("conv", 8, 3),
+def _recipe(patch: int = 0, fragments: int = 0) -> Recipe:
+    spec = ArchSpec(InputSpec(48, 48 if patch or fragments else 40, False, patch, fragments=fragments, fragment=8),
+                    StemSpec("conv", 8, 3),
                     [StageSpec("mbconv", 16, 2, 2, 3), StageSpec("residual", 24, 1, 2, 3)], HeadSpec("avgstd", 2),
                     num_outputs=1)
     return Recipe(spec, TrainConfig(epochs=7, batch_size=8, crop=spec.input.crop))
@@ -73,15 +75,18 @@ def test_a_mos_notebook_holds_only_what_its_run_calls():
                                     "PatchView", "_pairs_read", "load_agiqa3k"})
     assert {"MBConvBlock", "ResidualBlock", "CropView", "load_csv", "_mos_read"} <= mos
     patch = _code_names(build_notebook("T", "20260101", _recipe(patch=16), ["mos_quality"], 0, 5400, 10_000_000))
-    assert {"Patches", "PatchView"} <= patch and "CropView" not in patch
+    assert {"Patches", "PatchView"} <= patch and not {"CropView", "Fragments", "FragmentView"} & patch
+    fragments = _code_names(build_notebook("T", "20260101", _recipe(fragments=3), ["mos_quality"], 0, 5400, 10_000_000))
+    assert {"Fragments", "FragmentView", "cell_edges"} <= fragments and not {"CropView", "Patches"} & fragments
+    assert not {"Fragments", "FragmentView"} & mos
     pairs = _code_names(build_notebook("T", "20260101", _recipe(), ["preference"], 0, 5400, 10_000_000,
                                        pair_columns=["image_a", "image_b", "winner"]))
     assert {"PairSet", "train_pairs", "_pairs_read"} <= pairs and not {"_mos_read", "load_csv", "iqa_metrics"} & pairs
     sources = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000,
                                          sources=["agiqa3k", "agiqa1k"]))
     assert {"_sources_read", "combine", "load_agiqa1k"} <= sources and not PAIR_NAMES & sources
-    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(task="pairs"),
-                 generated_code(_recipe(), task="sources")):
+    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(_recipe(fragments=3)),
+                 generated_code(task="pairs"), generated_code(_recipe(), task="sources")):
         assert not _undefined(code), _undefined(code)
 
 
@@ -133,3 +138,18 @@ def test_predict_only_runs_headless_with_the_given_weights(trained, tmp_path):
     ours, theirs = pd.read_csv(tmp_path / "predictions.csv"), pd.read_csv(out["predictions"])
     assert np.allclose(ours["score"], theirs["score"], atol=1e-4, equal_nan=True)
     assert (tmp_path / "environment.txt").is_file() and not list(tmp_path.glob("*.pth"))
+
+
+def test_the_notebook_trains_and_predicts_a_fragment_recipe_in_smoke_mode(trained, tmp_path):
+    root, _, _ = trained
+    nb = nbformat.from_dict(build_notebook("T", "20260101", _recipe(fragments=3), ["mos_quality"], 0, 600, 10_000_000))
+    assert "a 3 x 3 grid of 8 px fragments of the 48 px image, spliced into one 24 px view" in nb.cells[2].source
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        f"TRAIN_IMAGES = {str(root / 'train')!r}\nTRAIN_LABELS = {str(root / 'train.csv')!r}\n"
+        f"TEST_IMAGES = {str(root / 'test')!r}\nOUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nDEADLINE_S = 120"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    preds = pd.read_csv(tmp_path / "predictions.csv").set_index("image")["score"]
+    assert len(preds) == 7 and preds.drop("broken.jpg").notna().all()
+    model, _ = load_checkpoint(tmp_path / "T_20260101_model.pth")
+    inp = model.spec.input
+    assert (inp.resize, inp.crop, inp.fragments, inp.fragment, inp.patch) == (32, 32, 2, 8, 0)  # the smoke size

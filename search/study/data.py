@@ -57,7 +57,7 @@ def check_study_inputs(cfg: StudyConfig) -> None:
         raise ValueError(f"{source}: {err}") from None
     check_split_sizes(source, groups, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
     check_host_memory(len(groups), cfg.search_space().largest_input, f"images of {cfg.dataset} (the largest input "
-                      f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
+                      f"the {cfg.space} space may choose; --patches 0 --fragments 0 keeps whole images)")
 
 
 class StudyData:
