@@ -43,6 +43,7 @@ from search.study import (
     quiet_optuna, run_search, run_worker,
 )
 from search.study.workers import INTERRUPTED, WorkersFailed
+from search.train.retrain import FILL, wanted_epochs
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
 
@@ -91,6 +92,16 @@ def _number(kind: type, low: float, inclusive: bool = True, high: float | None =
         return value
 
     return parse
+
+
+def _epochs(text: str) -> int | str:
+    """An argparse type: a whole number of epochs >= 1, or "fill" (train until the deadline)."""
+    if text == FILL:
+        return text
+    try:
+        return wanted_epochs(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or {FILL!r}, got {text!r}") from None
 
 
 def _duration(text: str) -> float:
@@ -280,6 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
     print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
     print(f"  params {s['params']:,}{estimate}  epochs {s['epochs']}  retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  schedule {s['schedule']['epochs']}: {s['schedule']['reason']}")
     print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
           "its own pace on the machine it runs on and refits the epochs to its deadline")
     print(f"  {result.weights}\n  {result.notebook}")
@@ -501,7 +513,8 @@ def _add_export(sub) -> None:
                     "Retrain what the report ranks first among trials and scratch variants (or --trial / --variant) "
                     "from scratch on all labelled data, and write RUNS_DIR/STUDY/export/: TEAM_DATE_model.pth, the "
                     "self-contained Kaggle notebook TEAM_DATE.ipynb, requirements.txt and HOW_TO_RUN.md.",
-                    ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301"])
+                    ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301",
+                     "export --study a3k --team TEAM --trial 12 --epochs fill"])
     _study_options(p, required=True)
     p.add_argument("--team", type=_name, required=True, help="team name, as in TEAM_DATE_model.pth")
     _moved_root_option(p)
@@ -510,7 +523,10 @@ def _add_export(sub) -> None:
     p.add_argument("--variant", default=None,
                    help="export this compressed variant instead: a scratch variant id as the report lists it")
     _reference_sizes_option(p)
-    p.add_argument("--epochs", type=_number(int, 1), default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
+    p.add_argument("--epochs", type=_epochs, default=None, metavar="N|fill",
+                   help="final retrain: a number of epochs, or 'fill' (train until the notebook's deadline) "
+                        "(default: chosen from the candidate's validation curve: fill while it still rose at the end "
+                        "of its trial, else 2x the epoch where it stopped rising; within the T4 budget)")
     p.add_argument("--date", type=_date, default=None, help="YYYYMMDD in the file names (default: today)")
     p.add_argument("--teacher", type=_number(int, 0), default=None,
                    help="distil from this trial's architecture, trained first from scratch on the same data (default: no teacher)")

@@ -9,8 +9,8 @@ the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to
 their input view (whole-image crops, patches or fragments). Every kept module's imports
 of other packages are hoisted once into the first library cell. The first code cell ("Settings") holds
 every setting (paths with Kaggle defaults, team, date, the deadline and the parameter cap export
-passed, the recipe, the wanted epochs, a predict-only switch); a model card describes the model; the
-last cell is one call of `run_submission`.
+passed, the recipe, the wanted epochs or "fill" with the reason export chose them, a predict-only
+switch); a model card describes the model; the last cell is one call of `run_submission`.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import importlib.metadata
 import inspect
 import json
 import pprint
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -57,7 +58,7 @@ import space.spec
 from results.submission import PACKAGES, environment
 from search.files import atomic_write
 from search.train.recipe import Recipe
-from search.train.retrain import RetrainPlan, duration
+from search.train.retrain import FILL, RetrainPlan, duration
 from space.count import part_costs
 from space.layers import BLOCK_FAMILIES
 from space.model import VIEWS, view_kind
@@ -206,7 +207,7 @@ PRECISION = "auto"                    # fp16 + loss scaling on a T4, bf16 on new
 SMOKE = False                         # True: tiny images, one epoch (a quick end-to-end check)
 PLAN_ONLY = False                     # True: read the data, measure this machine, print the plan, stop
 SEED = {seed}
-EPOCHS = {epochs}                          # wanted; fewer if the measured plan says they would not fit
+{why}EPOCHS = {epochs}                          # "fill": train until DEADLINE_S; a number: wanted, fewer if they would not fit
 RECIPE = {recipe}
 '''
 _MOS_SETTINGS = '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
@@ -250,9 +251,10 @@ def _cell(kind: str, source: str, index: int, tags: list[str] | None = None) -> 
     return cell if kind == "markdown" else {**cell, "execution_count": None, "outputs": []}
 
 
-def model_card(recipe: Recipe, param_cap: int) -> str:
+def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
     """Markdown: the architecture per part with its exact parameters and FLOPs (`space.count.parts`), the
-    totals against the cap, the input policy and the training the notebook repeats."""
+    totals against the cap, the input policy and the training the notebook repeats (with `fill`: until
+    its deadline, the recipe's epochs being what export planned)."""
     spec, cfg = recipe.spec, recipe.train
     rows = part_costs(spec)
     table = ["| part | block | width | depth | params | FLOPs |", "|---|---|---:|---:|---:|---:|",
@@ -278,7 +280,10 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
         "## Model card", "",
         f"`{spec_summary(spec)}`: **{params:,} parameters** (cap {param_cap:,}), **{flops / 1e9:.3f} GFLOPs** to score "
         "one image (one multiply-add = one FLOP). Input: " + view + ".", "", *table, "",
-        f"Training from scratch: **{cfg.epochs} epochs** planned at export"
+        ('Training from scratch **until `DEADLINE_S`** (`EPOCHS = "fill"`; '
+
+         f"{cfg.epochs} epochs by the T4 budget model at export)" if fill
+         else f"Training from scratch: **{cfg.epochs} epochs** planned at export")
         + (f" after {cfg.pretrain_epochs} self-supervised pretraining epochs" if cfg.pretrain_epochs else "")
         + f", batch {cfg.batch_size}, AdamW lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, loss "
         + " + ".join(f"{w:g} {k}" for k, w in cfg.loss_weights.items())
@@ -293,16 +298,22 @@ def notebook_task(pair_columns: list[str] | None, sources: list[str] | None) -> 
 
 
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
-                   param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None) -> dict:
-    """The submission notebook of one recipe (its epochs are the ones wanted), as nbformat 4.5 JSON (a
-    plain dict: writing it needs no Jupyter package, so export works wherever the search runs). The
-    score columns default to the study's targets when they are AGIQA-3K columns, else `mos_quality`.
-    With `pair_columns` (a pairs study), the notebook trains from a CSV of preference pairs and writes
-    the chosen image of every test pair; with `sources` (the formats of a combined study, in order), it
-    trains on all of them (`TRAIN_SOURCES`) and predicts on the first one's scale."""
+def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
+                   param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None,
+                   epochs: int | str | None = None, why: str | None = None) -> dict:
+    """The submission notebook of one recipe, as nbformat 4.5 JSON (a plain dict: writing it needs no
+    Jupyter package, so export works wherever the search runs). `EPOCHS` is `epochs` (a number or
+    "fill"; default: the recipe's), with `why` as a comment above it. The score columns default to the
+    study's targets when they are AGIQA-3K columns, else `mos_quality`. With `pair_columns` (a pairs
+    study), the notebook trains from a CSV of preference pairs and writes the chosen image of every
+    test pair; with `sources` (the formats of a combined study, in order), it trains on all of them
+    (`TRAIN_SOURCES`) and predicts on the first one's scale."""
     task = notebook_task(pair_columns, sources)
-    tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=recipe.train.epochs, deadline_s=deadline_s,
-                                 param_cap=param_cap, recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
+    epochs = recipe.train.epochs if epochs is None else epochs
+    comment = "".join(f"# {line}\n" for line in textwrap.wrap(f"schedule: {why}", 106)) if why else ""
+    tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=json.dumps(epochs), why=comment,
+                                 deadline_s=deadline_s, param_cap=param_cap,
+                                 recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
     if task != "pairs":
         score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
         listed = "".join(f"    [{n!r}, {KAGGLE_FOLDERS.get(n, f'/kaggle/input/{n}')!r}],\n" for n in sources or ())
@@ -324,7 +335,7 @@ def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], see
          "and records the versions it ran with in `environment.txt`. With `WEIGHTS` set it only loads those "
          "weights and predicts."),
         ("code", _SETTINGS_HEAD.format(team=team, date=date) + inputs + tail),
-        ("markdown", model_card(recipe, param_cap)),
+        ("markdown", model_card(recipe, param_cap, fill=epochs == FILL)),
         ("markdown", "## Library\n\nThe project's modules, only what this run calls. Their imports first."),
         ("code", imports),
     ]
@@ -346,16 +357,18 @@ def _write(path: Path, text: str) -> Path:
 
 def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
                    deadline_s: float, param_cap: int, pair_columns: list[str] | None = None,
-                   sources: list[str] | None = None) -> Path:
+                   sources: list[str] | None = None, epochs: int | str | None = None, why: str | None = None) -> Path:
     """Write the notebook (`build_notebook`) to `path`, readable by all."""
     return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed, deadline_s, param_cap,
-                                                        pair_columns=pair_columns, sources=sources), indent=1))
+                                                        pair_columns=pair_columns, sources=sources, epochs=epochs,
+                                                        why=why), indent=1))
 
 
 def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan, deadline_s: float,
-                    task: str = "mos") -> None:
+                    schedule: str, task: str = "mos") -> None:
     """`requirements.txt` (the versions this export ran with) and `HOW_TO_RUN.md` (environment, steps,
-    expected time), which shortlisted teams must send with the notebook of `task` (`notebook_task`)."""
+    the `schedule` export chose and why, expected time), which shortlisted teams must send with the
+    notebook of `task` (`notebook_task`)."""
     versions = []
     for package in PACKAGES:
         try:
@@ -366,6 +379,7 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
         notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
+        schedule=schedule,
         deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **STEPS[task]))
 
 
@@ -384,6 +398,8 @@ reloads before predicting (no pretrained weights, no external data). A run of th
    ({deadline} by default, of the 3 h allowed), trains from scratch, saves and reloads `{weights}`, writes
    {output}, and `environment.txt` (the versions it ran with).
 To predict with existing weights instead of training, add them as input and set `WEIGHTS` to the `.pth`.
+
+**Schedule.** `EPOCHS` in Settings: {schedule}.
 
 **Expected time.** {epochs} epochs were planned at export, estimated at {time} by {source}.
 The notebook prints its own plan after measuring, e.g. "measured 41 s/epoch, 180 epochs fit, expected

@@ -37,7 +37,9 @@ from search.predict import prediction_frame
 from search.train.loop import TrainResult, predict
 from search.train.pairs import PREFERENCE, choices_frame, measure_pair_costs, retrain_pairs
 from search.train.recipe import Recipe
-from search.train.retrain import Deadline, RetrainPlan, StepCosts, measure_costs, plan_retrain, planned, retrain
+from search.train.retrain import (
+    Deadline, RetrainPlan, StepCosts, measure_costs, plan_retrain, planned, retrain, wanted_epochs,
+)
 
 SAVE_RESERVE_S = 30.0
 """Seconds kept for saving and reloading the weights (at most 5 % of the deadline, for short test deadlines)."""
@@ -59,8 +61,9 @@ class Submission:
     out_dir: str
     recipe: dict
     """`search.train.recipe.Recipe.to_dict()` of the exported model."""
-    epochs: int
-    """MOS epochs wanted; fewer when the measured plan says they would not end before the deadline."""
+    epochs: int | str
+    """MOS epochs wanted, fewer when the measured plan says they would not end before the deadline; or
+    "fill" (`search.train.retrain.FILL`): as many as end before the deadline."""
     deadline_s: float
     """Everything (reading, training, saving, predicting) ends this many seconds after `start` (export
     passes its profile's export budget)."""
@@ -271,17 +274,18 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if s.weights:
         return _predict_only(s, kind, device, deadline, log) | {"environment": env}
+    wanted = 1 if s.smoke else wanted_epochs(s.epochs)
     recipe = load_recipe(s)
     size = recipe.spec.input.resize
     train, tests = kind.read(s, size)
     log(f"{len(train)} training {kind.items} and {len(tests.names)} test images "
         f"at {size} px on {device}; {deadline.elapsed():.0f} s gone of {s.deadline_s:.0f} s")
     _log_unreadable(tests, log)
-    plan, reserve = _plan(recipe, kind, train, tests, s, device, deadline, log)
+    plan, reserve = _plan(recipe, kind, train, tests, s, wanted, device, deadline, log)
     if s.plan_only:
         return {"plan": plan, "elapsed_s": deadline.elapsed(), "environment": env}
-    model, result = kind.retrain(_open_ended(planned(recipe, plan), 1 if s.smoke else s.epochs), train, s.seed,
-                                 device, deadline, reserve, progress=True)
+    model, result = kind.retrain(_open_ended(planned(recipe, plan), wanted), train, s.seed, device, deadline, reserve,
+                                 progress=True)
     log(f"trained {result.epochs_run} epochs (planned {plan.epochs}, refit to the measured pace), "
         f"{deadline.elapsed():.0f} s gone")
     weights = Path(s.out_dir) / f"{s.team}_{s.date}_model.pth"
@@ -327,14 +331,13 @@ def _log_unreadable(tests: TestSet, log: Callable[[str], None]) -> None:
             + ", ".join(tests.unreadable))
 
 
-def _plan(recipe: Recipe, kind: Kind, train: Sized, tests: TestSet, s: Submission, device: torch.device,
-          deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
-    """Measure the step costs here (scoring on the test images themselves) and fit the epochs before the
-    deadline: (plan, seconds training must leave for saving and scoring)."""
+def _plan(recipe: Recipe, kind: Kind, train: Sized, tests: TestSet, s: Submission, wanted: int,
+          device: torch.device, deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
+    """Measure the step costs here (scoring on the test images themselves) and fit up to `wanted` epochs
+    before the deadline: (plan, seconds training must leave for saving and scoring)."""
     costs = kind.measure(recipe, train, device, test_images=tests.images if len(tests.images) else None)
     scoring_s = len(tests.images) * costs.predict_image_s
     reserve = min(SAVE_RESERVE_S, 0.05 * s.deadline_s) + SCORING_MARGIN * scoring_s
-    wanted = 1 if s.smoke else s.epochs
     budget = deadline.left() - reserve + scoring_s  # the plan counts the scoring itself
     try:
         plan = plan_retrain(recipe, len(train), len(tests.images), costs, budget, wanted)

@@ -69,6 +69,20 @@ def test_cells_headings_settings_and_model_card():
     assert cells[-1]["cell_type"] == "code" and "task='mos'" in cells[-1]["source"]
 
 
+def test_a_fill_schedule_is_in_settings_with_its_reason_and_in_the_model_card():
+    why = "fill (train until DEADLINE_S); the validation score was still rising over its last 3 of 7 epochs " * 2
+    nb = build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000, epochs="fill", why=why)
+    settings, card = nb["cells"][1]["source"], nb["cells"][2]["source"]
+    scope: dict = {}
+    exec(settings, scope)
+    assert scope["EPOCHS"] == "fill" and 'EPOCHS = "fill"' in settings
+    lines = settings.splitlines()
+    comment = lines[lines.index("SEED = 0") + 1:[i for i, line in enumerate(lines) if line.startswith("EPOCHS")][0]]
+    assert len(comment) > 1 and all(line.startswith("# ") and len(line) <= 110 for line in comment)  # wrapped
+    assert " ".join(line[2:] for line in comment) == f"schedule: {why.strip()}"
+    assert "**until `DEADLINE_S`**" in card and "7 epochs by the T4 budget model" in card
+
+
 def test_a_mos_notebook_holds_only_what_its_run_calls():
     mos = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000))
     assert not mos & (PAIR_NAMES | {"BudgetModel", "budget_costs", "ConvNeXtBlock", "AttentionBlock", "Patches",
