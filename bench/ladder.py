@@ -87,6 +87,8 @@ def ladder(whole: int, native: int, small: int, large: int, glob: int) -> dict[s
         f"{best}, widths x3.1 (~3M)": scale_widths(patches(small, 2, glob), 3.1),
         f"GPU study's winner, {large} px patches, 1 per step": gpu_found(InputSpec(native, native, True, large, 1, 3)),
         f"{best}, distilled from a 2x-wide teacher": patches(small, 2, glob),
+        f"search blocks, fragments: 7x7 cells of the {native} px image, {native // 16} px each": search_blocks(
+            InputSpec(native, native, True, fragments=7, fragment=native // 16)),
     }
 
 

@@ -298,7 +298,6 @@ def notebook_task(pair_columns: list[str] | None, sources: list[str] | None) -> 
 
 
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
-def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
                    param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None,
                    epochs: int | str | None = None, why: str | None = None) -> dict:
     """The submission notebook of one recipe, as nbformat 4.5 JSON (a plain dict: writing it needs no
