@@ -31,7 +31,9 @@ import sqlalchemy.exc
 from optuna import get_all_study_names
 from optuna.trial import TrialState
 
-from search.data import DATASETS, PREDICT_DATASETS, check_dataset
+from search.data import (
+    DATASETS, PREDICT_DATASETS, absolute_root, check_dataset, check_dataset_name, is_combined, source_roots,
+)
 from search.data.pairs import PAIR_COLUMNS
 from search.device import TRIALS_PER_GPU, worker_count
 from search.names import check_date, check_name
@@ -41,6 +43,7 @@ from search.study import (
     quiet_optuna, run_search, run_worker,
 )
 from search.study.workers import INTERRUPTED, WorkersFailed
+from search.train.retrain import FILL, wanted_epochs
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
 
@@ -91,6 +94,16 @@ def _number(kind: type, low: float, inclusive: bool = True, high: float | None =
     return parse
 
 
+def _epochs(text: str) -> int | str:
+    """An argparse type: a whole number of epochs >= 1, or "fill" (train until the deadline)."""
+    if text == FILL:
+        return text
+    try:
+        return wanted_epochs(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or {FILL!r}, got {text!r}") from None
+
+
 def _duration(text: str) -> float:
     """An argparse type: a positive duration in seconds, given as `90`, `90s`, `45m` or `2h`."""
     unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower())
@@ -129,6 +142,15 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _dataset(text: str) -> str:
+    """An argparse type: a study dataset, one name or labelled ones joined by '+' (`check_dataset_name`)."""
+    try:
+        check_dataset_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _run_dir(args: argparse.Namespace) -> Path:
     """RUNS_DIR/STUDY, absolute; refused when it cannot be created or written, or when its SQLite URL
     (used unless --storage is given) would misread the path."""
@@ -148,11 +170,12 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
-        dataset=args.data, root=str(Path(args.root).resolve()) if args.root else None, targets=args.targets, n_synthetic=args.n_synthetic,
+        dataset=args.data, root=absolute_root(args.root), targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, min_epochs=args.min_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
         pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, patches=args.patches,
+        fragments=args.fragments,
         pair_columns=args.pair_columns,
         sampler=args.sampler, flops_objective=args.flops_objective, early_stop=not args.no_early_stop,
         t4_efficiency=args.t4_efficiency, device=args.device, cache_dir=str(Path(args.cache_dir).resolve()),
@@ -172,8 +195,10 @@ def _open(args: argparse.Namespace, overrides: dict | None = None, need_data: bo
         raise ValueError(f"no study {args.study!r} in {storage}{held}")
     study, cfg = load_study(args.study, storage, overrides)
     if need_data:
-        if cfg.root is not None and not Path(cfg.root).exists() and not (overrides or {}).get("root"):
-            raise FileNotFoundError(f"the dataset folder of study {args.study!r} is not at {cfg.root} any more: "
+        folders = source_roots(cfg.dataset, cfg.root).values() if is_combined(cfg.dataset) else [cfg.root]
+        moved = [f for f in folders if f is not None and not Path(f).exists()]
+        if moved and not (overrides or {}).get("root"):
+            raise FileNotFoundError(f"the dataset folder of study {args.study!r} is not at {moved[0]} any more: "
                                     "give --root with where it lives now")
         check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
     return study, cfg, run_dir, storage
@@ -188,7 +213,7 @@ def _require_completed(study) -> None:
 
 def _root(args: argparse.Namespace) -> dict:
     """The --root override of a study's dataset folder (absolute), for the commands that accept one."""
-    return {"root": str(Path(args.root).resolve()) if args.root else None}
+    return {"root": absolute_root(args.root)}
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -266,6 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
     print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
     print(f"  params {s['params']:,}{estimate}  epochs {s['epochs']}  retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  schedule {s['schedule']['epochs']}: {s['schedule']['reason']}")
     print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
           "its own pace on the machine it runs on and refits the epochs to its deadline")
     print(f"  {result.weights}\n  {result.notebook}")
@@ -364,7 +390,9 @@ def _local_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=_duration, default=None,
                    help="stop starting trials after this long (e.g. 45m, 2h; a running trial stops after its epoch); "
                         "finished trials are kept and the same command resumes")
-    p.add_argument("--root", default=None, help="dataset folder (worker: overrides the stored one)")
+    p.add_argument("--root", default=None,
+                   help="dataset folder; for a combined --data, NAME=PATH,NAME=PATH with one folder per source "
+                        "(worker: overrides the stored one)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
 
@@ -380,11 +408,15 @@ def _add_search(sub) -> None:
                     "until it holds --trials finished ones. Every input (dataset, labels, split, memory) is checked "
                     "before the study is created, so a mistake is never stored.",
                     ["search --data agiqa3k --root ../shared/data/agiqa3k --study a3k --trials 40",
+                     "search --data agiqa3k+agiqa1k --root agiqa3k=../shared/data/agiqa3k,agiqa1k=../shared/data/agiqa1k "
+                     "--study a3k1k --trials 40",
                      "search --data pairs --root ../shared/data/pairs --study pairs --trials 40 --workers 4"])
     _study_options(p, required=False)
     _local_options(p)
-    p.add_argument("--data", default="synthetic", choices=DATASETS, metavar="DATASET",
-                   help=f"dataset: {' | '.join(DATASETS)} (pairs: ROOT/pairs.csv of preference pairs and the images)")
+    p.add_argument("--data", default="synthetic", type=_dataset, metavar="DATASET",
+                   help=f"dataset: {' | '.join(DATASETS)} (pairs: ROOT/pairs.csv of preference pairs and the images), "
+                        "or labelled ones joined by '+' (e.g. agiqa3k+agiqa1k: trained together, each "
+                        "source's MOS standardised and put on the first one's scale; --root NAME=PATH,NAME=PATH)")
     _pair_columns_option(p, "of ROOT/pairs.csv (--data pairs)")
     p.add_argument("--targets", nargs="+", default=None,
                    help="score columns (default: the profile's targets, else the dataset's quality MOS)")
@@ -397,6 +429,9 @@ def _add_search(sub) -> None:
     p.add_argument("--patches", type=int, nargs="+", default=None,
                    help="input patch sizes the trials may choose: 0 = the whole image at the preset's sizes, P = P x P "
                         "patches of the image at its native size, cut by the model (default: the preset's)")
+    p.add_argument("--fragments", type=int, nargs="+", default=None,
+                   help="fragment grids the trials without patches may choose: 0 = off, S = an S x S grid of 32 px "
+                        "patches of the image at its native size, spliced into one view by the model (default: the preset's)")
     p.add_argument("--val-fraction", type=_finite, default=None, help="share of prompts for validation (default: the profile's)")
     p.add_argument("--test-fraction", type=_finite, default=None,
                    help="share of prompts held out of the search, scored once per trial (default: the profile's)")
@@ -478,7 +513,8 @@ def _add_export(sub) -> None:
                     "Retrain what the report ranks first among trials and scratch variants (or --trial / --variant) "
                     "from scratch on all labelled data, and write RUNS_DIR/STUDY/export/: TEAM_DATE_model.pth, the "
                     "self-contained Kaggle notebook TEAM_DATE.ipynb, requirements.txt and HOW_TO_RUN.md.",
-                    ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301"])
+                    ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301",
+                     "export --study a3k --team TEAM --trial 12 --epochs fill"])
     _study_options(p, required=True)
     p.add_argument("--team", type=_name, required=True, help="team name, as in TEAM_DATE_model.pth")
     _moved_root_option(p)
@@ -487,7 +523,10 @@ def _add_export(sub) -> None:
     p.add_argument("--variant", default=None,
                    help="export this compressed variant instead: a scratch variant id as the report lists it")
     _reference_sizes_option(p)
-    p.add_argument("--epochs", type=_number(int, 1), default=None, help="final retrain epochs (default: 2x the trial's, within budget)")
+    p.add_argument("--epochs", type=_epochs, default=None, metavar="N|fill",
+                   help="final retrain: a number of epochs, or 'fill' (train until the notebook's deadline) "
+                        "(default: chosen from the candidate's validation curve: fill while it still rose at the end "
+                        "of its trial, else 2x the epoch where it stopped rising; within the T4 budget)")
     p.add_argument("--date", type=_date, default=None, help="YYYYMMDD in the file names (default: today)")
     p.add_argument("--teacher", type=_number(int, 0), default=None,
                    help="distil from this trial's architecture, trained first from scratch on the same data (default: no teacher)")
@@ -500,7 +539,8 @@ def _add_export(sub) -> None:
 
 
 def _moved_root_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one)")
+    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one; "
+                                                "NAME=PATH,NAME=PATH for a combined dataset)")
 
 
 def _reference_sizes_option(p: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from search.data import ImageSet, grouped_kfold, load_imageset  # noqa: E402
 from search.train.recipe import Recipe, TrainConfig  # noqa: E402
 from search.train.step import steps_per_epoch  # noqa: E402
 from search.train.loop import evaluate, seed_everything, train_model  # noqa: E402
+from space.sample import scale_widths  # noqa: E402
 from space import (ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params,  # noqa: E402
                    spec_summary, train_flops)
 
@@ -57,19 +59,55 @@ def plain_cnn(inp: InputSpec) -> ArchSpec:
                     [StageSpec("residual", w, 1, 2, 3) for w in (16, 32, 64, 128)], HeadSpec("avg", 1))
 
 
+def gpu_found(inp: InputSpec) -> ArchSpec:
+    """The winner of TPE from nothing in the GPU efficacy run (bench/NOTES.md, issue 22): 854K parameters,
+    three mbconv stages of 128, mean pooling of the last three (its activation and dropout were not kept:
+    SiLU and none here)."""
+    return ArchSpec(inp, StemSpec("conv", 24, 3), [
+        StageSpec("mbconv", 128, 1, 2, 3, 2.0, True), StageSpec("mbconv", 128, 2, 2, 3, 4.0, True),
+        StageSpec("mbconv", 128, 2, 2, 7, 3.0)], HeadSpec("avg", 3))
+
+
 def ladder(whole: int, native: int, small: int, large: int, glob: int) -> dict[str, ArchSpec]:
     """The rows: `whole`-px whole images; patches of `small` and `large` px of the `native`-px image,
-    one and several per step; and patches with a `glob`-px whole-image stream."""
+    one and several per step; patches with a `glob`-px whole-image stream; then the second rung (issue 23):
+    that best recipe at ~1M and ~3M parameters and distilled, and the GPU study's winner (test-time views
+    are scored on every patch row's weights: `TEST_VARIANTS`)."""
     def patches(size: int, count: int, global_size: int = 0) -> ArchSpec:
         return search_blocks(InputSpec(native, native, True, size, count, 3, global_size))
+    best = f"search blocks, {small} px patches, 2 per step + {glob} px whole-image stream"
     return {
         f"plain CNN, {whole} px whole image": plain_cnn(InputSpec(whole, whole, True)),
         REFERENCE.replace("160", str(whole)): search_blocks(InputSpec(whole, whole, True)),
         f"search blocks, {small} px patches of the {native} px image, 1 per step": patches(small, 1),
         f"search blocks, {small} px patches, 4 per step": patches(small, 4),
         f"search blocks, {large} px patches, 1 per step": patches(large, 1),
-        f"search blocks, {small} px patches, 2 per step + {glob} px whole-image stream": patches(small, 2, glob),
+        best: patches(small, 2, glob),
+        f"{best}, widths x1.9 (~1M)": scale_widths(patches(small, 2, glob), 1.9),
+        f"{best}, widths x3.1 (~3M)": scale_widths(patches(small, 2, glob), 3.1),
+        f"GPU study's winner, {large} px patches, 1 per step": gpu_found(InputSpec(native, native, True, large, 1, 3)),
+        f"{best}, distilled from a 2x-wide teacher": patches(small, 2, glob),
+        f"search blocks, fragments: 7x7 cells of the {native} px image, {native // 16} px each": search_blocks(
+            InputSpec(native, native, True, fragments=7, fragment=native // 16)),
     }
+
+
+DISTILLED_SUFFIX = ", distilled from a 2x-wide teacher"
+"""Rows named so train a teacher of twice the widths for half their CPU time, then the row's model with
+a distillation term towards the teacher's scores for the other half (the teacher's forward passes in it
+counted)."""
+
+
+def teacher_of(name: str, spec: ArchSpec) -> ArchSpec | None:
+    """The row's teacher: its architecture at twice the widths for a distilled row, else None."""
+    return scale_widths(spec, 2.0) if name.endswith(DISTILLED_SUFFIX) else None
+
+
+TEST_VARIANTS: dict[str, Callable[[InputSpec], InputSpec]] = {
+    "4x4 grid": lambda inp: replace(inp, grid=4),
+}
+"""Test-time views scored on every patch row's trained model besides its own (parameter-free, so the
+same weights): their scores go into the results as `corr_score <variant>`, at no training cost."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +120,8 @@ class Task:
     epochs: int
     step_cpu_s: float
     """The timing the epochs came from (kept with the results, so a resumed ladder reuses it)."""
+    teacher: dict | None
+    teacher_epochs: int
     dataset: str
     root: str | None
     folds: int
@@ -94,17 +134,21 @@ def _data(dataset: str, root: str | None, size: int, cache_dir: str) -> ImageSet
                          seed=0, n_images=240, progress=False)
 
 
-def _config(epochs: int, batch_size: int, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, **{**TRAIN, "loss_weights": dict(TRAIN["loss_weights"])})
+def _config(epochs: int, batch_size: int, seed: int, distill: bool = False) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, distill_weight=1.0 if distill else 0.0,
+                       **{**TRAIN, "loss_weights": dict(TRAIN["loss_weights"])})
 
 
-def step_cpu_seconds(spec: ArchSpec, data: ImageSet, batch_size: int, steps: int = 6) -> float:
-    """Process CPU seconds of one training step of `spec` (one thread), after a warm-up epoch."""
+def step_cpu_seconds(spec: ArchSpec, data: ImageSet, batch_size: int, steps: int = 6,
+                     teacher: ArchSpec | None = None) -> float:
+    """Process CPU seconds of one training step of `spec` (one thread), after a warm-up epoch; with a
+    `teacher`, a distillation step (the teacher's forward pass included)."""
     sample = data.subset(np.arange(min(len(data), steps * batch_size)))
-    recipe = Recipe(spec, _config(1, batch_size, 0))
-    train_model(build_model(spec), sample.subset(np.arange(2 * batch_size)), None, recipe.train, device="cpu")
+    cfg = _config(1, batch_size, 0, distill=teacher is not None)
+    net = build_model(teacher) if teacher else None
+    train_model(build_model(spec), sample.subset(np.arange(2 * batch_size)), None, cfg, device="cpu", teacher=net)
     start = time.process_time()
-    train_model(build_model(spec), sample, None, recipe.train, device="cpu")
+    train_model(build_model(spec), sample, None, cfg, device="cpu", teacher=net)
     return (time.process_time() - start) / steps_per_epoch(len(sample), batch_size)
 
 
@@ -114,19 +158,36 @@ def run_task(task: Task) -> dict:
     spec = ArchSpec.from_dict(task.spec)
     data = _data(task.dataset, task.root, spec.input.resize, task.cache_dir)
     train_idx, test_idx = grouped_kfold(data.groups, task.folds, 0)[task.fold]
-    recipe = Recipe(spec, _config(task.epochs, task.batch_size, task.seed + task.fold))
+    recipe = Recipe(spec, _config(task.epochs, task.batch_size, task.seed + task.fold, distill=task.teacher is not None))
     seed_everything(recipe.train.seed)
-    model = build_model(spec)
+    train, test = data.subset(train_idx), data.subset(test_idx)
     cpu, wall = time.process_time(), time.perf_counter()
-    train_model(model, data.subset(train_idx), None, recipe.train, device="cpu")
+    teacher = None
+    if task.teacher:
+        teacher = build_model(ArchSpec.from_dict(task.teacher))
+        train_model(teacher, train, None, _config(task.teacher_epochs, task.batch_size, recipe.train.seed), device="cpu")
+    model = build_model(spec)
+    train_model(model, train, None, recipe.train, device="cpu", teacher=teacher)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     start = time.process_time()
-    metrics = evaluate(model, data.subset(test_idx), spec.input.crop, recipe.train.eval_views, device="cpu")
+    metrics = evaluate(model, test, spec.input.crop, recipe.train.eval_views, device="cpu")
     return {"recipe": task.name, "fold": task.fold, "seed": task.seed, "params": count_params(spec),
             "mflops": count_flops(spec) / 1e6, "train_mflops": train_flops(spec) / 1e6, "epochs": task.epochs,
-            "step_cpu_s": task.step_cpu_s,
+            "step_cpu_s": task.step_cpu_s, "teacher_epochs": task.teacher_epochs,
             "train_cpu_s": cpu, "train_wall_s": wall, "test_cpu_ms": 1e3 * (time.process_time() - start) / len(test_idx),
-            **next(iter(metrics.values()))}
+            **next(iter(metrics.values())), **test_variants(model, spec, test, recipe.train.eval_views)}
+
+
+def test_variants(model: torch.nn.Module, spec: ArchSpec, test: ImageSet, views: int) -> dict[str, float]:
+    """`corr_score <variant>` of the trained `model` under each of `TEST_VARIANTS` (patch rows only)."""
+    scores = {}
+    for name, change in TEST_VARIANTS.items() if spec.input.patch else ():
+        variant = replace(spec, input=change(spec.input))
+        twin = build_model(variant)
+        twin.load_state_dict(model.state_dict())
+        metrics = evaluate(twin, test, variant.input.crop, views, device="cpu")
+        scores[f"corr_score {name}"] = next(iter(metrics.values()))["corr_score"]
+    return scores
 
 
 def _mean(runs: list[dict], key: str) -> str:
@@ -138,8 +199,10 @@ def _mean(runs: list[dict], key: str) -> str:
 def table(rows: list[dict], order: list[str], reference: str) -> str:
     """Markdown: mean +- sd per row, and its paired gain over `reference` on the folds both ran."""
     base = {r["fold"]: r["corr_score"] for r in rows if r["recipe"] == reference}
+    variants = "".join(f" | {v}, same weights" for v in TEST_VARIANTS)
     lines = ["| recipe | params | test MFLOPs / image | epochs | train CPU s | corr score (mean +- sd) | SRCC | PLCC "
-             "| paired gain over the reference (mean +- sd) | folds won |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| paired gain over the reference (mean +- sd) | folds won{variants} |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TEST_VARIANTS)]
     for name in order:
         r = sorted((x for x in rows if x["recipe"] == name), key=lambda x: x["fold"])
         if not r:
@@ -152,7 +215,8 @@ def table(rows: list[dict], order: list[str], reference: str) -> str:
         won = f"{int((gains > 0).sum())}/{len(gains)}" if name != reference and len(gains) else ""
         lines.append(f"| {name} | {r[0]['params']:,} | {r[0]['mflops']:.0f} | {r[0]['epochs']} "
                      f"| {np.mean([x['train_cpu_s'] for x in r]):.0f} | {score.mean():.3f} +- {sd(score):.3f} "
-                     f"| {_mean(r, 'srcc')} | {_mean(r, 'plcc')} | {gain} | {won} |")
+                     f"| {_mean(r, 'srcc')} | {_mean(r, 'plcc')} | {gain} | {won} |"
+                     + "".join(f" {_mean(r, 'corr_score ' + v)} |" for v in TEST_VARIANTS))
     return "\n".join(lines)
 
 
@@ -164,6 +228,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="folds of the prompt-grouped split")
     parser.add_argument("--folds-run", type=int, nargs="+", default=None, help="which folds to run (default: all)")
     parser.add_argument("--only", nargs="+", default=None, help="run only these rows (names as in the table)")
+    parser.add_argument("--reference-seeds", type=int, default=2, help="seeds of the reference row (2: the seed spread)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
     parser.add_argument("--cache-dir", default=".cache/images")
@@ -179,7 +244,7 @@ def main() -> None:
         dataset, root, folds = "agiqa3k", str(Path(args.root).resolve()), args.folds
         rows = ladder(whole=160, native=512, small=128, large=256, glob=160)
     reference = next(name for name in rows if name.startswith("search blocks") and "whole image" in name)
-    seeds = {name: [0] for name in rows} | {reference: [0, 1]}
+    seeds = {name: [0] for name in rows} | {reference: list(range(args.reference_seeds))}
     if args.only:
         unknown = sorted(set(args.only) - set(rows))
         if unknown:
@@ -194,14 +259,21 @@ def main() -> None:
         size = spec.input.resize  # each size decoded once, before the workers read its cache
         data = decoded[size] = decoded.get(size) or _data(dataset, root, size, args.cache_dir)
         n_train = len(grouped_kfold(data.groups, folds, 0)[0][0])
+        teacher = teacher_of(name, spec)
         timed = [r for r in earlier if r["recipe"] == name and r.get("setup") == run_setup(setup, spec.to_dict())]
         # a resumed ladder keeps its first timing: the same epochs on every fold, whatever the load now
-        step_s = timed[0]["step_cpu_s"] if timed else step_cpu_seconds(spec, data, args.batch_size)
-        epochs = max(1, int(args.cpu_s // (step_s * steps_per_epoch(n_train, args.batch_size))))
+        step_s = timed[0]["step_cpu_s"] if timed else step_cpu_seconds(spec, data, args.batch_size, teacher=teacher)
+        steps = steps_per_epoch(n_train, args.batch_size)
+        share = 0.5 if teacher else 1.0
+        epochs = max(1, int(share * args.cpu_s // (step_s * steps)))
+        teacher_epochs = 0 if not teacher else timed[0]["teacher_epochs"] if timed else max(
+            1, int(share * args.cpu_s // (step_cpu_seconds(teacher, data, args.batch_size) * steps)))
         print(f"{name}: {spec_summary(spec)}, {count_params(spec):,} params, {step_s:.2f} CPU s/step "
-              f"{'(from the earlier runs) ' if timed else ''}-> {epochs} epochs", flush=True)
-        tasks += [Task(name if seed == 0 else f"{name}, seed {seed}", spec.to_dict(), fold, seed, epochs, step_s, dataset,
-                       root, folds, args.batch_size, args.cache_dir) for seed in seeds[name] for fold in folds_run]
+              f"{'(from the earlier runs) ' if timed else ''}-> {epochs} epochs"
+              + (f" after a {count_params(teacher):,}-parameter teacher's {teacher_epochs}" if teacher else ""), flush=True)
+        tasks += [Task(name if seed == 0 else f"{name}, seed {seed}", spec.to_dict(), fold, seed, epochs, step_s,
+                       teacher and teacher.to_dict(), teacher_epochs, dataset, root, folds, args.batch_size,
+                       args.cache_dir) for seed in seeds[name] for fold in folds_run]
     specs = {t.name: run_setup(setup, t.spec) for t in tasks}
     # keep every earlier run except those of this run's rows under another setup (they are redone)
     results = [r for r in earlier if r["recipe"] not in specs or r.get("setup") == specs[r["recipe"]]]

@@ -91,12 +91,14 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
               else ranked_candidates(study, get_profile(cfg.profile)))
     confirm_s = time.time() - start - search_s
     chosen = ranked[ranked["export"]].iloc[0]
-    score, seconds = test_score(candidate_recipe(chosen, study), cfg, args.retrain_minutes)
+    recipe = candidate_recipe(chosen, study)
+    kept = recipe.to_dict()  # before the retrain makes its epochs open-ended: what the trial trained
+    score, seconds = test_score(recipe, cfg, args.retrain_minutes)
     return {
         **counts, "confirm_s": confirm_s, "retrain_s": seconds, "best_single_val": float(ranked["score"].max()), "candidate": chosen["id"], "summary": chosen["summary"],
         "params": int(chosen["params"]), "chosen_val": float(chosen["score"]),
         "confirm_mean": float(chosen.get("confirm_mean", np.nan)), "confirm_sd": float(chosen.get("confirm_sd", np.nan)),
-        "test_score": score,
+        "test_score": score, "recipe": kept,
     }
 
 

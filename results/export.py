@@ -7,11 +7,16 @@ Writes under `runs/NAME/export/`: `TEAM_DATE_model.pth` (DATE as YYYYMMDD, the c
 retrain on Kaggle, timing itself against its deadline), `requirements.txt` and `HOW_TO_RUN.md` (what
 shortlisted teams must send), and `export.json` (the choice, its recipe, estimates and retrain time).
 
-The final retrain (`search.train.retrain`) runs twice the epochs the trial planned (more data, no early look
-at validation), fewer if the T4 budget model says that would not fit the profile's export budget,
-after the recipe's own self-supervised pretraining epochs (if any) and, with `--teacher TRIAL`, after
-training that trial's architecture as a distillation teacher (counted in the budget, not saved); a
-candidate or teacher over the caps, or a retrain that would not fit at the trial's epochs, is refused.
+The final retrain (`search.train.retrain`) follows a schedule chosen from the candidate's validation curve
+(`results.schedule`): "fill" (train until the deadline) when the score was still rising at the end of
+its trial, else twice the epoch where it stopped rising (twice the trial's epochs without a curve), or
+what `--epochs` names; the T4 budget model turns it into epochs within the profile's export budget
+(fewer, down to the trial's, where it must). With "fill" the retrain here also ends at the profile's
+deadline (`Deadline`, refitting its epochs to this machine's pace as the notebook does), so an export on
+a slow machine takes at most the notebook's time, not the T4 epochs at this machine's pace. They follow the recipe's own self-supervised pretraining
+epochs (if any) and, with `--teacher TRIAL`, the training of that trial's architecture as a distillation
+teacher (counted in the budget, not saved); a candidate or teacher over the caps, or a retrain that would
+not fit at the trial's epochs, is refused. The notebook's Settings say the schedule and why.
 
 A pairs study (`StudyConfig.pairs`) retrains from all its preference pairs (`search.train.pairs.train_pairs`,
 no teacher) and writes a pairs notebook: it trains from a CSV of pairs and writes the chosen image of
@@ -35,16 +40,18 @@ import pandas as pd
 from torch import nn
 
 from results.candidates import candidate_recipe, ranked_candidates
-from results.notebook import write_notebook, write_run_files
+from results.notebook import notebook_task, write_notebook, write_run_files
+from results.schedule import Schedule, choose_schedule, given_schedule
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
+from search.data.sources import is_combined, source_names
 from search.device import resolve_device
 from search.files import atomic_write
 from search.names import check_date, check_name
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
-from search.train.retrain import RetrainPlan, budget_costs, plan_retrain, planned
-from search.study import StudyConfig, StudyData
+from search.train.retrain import FILL, Deadline, RetrainPlan, budget_costs, plan_retrain, planned, wanted_epochs
+from search.study import StudyConfig, StudyData, TrialRecord
 from space import CapError, count_flops, count_params, spec_summary
 
 
@@ -95,14 +102,23 @@ def export_recipe(study: optuna.Study, profile: Profile, variants: pd.DataFrame 
     return row, name, recipe
 
 
-def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel, n_images: int,
-                epochs: int | None, smoke: bool, n_pairs: int | None = None) -> RetrainPlan:
-    """The retrain's epochs by the T4 budget model: `epochs` if given, else twice the epochs its trial
-    planned (more data, no look at validation), fewer, down to the trial's, where that would pass the
-    profile's export budget. The test set is taken to be as large as the training set. With `n_pairs`,
-    an epoch is one pass over that many preference pairs (two images scored per pair)."""
+def export_schedule(study: optuna.Study, name: str, recipe: Recipe, epochs: int | str | None) -> Schedule:
+    """The final schedule of candidate `name`: `epochs` if given (a number or "fill"), else the one its
+    trial's validation curve chooses (`results.schedule`; a variant has no curve)."""
     trial_epochs = recipe.train.epochs
-    wanted, least = (1, 1) if smoke else (epochs or 2 * trial_epochs, epochs or trial_epochs)
+    if epochs is not None:
+        return given_schedule(epochs, trial_epochs)
+    curve = TrialRecord.from_trial(study.trials[int(name.removeprefix("trial "))]).curve if name.startswith("trial ") else []
+    return choose_schedule(curve, trial_epochs)
+
+
+def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel, n_images: int,
+                schedule: Schedule, smoke: bool, n_pairs: int | None = None) -> RetrainPlan:
+    """The retrain's epochs by the T4 budget model: the `schedule`'s (for "fill", all that fit), fewer,
+    down to `schedule.least`, where that would pass the profile's export budget. The test set is taken
+    to be as large as the training set. With `n_pairs`, an epoch is one pass over that many preference
+    pairs (two images scored per pair)."""
+    wanted, least = (1, 1) if smoke else (wanted_epochs(schedule.epochs), schedule.least)
     costs = budget_costs(budget, recipe, pairs=n_pairs is not None)
     try:
         return plan_retrain(recipe, n_images if n_pairs is None else n_pairs, n_images, costs, profile.export_budget_s,
@@ -112,12 +128,13 @@ def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel
 
 
 def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team: str, trial: int | None = None,
-                      epochs: int | None = None, date: str | None = None, smoke: bool = False,
+                      epochs: int | str | None = None, date: str | None = None, smoke: bool = False,
                       teacher: int | None = None, distill_weight: float = 1.0, variants: pd.DataFrame | None = None,
                       variant: str | None = None, reference_sizes_m: Sequence[float] | None = None) -> ExportResult:
     """Retrain the chosen candidate from scratch on all labelled data and write the submission files.
     The candidate is `trial`, or compressed `variant` (its scratch variant: the pruned architecture
-    trained from scratch), or by default the best exportable one of the study and its `variants`. With
+    trained from scratch), or by default the best exportable one of the study and its `variants`; for
+    `epochs` (a number or "fill"), or by default the schedule its validation curve chooses. With
     `teacher` (a trial number), that trial's architecture is first trained from scratch on the same
     data and the candidate learns from its scores as well (`distill_weight`); only the candidate is saved."""
     if trial is not None and variant is not None:
@@ -129,24 +146,30 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     profile = get_profile(cfg.profile)
     row, name, recipe = export_recipe(study, profile, variants, trial if variant is None else variant, teacher,
                                       distill_weight, reference_sizes_m)
+    schedule = export_schedule(study, name, recipe, epochs)
     data = StudyData(cfg, progress=not smoke).all(recipe.spec.input.resize)
     task = cfg.task
     pairs, images = cfg.pairs, task.images(data)
-    plan = export_plan(recipe, name, profile, BudgetModel(efficiency=cfg.t4_efficiency), len(images), epochs, smoke,
-                       n_pairs=len(data) if pairs else None)
+    plan = export_plan(recipe, name, profile, BudgetModel(efficiency=cfg.t4_efficiency), len(images), schedule,
+                       smoke, n_pairs=len(data) if pairs else None)
+    note = schedule.describe(plan.epochs, plan.seconds)
     recipe = planned(recipe, plan)
     device = resolve_device(cfg.device)
     out = Path(run_dir) / "export"
     _check_writable(out)
     start = time.perf_counter()
-    model, _ = task.retrain(recipe, data, cfg.seed, device, progress=not smoke)
+    deadline = Deadline(profile.export_budget_s) if schedule.fill and not smoke else None
+    model, _ = task.retrain(recipe, data, cfg.seed, device, deadline=deadline, progress=not smoke)
     retrain_s = time.perf_counter() - start
     targets = task.target_names(data)
+    pair_columns = cfg.pair_columns if pairs else None
+    sources = source_names(cfg.dataset) if is_combined(cfg.dataset) else None
     weights, notebook = out / f"{team}_{date}_model.pth", out / f"{team}_{date}.ipynb"
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
         "trial": None if row is None else int(row["trial"]), "summary": spec_summary(recipe.spec),
         "params": count_params(recipe.spec), "flops": count_flops(recipe.spec), "epochs": plan.epochs,
+        "schedule": {"epochs": schedule.epochs, "reason": schedule.reason},
         "images": len(images), **({"pairs": len(data)} if pairs else {}), "pretrain_epochs": plan.pretrain_epochs,
         "teacher": None if recipe.teacher is None else {"trial": teacher, "params": count_params(recipe.teacher.spec)},
         "validation_score": None if row is None else float(row["score"]),
@@ -161,8 +184,10 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
         save_checkpoint(folder / weights.name, model.cpu(), recipe.spec, target_names=targets,
                         train_config=recipe.train.to_dict(), candidate=name)
         write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed, profile.export_budget_s,
-                       profile.caps.params, pair_columns=cfg.pair_columns if pairs else None)
-        write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s, pairs=pairs)
+                       profile.caps.params, pair_columns=pair_columns, sources=sources,
+                       epochs=FILL if schedule.fill else plan.epochs, why=note)
+        write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s, note,
+                        notebook_task(pair_columns, sources))
         with atomic_write(folder / "export.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
 

@@ -6,11 +6,11 @@ from the names the Run cell uses, every top-level definition they reach is kept,
 nothing else (so a MOS notebook carries no pair code and no budget model). Three choice tables are cut to
 the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to its task kind,
 `space.layers.BLOCK_FAMILIES` to the block families its architectures use and `space.model.VIEWS` to
-their input view (whole-image crops or patches). Every kept module's imports
+their input view (whole-image crops, patches or fragments). Every kept module's imports
 of other packages are hoisted once into the first library cell. The first code cell ("Settings") holds
 every setting (paths with Kaggle defaults, team, date, the deadline and the parameter cap export
-passed, the recipe, the wanted epochs, a predict-only switch); a model card describes the model; the
-last cell is one call of `run_submission`.
+passed, the recipe, the wanted epochs or "fill" with the reason export chose them, a predict-only
+switch); a model card describes the model; the last cell is one call of `run_submission`.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import importlib.metadata
 import inspect
 import json
 import pprint
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,6 +48,7 @@ import space.layers
 import space.layers.attention
 import space.layers.conv
 import space.layers.convnext
+import space.layers.fragments
 import space.layers.heads
 import space.layers.mbconv
 import space.layers.patches
@@ -56,7 +58,7 @@ import space.spec
 from results.submission import PACKAGES, environment
 from search.files import atomic_write
 from search.train.recipe import Recipe
-from search.train.retrain import RetrainPlan, duration
+from search.train.retrain import FILL, RetrainPlan, duration
 from space.count import part_costs
 from space.layers import BLOCK_FAMILIES
 from space.model import VIEWS, view_kind
@@ -64,7 +66,8 @@ from space.sample import spec_summary
 
 SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
-    space.layers.attention, space.layers.heads, space.layers.patches, space.layers, space.model, space.count,
+    space.layers.attention, space.layers.heads, space.layers.patches, space.layers.fragments, space.layers, space.model,
+    space.count,
     search.files, search.data.decode, search.data.labels, search.data.imageset, search.data.pairs, search.metrics,
     search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
     search.train.step, search.train.pretrain, search.train.loop, search.train.retrain, search.train.pairs,
@@ -72,7 +75,7 @@ SOURCES: list[ModuleType] = [
 ]
 """Every module a notebook may need, in dependency order (each uses only names defined above it)."""
 OWN_PACKAGES = ("space", "search", "compress", "results")
-TASKS = ("mos", "pairs")
+TASKS = ("mos", "sources", "pairs")
 
 
 @dataclass
@@ -204,7 +207,7 @@ PRECISION = "auto"                    # fp16 + loss scaling on a T4, bf16 on new
 SMOKE = False                         # True: tiny images, one epoch (a quick end-to-end check)
 PLAN_ONLY = False                     # True: read the data, measure this machine, print the plan, stop
 SEED = {seed}
-EPOCHS = {epochs}                          # wanted; fewer if the measured plan says they would not fit
+{why}EPOCHS = {epochs}                          # "fill": train until DEADLINE_S; a number: wanted, fewer if they would not fit
 RECIPE = {recipe}
 '''
 _MOS_SETTINGS = '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
@@ -214,6 +217,16 @@ SCORE_COLS = {score_cols!r}
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 '''
+_SOURCES_SETTINGS = '''TRAIN_SOURCES = [                     # trained together, each [format, folder]; predicted on the first one's scale
+{sources}]
+IMAGE_COL = "name"                    # of TEST_LABELS: the official AGIQA-3K data.csv columns
+SCORE_COLS = {score_cols!r}
+TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
+TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
+'''
+KAGGLE_FOLDERS = {"agiqa3k": "/kaggle/input/agiqa-3k", "agiqa1k": "/kaggle/input/agiqa-1k",
+                  "aigiqa20k": "/kaggle/input/aigiqa-20k"}
+"""Where a source's folder (its labels file, its images in images/) is on Kaggle by default."""
 _PAIRS_SETTINGS = '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; images beside it (or in images/)
 TEST_PAIRS = "/kaggle/input/pairs/test/pairs.csv"     # pairs to choose from; a winner column is optional (pair accuracy)
 PAIR_COLUMNS = {pair_columns!r}   # the two images and the winner ('a'/'b' or the file name)
@@ -226,6 +239,8 @@ _RUN = '''result = run_submission(Submission(
 _INPUTS = {
     "mos": "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
            "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
+    "sources": "train_sources=TRAIN_SOURCES, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
+               "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
     "pairs": "train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, pair_columns=list(PAIR_COLUMNS)",
 }
 AGIQA3K_COLUMNS = ("mos_quality", "mos_align")
@@ -241,9 +256,10 @@ _PATCH_POOLS = {"mean": "the patches' features averaged", "attn": "the patches' 
 """How the model card names each `HeadSpec.patch_pool`."""
 
 
-def model_card(recipe: Recipe, param_cap: int) -> str:
+def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
     """Markdown: the architecture per part with its exact parameters and FLOPs (`space.count.parts`), the
-    totals against the cap, the input policy and the training the notebook repeats."""
+    totals against the cap, the input policy and the training the notebook repeats (with `fill`: until
+    its deadline, the recipe's epochs being what export planned)."""
     spec, cfg = recipe.spec, recipe.train
     rows = part_costs(spec)
     table = ["| part | block | width | depth | params | FLOPs |", "|---|---|---:|---:|---:|---:|",
@@ -260,6 +276,8 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
             + (", each also mirrored" if inp.test_flip else "") + f"; {_PATCH_POOLS[spec.head.patch_pool]}"
             + (f"; plus the whole image at {inp.global_size} px)" if inp.global_size else ")")
             if inp.patch else f"{inp.crop} px crops of the image resized to {inp.resize} px ({cfg.eval_views} view(s) at test)")
+    view = (f"a {inp.fragments} x {inp.fragments} grid of {inp.fragment} px fragments of the {inp.resize} px image, spliced "
+            f"into one {inp.view} px view (at random in their cells in training, centred at test)" if inp.fragments else view)
     teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, {sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
                f"parameters) is trained the same way; the model also learns from its scores (weight {cfg.distill_weight:g})."
                if recipe.teacher else "")
@@ -268,7 +286,10 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
         "## Model card", "",
         f"`{spec_summary(spec)}`: **{params:,} parameters** (cap {param_cap:,}), **{flops / 1e9:.3f} GFLOPs** to score "
         "one image (one multiply-add = one FLOP). Input: " + view + ".", "", *table, "",
-        f"Training from scratch: **{cfg.epochs} epochs** planned at export"
+        ('Training from scratch **until `DEADLINE_S`** (`EPOCHS = "fill"`; '
+
+         f"{cfg.epochs} epochs by the T4 budget model at export)" if fill
+         else f"Training from scratch: **{cfg.epochs} epochs** planned at export")
         + (f" after {cfg.pretrain_epochs} self-supervised pretraining epochs" if cfg.pretrain_epochs else "")
         + f", batch {cfg.batch_size}, AdamW lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}, loss "
         + " + ".join(f"{w:g} {k}" for k, w in cfg.loss_weights.items())
@@ -277,19 +298,32 @@ def model_card(recipe: Recipe, param_cap: int) -> str:
         "in Settings."])
 
 
+def notebook_task(pair_columns: list[str] | None, sources: list[str] | None) -> str:
+    """The `results.submission.KINDS` entry of a notebook: of a pairs study, of several sources, or "mos"."""
+    return "pairs" if pair_columns is not None else "sources" if sources else "mos"
+
+
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
-                   param_cap: int, pair_columns: list[str] | None = None) -> dict:
-    """The submission notebook of one recipe (its epochs are the ones wanted), as nbformat 4.5 JSON (a
-    plain dict: writing it needs no Jupyter package, so export works wherever the search runs). The
-    score columns default to the study's targets when they are AGIQA-3K columns, else `mos_quality`.
-    With `pair_columns` (a pairs study), the notebook trains from a CSV of preference pairs and writes
-    the chosen image of every test pair."""
-    task = "mos" if pair_columns is None else "pairs"
-    tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=recipe.train.epochs, deadline_s=deadline_s,
-                                 param_cap=param_cap, recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
-    if task == "mos":
+                   param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None,
+                   epochs: int | str | None = None, why: str | None = None) -> dict:
+    """The submission notebook of one recipe, as nbformat 4.5 JSON (a plain dict: writing it needs no
+    Jupyter package, so export works wherever the search runs). `EPOCHS` is `epochs` (a number or
+    "fill"; default: the recipe's), with `why` as a comment above it. The score columns default to the
+    study's targets when they are AGIQA-3K columns, else `mos_quality`. With `pair_columns` (a pairs
+    study), the notebook trains from a CSV of preference pairs and writes the chosen image of every
+    test pair; with `sources` (the formats of a combined study, in order), it trains on all of them
+    (`TRAIN_SOURCES`) and predicts on the first one's scale."""
+    task = notebook_task(pair_columns, sources)
+    epochs = recipe.train.epochs if epochs is None else epochs
+    comment = "".join(f"# {line}\n" for line in textwrap.wrap(f"schedule: {why}", 106)) if why else ""
+    tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=json.dumps(epochs), why=comment,
+                                 deadline_s=deadline_s, param_cap=param_cap,
+                                 recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
+    if task != "pairs":
         score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
-        inputs = _MOS_SETTINGS.format(score_cols=score_cols)
+        listed = "".join(f"    [{n!r}, {KAGGLE_FOLDERS.get(n, f'/kaggle/input/{n}')!r}],\n" for n in sources or ())
+        inputs = (_SOURCES_SETTINGS.format(sources=listed, score_cols=score_cols) if sources
+                  else _MOS_SETTINGS.format(score_cols=score_cols))
         writes, title = "`predictions.csv` with a score for every image in `TEST_IMAGES`", "lightweight AIGC image-quality model"
     else:
         inputs = _PAIRS_SETTINGS.format(pair_columns=list(pair_columns))
@@ -306,7 +340,7 @@ def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], see
          "and records the versions it ran with in `environment.txt`. With `WEIGHTS` set it only loads those "
          "weights and predicts."),
         ("code", _SETTINGS_HEAD.format(team=team, date=date) + inputs + tail),
-        ("markdown", model_card(recipe, param_cap)),
+        ("markdown", model_card(recipe, param_cap, fill=epochs == FILL)),
         ("markdown", "## Library\n\nThe project's modules, only what this run calls. Their imports first."),
         ("code", imports),
     ]
@@ -327,16 +361,19 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
-                   deadline_s: float, param_cap: int, pair_columns: list[str] | None = None) -> Path:
+                   deadline_s: float, param_cap: int, pair_columns: list[str] | None = None,
+                   sources: list[str] | None = None, epochs: int | str | None = None, why: str | None = None) -> Path:
     """Write the notebook (`build_notebook`) to `path`, readable by all."""
     return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed, deadline_s, param_cap,
-                                                        pair_columns=pair_columns), indent=1))
+                                                        pair_columns=pair_columns, sources=sources, epochs=epochs,
+                                                        why=why), indent=1))
 
 
 def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan, deadline_s: float,
-                    pairs: bool = False) -> None:
+                    schedule: str, task: str = "mos") -> None:
     """`requirements.txt` (the versions this export ran with) and `HOW_TO_RUN.md` (environment, steps,
-    expected time), which shortlisted teams must send with the notebook; `pairs`: of a pairs notebook."""
+    the `schedule` export chose and why, expected time), which shortlisted teams must send with the
+    notebook of `task` (`notebook_task`)."""
     versions = []
     for package in PACKAGES:
         try:
@@ -347,7 +384,8 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
         notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
-        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **(PAIRS_STEPS if pairs else MOS_STEPS)))
+        schedule=schedule,
+        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **STEPS[task]))
 
 
 HOW_TO_RUN = '''# How to run
@@ -366,6 +404,8 @@ reloads before predicting (no pretrained weights, no external data). A run of th
    {output}, and `environment.txt` (the versions it ran with).
 To predict with existing weights instead of training, add them as input and set `WEIGHTS` to the `.pth`.
 
+**Schedule.** `EPOCHS` in Settings: {schedule}.
+
 **Expected time.** {epochs} epochs were planned at export, estimated at {time} by {source}.
 The notebook prints its own plan after measuring, e.g. "measured 41 s/epoch, 180 epochs fit, expected
 end 2 h 11 min", and stops training early, still saving and predicting, if the clock runs out anyway.
@@ -382,8 +422,15 @@ MOS_STEPS = dict(
     data="the AGIQA-3K training images and labels and the test images",
     settings="`TRAIN_IMAGES`, `TRAIN_LABELS`, `TEST_IMAGES` (and `TEST_LABELS` if you have test labels)",
     output="`predictions.csv` (a score for every test image; an unreadable image is named and left empty)")
+SOURCES_STEPS = dict(
+    data="each training dataset of `TRAIN_SOURCES` (its labels file, its images in `images/`) and the test images",
+    settings="each folder of `TRAIN_SOURCES`, `TEST_IMAGES` (and `TEST_LABELS` if you have test labels)",
+    output="`predictions.csv` (a score for every test image, on the first training source's scale; an "
+           "unreadable image is named and left empty)")
 PAIRS_STEPS = dict(
     data="the training pairs CSV with its images and the test pairs CSV with its images",
     settings="`TRAIN_PAIRS`, `TEST_PAIRS` (CSV files, images beside them or in `images/` beside them), `PAIR_COLUMNS`",
     output="`choices.csv` (the chosen image of every test pair; the pair accuracy is printed when the test CSV "
            "names the winners)")
+STEPS = {"mos": MOS_STEPS, "sources": SOURCES_STEPS, "pairs": PAIRS_STEPS}
+"""What HOW_TO_RUN.md says per notebook task."""

@@ -93,6 +93,8 @@ NOTATION = [
                               "+160: a 160 px whole-image stream"),
     ("·pattn, ·pmeanstd", "how the patches' features are pooled: a learned softmax weighting, or mean and std "
                           "(no p: the mean)"),
+    ("fr7x32/512", "fragments: a 7x7 grid of 32 px patches of the 512 px image, one per cell, spliced into one "
+                   "224 px view"),
 ]
 
 

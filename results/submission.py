@@ -1,9 +1,11 @@
 """What the submission notebook runs: read the data, plan against the clock, retrain, save, reload, predict.
 
 The notebook includes this module from source (`results.notebook`) and calls `run_submission`; the tests
-call it directly. One `Submission` for both task kinds: "mos" trains on a labels CSV and scores every
+call it directly. One `Submission` for every task kind: "mos" trains on a labels CSV and scores every
 image of the test folder into `predictions.csv` (an unreadable test image is named, left out, and
-gets an empty score); "pairs" trains from a CSV of preference pairs and writes the chosen image of
+gets an empty score); "sources" does the same from several labelled datasets at once, each read by its
+own loader and put on the first one's scale (`search.data.imageset.combine`), so the predictions are on
+the first source's scale; "pairs" trains from a CSV of preference pairs and writes the chosen image of
 every test pair into `choices.csv`. `KINDS` holds the few functions that differ (the notebook inlines
 only its own kind's). The plan is measured on the machine the notebook runs on, and a guard on the
 clock stops training early when the plan was wrong, so that the weights are still saved, reloaded and
@@ -26,8 +28,8 @@ from torch import nn
 
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data.decode import decode_image, list_images
-from search.data.imageset import ImageSet
-from search.data.labels import load_csv
+from search.data.imageset import ImageSet, combine
+from search.data.labels import LabelTable, load_csv, load_labels
 from search.data.pairs import PAIR_COLUMNS, PairSet, read_pairs
 from search.memory import check_host_memory
 from search.metrics import iqa_metrics
@@ -35,7 +37,9 @@ from search.predict import prediction_frame
 from search.train.loop import TrainResult, predict
 from search.train.pairs import PREFERENCE, choices_frame, measure_pair_costs, retrain_pairs
 from search.train.recipe import Recipe
-from search.train.retrain import Deadline, RetrainPlan, StepCosts, measure_costs, plan_retrain, planned, retrain
+from search.train.retrain import (
+    Deadline, RetrainPlan, StepCosts, measure_costs, plan_retrain, planned, retrain, wanted_epochs,
+)
 
 SAVE_RESERVE_S = 30.0
 """Seconds kept for saving and reloading the weights (at most 5 % of the deadline, for short test deadlines)."""
@@ -49,15 +53,17 @@ records the versions a run used."""
 @dataclass
 class Submission:
     """The notebook's Settings cell, as one object. `task` "mos" reads `train_images`, `train_labels`,
-    `test_images` (and `test_labels`); "pairs" reads `train_pairs` and `test_pairs`."""
+    `test_images` (and `test_labels`); "sources" reads `train_sources` instead of the first two; "pairs"
+    reads `train_pairs` and `test_pairs`."""
 
     team: str
     date: str
     out_dir: str
     recipe: dict
     """`search.train.recipe.Recipe.to_dict()` of the exported model."""
-    epochs: int
-    """MOS epochs wanted; fewer when the measured plan says they would not end before the deadline."""
+    epochs: int | str
+    """MOS epochs wanted, fewer when the measured plan says they would not end before the deadline; or
+    "fill" (`search.train.retrain.FILL`): as many as end before the deadline."""
     deadline_s: float
     """Everything (reading, training, saving, predicting) ends this many seconds after `start` (export
     passes its profile's export budget)."""
@@ -70,6 +76,9 @@ class Submission:
     """Optional: metrics on the test images it names."""
     image_col: str = "name"
     score_cols: list[str] = field(default_factory=lambda: ["mos_quality"])
+    train_sources: list[list[str]] | None = None
+    """Several labelled datasets trained together ("sources"): each [format, folder], the format a
+    `search.data.labels.LOADERS` name (its default quality MOS is read); the first one's scale is predicted."""
     train_pairs: str | None = None
     """CSV of the training pairs (`pair_columns`), images beside it or in `images/` beside it."""
     test_pairs: str | None = None
@@ -148,14 +157,25 @@ def _mos_test(s: Submission, size: int, n_train: int = 0) -> TestSet:
     return TestSet(names, images, unreadable)
 
 
+def _table_images(table: LabelTable, size: int) -> ImageSet:
+    """The labelled images of `table` at `size` px (every one must decode)."""
+    names = list(table.frame["image"])
+    return ImageSet(read_images(table.image_dir, names, size)[0],
+                    torch.tensor(table.frame[table.targets].to_numpy(dtype=np.float32)),
+                    table.frame["group"].to_numpy(dtype=object), names, list(table.targets))
+
+
 def _mos_read(s: Submission, size: int) -> tuple[ImageSet, TestSet]:
-    labels = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images).frame
-    names = list(labels["image"])
-    tests = _mos_test(s, size, len(names))
-    images, _ = read_images(s.train_images, names, size)
-    train = ImageSet(images, torch.tensor(labels[s.score_cols].to_numpy(dtype=np.float32)),
-                     np.asarray(names, dtype=object), names, list(s.score_cols))
-    return train, tests
+    table = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images)
+    tests = _mos_test(s, size, len(table))
+    return _table_images(table, size), tests
+
+
+def _sources_read(s: Submission, size: int) -> tuple[ImageSet, TestSet]:
+    """Every source of `s.train_sources` read by its loader and `combine`d on the first one's scale."""
+    tables = [load_labels(fmt, folder) for fmt, folder in s.train_sources]
+    tests = _mos_test(s, size, sum(len(t) for t in tables))
+    return combine([(t.name, _table_images(t, size)) for t in tables]), tests
 
 
 def _mos_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[[str], None]) -> Path:
@@ -208,8 +228,13 @@ def _pairs_write(s: Submission, tests: TestSet, pred: np.ndarray, log: Callable[
     return out
 
 
+def _score_cols(s: Submission) -> list[str]:
+    return list(s.score_cols)
+
+
 KINDS = {
-    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, lambda s: list(s.score_cols), _mos_write, "images"),
+    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
+    "sources": Kind(_sources_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
     "pairs": Kind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE], _pairs_write, "pairs"),
 }
 """The task kinds by `Submission.task`."""
@@ -217,7 +242,8 @@ KINDS = {
 
 def _smoke_recipe(recipe: Recipe) -> Recipe:
     """The recipe at 32 px (24 px crops when it crops, 16 px patches and global view when it cuts
-    patches, test scales scaled alike) with at most one pretraining epoch."""
+    patches, test scales scaled alike; a 2 x 2 grid of 8 px fragments when it cuts fragments) with at most
+    one pretraining epoch."""
     for r in (recipe, recipe.teacher):
         if r is not None:
             inp = r.spec.input
@@ -225,6 +251,8 @@ def _smoke_recipe(recipe: Recipe) -> Recipe:
             inp.test_scales = [max(16, 32 * s // inp.resize) for s in inp.test_scales]
             inp.resize = 32
             inp.patch, inp.global_size = (16 if inp.patch else 0), (16 if inp.global_size else 0)
+            if inp.fragments:
+                inp.fragments, inp.fragment = 2, 8
             r.train.crop, r.train.pretrain_epochs = r.spec.input.crop, min(r.train.pretrain_epochs, 1)
     return recipe
 
@@ -248,17 +276,18 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if s.weights:
         return _predict_only(s, kind, device, deadline, log) | {"environment": env}
+    wanted = 1 if s.smoke else wanted_epochs(s.epochs)
     recipe = load_recipe(s)
     size = recipe.spec.input.resize
     train, tests = kind.read(s, size)
     log(f"{len(train)} training {kind.items} and {len(tests.names)} test images "
         f"at {size} px on {device}; {deadline.elapsed():.0f} s gone of {s.deadline_s:.0f} s")
     _log_unreadable(tests, log)
-    plan, reserve = _plan(recipe, kind, train, tests, s, device, deadline, log)
+    plan, reserve = _plan(recipe, kind, train, tests, s, wanted, device, deadline, log)
     if s.plan_only:
         return {"plan": plan, "elapsed_s": deadline.elapsed(), "environment": env}
-    model, result = kind.retrain(_open_ended(planned(recipe, plan), 1 if s.smoke else s.epochs), train, s.seed,
-                                 device, deadline, reserve, progress=True)
+    model, result = kind.retrain(_open_ended(planned(recipe, plan), wanted), train, s.seed, device, deadline, reserve,
+                                 progress=True)
     log(f"trained {result.epochs_run} epochs (planned {plan.epochs}, refit to the measured pace), "
         f"{deadline.elapsed():.0f} s gone")
     weights = Path(s.out_dir) / f"{s.team}_{s.date}_model.pth"
@@ -304,14 +333,13 @@ def _log_unreadable(tests: TestSet, log: Callable[[str], None]) -> None:
             + ", ".join(tests.unreadable))
 
 
-def _plan(recipe: Recipe, kind: Kind, train: Sized, tests: TestSet, s: Submission, device: torch.device,
-          deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
-    """Measure the step costs here (scoring on the test images themselves) and fit the epochs before the
-    deadline: (plan, seconds training must leave for saving and scoring)."""
+def _plan(recipe: Recipe, kind: Kind, train: Sized, tests: TestSet, s: Submission, wanted: int,
+          device: torch.device, deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
+    """Measure the step costs here (scoring on the test images themselves) and fit up to `wanted` epochs
+    before the deadline: (plan, seconds training must leave for saving and scoring)."""
     costs = kind.measure(recipe, train, device, test_images=tests.images if len(tests.images) else None)
     scoring_s = len(tests.images) * costs.predict_image_s
     reserve = min(SAVE_RESERVE_S, 0.05 * s.deadline_s) + SCORING_MARGIN * scoring_s
-    wanted = 1 if s.smoke else s.epochs
     budget = deadline.left() - reserve + scoring_s  # the plan counts the scoring itself
     try:
         plan = plan_retrain(recipe, len(train), len(tests.images), costs, budget, wanted)

@@ -51,29 +51,30 @@ def count_params(spec: ArchSpec) -> int:
 
 
 def count_flops(spec: ArchSpec) -> int:
-    """Forward FLOPs to score one image (one multiply-add = one FLOP): one crop, or every test patch (the
-    grid at each test scale, mirrored too with `test_flip`; and the global stream)."""
+    """Forward FLOPs to score one image (one multiply-add = one FLOP): one crop, the spliced fragments,
+    or every test patch (the grid at each test scale, mirrored too with `test_flip`; and the global stream)."""
     return sum(p.flops for p in part_costs(spec))
 
 
 def train_flops(spec: ArchSpec) -> int:
-    """Forward FLOPs per training image: one crop, or the random patches of one step (and the global
-    stream). What the budget model charges for training."""
+    """Forward FLOPs per training image: one crop, the spliced fragments, or the random patches of one
+    step (and the global stream). What the budget model charges for training."""
     return sum(p.flops for p in part_costs(spec, training=True))
 
 
 def stage_sizes(spec: ArchSpec, size: int | None = None) -> list[int]:
     """Spatial size of each stage's output for a `size` x `size` input (default: what the backbone
-    sees, `InputSpec.view`: the patch or the crop)."""
+    sees, `InputSpec.view`: the spliced fragments, the patch or the crop)."""
     return _view_walk(spec, size or spec.input.view)[1][1:]
 
 
 def backbone_views(spec: ArchSpec, training: bool = False) -> list[tuple[int, int]]:
-    """(side in px, how many) of the views the stem and stages run on per image: the crop once, or the
-    patches (a training step's, or every test patch: `InputSpec.test_patches`) and the reduced whole image."""
+    """(side in px, how many) of the views the stem and stages run on per image: the crop or the spliced
+    fragments once, or the patches (a training step's, or every test patch: `InputSpec.test_patches`) and
+    the reduced whole image."""
     inp = spec.input
     if not inp.patch:
-        return [(inp.crop, 1)]
+        return [(inp.view, 1)]
     return [(inp.patch, inp.train_patches if training else inp.test_patches)] + (
         [(inp.global_size, 1)] if inp.global_size else [])
 

@@ -9,31 +9,36 @@ from torch import nn
 
 from space.layers import BLOCK_FAMILIES
 from space.layers.conv import BlockFamily, Stem
+from space.layers.fragments import FragmentView
 from space.layers.heads import Head, Pool, patch_pool_dim, pool_dim
 from space.layers.patches import PatchView
-from space.spec import ArchSpec, InputSpec, block_plan
+from space.spec import ArchSpec, block_plan
 
 
 class CropView(nn.Module):
     """A whole-image model's features of each image: the backbone's pooled features of the view itself."""
 
-    def __init__(self, inp: InputSpec, pool: str, dim: int):
-        super().__init__()
-
     def kept_whole(self) -> list[tuple[list[nn.Module], str]]:
+        """None: the view has no layers (`IQANet.kept_whole`)."""
         return []
 
     def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return features(x)
 
 
-# what the backbone sees of an image -> the module that forms its features (`view_kind`)
-VIEWS = {"crop": CropView, "patches": PatchView}
+# what the backbone sees of an image -> the module that forms its features, built from the spec (`view_kind`):
+# its `InputSpec`, and for patches also how they are pooled (`HeadSpec.patch_pool`) and the features' width
+VIEWS: dict[str, Callable[[ArchSpec], nn.Module]] = {
+    "crop": lambda spec: CropView(),
+    "patches": lambda spec: PatchView(spec.input, spec.head.patch_pool, feature_width(spec)),
+    "fragments": lambda spec: FragmentView(spec.input.fragments, spec.input.fragment),
+}
 
 
 def view_kind(spec: ArchSpec) -> str:
-    """"patches" for a patch model (`InputSpec.patch`), else "crop"."""
-    return "patches" if spec.input.patch else "crop"
+    """"fragments" for a fragment model (`InputSpec.fragments`), "patches" for a patch model
+    (`InputSpec.patch`), else "crop"."""
+    return "fragments" if spec.input.fragments else "patches" if spec.input.patch else "crop"
 
 
 def fused_widths(spec: ArchSpec) -> list[int]:
@@ -72,6 +77,7 @@ class IQANet(nn.Module):
     """stem -> stages -> pooled features of the last `fuse` stages -> head -> scores in target units.
     A patch model (`InputSpec.patch`) runs the stem and stages on each patch, pools the patches' pooled
     features (`HeadSpec.patch_pool`), and with a global stream appends those of the reduced whole image.
+    A fragment model (`InputSpec.fragments`) runs them once on the image's fragments spliced into one view.
 
     Input: float [N,3,H,W] in [0, 1]. Output: [N, num_outputs] = raw * target_std + target_mean, with
     the two buffers set by the trainer from the training targets, so saved weights predict MOS.
@@ -85,7 +91,7 @@ class IQANet(nn.Module):
         self.stages = nn.ModuleList(
             nn.Sequential(*(BLOCK_FAMILIES[b.block].build(b, spec.act) for b in blocks)) for blocks in block_plan(spec))
         self.pools = nn.ModuleList(Pool(spec.head.pool, c) for c in fused_widths(spec))
-        self.view = VIEWS[view_kind(spec)](spec.input, spec.head.patch_pool, feature_width(spec))
+        self.view = VIEWS[view_kind(spec)](spec)
         self.head = Head(head_in(spec), spec.head.hidden, spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
         self.register_buffer("target_std", torch.ones(spec.num_outputs))
@@ -131,7 +137,8 @@ class IQANet(nn.Module):
         return torch.cat([pool(m) for pool, m in zip(self.pools, fused)], 1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The feature vector of each image: of the view itself, or of its patches (and whole image)."""
+        """The feature vector of each image: of the view itself, of its patches (and whole image), or of its
+        spliced fragments."""
         return self.view(self.features, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,12 @@ class SpaceConfig:
     patch_pools: tuple[str, ...] = ("mean", "attn", "meanstd")
     """How a patch trial with 2 or more training patches may pool its patches' features (`HeadSpec.patch_pool`;
     with one training patch: the mean, as pooling over one patch learns nothing)."""
+    fragments: tuple[int, ...] = (0, 7)
+    """Fragment grids a trial without patches may choose (`InputSpec.fragments`): 0 = the image at one of
+    `resizes`; S > 0 = an S x S grid of native-resolution mini-patches of the image at `native` px,
+    spliced into one view (FAST-VQA): 7 x 32 px = 224 px, the cost of the smallest resize."""
+    fragment_sizes: tuple[int, ...] = (32,)
+    """Fragment sides in px a fragment trial may choose (`InputSpec.fragment`)."""
     mscn: tuple[bool, ...] = (False, True)
     """Whether the MSCN contrast channel may be appended to the input (`InputSpec.mscn`)."""
     activations: tuple[str, ...] = ("relu", "silu", "gelu")
@@ -79,20 +85,20 @@ class SpaceConfig:
 
     @property
     def largest_input(self) -> int:
-        """The largest image side a trial may decode (the native size when patches are offered)."""
-        return max(self.resizes + ((self.native,) if any(self.patches) else ()))
+        """The largest image side a trial may decode (the native size when patches or fragments are offered)."""
+        return max(self.resizes + ((self.native,) if any(self.patches) or any(self.fragments) else ()))
 
     @classmethod
     def small(cls) -> "SpaceConfig":
-        """128-160 px inputs (or 128/256 px patches of the 512 px image) and models up to ~1M parameters:
-        quick real-data studies, even on a CPU."""
-        return cls(resizes=(128, 160), stem_widths=(16, 24), stages=(3, 4), widths=(16, 24, 32, 48, 64, 96, 128),
+        """128-160 px inputs (or 128/256 px patches or a 5 x 5 grid of 32 px fragments of the 512 px image)
+        and models up to ~1M parameters: quick real-data studies, even on a CPU."""
+        return cls(resizes=(128, 160), fragments=(0, 5), stem_widths=(16, 24), stages=(3, 4), widths=(16, 24, 32, 48, 64, 96, 128),
                    depths=(1, 3), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64, head_hiddens=(0, 64, 128))
 
     @classmethod
     def tiny(cls) -> "SpaceConfig":
         """64 px images, models of a few thousand to ~100k parameters that train in seconds on a CPU."""
-        return cls(resizes=(64,), patches=(0,), native=64, global_sizes=(0, 32), stem_widths=(8, 16), patch_sizes=(2,),
+        return cls(resizes=(64,), patches=(0,), fragments=(0,), native=64, global_sizes=(0, 32), stem_widths=(8, 16), patch_sizes=(2,),
                    stages=(2, 3), widths=(8, 16, 24, 32, 48), depths=(1, 2), kernels=(3, 5), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64,
                    head_hiddens=(0, 32), max_fuse=2, patch_grids=(3,), test_scales=(1.0,), test_flips=(False,), patch_pools=("mean",))
 
@@ -145,12 +151,17 @@ def _choose(trial, name: str, choices: tuple):
 
 
 def _sample_input(trial, space: SpaceConfig) -> InputSpec:
-    """A whole-image view (resize, crop fraction) or native-resolution patches (size, count, global stream)."""
+    """A whole-image view (resize, crop fraction), native-resolution patches (size, count, global stream)
+    or native-resolution fragments (grid, size)."""
     patch = _choose(trial, "patch", space.patches)
     if patch:
         return InputSpec(space.native, space.native, patch=patch,
                          train_patches=_choose(trial, "train_patches", space.train_patches),
                          global_size=_choose(trial, "global_size", space.global_sizes))
+    fragments = _choose(trial, "fragments", space.fragments)
+    if fragments:
+        return InputSpec(space.native, space.native, fragments=fragments,
+                         fragment=_choose(trial, "fragment", space.fragment_sizes))
     resize = trial.suggest_categorical("resize", list(space.resizes))
     return InputSpec(resize, make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions))))
 
@@ -226,5 +237,6 @@ def spec_summary(spec: ArchSpec) -> str:
     inp = spec.input
     view = (f"p{inp.patch}x{inp.train_patches}g{inp.grid}" + "".join(f"s{s}" for s in inp.test_scales)
             + ("f" if inp.test_flip else "") + (f"+{inp.global_size}" if inp.global_size else "")) if inp.patch else inp.crop
+    view = f"fr{inp.fragments}x{inp.fragment}" if inp.fragments else view
     parts.append(f"{view}/{inp.resize}" + ("+mscn" if inp.mscn else ""))
     return " | ".join(parts)

@@ -36,6 +36,13 @@ class InputSpec:
     global_size: int = 0
     """Patch models only: 0, or a second stream through the same backbone, the whole image reduced to
     this size, whose features are concatenated with the patches' (global composition + local artefacts)."""
+    fragments: int = 0
+    """0: off. S > 0: an input mode of its own (patch must be 0), FAST-VQA's fragments (`layers.fragments`):
+    the model takes the whole `resize` image (crop == resize, e.g. the native 512 px), cuts an S x S grid of
+    cells and one `fragment` px patch per cell (at random in its cell in training, centred at test), and
+    the backbone sees them spliced into one S*fragment px view: native texture and the whole layout."""
+    fragment: int = 32
+    """Side of each fragment in px (fragments only): at most resize // fragments, so each fits its cell."""
     test_scales: list[int] = field(default_factory=list)
     """Patch models only, test only: sides (px, in patch..resize-1) of reduced copies of the image from which
     a further `grid` x `grid` of test patches each is cut (multi-scale test views, pooled with the native ones)."""
@@ -44,8 +51,8 @@ class InputSpec:
 
     @property
     def view(self) -> int:
-        """The side of what the backbone sees: the patch, else the crop."""
-        return self.patch or self.crop
+        """The side of what the backbone sees: the spliced fragments, the patch, else the crop."""
+        return self.fragments * self.fragment if self.fragments else self.patch or self.crop
 
     @property
     def test_patches(self) -> int:
@@ -137,6 +144,12 @@ class ArchSpec:
             bad("input.global_size", "needs patches (input.patch > 0)", inp.global_size)
         elif inp.test_scales or inp.test_flip:
             bad("input", "test_scales and test_flip need patches (input.patch > 0)", (inp.test_scales, inp.test_flip))
+        if inp.fragments:
+            if inp.patch:
+                bad("input.fragments", "is an input mode of its own: needs patch == 0", (inp.fragments, inp.patch))
+            if inp.crop != inp.resize or not 1 <= inp.fragment <= inp.resize // inp.fragments or inp.view < 8:
+                bad("input.fragments", "needs crop == resize (the model cuts its own fragments), 1 <= fragment <= "
+                    "resize // fragments and fragments * fragment >= 8", (inp.fragments, inp.fragment, inp.crop, inp.resize))
         if self.stem.kind not in STEMS:
             bad("stem.kind", f"must be one of {STEMS}", self.stem.kind)
         if self.stem.width < 1:

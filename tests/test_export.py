@@ -1,6 +1,7 @@
 """Export: the submission weights reload and predict like the model that was trained; the notebook runs
 headless on the T4 path (fp16 on the CPU) within a short deadline and agrees with the project;
-candidates over the cap or the time budget are refused."""
+candidates over the cap or the time budget are refused; the final schedule follows the candidate's
+validation curve (fill while it still rose) or `--epochs`."""
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,12 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import json
+import math
+
 import nbformat
 import numpy as np
+import optuna
 import pandas as pd
 import pyflakes.api
 import pyflakes.reporter
@@ -24,10 +29,14 @@ from PIL import Image
 from results import export as export_module
 from results.export import export_submission
 from results.notebook import generated_code
-from run_search import error_message
+from results.candidates import candidate_recipe
+from results.schedule import Schedule
+from run_search import error_message, main
+from search.budget import BudgetModel
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
 from search.profiles import get_profile
+from search.study import StudyData
 from search.train.loop import predict
 
 
@@ -163,3 +172,72 @@ def test_the_export_folder_is_checked_before_the_retrain(tiny_study, monkeypatch
     with pytest.raises(PermissionError) as info:
         export_submission(study, cfg, run_dir, "T", smoke=True)
     assert error_message(info.value) == f"cannot write the export to this folder (read-only): {out}"
+
+
+def _with_curve(study: optuna.Study, number: int, curve: list[float]) -> optuna.Study:
+    """An in-memory copy of `study` whose trial `number` stored `curve` as its validation curve."""
+    copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    for key, value in study.user_attrs.items():
+        copy.set_user_attr(key, value)
+    for t in study.get_trials():
+        copy.add_trial(optuna.trial.create_trial(
+            state=t.state, values=t.values if t.state == TrialState.COMPLETE else None, params=t.params,
+            distributions=t.distributions, system_attrs=t.system_attrs,
+            user_attrs={**t.user_attrs, "curve": curve} if t.number == number else t.user_attrs))
+    return copy
+
+
+def _settings(notebook: Path) -> tuple[str, dict]:
+    """The notebook's Settings cell: (its source, the names it defines)."""
+    source = nbformat.read(notebook, as_version=4).cells[1].source
+    scope: dict = {}
+    exec(source, scope)
+    return source, scope
+
+
+@pytest.mark.parametrize("curve, epochs", [([0.2, 0.4, 0.6], "fill"), ([0.3, 0.6, 0.5], 4)],
+                         ids=["still-rising", "stopped-rising"])
+def test_the_schedule_follows_the_trial_curve(tiny_study, tmp_path, curve, epochs):
+    """A trial whose validation score still rose at its end is exported to fill the deadline; one that
+    peaked at epoch 2 of 3 trains 2 x 2 epochs, and its notebook asks for that number."""
+    study, cfg, _ = tiny_study
+    number = study.get_trials(states=(TrialState.COMPLETE,))[0].number
+    result = export_submission(_with_curve(study, number, curve), cfg, tmp_path, "T", trial=number, date="20261122",
+                               smoke=True)
+    chosen = result.summary["schedule"]
+    assert chosen["epochs"] == epochs and json.loads((tmp_path / "export" / "export.json").read_text())["schedule"] == chosen
+    source, settings = _settings(result.notebook)
+    how = (tmp_path / "export" / "HOW_TO_RUN.md").read_text()
+    if epochs == "fill":
+        assert settings["EPOCHS"] == "fill" and 'EPOCHS = "fill"' in source and "still rising" in source
+        assert "**Schedule.** `EPOCHS` in Settings: fill (train until DEADLINE_S)" in how
+    else:
+        assert settings["EPOCHS"] == result.summary["epochs"]  # the plan's epochs (smoke: 1), a number
+        assert "not clearly rising" in source and "epoch 2: 2 x 2 epochs" in chosen["reason"]
+        assert f"**Schedule.** `EPOCHS` in Settings: {epochs} epochs" in how
+
+
+def test_export_epochs_fill_on_the_command_line_fills_the_export_budget(tiny_study, tmp_path, monkeypatch, capsys):
+    """`export --epochs fill` plans every epoch the T4 budget model fits in the export budget (here made
+    to fit one more than the trial's), retrains them, and writes a notebook that trains until its deadline."""
+    study, cfg, _ = tiny_study
+    number = min(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["flops"]).number
+    (tmp_path / "tiny").mkdir()  # a copy of the study, so its own export folder stays as it was
+    optuna.copy_study(from_study_name=study.study_name, from_storage=study._storage,
+                      to_storage=f"sqlite:///{tmp_path / 'tiny' / 'study.db'}")
+    recipe = candidate_recipe(number, study)
+    icme = get_profile(cfg.profile)
+    images = len(StudyData(cfg, progress=False).all(recipe.spec.input.resize))
+    wanted = recipe.train.epochs + 1
+    exact = export_module.export_plan(recipe, "t", replace(icme, export_budget_s=math.inf),
+                                      BudgetModel(efficiency=cfg.t4_efficiency), images, Schedule(wanted, 1, "t"), False)
+    budget = exact.seconds + 0.5 * exact.epoch_s
+    monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, export_budget_s=budget))
+    assert main(["export", "--study", "tiny", "--runs-dir", str(tmp_path), "--team", "T", "--date", "20261122",
+                 "--trial", str(number), "--epochs", "fill"]) == 0
+    assert "schedule fill: --epochs fill given" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "tiny" / "export" / "export.json").read_text())
+    assert summary["epochs"] == wanted and summary["schedule"]["epochs"] == "fill"
+    assert summary["estimated_t4_s"] <= budget
+    _, settings = _settings(tmp_path / "tiny" / "export" / "T_20261122.ipynb")
+    assert settings["EPOCHS"] == "fill"

@@ -28,8 +28,9 @@ from space.count import part_costs
 PAIR_NAMES = {"PairSet", "train_pairs", "read_pairs", "choices_frame", "retrain_pairs", "PREFERENCE", "PAIR_COLUMNS"}
 
 
-def _recipe(patch: int = 0) -> Recipe:
-    spec = ArchSpec(InputSpec(48, 48 if patch else 40, False, patch), StemSpec("conv", 8, 3),
+def _recipe(patch: int = 0, fragments: int = 0) -> Recipe:
+    spec = ArchSpec(InputSpec(48, 48 if patch or fragments else 40, False, patch, fragments=fragments, fragment=8),
+                    StemSpec("conv", 8, 3),
                     [StageSpec("mbconv", 16, 2, 2, 3), StageSpec("residual", 24, 1, 2, 3)], HeadSpec("avgstd", 2),
                     num_outputs=1)
     return Recipe(spec, TrainConfig(epochs=7, batch_size=8, crop=spec.input.crop))
@@ -39,7 +40,7 @@ def _views_recipe() -> Recipe:
     """16 px patches, 2 per step, tested on a 4 x 4 grid, again at 32 px and mirrored, pooled by attention, with
     a 16 px global stream."""
     recipe = _recipe(patch=16)
-    recipe.spec.input = InputSpec(48, 48, False, 16, 2, 4, 16, [32], True)
+    recipe.spec.input = InputSpec(48, 48, False, 16, 2, 4, 16, test_scales=[32], test_flip=True)
     recipe.spec.head.patch_pool = "attn"
     return recipe
 
@@ -78,20 +79,40 @@ def test_cells_headings_settings_and_model_card():
     assert cells[-1]["cell_type"] == "code" and "task='mos'" in cells[-1]["source"]
 
 
+def test_a_fill_schedule_is_in_settings_with_its_reason_and_in_the_model_card():
+    why = "fill (train until DEADLINE_S); the validation score was still rising over its last 3 of 7 epochs " * 2
+    nb = build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000, epochs="fill", why=why)
+    settings, card = nb["cells"][1]["source"], nb["cells"][2]["source"]
+    scope: dict = {}
+    exec(settings, scope)
+    assert scope["EPOCHS"] == "fill" and 'EPOCHS = "fill"' in settings
+    lines = settings.splitlines()
+    comment = lines[lines.index("SEED = 0") + 1:[i for i, line in enumerate(lines) if line.startswith("EPOCHS")][0]]
+    assert len(comment) > 1 and all(line.startswith("# ") and len(line) <= 110 for line in comment)  # wrapped
+    assert " ".join(line[2:] for line in comment) == f"schedule: {why.strip()}"
+    assert "**until `DEADLINE_S`**" in card and "7 epochs by the T4 budget model" in card
+
+
 def test_a_mos_notebook_holds_only_what_its_run_calls():
     mos = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000))
     assert not mos & (PAIR_NAMES | {"BudgetModel", "budget_costs", "ConvNeXtBlock", "AttentionBlock", "Patches",
                                     "PatchView", "_pairs_read", "load_agiqa3k"})
     assert {"MBConvBlock", "ResidualBlock", "CropView", "load_csv", "_mos_read"} <= mos
     patch = _code_names(build_notebook("T", "20260101", _recipe(patch=16), ["mos_quality"], 0, 5400, 10_000_000))
-    assert {"Patches", "PatchView"} <= patch and "CropView" not in patch
+    assert {"Patches", "PatchView"} <= patch and not {"CropView", "Fragments", "FragmentView"} & patch
+    fragments = _code_names(build_notebook("T", "20260101", _recipe(fragments=3), ["mos_quality"], 0, 5400, 10_000_000))
+    assert {"Fragments", "FragmentView", "cell_edges"} <= fragments and not {"CropView", "Patches"} & fragments
+    assert not {"Fragments", "FragmentView"} & mos
     pairs = _code_names(build_notebook("T", "20260101", _recipe(), ["preference"], 0, 5400, 10_000_000,
                                        pair_columns=["image_a", "image_b", "winner"]))
     assert {"PairSet", "train_pairs", "_pairs_read"} <= pairs and not {"_mos_read", "load_csv", "iqa_metrics"} & pairs
     views = _code_names(build_notebook("T", "20260101", _views_recipe(), ["mos_quality"], 0, 5400, 10_000_000))
     assert {"Patches", "PatchView", "PatchPool", "reduce_image"} <= views
-    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(_views_recipe()),
-                 generated_code(task="pairs")):
+    sources = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000,
+                                         sources=["agiqa3k", "agiqa1k"]))
+    assert {"_sources_read", "combine", "load_agiqa1k"} <= sources and not PAIR_NAMES & sources
+    for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(_recipe(fragments=3)),
+                 generated_code(_views_recipe()), generated_code(task="pairs"), generated_code(_recipe(), task="sources")):
         assert not _undefined(code), _undefined(code)
 
 
@@ -169,3 +190,18 @@ def test_predict_only_runs_headless_with_the_given_weights(trained, tmp_path):
     ours, theirs = pd.read_csv(tmp_path / "predictions.csv"), pd.read_csv(out["predictions"])
     assert np.allclose(ours["score"], theirs["score"], atol=1e-4, equal_nan=True)
     assert (tmp_path / "environment.txt").is_file() and not list(tmp_path.glob("*.pth"))
+
+
+def test_the_notebook_trains_and_predicts_a_fragment_recipe_in_smoke_mode(trained, tmp_path):
+    root, _, _ = trained
+    nb = nbformat.from_dict(build_notebook("T", "20260101", _recipe(fragments=3), ["mos_quality"], 0, 600, 10_000_000))
+    assert "a 3 x 3 grid of 8 px fragments of the 48 px image, spliced into one 24 px view" in nb.cells[2].source
+    nb.cells.insert(2, nbformat.v4.new_code_cell(
+        f"TRAIN_IMAGES = {str(root / 'train')!r}\nTRAIN_LABELS = {str(root / 'train.csv')!r}\n"
+        f"TEST_IMAGES = {str(root / 'test')!r}\nOUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nDEADLINE_S = 120"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    preds = pd.read_csv(tmp_path / "predictions.csv").set_index("image")["score"]
+    assert len(preds) == 7 and preds.drop("broken.jpg").notna().all()
+    model, _ = load_checkpoint(tmp_path / "T_20260101_model.pth")
+    inp = model.spec.input
+    assert (inp.resize, inp.crop, inp.fragments, inp.fragment, inp.patch) == (32, 32, 2, 8, 0)  # the smoke size

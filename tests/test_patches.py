@@ -68,7 +68,7 @@ def test_the_exported_notebook_trains_and_predicts_the_patch_recipe(patch_study,
 
 
 def _patch_spec(global_size: int, patch_pool: str = "mean", scales: tuple[int, ...] = (), flip: bool = False) -> ArchSpec:
-    return ArchSpec(InputSpec(64, 64, False, 24, 2, 3, global_size, list(scales), flip), StemSpec("conv", 16),
+    return ArchSpec(InputSpec(64, 64, False, 24, 2, 3, global_size, test_scales=list(scales), test_flip=flip), StemSpec("conv", 16),
                     [StageSpec("mbconv", 24, 1, 2, 3, 2.0, True), StageSpec("residual", 32, 2, 2, 3, 2.0, True)],
                     HeadSpec("avgstd", 2, 32, patch_pool=patch_pool), act="silu")
 

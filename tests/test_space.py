@@ -15,6 +15,7 @@ from space import (
 )
 from space.layers import BLOCK_FAMILIES
 from space.count import backbone_views
+from space.layers.fragments import Fragments, cell_edges
 from space.layers.heads import PatchPool
 from space.layers.patches import Patches, grid_offsets, reduce_image
 from space.layers.conv import MSCN
@@ -114,11 +115,92 @@ def test_patches_are_windows_of_the_image_random_in_training_and_a_grid_at_test(
     assert torch.equal(cut(x), train)  # the global generator decides: a seeded run repeats
 
 
+FRAGMENT_SPACE = dataclasses.replace(SpaceConfig.tiny(), patches=(0, 16), fragments=(0, 2, 3), fragment_sizes=(8, 16),
+                                     native=48)
+
+
+def test_fragment_models_count_exactly_and_sample_every_input(measured_flops):
+    specs = _random_specs(30, FRAGMENT_SPACE, Caps(), 7)
+    assert {(s.input.fragments, s.input.fragment) for s in specs if s.input.fragments} == {(2, 8), (2, 16), (3, 8), (3, 16)}
+    assert any(s.input.patch for s in specs) and any(not s.input.patch and not s.input.fragments for s in specs)
+    for spec in specs:
+        _assert_parts_measured(spec, measured_flops)
+        _assert_parts_measured(spec, measured_flops, training=True)
+        if spec.input.fragments:
+            inp = spec.input
+            assert inp.resize == inp.crop == 48 and not inp.patch and inp.view == inp.fragments * inp.fragment
+            assert count_flops(spec) == train_flops(spec) and f"fr{inp.fragments}x{inp.fragment}/48" in spec_summary(spec)
+
+
+def _fragment_origins(view: torch.Tensor, grid: int, size: int, width: int) -> list[list[list[tuple[int, int]]]]:
+    """Per image and cell of a spliced view of `Fragments` cut from `_coded` images: (top, left) of the
+    window each fragment came from (its first pixel codes its place)."""
+    return [[[divmod(int(view[n, 0, i * size, j * size]) % (1 << 12), width) for j in range(grid)] for i in range(grid)]
+            for n in range(len(view))]
+
+
+def _coded(n: int, h: int, w: int) -> torch.Tensor:
+    """[n,3,h,w] images whose pixel values code their place: value = (image*3 + channel) << 12 | y*w + x."""
+    return (torch.arange(n * 3)[:, None] * (1 << 12) + torch.arange(h * w)).reshape(n, 3, h, w).float()
+
+
+def test_fragments_come_from_inside_each_cell_random_in_training_and_centred_at_test():
+    x = _coded(2, 50, 44)  # cells of 16/17/17 rows and 14/15/15 columns
+    rows, cols = cell_edges(50, 3), cell_edges(44, 3)
+    assert rows == [0, 16, 33, 50] and cols == [0, 14, 29, 44]
+    cut = Fragments(3, 10)
+    test = cut.eval()(x)
+    assert test.shape == (2, 3, 30, 30) and torch.equal(test, cut(x))  # deterministic
+    for n, image in enumerate(_fragment_origins(test, 3, 10, 44)):
+        for i, row in enumerate(image):
+            for j, (top, left) in enumerate(row):  # the cell's centre
+                assert (top, left) == (rows[i] + (rows[i + 1] - rows[i] - 10) // 2, cols[j] + (cols[j + 1] - cols[j] - 10) // 2)
+                assert torch.equal(test[n, :, i * 10:(i + 1) * 10, j * 10:(j + 1) * 10], x[n, :, top:top + 10, left:left + 10])
+    torch.manual_seed(0)
+    cut.train()
+    seen: set[tuple[int, int, int, int]] = set()
+    for _ in range(60):
+        train = cut(x)
+        assert train.shape == (2, 3, 30, 30)
+        for n, image in enumerate(_fragment_origins(train, 3, 10, 44)):
+            for i, row in enumerate(image):
+                for j, (top, left) in enumerate(row):  # a window of its own image, inside its own cell
+                    assert rows[i] <= top <= rows[i + 1] - 10 and cols[j] <= left <= cols[j + 1] - 10
+                    assert torch.equal(train[n, :, i * 10:(i + 1) * 10, j * 10:(j + 1) * 10], x[n, :, top:top + 10, left:left + 10])
+                    seen.add((i, j, top - rows[i], left - cols[j]))
+    assert {(top, left) for i, j, top, left in seen if (i, j) == (0, 0)} == {(a, b) for a in range(7) for b in range(5)}
+    torch.manual_seed(1)
+    first = cut(x)
+    torch.manual_seed(1)
+    assert torch.equal(cut(x), first) and not torch.equal(cut(x), first)  # the global generator decides
+
+
+def test_specs_stored_before_fragments_load_unchanged():
+    spec = ArchSpec(InputSpec(64, 48), StemSpec(), [StageSpec("residual", 16)])
+    old = spec.to_dict()
+    for key in ("fragments", "fragment"):
+        old["input"].pop(key)
+    assert ArchSpec.from_dict(old) == spec and spec.input.view == 48 and spec_summary(spec).endswith("| 48/64")
+    assert build_model(ArchSpec.from_dict(old)).view.__class__.__name__ == "CropView"
+    fragments = ArchSpec(InputSpec(64, 64, fragments=4, fragment=16), StemSpec(), [StageSpec("residual", 16)])
+    assert ArchSpec.from_dict(json.loads(json.dumps(fragments.to_dict()))) == fragments
+    assert fragments.to_dict()["input"] == {**old["input"], "resize": 64, "crop": 64, "fragments": 4, "fragment": 16}
+
+
+def test_the_default_and_small_spaces_offer_fragments_of_the_native_image():
+    assert (SpaceConfig().fragments, SpaceConfig.small().fragments, SpaceConfig.tiny().fragments) == ((0, 7), (0, 5), (0,))
+    for space, view in ((SpaceConfig(), 224), (SpaceConfig.small(), 160)):
+        specs = _random_specs(12, dataclasses.replace(space, patches=(0,), mscn=(False,)), Caps(), 8)
+        fragments = [s for s in specs if s.input.fragments]
+        assert fragments and len(fragments) < len(specs) and space.largest_input == 512
+        assert {(s.input.resize, s.input.crop, s.input.view) for s in fragments} == {(512, 512, view)}
+
+
 def test_a_single_choice_records_no_parameter_so_whole_image_trials_sample_as_before():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
     trial = study.ask()
     sample_spec(trial, SpaceConfig.tiny(), Caps())
-    assert "patch" not in trial.params and "resize" in trial.params
+    assert not {"patch", "fragments", "fragment"} & set(trial.params) and "resize" in trial.params
     trial = study.ask()  # the tiny space offers one test view and the mean over patches: nothing is asked
     spec = sample_spec(trial, dataclasses.replace(SpaceConfig.tiny(), patches=(32,), train_patches=(2,)), Caps())
     assert not {"patch_grid", "test_scale", "test_flip", "patch_pool"} & set(trial.params)
@@ -139,7 +221,7 @@ def test_the_default_and_small_spaces_offer_the_test_views_and_patch_pools():
 
 def _views_spec(grid: int = 3, scales: tuple[int, ...] = (), flip: bool = False, pool: str = "mean",
                 global_size: int = 0, head_pool: str = "avgstd") -> ArchSpec:
-    return ArchSpec(InputSpec(48, 48, False, 16, 2, grid, global_size, list(scales), flip), StemSpec("conv", 8),
+    return ArchSpec(InputSpec(48, 48, False, 16, 2, grid, global_size, test_scales=list(scales), test_flip=flip), StemSpec("conv", 8),
                     [StageSpec("mbconv", 16, 1, 2, 3, 2.0, True), StageSpec("residual", 24, 1, 2, 3)],
                     HeadSpec(head_pool, 2, 16, patch_pool=pool))
 
@@ -210,6 +292,11 @@ def test_spec_dicts_without_the_test_view_fields_load_unchanged():
     (dict(patch_pool="max"), "head.patch_pool"), (dict(patch_pool="attn"), "head.patch_pool"),
     (dict(patch=16, patch_pool="meanstd"), "head.patch_pool"),  # one training patch: nothing to pool over
     (dict(patch=16, train_patches=2, grid=1, patch_pool="attn"), "head.patch_pool"),  # one test patch
+    (dict(fragments=2, patch=16), "input.fragments"), (dict(fragments=2, fragment=8, crop=32), "input.fragments"),
+    (dict(fragments=3, fragment=22), "input.fragments"), (dict(fragments=2, fragment=3), "input.fragments"),
+    (dict(fragments=-2), "input.fragments"), (dict(fragments=2, global_size=16), "input.global_size"),
+    (dict(fragments=2, fragment=8, test_flip=True), "input"), (dict(fragments=2, fragment=8, test_scales=[32]), "input"),
+    (dict(fragments=2, fragment=8, patch_pool="attn"), "head.patch_pool"),
 ])
 def test_bad_patch_inputs_name_the_field(change, field):
     spec = ArchSpec(InputSpec(64, 64), StemSpec(), [StageSpec("residual", 16)])

@@ -149,7 +149,7 @@ def test_submission_ends_within_its_deadline_and_writes_its_files(tmp_path):
     out = run_submission(Submission(
         team="T", date="20261123", train_images=str(tmp_path / "imgs"), train_labels=str(tmp_path / "train.csv"),
         test_images=str(tmp_path / "imgs"), test_labels=str(tmp_path / "test.csv"), out_dir=str(tmp_path),
-        recipe=recipe.to_dict(), epochs=100_000, deadline_s=deadline, start=start, precision="fp16"), log=lines.append)
+        recipe=recipe.to_dict(), epochs="fill", deadline_s=deadline, start=start, precision="fp16"), log=lines.append)
     assert time.time() - start < deadline + 3  # a small margin for the interpreter's own work
     assert out["weights"].is_file() and (out["weights"].stat().st_mode & 0o777) == 0o644
     preds = pd.read_csv(out["predictions"])

@@ -65,6 +65,11 @@ def _input_policy(spec: ArchSpec, eval_views: int) -> str:
     s, c, p = spec.input.resize, spec.input.crop, spec.input.patch
     mscn = "an MSCN (local-contrast-normalised) luminance channel is appended as a fourth input" if spec.input.mscn \
         else "RGB input only (no MSCN channel)"
+    if spec.input.fragments:
+        g, f = spec.input.fragments, spec.input.fragment
+        return (f"images at ${s}\\times{s}$; the model cuts a ${g}\\times{g}$ grid of cells and one ${f}\\times{f}$ "
+                f"fragment per cell (at random in its cell in training, at its centre at test) and splices them into "
+                f"one ${g * f}\\times{g * f}$ view; {mscn}")
     if p:
         g, stream = spec.input.grid, spec.input.global_size
         glob = (f"; a second stream runs the same backbone on the whole image reduced to ${stream}\\times{stream}$ "
@@ -123,7 +128,8 @@ def recipe_rows(exp: Exported) -> dict[str, str]:
     t, spec = exp.recipe.train, exp.recipe.spec
     augment = (f"random ${t.crop}\\times{t.crop}$ crops of the ${spec.input.resize}\\times{spec.input.resize}$ image"
                if t.crop and t.crop < spec.input.resize else
-               f"random ${spec.input.patch}\\times{spec.input.patch}$ patches" if spec.input.patch else "none (whole image)")
+               f"random ${spec.input.patch}\\times{spec.input.patch}$ patches" if spec.input.patch else
+               "fragments at random in their cells" if spec.input.fragments else "none (whole image)")
     augment += " + horizontal flips" if t.hflip else ""
     teacher = exp.recipe.teacher
     return {
@@ -166,7 +172,9 @@ def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_s
         "Parameter cap": tex_int(profile.caps.params) + (f", {tex_int(profile.caps.flops)} FLOPs" if profile.caps.flops else ""),
         "Search space": (f"\\texttt{{{tex_escape(cfg.space)}}} preset: inputs {'/'.join(map(str, space.resizes))} px"
                          + (f" or {'/'.join(str(p) for p in space.patches if p)} px patches of the {space.native} px image"
-                            if any(space.patches) else "") + ", "
+                            if any(space.patches) else "")
+                         + (f" or {'/'.join(f'{g}x{g}' for g in space.fragments if g)} grids of "
+                            f"{'/'.join(map(str, space.fragment_sizes))} px fragments" if any(space.fragments) else "") + ", "
                          f"{space.stages[0]}--{space.stages[1]} stages of "
                          f"{', '.join(BLOCK_NAMES[b] for b in space.blocks)}, widths {min(space.widths)}--"
                          f"{max(space.widths)}, depths {space.depths[0]}--{space.depths[1]}"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from search.data import ImageSet, check_dataset, check_pair_split, check_split_sizes, grouped_holdout, load_imageset
+from search.data.imageset import prefixed
 from search.memory import check_host_memory
 from search.data.cache import decode_pairs
 from search.data.pairs import PairSet, PairTable, load_pairs, split_pair_rows
@@ -45,14 +46,18 @@ def check_study_inputs(cfg: StudyConfig) -> None:
         return
     if table is None:  # the synthetic set: generated, split and sized by code
         return
+    if isinstance(table, list):  # a combined dataset: its sources' prompts, as its set prefixes them
+        groups = np.concatenate([prefixed(t.name, t.frame["group"]) for t in table])
+        source = " + ".join(str(t.source) for t in table)
+    else:
+        groups, source = table.frame["group"].to_numpy(dtype=object), str(table.source)
     try:
-        train, val, test = study_split(table.frame["group"].to_numpy(dtype=object), cfg.val_fraction,
-                                       cfg.test_fraction, cfg.seed)
+        train, val, test = study_split(groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     except ValueError as err:  # fewer prompts than the split has parts
-        raise ValueError(f"{table.source}: {err}") from None
-    check_split_sizes(table, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
-    check_host_memory(len(table), cfg.search_space().largest_input, f"images of {table.name} (the largest input "
-                      f"the {cfg.space} space may choose; --patches 0 keeps whole images)")
+        raise ValueError(f"{source}: {err}") from None
+    check_split_sizes(source, groups, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
+    check_host_memory(len(groups), cfg.search_space().largest_input, f"images of {cfg.dataset} (the largest input "
+                      f"the {cfg.space} space may choose; --patches 0 --fragments 0 keeps whole images)")
 
 
 class StudyData:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 from search.budget import BudgetModel
-from search.data import DATASETS, PAIRS
+from search.data import PAIRS, check_dataset_name
 from search.data.pairs import PAIR_COLUMNS
 from search.profiles import DEFAULT_PROFILE, get_profile
 from search.study.early_stop import EARLY_STOPPING
@@ -59,7 +59,9 @@ class StudyConfig:
     """Everything a worker needs to run trials of a study; stored in the study so workers can join."""
 
     dataset: str = "synthetic"
+    """A name in `search.data.DATASETS`, or labelled ones joined by '+' (`search.data.sources`)."""
     root: str | None = None
+    """The dataset's folder; of a combined dataset, `NAME=PATH,NAME=PATH` (one folder per source)."""
     targets: list[str] | None = None
     n_synthetic: int = 1200
     profile: str | None = None
@@ -72,6 +74,9 @@ class StudyConfig:
     patches: list[int] | None = None
     """Input patch sizes the trials may choose (`SpaceConfig.patches`: 0 = the whole image at the preset's
     sizes, P = P x P patches of the image at its native size); None = the preset's, stored as a list."""
+    fragments: list[int] | None = None
+    """Fragment grids the trials without patches may choose (`SpaceConfig.fragments`: 0 = off, S = an S x S
+    grid of native-resolution mini-patches spliced into one view); None = the preset's, stored as a list."""
     val_fraction: float | None = None
     test_fraction: float | None = None
     """Prompts held out of the search entirely; each finished trial is scored on them once."""
@@ -118,6 +123,8 @@ class StudyConfig:
             self.early_stop = "rungs" if self.early_stop else "none"
         if self.patches is None:  # stored explicitly: a later change of the preset cannot change a study's space
             self.patches = list(space_config(self.space).patches)
+        if self.fragments is None:  # stored explicitly, as patches
+            self.fragments = list(space_config(self.space).fragments)
         self._validate()
 
     @property
@@ -146,7 +153,7 @@ class StudyConfig:
                              f"got {self.pair_columns}")
 
     def _validate(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
+        check_dataset_name(self.dataset)
         if self.pairs:
             self._validate_pairs()
         elif list(self.pair_columns) != list(PAIR_COLUMNS):
@@ -155,6 +162,10 @@ class StudyConfig:
         if any(p and not 8 <= p <= space.native for p in space.patches) or not space.patches:
             raise ValueError(f"patches must be 0 (whole image) or sizes in 8..{space.native} px (the {self.space} "
                              f"space's native size), got {self.patches}")
+        if not space.fragments or any(s < 0 or s * max(space.fragment_sizes) > space.native for s in space.fragments):
+            raise ValueError(f"fragments must be 0 (off) or grids of at most {space.native // max(space.fragment_sizes)} "
+                             f"cells a side ({max(space.fragment_sizes)} px fragments of the {self.space} space's "
+                             f"{space.native} px images), got {self.fragments}")
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("early stopping", self.early_stop, EARLY_STOPPING)
         for name, value, least in (("max_epochs", self.max_epochs, 1), ("min_epochs", self.min_epochs, 1),
@@ -178,8 +189,8 @@ class StudyConfig:
             raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
 
     def search_space(self) -> SpaceConfig:
-        """The space preset with this study's own choices (`patches`)."""
-        return replace(space_config(self.space), patches=tuple(self.patches))
+        """The space preset with this study's own choices (`patches`, `fragments`)."""
+        return replace(space_config(self.space), patches=tuple(self.patches), fragments=tuple(self.fragments))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,4 +201,5 @@ class StudyConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown study settings: {', '.join(unknown)}")
-        return cls(**{"patches": [0], **data})  # studies stored before patches existed saw whole images only
+        # studies stored before patches (fragments) existed saw whole images only
+        return cls(**{"patches": [0], "fragments": [0], **data})

@@ -3,7 +3,9 @@
 Images go to the device once as uint8 when they fit (`search.train.step.Images`); each step gathers a batch
 there, crops and flips it there, and runs the model under the recipe's autocast (`search.train.step`). If the
 model has `target_mean` / `target_std` buffers, they are set from the training targets and the loss is
-computed on standardised scores, so the model predicts MOS directly. One epoch loop (`fit`) serves MOS
+computed on standardised scores, so the model predicts MOS directly. A set combining several sources
+(`search.data.imageset.combine`) holds them on one scale: each batch is drawn from one source, and
+validation scores each source on its own scale. One epoch loop (`fit`) serves MOS
 training and pair training (`search.train.pairs`): budget in epochs and/or seconds (with seconds, the
 remaining epochs and the LR schedule are refit to the measured pace after every epoch), validation,
 early stopping, EMA. An epoch in which every step was skipped, or non-finite validation predictions,
@@ -28,8 +30,8 @@ from search.train.losses import make_loss
 from search.metrics import iqa_metrics
 from search.train.pretrain import pretrain
 from search.train.recipe import TrainConfig
-from search.train.step import (Images, Stepper, TrainingDiverged, WeightAverage, autocast, model_device, resolve_precision,
-                         run_epoch, steps_per_epoch)
+from search.train.step import (Batches, Images, Stepper, TrainingDiverged, WeightAverage, autocast, model_device,
+                               resolve_precision, run_epoch)
 
 @dataclass
 class EpochRecord:
@@ -118,8 +120,17 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device
 
 
 def _metrics_per_target(pred: np.ndarray, data: ImageSet) -> dict[str, dict[str, float]]:
+    """`iqa_metrics` per target. A combined set is scored per source, on the source's own scale (predictions
+    mapped back), and each metric averaged over the sources weighted by their images; a source with fewer
+    than 2 images here is left out."""
     truth = data.targets.numpy()
-    return {name: iqa_metrics(pred[:, i], truth[:, i]) for i, name in enumerate(data.target_names)}
+    parts = [(p, t) for (_, p), (_, t) in zip(data.own_scale(pred), data.own_scale(truth)) if len(p) >= 2]
+    out = {}
+    for i, name in enumerate(data.target_names):
+        scored = [(len(p), iqa_metrics(p[:, i], t[:, i])) for p, t in parts] or [(1, iqa_metrics(pred[:, i], truth[:, i]))]
+        total = sum(n for n, _ in scored)
+        out[name] = scored[0][1] if len(scored) == 1 else {k: sum(n * m[k] for n, m in scored) / total for k in scored[0][1]}
+    return out
 
 
 def evaluate(model: nn.Module, data: ImageSet, crop: int | None = None, views: int = 1, batch_size: int = 64,
@@ -211,14 +222,16 @@ class Task:
     validate: Callable[[nn.Module, int], dict[str, dict[str, float]]]
     """Validation metrics per target of the scored model after an epoch ({} without validation)."""
     resident: bool = True
+    sources: np.ndarray | None = None
+    """Each item's source when a set combines several (every batch then holds one: `Batches`)."""
 
 
 def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, spent_s: float,
         on_epoch: Callable[[EpochRecord], bool] | None, progress: bool) -> TrainResult:
     """Epochs of `task` under `cfg` (after `spent_s` seconds of pretraining): the optimiser, EMA, the
     time budget with refitting of the remaining epochs, per-epoch validation and early stopping."""
-    bs = min(cfg.batch_size, task.items)
-    epoch_steps = steps_per_epoch(task.items, bs)
+    batches = Batches(task.items, min(cfg.batch_size, task.items), task.sources)
+    epoch_steps = len(batches)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     optimise = Stepper(model, cfg, cfg.epochs * epoch_steps, round(cfg.warmup_epochs * epoch_steps), device, average)
     scored = average.model if average else model
@@ -231,7 +244,7 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, sp
     while len(history) < planned:
         epoch = len(history) + 1
         model.train()
-        stats = run_epoch(task.batch_loss, optimise, task.items, task.index_device, bs, perm_gen, budget_s - train_seconds)
+        stats = run_epoch(task.batch_loss, optimise, batches, task.index_device, perm_gen, budget_s - train_seconds)
         train_seconds += stats.seconds
         durations.append(stats.seconds)
         if stats.skipped == stats.steps:
@@ -274,5 +287,6 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     crop = cfg.crop or images.data.shape[-1]
     task = Task(_mos_loss(model, images, targets, cfg, norm, gen, teacher), len(images), images.index_device,
-                 lambda scored, epoch: _validate(scored, val_set, cfg, device, crop, epoch), images.resident)
+                lambda scored, epoch: _validate(scored, val_set, cfg, device, crop, epoch), images.resident,
+                train_set.sources)
     return fit(model, task, cfg, device, spent, on_epoch, progress)

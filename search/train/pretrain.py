@@ -14,7 +14,7 @@ from torch import nn
 from search.train.augment import random_crop_flip, to_model_input
 from search.train.distort import graded_pair
 from search.train.recipe import TrainConfig
-from search.train.step import Images, Stepper, TrainingDiverged, autocast, generators, model_device, run_epoch, steps_per_epoch
+from search.train.step import Batches, Images, Stepper, TrainingDiverged, autocast, generators, model_device, run_epoch
 
 PRETRAIN_MARGIN = 0.5
 """Score gap, in standard deviations of the training MOS, that pretraining asks between an image and a
@@ -32,8 +32,8 @@ def pretrain(model: nn.Module, images: torch.Tensor | Images, cfg: TrainConfig, 
     images = images if isinstance(images, Images) else Images(images, device)
     crop = cfg.crop or images.data.shape[-1]
     scale = model.target_std[0] if hasattr(model, "target_std") else 1.0
-    bs = min(cfg.batch_size, len(images))
-    steps = steps_per_epoch(len(images), bs)
+    batches = Batches(len(images), min(cfg.batch_size, len(images)))
+    steps = len(batches)
     optimise = Stepper(model, cfg, cfg.pretrain_epochs * steps, round(cfg.warmup_epochs * steps), device)
     channels_last = cfg.channels_last and device.type == "cuda"
     gen, host = generators(device, cfg.seed + 2)
@@ -53,7 +53,7 @@ def pretrain(model: nn.Module, images: torch.Tensor | Images, cfg: TrainConfig, 
     spent = 0.0
     model.train()
     for _ in range(cfg.pretrain_epochs):
-        stats = run_epoch(batch_loss, optimise, len(images), images.index_device, bs, perm_gen, seconds_left - spent)
+        stats = run_epoch(batch_loss, optimise, batches, images.index_device, perm_gen, seconds_left - spent)
         spent += stats.seconds
         if stats.skipped == stats.steps:
             raise TrainingDiverged("every step of a pretraining epoch had a non-finite loss")

@@ -102,7 +102,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         self.train.crop = self.spec.input.crop  # the training crop is the spec's, never a second copy
-        if self.spec.input.patch:  # a patch model scores its own grid; crops of the whole image would repeat it
+        if self.spec.input.patch or self.spec.input.fragments:  # it scores its own grid; crops would repeat it
             self.train.eval_views = 1
         if self.teacher is not None and self.teacher.teacher is not None:
             raise ValueError("a teacher recipe cannot have a teacher of its own")

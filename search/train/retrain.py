@@ -4,7 +4,8 @@ Used by export (costs from the T4 budget model, before anything is trained) and 
 notebook (costs measured on the machine it runs on, then a hard guard on the clock), and by the
 quality benchmark. Planning picks the most MOS epochs, up to the wanted number, whose estimated time
 (the teacher's training if distilling, pretraining, MOS epochs, and scoring the test images) ends
-within the budget; the learning-rate schedule is then planned over exactly those epochs.
+within the budget; the learning-rate schedule is then planned over exactly those epochs. Wanted
+epochs are a number, or `FILL`: as many as the deadline allows (`wanted_epochs`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,23 @@ from search.train.recipe import Recipe, TrainConfig
 from search.train.step import steps_per_epoch
 from search.train.loop import TrainResult, predict, seed_everything, train_model
 from space import ArchSpec, build_model, count_flops, train_flops
+
+
+FILL = "fill"
+"""Wanted epochs meaning "train until the deadline": the plan takes the epochs that fit, and training
+refits them (and the LR schedule) to the measured pace after every epoch."""
+OPEN_EPOCHS = 1_000_000
+"""The number `FILL` stands for: more epochs than any deadline fits, so the deadline alone ends training."""
+
+
+def wanted_epochs(epochs: int | str) -> int:
+    """`epochs` (a whole number >= 1, or `FILL`) as the number of MOS epochs to plan for; ValueError
+    naming the value otherwise."""
+    if epochs == FILL:
+        return OPEN_EPOCHS
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1 or {FILL!r}, got {epochs!r}")
+    return epochs
 
 
 @dataclass(frozen=True)

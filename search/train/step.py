@@ -4,8 +4,9 @@ Precision by compute capability (`resolve_precision`): bf16 from 8.0 (Ampere) on
 scaling below it (a T4 is 7.5), fp32 on a CPU unless forced. A `Stepper` runs AdamW (fused on the device
 side) under linear warm-up and a cosine whose length can be re-planned, with gradient clipping and a
 GradScaler; on a GPU (and in fp16 anywhere) a non-finite step is skipped on the device, so a step never
-waits for the GPU and the host syncs once per epoch (`run_epoch`). `Images` keeps a uint8 set resident on
-the device when it fits in a share of the free memory (`search.memory`), else on the host.
+waits for the GPU and the host syncs once per epoch (`run_epoch`); `Batches` draws an epoch's batches, each
+from one source when a set combines several. `Images` keeps a uint8 set resident on the device when it
+fits in a share of the free memory (`search.memory`), else on the host.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -166,16 +168,45 @@ class EpochStats:
     out_of_time: bool
 
 
-def run_epoch(batch_loss: Callable[[torch.Tensor], torch.Tensor], optimise: Stepper, n: int,
-               index_device: torch.device, batch_size: int, perm_gen: torch.Generator, seconds_left: float) -> EpochStats:
-    """One epoch of steps over a fresh permutation of `n` items (images or pairs), stopping early after
+class Batches:
+    """The batches of an epoch over `n` items: a fresh permutation cut into batches of `batch_size`, the
+    last dropped when it would hold one item (`steps_per_epoch`). With `sources` (each item's source, when
+    there are several), each source's items are permuted and cut apart and the batches shuffled: every
+    batch holds one source, so the rank and normalised loss terms compare images scored on one scale, and
+    each source gives batches in proportion to its size (all its items, once per epoch)."""
+
+    def __init__(self, n: int, batch_size: int, sources: np.ndarray | None = None):
+        self.n, self.batch_size = n, batch_size
+        several = sources is not None and len(np.unique(sources)) > 1
+        self.parts = [torch.from_numpy(np.flatnonzero(sources == s)) for s in np.unique(sources)] if several else None
+
+    def __len__(self) -> int:
+        """Steps of one epoch."""
+        if self.parts is None:
+            return steps_per_epoch(self.n, self.batch_size)
+        return sum(steps_per_epoch(len(part), self.batch_size) for part in self.parts)
+
+    def epoch(self, gen: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+        """The item indices (on `device`) of every batch of a new epoch, drawn with `gen`."""
+        bs = self.batch_size
+        if self.parts is None:
+            order = torch.randperm(self.n, generator=gen).to(device)
+            return [order[i * bs:(i + 1) * bs] for i in range(len(self))]
+        batches = []
+        for part in self.parts:
+            order = part[torch.randperm(len(part), generator=gen)]
+            batches += [order[i * bs:(i + 1) * bs] for i in range(steps_per_epoch(len(part), bs))]
+        return [batches[i].to(device) for i in torch.randperm(len(batches), generator=gen).tolist()]
+
+
+def run_epoch(batch_loss: Callable[[torch.Tensor], torch.Tensor], optimise: Stepper, batches: Batches,
+               index_device: torch.device, perm_gen: torch.Generator, seconds_left: float) -> EpochStats:
+    """One epoch of steps over a fresh draw of `batches` (of images or pairs), stopping early after
     `seconds_left`. The running sums stay on the device; the host waits once, at the end."""
     device = optimise.device
-    order = torch.randperm(n, generator=perm_gen).to(index_device)
     loss_sum, finite_images, skipped = (torch.zeros((), device=device) for _ in range(3))
     start, seen, steps, out_of_time = time.perf_counter(), 0, 0, False
-    for step in range(steps_per_epoch(n, batch_size)):
-        idx = order[step * batch_size:(step + 1) * batch_size]
+    for idx in batches.epoch(perm_gen, index_device):
         loss = batch_loss(idx)
         finite = optimise(loss)
         loss_sum += torch.where(finite, loss.detach(), 0.0) * len(idx)
