@@ -68,6 +68,11 @@ def gpu_found(inp: InputSpec) -> ArchSpec:
         StageSpec("mbconv", 128, 2, 2, 7, 3.0)], HeadSpec("avg", 3))
 
 
+def pooled(spec: ArchSpec, pool: str) -> ArchSpec:
+    """`spec` with its patches' features pooled by `pool` (`HeadSpec.patch_pool`) instead of averaged."""
+    return replace(spec, head=replace(spec.head, patch_pool=pool))
+
+
 def ladder(whole: int, native: int, small: int, large: int, glob: int) -> dict[str, ArchSpec]:
     """The rows: `whole`-px whole images; patches of `small` and `large` px of the `native`-px image,
     one and several per step; patches with a `glob`-px whole-image stream; then the second rung (issue 23):
@@ -87,6 +92,8 @@ def ladder(whole: int, native: int, small: int, large: int, glob: int) -> dict[s
         f"{best}, widths x3.1 (~3M)": scale_widths(patches(small, 2, glob), 3.1),
         f"GPU study's winner, {large} px patches, 1 per step": gpu_found(InputSpec(native, native, True, large, 1, 3)),
         f"{best}, distilled from a 2x-wide teacher": patches(small, 2, glob),
+        f"{best}, attention over patches": pooled(patches(small, 2, glob), "attn"),
+        f"{best}, mean and std of patches": pooled(patches(small, 2, glob), "meanstd"),
         f"search blocks, fragments: 7x7 cells of the {native} px image, {native // 16} px each": search_blocks(
             InputSpec(native, native, True, fragments=7, fragment=native // 16)),
     }
@@ -105,6 +112,9 @@ def teacher_of(name: str, spec: ArchSpec) -> ArchSpec | None:
 
 TEST_VARIANTS: dict[str, Callable[[InputSpec], InputSpec]] = {
     "4x4 grid": lambda inp: replace(inp, grid=4),
+    "flips": lambda inp: replace(inp, test_flip=True),
+    "+ a 3/4-size copy": lambda inp: replace(inp, test_scales=[inp.resize * 3 // 4]),
+    "all three": lambda inp: replace(inp, grid=4, test_flip=True, test_scales=[inp.resize * 3 // 4]),
 }
 """Test-time views scored on every patch row's trained model besides its own (parameter-free, so the
 same weights): their scores go into the results as `corr_score <variant>`, at no training cost."""
@@ -220,6 +230,15 @@ def table(rows: list[dict], order: list[str], reference: str) -> str:
     return "\n".join(lines)
 
 
+def _current(row: dict) -> dict:
+    """An earlier run with its spec read through today's `ArchSpec` (fields added since take their
+    defaults), so a run stays comparable, and is kept, when the spec gains a field it did not use."""
+    setup = row.get("setup")
+    if not setup or "recipe" not in setup:
+        return row
+    return {**row, "setup": run_setup(setup, ArchSpec.from_dict(setup["recipe"]).to_dict())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
@@ -253,7 +272,7 @@ def main() -> None:
     folds_run = args.folds_run if args.folds_run is not None else list(range(folds))
     torch.set_num_threads(1)
     setup = {"dataset": dataset, "folds": folds, "cpu_s": args.cpu_s, "batch_size": args.batch_size, "train": TRAIN}
-    earlier = earlier_rows(Path(args.out)) if args.out else []
+    earlier = [_current(r) for r in earlier_rows(Path(args.out))] if args.out else []
     tasks, decoded = [], {}
     for name, spec in rows.items():
         size = spec.input.resize  # each size decoded once, before the workers read its cache
