@@ -9,6 +9,7 @@ from results.paper.facts import Exported, exported_row
 from results.paper.fmt import WRAPPED, fixed, mflops, plural, score_words, table, tex_escape, tex_int, todo
 from search.profiles import Profile
 from search.study import StudyConfig
+from search.train.retrain import FILL
 
 RANKING_ROWS = 5
 """Candidates the ranking table shows (the exported one is added when it ranks lower)."""
@@ -63,8 +64,11 @@ def retrain_text(exp: Exported, profile: Profile) -> str:
     e = exp.export
     pretrain = (f", the first {plural(e['pretrain_epochs'], 'epoch')} self-supervised" if e.get("pretrain_epochs")
                 else "")
+    schedule = e.get("schedule") or {}
+    why = (" Its validation score was still rising at the end of its trial, so the notebook trains until its "
+           "deadline (the epochs the T4's measured pace fits)." if schedule.get("epochs") == FILL else "")
     return (f"For the submission the exported model is retrained from scratch on all {tex_int(e['images'])} "
-            f"labelled images for {plural(e['epochs'], 'epoch')}{pretrain}. The budget model estimates "
+            f"labelled images for {plural(e['epochs'], 'epoch')}{pretrain}.{why} The budget model estimates "
             f"{e['estimated_t4_s'] / 60:.1f} min for this retrain and the inference on a T4; it took "
             f"{e['measured_retrain_s'] / 60:.1f} min on the development machine ({tex_escape(e['device'])}). "
             f"{notebook}. {todo('the test-set result from the organisers')}.")
