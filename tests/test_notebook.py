@@ -16,6 +16,7 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
+from notebook_run import run_smoke, write_labelled_pngs
 from results.notebook import build_notebook, generated_code
 from results.submission import Submission, run_submission
 from search.checkpoint import load_checkpoint
@@ -120,18 +121,9 @@ def test_the_notebook_trains_and_predicts_test_views_and_attention_over_patches(
     recipe = _views_recipe()
     card = build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000)["cells"][2]["source"]
     assert "a 4 x 4 grid at test, again at 32 px, each also mirrored; the patches' features weighted" in card
-    data = make_synthetic(n_images=20, size=48, seed=3)
-    (tmp_path / "imgs").mkdir()
-    for name, img in zip(data.names, data.images):
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
-    pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos_quality": data.targets[:, 0].numpy()}).to_csv(
-        tmp_path / "l.csv", index=False)
+    labels = write_labelled_pngs(tmp_path, 20, 48, seed=3)
     nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000))
-    nb.cells.insert(2, nbformat.v4.new_code_cell(
-        f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = {str(tmp_path / 'l.csv')!r}\n"
-        f"OUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nDEADLINE_S = 120"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    out = pd.read_csv(tmp_path / "predictions.csv")
+    out = run_smoke(nb, tmp_path, f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = {str(labels)!r}")
     assert len(out) == 20 and out["score"].notna().all()
     model, _ = load_checkpoint(tmp_path / "T_20260101_model.pth")
     inp = model.spec.input  # the smoke size: 16 px patches of 32 px, the test scale alike

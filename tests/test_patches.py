@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import nbformat
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from nbclient import NotebookClient
 from optuna.trial import TrialState
-from PIL import Image
 
 from compress import prune_model
+from notebook_run import run_smoke, write_labelled_pngs
 from results.export import export_submission
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
@@ -47,18 +45,9 @@ def test_the_exported_notebook_trains_and_predicts_the_patch_recipe(patch_study,
     study, cfg, run_dir = patch_study
     exported = export_submission(study, cfg, run_dir, "Team_P", date="20261123", smoke=True)
     assert exported.model.spec.input.patch == 32
-    data = make_synthetic(n_images=20, size=64, seed=5)
-    (tmp_path / "imgs").mkdir()
-    for name, img in zip(data.names, data.images):
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
-    pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos_quality": data.targets[:, 0].numpy()}).to_csv(
-        tmp_path / "l.csv", index=False)
-    nb = nbformat.read(exported.notebook, as_version=4)
-    nb.cells.insert(2, nbformat.v4.new_code_cell(
-        f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = TEST_LABELS = {str(tmp_path / 'l.csv')!r}\n"
-        f"OUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nDEADLINE_S = 120"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    out = pd.read_csv(tmp_path / "predictions.csv")
+    labels = write_labelled_pngs(tmp_path, 20, 64, seed=5)
+    out = run_smoke(nbformat.read(exported.notebook, as_version=4), tmp_path,
+                    f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = TEST_LABELS = {str(labels)!r}")
     assert len(out) == 20 and out["score"].notna().all()
     model, _ = load_checkpoint(tmp_path / "Team_P_20261123_model.pth")
     assert (model.spec.input.resize, model.spec.input.patch) == (32, 16)  # the smoke size: 16 px patches of 32 px
