@@ -41,7 +41,7 @@ from torch import nn
 
 from results.candidates import candidate_recipe, ranked_candidates
 from results.notebook import notebook_task, write_notebook, write_run_files
-from results.schedule import Schedule, choose_schedule, given_schedule
+from results.schedule import Schedule, candidate_schedule
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
 from search.data.sources import is_combined, source_names
@@ -51,7 +51,7 @@ from search.names import check_date, check_name
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from search.train.retrain import FILL, Deadline, RetrainPlan, budget_costs, plan_retrain, planned, wanted_epochs
-from search.study import StudyConfig, StudyData, TrialRecord
+from search.study import StudyConfig, StudyData
 from space import CapError, count_flops, count_params, spec_summary
 
 
@@ -102,16 +102,6 @@ def export_recipe(study: optuna.Study, profile: Profile, variants: pd.DataFrame 
     return row, name, recipe
 
 
-def export_schedule(study: optuna.Study, name: str, recipe: Recipe, epochs: int | str | None) -> Schedule:
-    """The final schedule of candidate `name`: `epochs` if given (a number or "fill"), else the one its
-    trial's validation curve chooses (`results.schedule`; a variant has no curve)."""
-    trial_epochs = recipe.train.epochs
-    if epochs is not None:
-        return given_schedule(epochs, trial_epochs)
-    curve = TrialRecord.from_trial(study.trials[int(name.removeprefix("trial "))]).curve if name.startswith("trial ") else []
-    return choose_schedule(curve, trial_epochs)
-
-
 def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel, n_images: int,
                 schedule: Schedule, smoke: bool, n_pairs: int | None = None) -> RetrainPlan:
     """The retrain's epochs by the T4 budget model: the `schedule`'s (for "fill", all that fit), fewer,
@@ -146,7 +136,7 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     profile = get_profile(cfg.profile)
     row, name, recipe = export_recipe(study, profile, variants, trial if variant is None else variant, teacher,
                                       distill_weight, reference_sizes_m)
-    schedule = export_schedule(study, name, recipe, epochs)
+    schedule = candidate_schedule(study, name, recipe, epochs)
     data = StudyData(cfg, progress=not smoke).all(recipe.spec.input.resize)
     task = cfg.task
     pairs, images = cfg.pairs, task.images(data)

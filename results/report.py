@@ -2,8 +2,8 @@
 and the ranking for the terminal.
 
 `runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's
-context (dataset, profile, space, budget, trials, dates), what export will take, a warning when even the
-best score is near chance, and the ranking of the exportable candidates (trials and scratch variants) by
+context (dataset, profile, space, budget, trials, dates), what export will take and the final schedule
+it would retrain it with, a warning when even the best score is near chance, and the ranking of the exportable candidates (trials and scratch variants) by
 estimated composite score, with confirmed scores (mean +- sd over prompt-grouped folds) where a confirm stage ran and a
 mark where two neighbours differ by less than the score noise; the storage copies (int8, fp16) and
 pruned weights follow in a comparison table against their parents. Then the Pareto front of parameters
@@ -27,14 +27,15 @@ import plotly.graph_objects as go
 from optuna.importance import get_param_importances
 from optuna.trial import TrialState
 
-from results.candidates import EXPORTABLE, candidates_frame, rank
+from results.candidates import EXPORTABLE, candidate_recipe, candidates_frame, rank
+from results.schedule import Schedule, candidate_schedule
 from search.study.front import pareto_front
 from results.score import tier_boundaries
 from search.profiles import Profile
 from search.study import StudyConfig, TrialRecord
 from search.study.record import tally, untrained_text
 
-__all__ = ["chance_warning", "comparison_frame", "exportable_ranking", "format_ranking", "run_context", "write_report"]
+__all__ = ["chance_warning", "choice_schedule", "comparison_frame", "exportable_ranking", "format_ranking", "run_context", "write_report"]
 
 RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "confirmed", "rmse", "composite", "size_points",
                 "t4_s", "noise"]
@@ -321,7 +322,16 @@ def _comparison_table(compared: pd.DataFrame, score_name: str) -> str:
     return _table("comparison", head, rows)
 
 
-def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
+def choice_schedule(study: optuna.Study, ranked: pd.DataFrame, variants: pd.DataFrame | None) -> Schedule | None:
+    """The final schedule export would train the export choice of `ranked` with (`results.schedule`), or
+    None when nothing is exportable."""
+    if not ranked["export"].any():
+        return None
+    name = ranked[ranked["export"]].iloc[0]["id"]
+    return candidate_schedule(study, name, candidate_recipe(name, study, variants))
+
+
+def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule | None) -> str:
     if choice is None:
         return ("<div class='choice'>No exportable candidate within the caps yet: finish a trial (or a scratch "
                 "variant) under the caps first.</div>")
@@ -331,6 +341,7 @@ def _choice_box(choice: pd.Series | None, profile: Profile) -> str:
             f"size points (tier {choice['size_tier']}, smaller than {1 - choice['size_percentile']:.0%} of the "
             f"reference teams) · {int(choice['params']):,} parameters · validation {profile.score_name} "
             f"{choice['score']:.3f}. The paper's {sum(profile.out_of_reach.values()):g} points are not estimated."
+            f"<br>Final retrain: <b>{html.escape(schedule.what)}</b> ({html.escape(schedule.reason)})."
             "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch variant).</small></div>")
 
 
@@ -365,8 +376,9 @@ def _importance_part(study: optuna.Study) -> str:
 
 
 def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd.DataFrame,
-          reference_sizes_m: Sequence[float] | None) -> str:
+          reference_sizes_m: Sequence[float] | None, variants: pd.DataFrame | None) -> str:
     choice = ranked[ranked["export"]].iloc[0] if ranked["export"].any() else None
+    schedule = choice_schedule(study, ranked, variants)
     ranking = exportable_ranking(ranked, profile)
     warning = chance_warning(ranking, profile)
     compared = comparison_frame(frame)
@@ -380,7 +392,7 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
         f"<p class='context' id='context'>{html.escape(run_context(study, profile))} · cap {profile.caps.params:,} "
         "parameters" + (f", {profile.caps.flops:,} FLOPs" if profile.caps.flops else "") + "</p>"
         + PLOTLY_MISSING + (f"<div class='warn' id='near-chance'><b>Near chance.</b> {html.escape(warning)}</div>"
-                            if warning else "") + _choice_box(choice, profile)
+                            if warning else "") + _choice_box(choice, profile, schedule)
         + f"<h2>Ranking of the exportable candidates</h2><p>{len(ranking)} trials and scratch variants within the "
         "caps, by estimated composite score; ties broken by RMSE, then size. Export takes the first row "
         f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above by less than the "
@@ -412,7 +424,7 @@ def write_report(study: optuna.Study, profile: Profile, out_dir: Path, variants:
     ranked = rank(frame)
     frame.drop(columns=["curve", "spec", "train_config"], errors="ignore").to_csv(out_dir / "trials.csv", index=False)
     (out_dir / "plotly.min.js").write_text(_plotly_js())
-    (out_dir / "report.html").write_text(_page(study, profile, frame, ranked, reference_sizes_m))
+    (out_dir / "report.html").write_text(_page(study, profile, frame, ranked, reference_sizes_m, variants))
     return ranked
 
 

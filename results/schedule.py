@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import optuna
 
+from search.study import TrialRecord
+from search.train.recipe import Recipe
 from search.train.retrain import FILL, duration, wanted_epochs
 
 SCALE = 2
@@ -53,11 +56,15 @@ class Schedule:
     def fill(self) -> bool:
         return self.epochs == FILL
 
+    @property
+    def what(self) -> str:
+        """The schedule in a few words: "fill (train until DEADLINE_S)" or "N epochs"."""
+        return "fill (train until DEADLINE_S)" if self.fill else f"{self.epochs} epochs"
+
     def describe(self, planned: int, t4_s: float) -> str:
         """One line: the schedule, what export planned of it by the T4 budget model (`planned` epochs,
         estimated at `t4_s` seconds with scoring), and why."""
-        what = "fill (train until DEADLINE_S)" if self.fill else f"{self.epochs} epochs"
-        return (f"{what}; planned at export: {planned} epochs, {duration(t4_s)} on a T4 by the budget model; "
+        return (f"{self.what}; planned at export: {planned} epochs, {duration(t4_s)} on a T4 by the budget model; "
                 f"{self.reason}")
 
 
@@ -67,6 +74,17 @@ def given_schedule(epochs: int | str, trial_epochs: int) -> Schedule:
     wanted_epochs(epochs)
     least = trial_epochs if epochs == FILL else epochs
     return Schedule(epochs, least, f"--epochs {epochs} given")
+
+
+def candidate_schedule(study: optuna.Study, name: str, recipe: Recipe, epochs: int | str | None = None) -> Schedule:
+    """The final schedule of candidate `name` ("trial N" or a variant id) of `study`, whose recipe is
+    `recipe`: `epochs` if given (a number or "fill"), else the one its trial's validation curve chooses
+    (a variant has no curve). Export trains it; the report shows it beside the export choice."""
+    trial_epochs = recipe.train.epochs
+    if epochs is not None:
+        return given_schedule(epochs, trial_epochs)
+    curve = TrialRecord.from_trial(study.trials[int(name.removeprefix("trial "))]).curve if name.startswith("trial ") else []
+    return choose_schedule(curve, trial_epochs)
 
 
 def choose_schedule(curve: Sequence[float], trial_epochs: int) -> Schedule:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+from html import escape as html_escape
 
 import numpy as np
 import optuna
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from results import report
-from results.candidates import rank
+from results.candidates import candidate_recipe, rank
+from results.schedule import candidate_schedule
 from search.study import TrialRecord
 from search.study.front import pareto_front
 from results.report import (
@@ -82,6 +84,8 @@ def test_report_files_hold_every_trial_and_the_figures(tiny_study):
     assert f"Computed from only {len(study.trials)} finished trials" in html
     assert "id='plotly-missing'" in html and "window.Plotly" in html
     assert "<- export" in format_ranking(ranked, ICME)
+    schedule = candidate_schedule(study, first["id"], candidate_recipe(first["id"], study))  # what export would train
+    assert f"Final retrain: <b>{schedule.what}</b>" in html and html_escape(schedule.reason) in html
 
 
 def test_report_command_prints_the_ranking(tiny_study, capsys):
@@ -90,6 +94,7 @@ def test_report_command_prints_the_ranking(tiny_study, capsys):
     out = capsys.readouterr().out
     assert "composite" in out and "trial " in out and "report.html" in out
     assert "optuna-dashboard sqlite:///" in out  # learning curves and notes stored, or how to get the dashboard
+    assert "export's final retrain: " in out and "validation" in out
 
 
 def _table(html: str, table_id: str) -> str:
