@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import nbformat
 import numpy as np
+import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -17,7 +18,9 @@ from search.data import decode_images, load_folder, make_synthetic
 from search.study import StudyConfig, TrialRecord, run_search
 from search.train.loop import predict, train_model
 from search.train.recipe import TrainConfig
-from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params, train_flops
+from space import (
+    ArchSpec, Caps, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params, sample_spec, train_flops,
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +95,22 @@ def test_a_study_keeps_the_space_it_was_created_with():
     assert fresh.patches == [0, 128, 256] and fresh.search_space().patches == (0, 128, 256)
     stored_before_patches = {k: v for k, v in fresh.to_dict().items() if k != "patches"}
     assert StudyConfig.from_dict(stored_before_patches).search_space().patches == (0,)  # whole images, as it ran
+
+
+def test_a_study_keeps_the_test_views_it_was_created_with():
+    fresh = StudyConfig(space="small")
+    assert fresh.patch_views == {"patch_grids": [3, 4], "test_scales": [1.0, 0.75], "test_flips": [False, True],
+                                 "patch_pools": ["mean", "attn", "meanstd"]}
+    assert StudyConfig.from_dict(fresh.to_dict()).search_space() == fresh.search_space()
+    stored_before_views = {k: v for k, v in fresh.to_dict().items() if k != "patch_views"}
+    old = StudyConfig.from_dict(stored_before_views).search_space()
+    assert (old.patch_grids, old.test_scales, old.test_flips, old.patch_pools) == ((3,), (1.0,), (False,), ("mean",))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):  # resumed, it samples as it ran: no view or pooling is asked, a 3 x 3 mean
+        trial = study.ask()
+        spec = sample_spec(trial, old, Caps())
+        study.tell(trial, 0.0)
+        assert not {"patch_grid", "test_scale", "test_flip", "patch_pool"} & set(trial.params)
+        assert (spec.input.grid, spec.input.test_scales, spec.input.test_flip, spec.head.patch_pool) == (3, [], False, "mean")
+    with pytest.raises(ValueError, match="patch_views must give a non-empty list for each of patch_grids"):
+        StudyConfig(space="small", patch_views={"patch_grids": [3]})

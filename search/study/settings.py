@@ -38,6 +38,12 @@ PAIRS_PROFILE = "ntire-pairwise"
 MOS_PRETRAIN_SHARES = [0.0, 0.2]
 """The pretraining shares of a MOS study unless given; a pairs study has none (`train_pairs` does not pretrain)."""
 
+PATCH_VIEWS = ("patch_grids", "test_scales", "test_flips", "patch_pools")
+"""The `SpaceConfig` fields of a patch trial's test views and pooling that a study stores (`patch_views`)."""
+FIRST_PATCH_VIEWS = {"patch_grids": [3], "test_scales": [1.0], "test_flips": [False], "patch_pools": ["mean"]}
+"""What the patch trials of a study stored before `patch_views` existed chose from: a 3 x 3 grid, the
+mean, no other views; a resumed old study keeps sampling exactly that."""
+
 LOCAL_SETTINGS = ("root", "device", "cache_dir")
 """Settings that may differ between the command that created a study and one that resumes or joins it."""
 
@@ -77,6 +83,9 @@ class StudyConfig:
     fragments: list[int] | None = None
     """Fragment grids the trials without patches may choose (`SpaceConfig.fragments`: 0 = off, S = an S x S
     grid of native-resolution mini-patches spliced into one view); None = the preset's, stored as a list."""
+    patch_views: dict[str, list] | None = None
+    """The test views and pooling the patch trials may choose: `SpaceConfig` fields named in `PATCH_VIEWS`
+    (test grids, scales, flips, pooling over patches); None = the preset's, stored as lists."""
     val_fraction: float | None = None
     test_fraction: float | None = None
     """Prompts held out of the search entirely; each finished trial is scored on them once."""
@@ -125,6 +134,8 @@ class StudyConfig:
             self.patches = list(space_config(self.space).patches)
         if self.fragments is None:  # stored explicitly, as patches
             self.fragments = list(space_config(self.space).fragments)
+        if self.patch_views is None:  # stored explicitly, as patches
+            self.patch_views = {name: list(getattr(space_config(self.space), name)) for name in PATCH_VIEWS}
         self._validate()
 
     @property
@@ -158,6 +169,9 @@ class StudyConfig:
             self._validate_pairs()
         elif list(self.pair_columns) != list(PAIR_COLUMNS):
             raise ValueError(f"--pair-columns applies to --data {PAIRS} only, not to --data {self.dataset}")
+        if set(self.patch_views) != set(PATCH_VIEWS) or not all(self.patch_views.values()):
+            raise ValueError(f"patch_views must give a non-empty list for each of {', '.join(PATCH_VIEWS)}, "
+                             f"got {self.patch_views}")
         space = self.search_space()
         if any(p and not 8 <= p <= space.native for p in space.patches) or not space.patches:
             raise ValueError(f"patches must be 0 (whole image) or sizes in 8..{space.native} px (the {self.space} "
@@ -189,8 +203,9 @@ class StudyConfig:
             raise ValueError(f"rung_fractions must lie in (0, 1), got {self.rung_fractions}")
 
     def search_space(self) -> SpaceConfig:
-        """The space preset with this study's own choices (`patches`, `fragments`)."""
-        return replace(space_config(self.space), patches=tuple(self.patches), fragments=tuple(self.fragments))
+        """The space preset with this study's own choices (`patches`, `fragments`, `patch_views`)."""
+        return replace(space_config(self.space), patches=tuple(self.patches), fragments=tuple(self.fragments),
+                       **{name: tuple(values) for name, values in self.patch_views.items()})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -201,5 +216,5 @@ class StudyConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown study settings: {', '.join(unknown)}")
-        # studies stored before patches (fragments) existed saw whole images only
-        return cls(**{"patches": [0], "fragments": [0], **data})
+        # studies stored before patches (fragments, test views) existed saw whole images only (3 x 3 grids)
+        return cls(**{"patches": [0], "fragments": [0], "patch_views": dict(FIRST_PATCH_VIEWS), **data})
