@@ -1,5 +1,6 @@
-"""Shared fixtures: one tiny finished study on the synthetic set, made once per test session, and
-counts measured on built models (what the analytic counts and the caps are checked against)."""
+"""Shared fixtures: one tiny finished study on the synthetic set, made once per test session, one thread
+for modules of tiny models, and counts measured on built models (what the analytic counts and the caps
+are checked against)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -12,6 +13,16 @@ from search.study import StudyConfig, run_search
 from space import ArchSpec, build_model
 from space.layers.attention import TokenAttention
 from space.layers.conv import MSCN
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and the test machine's cores are shared: restored after
+    (a module takes it with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,11 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
-from PIL import Image
 
+from notebook_run import write_labelled_pngs
 from compress import compress_study, prune_model
 from compress.quantize import roundtrip
 from compress.variants import list_variants, variants_url
@@ -224,12 +223,7 @@ def test_export_takes_the_winning_scratch_variant_and_its_notebook_trains_it(com
     settings: dict = {}
     exec(json.loads(result.notebook.read_text())["cells"][1]["source"], settings)  # the notebook's Settings cell
     assert settings["RECIPE"]["spec"] == {**scratch["spec"], "input": settings["RECIPE"]["spec"]["input"]}
-    data = make_synthetic(n_images=12, size=32, seed=3)
-    (tmp_path / "imgs").mkdir()
-    for name, img in zip(data.names, data.images):
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
-    pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos_quality": data.targets[:, 0].numpy()}).to_csv(
-        tmp_path / "l.csv", index=False)
+    write_labelled_pngs(tmp_path, n_images=12, size=32, seed=3)
     out = run_submission(Submission(
         team="T", date="20261123", train_images=str(tmp_path / "imgs"), train_labels=str(tmp_path / "l.csv"),
         test_images=str(tmp_path / "imgs"), out_dir=str(tmp_path), recipe=settings["RECIPE"], epochs=1, deadline_s=600, smoke=True),

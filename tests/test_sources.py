@@ -23,12 +23,7 @@ from search.train.recipe import TrainConfig
 from search.train.step import Batches
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest)
 
 
 def _images(folder: Path, n: int, seed: int) -> tuple[list[str], np.ndarray]:

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 import search.memory
 import search.train.step
+from notebook_run import write_labelled_pngs
 from search.data import make_synthetic
 from search.metrics import srcc
 from search.train.recipe import Recipe
@@ -129,15 +129,11 @@ def test_planner_fits_the_most_epochs_within_the_budget():
     assert "53 epochs fit" in plan.describe()
 
 
-def _folder(tmp_path, n: int = 40, size: int = 40):
-    data = make_synthetic(n_images=n, size=size, seed=4)
-    (tmp_path / "imgs").mkdir()
-    for name, img in zip(data.names, data.images):
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "imgs" / f"{name}.png")
-    labels = pd.DataFrame({"name": [f"{n}.png" for n in data.names], "mos_quality": data.targets[:, 0].numpy()})
+def _folder(tmp_path, n: int = 40, size: int = 40) -> None:
+    """The labelled PNG set with its labels as train.csv, and half of them as test.csv."""
+    labels = pd.read_csv(write_labelled_pngs(tmp_path, n_images=n, size=size, seed=4))
     labels.to_csv(tmp_path / "train.csv", index=False)
     labels.iloc[: n // 2].to_csv(tmp_path / "test.csv", index=False)  # half the test images have labels
-    return data
 
 
 def test_submission_ends_within_its_deadline_and_writes_its_files(tmp_path):

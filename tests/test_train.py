@@ -24,13 +24,7 @@ from search.train.step import TrainingDiverged, lr_factor
 from search.train.loop import EpochRecord, evaluate, predict, train_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine's cores are shared: restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest)
 
 
 class TinyIQA(nn.Module):
