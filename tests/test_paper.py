@@ -243,6 +243,8 @@ def test_ablations_are_the_benchmarks_numbers(kit):
         gains = [float(r[4].split(" ")[0]) for r in rows[1:]]
         assert gains == sorted(gains, reverse=True)
     assert rows[0][0].startswith("search blocks, 160 px whole image") and "seed" not in rows[0][0]
+    method = (kit / "method.tex").read_text()
+    assert "each run trained for 2 epochs" in method and "each run trained for 420 CPU seconds (one thread)" in method
 
 
 def test_ablation_files_are_checked(tmp_path):

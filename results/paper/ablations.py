@@ -13,7 +13,8 @@ from results.paper.fmt import WRAPPED, fixed, table, tex_escape, tex_int
 
 BENCHES = {  # bench -> (what its rows vary, in prose)
     "quality": "one idea at a time on top of a plain residual CNN",
-    "ladder": "input policies: the whole resized image against native-resolution patches and a global stream",
+    "ladder": "input policies (the whole resized image against native-resolution patches, a global stream and "
+              "fragments), pooling over patches, width and distillation",
 }
 
 
@@ -44,6 +45,9 @@ class Ablation:
     dataset: str
     folds: int
     rows: tuple[AblationRow, ...]
+    length: str
+    """How long each run trained, e.g. "300 CPU seconds (one thread)" or "2 epochs": two lengths of one
+    bench are two tables, told apart by it."""
 
 
 def _reference(bench: str, names: list[str]) -> str:
@@ -76,7 +80,9 @@ def read_ablation(path: Path) -> Ablation:
         rows.append(AblationRow(name, int(mine[0]["params"]), tuple(r["corr_score"] for r in mine), gains))
     rows.sort(key=lambda r: (r.name != reference, -np.mean(r.gains) if r.gains else 0.0))
     setup = runs[0].get("setup", {})
-    return Ablation(bench, setup.get("dataset", "unknown"), int(setup.get("folds", len(base))), tuple(rows))
+    length = (f"{setup['cpu_s']:g} CPU seconds (one thread)" if "cpu_s" in setup else
+              f"{setup['epochs']} epochs" if "epochs" in setup else "an unrecorded length")
+    return Ablation(bench, setup.get("dataset", "unknown"), int(setup.get("folds", len(base))), tuple(rows), length)
 
 
 def ablation_table(ablation: Ablation, index: int) -> str:
@@ -93,7 +99,7 @@ def ablation_table(ablation: Ablation, index: int) -> str:
                      f"{fixed(r.sd)} & {cells} \\\\")
     data = DATASETS.get(ablation.dataset, (tex_escape(ablation.dataset), None))[0]
     caption = (f"Ablation on {data}, prompt-grouped {ablation.folds}-fold cross-validation: "
-               f"{BENCHES[ablation.bench]}. Score: correlation score, mean $\\pm$ sd over folds; gain: paired "
+               f"{BENCHES[ablation.bench]}; each run trained for {ablation.length}. Score: correlation score, mean $\\pm$ sd over folds; gain: paired "
                "difference from the reference; won: folds on which the row beats it.")
     return table(f"tab:ablation{index}", caption, WRAPPED + "rrrrr",
                  "Recipe & Params & Folds & Score & Gain & Won", lines)
