@@ -3,6 +3,7 @@ trained for the same CPU time, scored by prompt-grouped cross-validation on AGIQ
 
     python bench/ladder.py --root ../shared/data/agiqa3k --cpu-s 420 --folds-run 0 1 2 --out ladder.json
     python bench/ladder.py --quick                      # synthetic, tiny, 2 folds: a smoke run
+    python bench/ladder.py --root DATA --device cuda --gpu-s 60 --out ladder_gpu.json   # on a lent GPU
 
 Every row trains the same training recipe (the learning rate, weight decay, loss and EMA of the first
 trial of a `--space small` study) from scratch on the training prompts of a fold of a prompt-grouped
@@ -13,6 +14,11 @@ train for those fixed epochs, so results do not depend on the machine's load. Sc
 budget (a patch model scores a grid of patches: its test cost is in the table). The table gives mean
 +- sd over folds, and each row's paired gain over the reference row (same folds): mean +- sd and the
 folds it won. A second seed of the reference row measures the seed spread a gain must clear.
+
+On a GPU (`--device cuda --gpu-s N`) the budget is N seconds of GPU time per run instead: each step is
+timed by the wall clock (synchronised) after a warm-up, the runs go one at a time (`--jobs` 1: a shared
+GPU would skew the timing), and a minute per run is the length a T4 notebook trains at, hundreds of
+epochs at these sizes; the CPU ladder cannot reach it.
 """
 from __future__ import annotations
 
@@ -128,8 +134,9 @@ class Task:
     fold: int
     seed: int
     epochs: int
-    step_cpu_s: float
-    """The timing the epochs came from (kept with the results, so a resumed ladder reuses it)."""
+    step_s: float
+    """Seconds per step on the budget's clock, the timing the epochs came from (kept with the results, so a
+    resumed ladder reuses it)."""
     teacher: dict | None
     teacher_epochs: int
     dataset: str
@@ -137,6 +144,7 @@ class Task:
     folds: int
     batch_size: int
     cache_dir: str
+    device: str = "cpu"
 
 
 def _data(dataset: str, root: str | None, size: int, cache_dir: str) -> ImageSet:
@@ -149,53 +157,67 @@ def _config(epochs: int, batch_size: int, seed: int, distill: bool = False) -> T
                        **{**TRAIN, "loss_weights": dict(TRAIN["loss_weights"])})
 
 
-def step_cpu_seconds(spec: ArchSpec, data: ImageSet, batch_size: int, steps: int = 6,
-                     teacher: ArchSpec | None = None) -> float:
-    """Process CPU seconds of one training step of `spec` (one thread), after a warm-up epoch; with a
+STEP_KEY = {"cpu": "step_cpu_s", "cuda": "step_gpu_s"}
+"""The results' key of the seconds per step, by device: process CPU seconds (one thread) or GPU wall seconds."""
+
+
+def _clock(device: str) -> float:
+    """The budget's clock: process CPU time on the CPU (robust to other work), the synchronised wall clock on a GPU."""
+    if device == "cpu":
+        return time.process_time()
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def step_seconds(spec: ArchSpec, data: ImageSet, batch_size: int, device: str = "cpu", steps: int = 6,
+                 teacher: ArchSpec | None = None) -> float:
+    """Seconds of one training step of `spec` on `device`'s clock (`_clock`), after a warm-up epoch; with a
     `teacher`, a distillation step (the teacher's forward pass included)."""
+    steps = steps if device == "cpu" else 4 * steps  # GPU steps are short: more of them for a stable timing
     sample = data.subset(np.arange(min(len(data), steps * batch_size)))
     cfg = _config(1, batch_size, 0, distill=teacher is not None)
     net = build_model(teacher) if teacher else None
-    train_model(build_model(spec), sample.subset(np.arange(2 * batch_size)), None, cfg, device="cpu", teacher=net)
-    start = time.process_time()
-    train_model(build_model(spec), sample, None, cfg, device="cpu", teacher=net)
-    return (time.process_time() - start) / steps_per_epoch(len(sample), batch_size)
+    train_model(build_model(spec), sample.subset(np.arange(2 * batch_size)), None, cfg, device=device, teacher=net)
+    start = _clock(device)
+    train_model(build_model(spec), sample, None, cfg, device=device, teacher=net)
+    return (_clock(device) - start) / steps_per_epoch(len(sample), batch_size)
 
 
 def run_task(task: Task) -> dict:
     """Train one row on one fold's training prompts for its epochs; score the fold's prompts."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(1 if task.device == "cpu" else 4)
+    device = task.device
     spec = ArchSpec.from_dict(task.spec)
     data = _data(task.dataset, task.root, spec.input.resize, task.cache_dir)
     train_idx, test_idx = grouped_kfold(data.groups, task.folds, 0)[task.fold]
     recipe = Recipe(spec, _config(task.epochs, task.batch_size, task.seed + task.fold, distill=task.teacher is not None))
     seed_everything(recipe.train.seed)
     train, test = data.subset(train_idx), data.subset(test_idx)
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall = time.process_time(), _clock(device)
     teacher = None
     if task.teacher:
         teacher = build_model(ArchSpec.from_dict(task.teacher))
-        train_model(teacher, train, None, _config(task.teacher_epochs, task.batch_size, recipe.train.seed), device="cpu")
+        train_model(teacher, train, None, _config(task.teacher_epochs, task.batch_size, recipe.train.seed), device=device)
     model = build_model(spec)
-    train_model(model, train, None, recipe.train, device="cpu", teacher=teacher)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    train_model(model, train, None, recipe.train, device=device, teacher=teacher)
+    cpu, wall = time.process_time() - cpu, _clock(device) - wall
     start = time.process_time()
-    metrics = evaluate(model, test, spec.input.crop, recipe.train.eval_views, device="cpu")
+    metrics = evaluate(model, test, spec.input.crop, recipe.train.eval_views, device=device)
     return {"recipe": task.name, "fold": task.fold, "seed": task.seed, "params": count_params(spec),
             "mflops": count_flops(spec) / 1e6, "train_mflops": train_flops(spec) / 1e6, "epochs": task.epochs,
-            "step_cpu_s": task.step_cpu_s, "teacher_epochs": task.teacher_epochs,
+            STEP_KEY[device]: task.step_s, "teacher_epochs": task.teacher_epochs,
             "train_cpu_s": cpu, "train_wall_s": wall, "test_cpu_ms": 1e3 * (time.process_time() - start) / len(test_idx),
-            **next(iter(metrics.values())), **test_variants(model, spec, test, recipe.train.eval_views)}
+            **next(iter(metrics.values())), **test_variants(model, spec, test, recipe.train.eval_views, device)}
 
 
-def test_variants(model: torch.nn.Module, spec: ArchSpec, test: ImageSet, views: int) -> dict[str, float]:
+def test_variants(model: torch.nn.Module, spec: ArchSpec, test: ImageSet, views: int, device: str) -> dict[str, float]:
     """`corr_score <variant>` of the trained `model` under each of `TEST_VARIANTS` (patch rows only)."""
     scores = {}
     for name, change in TEST_VARIANTS.items() if spec.input.patch else ():
         variant = replace(spec, input=change(spec.input))
         twin = build_model(variant)
         twin.load_state_dict(model.state_dict())
-        metrics = evaluate(twin, test, variant.input.crop, views, device="cpu")
+        metrics = evaluate(twin, test, variant.input.crop, views, device=device)
         scores[f"corr_score {name}"] = next(iter(metrics.values()))["corr_score"]
     return scores
 
@@ -210,7 +232,7 @@ def table(rows: list[dict], order: list[str], reference: str) -> str:
     """Markdown: mean +- sd per row, and its paired gain over `reference` on the folds both ran."""
     base = {r["fold"]: r["corr_score"] for r in rows if r["recipe"] == reference}
     variants = "".join(f" | {v}, same weights" for v in TEST_VARIANTS)
-    lines = ["| recipe | params | test MFLOPs / image | epochs | train CPU s | corr score (mean +- sd) | SRCC | PLCC "
+    lines = ["| recipe | params | test MFLOPs / image | epochs | train s (CPU, or GPU wall) | corr score (mean +- sd) | SRCC | PLCC "
              f"| paired gain over the reference (mean +- sd) | folds won{variants} |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TEST_VARIANTS)]
     for name in order:
@@ -224,7 +246,7 @@ def table(rows: list[dict], order: list[str], reference: str) -> str:
             f"{gains.mean():+.3f} +- {sd(gains):.3f}" if len(gains) else "n/a")
         won = f"{int((gains > 0).sum())}/{len(gains)}" if name != reference and len(gains) else ""
         lines.append(f"| {name} | {r[0]['params']:,} | {r[0]['mflops']:.0f} | {r[0]['epochs']} "
-                     f"| {np.mean([x['train_cpu_s'] for x in r]):.0f} | {score.mean():.3f} +- {sd(score):.3f} "
+                     f"| {np.mean([x['train_wall_s' if 'step_gpu_s' in x else 'train_cpu_s'] for x in r]):.0f} | {score.mean():.3f} +- {sd(score):.3f} "
                      f"| {_mean(r, 'srcc')} | {_mean(r, 'plcc')} | {gain} | {won} |"
                      + "".join(f" {_mean(r, 'corr_score ' + v)} |" for v in TEST_VARIANTS))
     return "\n".join(lines)
@@ -244,6 +266,8 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
     parser.add_argument("--quick", action="store_true", help="smoke run: synthetic set, tiny images, 2 folds")
     parser.add_argument("--cpu-s", type=float, default=420.0, help="training CPU seconds per run (one thread)")
+    parser.add_argument("--device", choices=sorted(STEP_KEY), default="cpu", help="where the runs train")
+    parser.add_argument("--gpu-s", type=float, default=None, help="with --device cuda: training GPU seconds per run")
     parser.add_argument("--folds", type=int, default=5, help="folds of the prompt-grouped split")
     parser.add_argument("--folds-run", type=int, nargs="+", default=None, help="which folds to run (default: all)")
     parser.add_argument("--only", nargs="+", default=None, help="run only these rows (names as in the table)")
@@ -271,7 +295,13 @@ def main() -> None:
         rows = {k: v for k, v in rows.items() if k in args.only}
     folds_run = args.folds_run if args.folds_run is not None else list(range(folds))
     torch.set_num_threads(1)
-    setup = {"dataset": dataset, "folds": folds, "cpu_s": args.cpu_s, "batch_size": args.batch_size, "train": TRAIN}
+    if (args.device == "cuda") != (args.gpu_s is not None):
+        parser.error("--gpu-s goes with --device cuda (and --device cuda needs --gpu-s)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible here")
+    budget = {"cpu_s": args.cpu_s} if args.device == "cpu" else {"device": "cuda", "gpu_s": args.gpu_s}
+    budget_s, jobs = (args.cpu_s, args.jobs) if args.device == "cpu" else (args.gpu_s, 1)
+    setup = {"dataset": dataset, "folds": folds, **budget, "batch_size": args.batch_size, "train": TRAIN}
     earlier = [_current(r) for r in earlier_rows(Path(args.out))] if args.out else []
     tasks, decoded = [], {}
     for name, spec in rows.items():
@@ -281,31 +311,34 @@ def main() -> None:
         teacher = teacher_of(name, spec)
         timed = [r for r in earlier if r["recipe"] == name and r.get("setup") == run_setup(setup, spec.to_dict())]
         # a resumed ladder keeps its first timing: the same epochs on every fold, whatever the load now
-        step_s = timed[0]["step_cpu_s"] if timed else step_cpu_seconds(spec, data, args.batch_size, teacher=teacher)
+        step_s = timed[0][STEP_KEY[args.device]] if timed else step_seconds(spec, data, args.batch_size, args.device,
+                                                                             teacher=teacher)
         steps = steps_per_epoch(n_train, args.batch_size)
         share = 0.5 if teacher else 1.0
-        epochs = max(1, int(share * args.cpu_s // (step_s * steps)))
+        epochs = max(1, int(share * budget_s // (step_s * steps)))
         teacher_epochs = 0 if not teacher else timed[0]["teacher_epochs"] if timed else max(
-            1, int(share * args.cpu_s // (step_cpu_seconds(teacher, data, args.batch_size) * steps)))
-        print(f"{name}: {spec_summary(spec)}, {count_params(spec):,} params, {step_s:.2f} CPU s/step "
+            1, int(share * budget_s // (step_seconds(teacher, data, args.batch_size, args.device) * steps)))
+        print(f"{name}: {spec_summary(spec)}, {count_params(spec):,} params, {step_s:.3f} "
+              f"{'CPU' if args.device == 'cpu' else 'GPU'} s/step "
               f"{'(from the earlier runs) ' if timed else ''}-> {epochs} epochs"
               + (f" after a {count_params(teacher):,}-parameter teacher's {teacher_epochs}" if teacher else ""), flush=True)
         tasks += [Task(name if seed == 0 else f"{name}, seed {seed}", spec.to_dict(), fold, seed, epochs, step_s,
                        teacher and teacher.to_dict(), teacher_epochs, dataset, root, folds, args.batch_size,
-                       args.cache_dir) for seed in seeds[name] for fold in folds_run]
+                       args.cache_dir, args.device) for seed in seeds[name] for fold in folds_run]
     specs = {t.name: run_setup(setup, t.spec) for t in tasks}
     # keep every earlier run except those of this run's rows under another setup (they are redone)
     results = [r for r in earlier if r["recipe"] not in specs or r.get("setup") == specs[r["recipe"]]]
     done = {(r["recipe"], r["fold"]) for r in results if r["recipe"] in specs}
     todo = [t for t in tasks if (t.name, t.fold) not in done]
-    print(f"{len(todo)} runs to go ({len(done)} already in {args.out}), {args.jobs} at once", flush=True)
+    print(f"{len(todo)} runs to go ({len(done)} already in {args.out}), {jobs} at once", flush=True)
     start = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         for finished, row in enumerate(pool.imap_unordered(run_task, todo), start=len(done) + 1):
             row["setup"] = specs[row["recipe"]]
             results.append(row)
             print(f"  [{finished}/{len(tasks)} {time.perf_counter() - start:.0f}s] {row['recipe']}, fold {row['fold']}: "
-                  f"corr score {row['corr_score']:.3f} ({row['epochs']} epochs, {row['train_cpu_s']:.0f} CPU s)", flush=True)
+                  f"corr score {row['corr_score']:.3f} ({row['epochs']} epochs, {row['train_cpu_s']:.0f} CPU s, "
+                  f"{row['train_wall_s']:.0f} s wall)", flush=True)
             if args.out:
                 Path(args.out).write_text(json.dumps(results, indent=1))
     order = [n for name in rows for n in ([name, f"{name}, seed 1"] if name == reference else [name])]

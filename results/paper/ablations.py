@@ -46,7 +46,7 @@ class Ablation:
     folds: int
     rows: tuple[AblationRow, ...]
     length: str
-    """How long each run trained, e.g. "300 CPU seconds (one thread)" or "2 epochs": two lengths of one
+    """How long each run trained, e.g. "300 CPU seconds (one thread)", "60 GPU seconds" or "2 epochs": two lengths of one
     bench are two tables, told apart by it."""
 
 
@@ -69,7 +69,7 @@ def read_ablation(path: Path) -> Ablation:
     needed = {"recipe", "fold", "corr_score", "params"}
     if not (isinstance(runs, list) and runs and all(needed <= set(r) for r in runs)):
         raise ValueError(f"{path} is not the --out JSON of bench/quality.py or bench/ladder.py")
-    bench = "ladder" if "step_cpu_s" in runs[0] else "quality"
+    bench = "ladder" if {"step_cpu_s", "step_gpu_s"} & set(runs[0]) else "quality"
     names = list(dict.fromkeys(r["recipe"] for r in runs))
     reference = _reference(bench, names)
     base = {r["fold"]: r["corr_score"] for r in runs if r["recipe"] == reference}
@@ -81,6 +81,7 @@ def read_ablation(path: Path) -> Ablation:
     rows.sort(key=lambda r: (r.name != reference, -np.mean(r.gains) if r.gains else 0.0))
     setup = runs[0].get("setup", {})
     length = (f"{setup['cpu_s']:g} CPU seconds (one thread)" if "cpu_s" in setup else
+              f"{setup['gpu_s']:g} GPU seconds" if "gpu_s" in setup else
               f"{setup['epochs']} epochs" if "epochs" in setup else "an unrecorded length")
     return Ablation(bench, setup.get("dataset", "unknown"), int(setup.get("folds", len(base))), tuple(rows), length)
 
