@@ -3,8 +3,8 @@ and the ranking for the terminal.
 
 `runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's
 context (dataset, profile, space, budget, trials, dates), what export will take and the final schedule
-it would retrain it with, a warning when even the best score is near chance, and the ranking of the exportable candidates (trials and scratch variants) by
-estimated composite score, with confirmed scores (mean +- sd over prompt-grouped folds) where a confirm stage ran and a
+it would retrain it with, a warning when even the best score is near chance, and the ranking of the
+exportable candidates (trials and scratch variants) by estimated composite score, with confirmed scores (mean +- sd over prompt-grouped folds) where a confirm stage ran and a
 mark where two neighbours differ by less than the score noise; the storage copies (int8, fp16) and
 pruned weights follow in a comparison table against their parents. Then the Pareto front of parameters
 (log axis) against the profile's score with the size-tier boundaries (in the legend) and the export
@@ -342,7 +342,8 @@ def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule |
             f"reference teams) · {int(choice['params']):,} parameters · validation {profile.score_name} "
             f"{choice['score']:.3f}. The paper's {sum(profile.out_of_reach.values()):g} points are not estimated."
             f"<br>Final retrain: <b>{html.escape(schedule.what)}</b> ({html.escape(schedule.reason)})."
-            "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch variant).</small></div>")
+            "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch "
+            "variant), and the schedule with <code>--epochs N</code> or <code>--epochs fill</code>.</small></div>")
 
 
 CSS = """html{overflow-y:scroll}body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}

@@ -46,8 +46,8 @@ class Ablation:
     folds: int
     rows: tuple[AblationRow, ...]
     length: str
-    """How long each run trained, e.g. "300 CPU seconds (one thread)", "60 GPU seconds" or "2 epochs": two lengths of one
-    bench are two tables, told apart by it."""
+    """How long each run trained, e.g. "300 CPU seconds (one thread)", "60 GPU seconds" or "2 epochs": two
+    lengths of one bench are two tables, told apart by it."""
 
 
 def _reference(bench: str, names: list[str]) -> str:
@@ -100,7 +100,7 @@ def ablation_table(ablation: Ablation, index: int) -> str:
                      f"{fixed(r.sd)} & {cells} \\\\")
     data = DATASETS.get(ablation.dataset, (tex_escape(ablation.dataset), None))[0]
     caption = (f"Ablation on {data}, prompt-grouped {ablation.folds}-fold cross-validation: "
-               f"{BENCHES[ablation.bench]}; each run trained for {ablation.length}. Score: correlation score, mean $\\pm$ sd over folds; gain: paired "
-               "difference from the reference; won: folds on which the row beats it.")
+               f"{BENCHES[ablation.bench]}; each run trained for {ablation.length}. Score: correlation score, mean "
+               "$\\pm$ sd over folds; gain: paired difference from the reference; won: folds on which the row beats it.")
     return table(f"tab:ablation{index}", caption, WRAPPED + "rrrrr",
                  "Recipe & Params & Folds & Score & Gain & Won", lines)
