@@ -239,6 +239,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from results.dashboard import dashboard_line
+    from results.candidates import export_choice
     from results.report import choice_schedule, format_ranking, write_report
     from search.profiles import get_profile
 
@@ -250,7 +251,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     profile = get_profile(cfg.profile)
     ranked = write_report(study, profile, run_dir / "report", variants=variants, reference_sizes_m=args.reference_sizes)
     print(format_ranking(ranked, profile, args.top))
-    schedule = choice_schedule(study, ranked, variants)
+    schedule = choice_schedule(study, export_choice(ranked), variants)
     if schedule is not None:
         print(f"export's final retrain: {schedule.what} ({schedule.reason})")
     print(f"\nwrote {run_dir / 'report' / 'trials.csv'} and {run_dir / 'report' / 'report.html'}")

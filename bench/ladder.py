@@ -185,8 +185,8 @@ def step_seconds(spec: ArchSpec, data: ImageSet, batch_size: int, device: str = 
 
 def run_task(task: Task) -> dict:
     """Train one row on one fold's training prompts for its epochs; score the fold's prompts."""
-    torch.set_num_threads(1 if task.device == "cpu" else 4)
     device = task.device
+    torch.set_num_threads(1 if device == "cpu" else 4)
     spec = ArchSpec.from_dict(task.spec)
     data = _data(task.dataset, task.root, spec.input.resize, task.cache_dir)
     train_idx, test_idx = grouped_kfold(data.groups, task.folds, 0)[task.fold]

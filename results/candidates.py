@@ -121,6 +121,11 @@ def ranked_candidates(study: optuna.Study, profile: Profile, variants_frame: pd.
     return rank(candidates_frame(study, profile, variants_frame, reference_sizes_m))
 
 
+def export_choice(ranked: pd.DataFrame) -> pd.Series | None:
+    """The row of `ranked` (`rank`) export takes, or None when nothing is exportable."""
+    return ranked[ranked["export"]].iloc[0] if ranked["export"].any() else None
+
+
 def candidate_recipe(candidate: pd.Series | str | int, study: optuna.Study,
                      variants_frame: pd.DataFrame | None = None) -> Recipe:
     """The recipe export trains for `candidate`: a ranked row, an id ("trial 3" or a variant id) or a

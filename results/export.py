@@ -39,7 +39,7 @@ import optuna
 import pandas as pd
 from torch import nn
 
-from results.candidates import candidate_recipe, ranked_candidates
+from results.candidates import candidate_recipe, export_choice, ranked_candidates
 from results.notebook import notebook_task, write_notebook, write_run_files
 from results.schedule import Schedule, candidate_schedule
 from search.budget import BudgetModel
@@ -74,9 +74,9 @@ def choose_candidate(study: optuna.Study, profile: Profile, variants: pd.DataFra
     ranked together (ties: RMSE, size), as the report ranks them."""
     ranked = ranked_candidates(study, profile, variants, reference_sizes_m)
     if candidate is None:
-        if not ranked["export"].any():
+        row = export_choice(ranked)
+        if row is None:
             raise ValueError(f"study {study.study_name!r} has no completed trial within the cap to export")
-        row = ranked[ranked["export"]].iloc[0]
         return row, candidate_recipe(row, study, variants)
     recipe = candidate_recipe(candidate, study, variants)
     key = f"trial {candidate}" if isinstance(candidate, int) else candidate

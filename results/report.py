@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from optuna.importance import get_param_importances
 from optuna.trial import TrialState
 
-from results.candidates import EXPORTABLE, candidate_recipe, candidates_frame, rank
+from results.candidates import EXPORTABLE, candidate_recipe, candidates_frame, export_choice, rank
 from results.schedule import Schedule, candidate_schedule
 from search.study.front import pareto_front
 from results.score import tier_boundaries
@@ -322,13 +322,12 @@ def _comparison_table(compared: pd.DataFrame, score_name: str) -> str:
     return _table("comparison", head, rows)
 
 
-def choice_schedule(study: optuna.Study, ranked: pd.DataFrame, variants: pd.DataFrame | None) -> Schedule | None:
-    """The final schedule export would train the export choice of `ranked` with (`results.schedule`), or
-    None when nothing is exportable."""
-    if not ranked["export"].any():
+def choice_schedule(study: optuna.Study, choice: pd.Series | None, variants: pd.DataFrame | None) -> Schedule | None:
+    """The final schedule export would retrain `choice` (`export_choice`) with (`results.schedule`), or None
+    without a choice."""
+    if choice is None:
         return None
-    name = ranked[ranked["export"]].iloc[0]["id"]
-    return candidate_schedule(study, name, candidate_recipe(name, study, variants))
+    return candidate_schedule(study, choice["id"], candidate_recipe(choice["id"], study, variants))
 
 
 def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule | None) -> str:
@@ -378,8 +377,8 @@ def _importance_part(study: optuna.Study) -> str:
 
 def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd.DataFrame,
           reference_sizes_m: Sequence[float] | None, variants: pd.DataFrame | None) -> str:
-    choice = ranked[ranked["export"]].iloc[0] if ranked["export"].any() else None
-    schedule = choice_schedule(study, ranked, variants)
+    choice = export_choice(ranked)
+    schedule = choice_schedule(study, choice, variants)
     ranking = exportable_ranking(ranked, profile)
     warning = chance_warning(ranking, profile)
     compared = comparison_frame(frame)
