@@ -31,24 +31,35 @@ import sqlalchemy.exc
 from optuna import get_all_study_names
 from optuna.trial import TrialState
 
+from search.budget import EFFICIENCY_RANGE
 from search.data import (
     DATASETS, PREDICT_DATASETS, absolute_root, check_dataset, check_dataset_name, is_combined, source_roots,
 )
 from search.data.pairs import PAIR_COLUMNS
-from search.device import TRIALS_PER_GPU, worker_count
+from search.device import DEVICES, TRIALS_PER_GPU, resolve_device, worker_count
 from search.names import check_date, check_name
 from search.profiles import PROFILES
 from search.study import (
-    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, check_study_inputs, default_storage_url, load_study,
-    quiet_optuna, run_search, run_worker,
+    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, check_storage_file, check_study_inputs, default_storage_url,
+    load_study, quiet_optuna, run_search, run_worker,
 )
 from search.study.workers import INTERRUPTED, WorkersFailed
-from search.train.retrain import FILL, wanted_epochs
+from search.train.retrain import DEFAULT_FINAL, FILL, FINALS, Deadline, duration, wanted_epochs
 
-DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12)
+DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12,
+            export_epochs=12, export_limit="3m")
 
 USER_ERRORS = (ValueError, OSError, MemoryError, sqlite3.OperationalError, sqlalchemy.exc.OperationalError)
 """What a wrong option, file or folder raises: reported in one line (exit 2) unless --debug."""
+INTERRUPTED_LINES = {
+    "compress": "interrupted: the variants already recorded are kept: rerun the same command to go on with the rest",
+    "confirm": "interrupted: the folds already confirmed are kept: rerun the same command to go on from there",
+    "export": "interrupted: nothing was exported (the previous export, if any, is as it was; the folds already "
+              "confirmed are kept): rerun the same command to export",
+}
+"""What Ctrl-C (exit 130) says it left, by command; any other command runs or reads a study's trials."""
+INTERRUPTED_TRIALS = ("interrupted: a study keeps its finished trials (the running ones are retried): rerun the same "
+                      "command to go on")
 
 
 class CommandLineError(ValueError):
@@ -56,10 +67,12 @@ class CommandLineError(ValueError):
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the description's layout and appends each option's default, unless it has none or says it."""
+    """Keeps the description's layout and appends each option's default, unless it has none, says it, or is
+    a flag (no value: its default is not giving it, and `--no-X (default: True)` would read backwards)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "default" in (action.help or ""):
+        if (any(action.default is v for v in (None, False, argparse.SUPPRESS)) or action.nargs == 0
+                or "default" in (action.help or "")):
             return action.help
         return super()._get_help_string(action)
 
@@ -142,6 +155,15 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _device(text: str) -> str:
+    """An argparse type: a device this machine has (`resolve_device`), kept as given (a study stores the name)."""
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def _dataset(text: str) -> str:
     """An argparse type: a study dataset, one name or labelled ones joined by '+' (`check_dataset_name`)."""
     try:
@@ -168,12 +190,24 @@ def _run_dir(args: argparse.Namespace) -> Path:
     return run_dir
 
 
+def _min_epochs(args: argparse.Namespace) -> int:
+    """--min-epochs, refused above --max-epochs (no trial could train that many); when not given, the study's
+    default, which trials take as --max-epochs when that is fewer."""
+    if args.min_epochs is None:
+        return StudyConfig.min_epochs
+    if args.min_epochs > args.max_epochs:
+        raise ValueError(f"--min-epochs {args.min_epochs} is above --max-epochs {args.max_epochs}: no trial could "
+                         "train that many; lower it or raise --max-epochs")
+    return args.min_epochs
+
+
 def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
         dataset=args.data, root=absolute_root(args.root), targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
-        max_epochs=args.max_epochs, min_epochs=args.min_epochs, batch_size=args.batch_size, eval_views=args.eval_views,
+        max_epochs=args.max_epochs, min_epochs=_min_epochs(args), batch_size=args.batch_size,
+        eval_views=args.eval_views,
         pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, patches=args.patches,
         fragments=args.fragments,
         pair_columns=args.pair_columns,
@@ -189,6 +223,7 @@ def _open(args: argparse.Namespace, overrides: dict | None = None, need_data: bo
     storage = args.storage or default_storage_url(run_dir)
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
         raise ValueError(f"no study storage at {storage}: run `run_search.py search --study {args.study}` first")
+    check_storage_file(storage)
     names = get_all_study_names(storage)
     if args.study not in names:
         held = f"; it holds {', '.join(sorted(names))}" if names else ""
@@ -223,9 +258,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     workers, capped = worker_count(args.workers, cfg.device)
     if capped:
         print(capped, file=sys.stderr)
-    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=args.storage, workers=workers,
+    storage = args.storage or default_storage_url(run_dir)
+    study = run_search(cfg, args.study, args.trials, run_dir, storage_url=storage, workers=workers,
                        time_limit_s=args.time_limit, seed_recipes=args.seed_recipes)
-    print_best(study)
+    print_best(study, cfg, storage)
     return 0
 
 
@@ -240,6 +276,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from results.dashboard import dashboard_line
     from results.candidates import export_choice
+    from results.export import export_line, read_export
     from results.report import choice_schedule, format_ranking, write_report
     from search.profiles import get_profile
 
@@ -254,6 +291,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     schedule = choice_schedule(study, export_choice(ranked), variants)
     if schedule is not None:
         print(f"export's final retrain: {schedule.what} ({schedule.reason})")
+    last = read_export(run_dir)
+    if last is not None:
+        print(export_line(last))
     print(f"\nwrote {run_dir / 'report' / 'trials.csv'} and {run_dir / 'report' / 'report.html'}")
     print(dashboard_line(study, storage, profile, variants))
     return 0
@@ -261,10 +301,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from compress.stage import compress_study
+    from compress.variants import VariantStore
+    from results.candidates import ranked_candidates, ranked_trials
+    from search.profiles import get_profile
 
     study, cfg, run_dir, storage = _open(args, _root(args))
     _require_completed(study)
-    frame = compress_study(study, cfg, run_dir, storage, ratios=tuple(args.ratios), top_k=args.top,
+    trials = None
+    if args.top:  # the first trials of the one ranking (what report and export read), not the best single scores
+        variants = VariantStore(storage, study.study_name).frame()
+        trials = ranked_trials(ranked_candidates(study, get_profile(cfg.profile), variants), args.top)
+    frame = compress_study(study, cfg, run_dir, storage, ratios=tuple(args.ratios), trials=trials,
                            importance=args.importance, finetune_epochs=args.finetune_epochs,
                            iterative_steps=args.iterative_steps)
     cols = ["id", "params", "bytes", "score", "plcc", "srcc", "krcc", "rmse"]
@@ -273,28 +320,34 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from results.confirm import confirm, needs_confirming
+    from results.confirm import confirm, confirm_seconds
     from results.export import export_submission
 
     from compress.variants import VariantStore
 
+    limit = Deadline(args.time_limit) if args.time_limit else None
     study, cfg, run_dir, storage = _open(args, _root(args))
     _require_completed(study)
     variants = VariantStore(storage, study.study_name).frame()
     named = args.trial is not None or args.variant is not None
-    if not (named or cfg.pairs or args.no_confirm) and needs_confirming(study, cfg, args.confirm_top, args.confirm_folds,
-                                                                        variants, args.reference_sizes):
-        print(f"confirming the {args.confirm_top} best candidates on {args.confirm_folds} prompt-grouped folds "
-              "before export (`run_search.py confirm`; --no-confirm skips it)")
-        confirm(study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes)
+    missing, seconds = (0, 0.0) if named or cfg.pairs or args.no_confirm else confirm_seconds(
+        study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes)
+    if missing:
+        share = "" if limit is None else f", within half the time limit ({duration(limit.seconds / 2)})"
+        print(f"confirming the {args.confirm_top} best candidates on {args.confirm_folds} prompt-grouped folds before "
+              f"export: {missing} fold trainings, about {duration(seconds)} here by their trials' times{share} "
+              "(`run_search.py confirm`; --no-confirm skips it)")
+        confirm(study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes,
+                time_limit=None if limit is None else Deadline(limit.left() / 2))
     result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date,
                                teacher=args.teacher, distill_weight=args.distill_weight,
                                variants=variants, variant=args.variant,
-                               reference_sizes_m=args.reference_sizes)
+                               reference_sizes_m=args.reference_sizes, final=args.final, time_limit=limit)
     s = result.summary
     estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
     print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
-    print(f"  params {s['params']:,}{estimate}  epochs {s['epochs']}  retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  params {s['params']:,}{estimate}  retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  {s['trained']['line']}")
     print(f"  schedule {s['schedule']['epochs']}: {s['schedule']['reason']}")
     print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
           "its own pace on the machine it runs on and refits the epochs to its deadline")
@@ -346,8 +399,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_best(study) -> None:
-    """Print how the proposals ended and the trial with the best score, for a quick look."""
+def print_best(study, cfg: StudyConfig, storage: str) -> None:
+    """Print how the proposals ended and the candidate the ranking puts first (what export takes), for a
+    quick look."""
+    from compress.variants import VariantStore
+    from results.candidates import export_choice, ranked_candidates
+    from search.profiles import get_profile
     from search.study.record import TrialRecord, tally, untrained_text
 
     records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
@@ -355,17 +412,24 @@ def print_best(study) -> None:
     if not complete:
         print("no completed trial yet")
         return
-    best = max(complete, key=lambda r: r.values[0])
-    m = best.metrics or {}
-    shown = ("plcc", "srcc", "krcc", "rmse") if "plcc" in m else ("pair_acc",)
     counts = tally(records)
     print(f"\n{len(complete)} complete, {counts['stopped']} stopped early (rungs or time limit); proposals not "
           f"trained: {untrained_text(counts)}; {counts['shrunk to fit the budget']} shrunk to fit the budget")
-    print(f"best trial #{best.number}: {best.summary}")
-    print(f"  params {best.params:,}  FLOPs {best.flops:,}  epochs {best.epochs_run}  est. T4 {best.t4_s:.1f}s  "
-          f"wall {best.wall_s:.1f}s")
-    print("  validation " + "  ".join(f"{k.upper()} {m[k]:.3f}" for k in shown if k in m)
-          + f"  score {best.values[0]:.3f}")
+    choice = export_choice(ranked_candidates(study, get_profile(cfg.profile), VariantStore(storage, study.study_name).frame()))
+    if choice is None:
+        print("no completed trial within the caps to export yet")
+        return
+    basis = (f"confirmed {choice['confirm_mean']:.3f} over {int(choice['confirm_n'])} folds" if choice["finalist"]
+             else "a single run, not confirmed")
+    print(f"first in the ranking (what export takes): {choice['id']}: {choice['summary']}")
+    print(f"  params {int(choice['params']):,}  estimated composite {choice['composite']:.1f}  "
+          f"validation score {choice['score']:.3f} ({basis})")
+    if choice["kind"] == "trial":
+        best = next(r for r in complete if r.number == int(choice["trial"]))
+        m = best.metrics or {}
+        shown = ("plcc", "srcc", "krcc", "rmse") if "plcc" in m else ("pair_acc",)
+        print(f"  FLOPs {best.flops:,}  epochs {best.epochs_run}  est. T4 {best.t4_s:.1f}s  wall {best.wall_s:.1f}s  "
+              "validation " + "  ".join(f"{k.upper()} {m[k]:.3f}" for k in shown if k in m))
 
 
 def _debug_option(p: argparse.ArgumentParser, default) -> None:
@@ -397,7 +461,7 @@ def _local_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None,
                    help="dataset folder; for a combined --data, NAME=PATH,NAME=PATH with one folder per source "
                         "(worker: overrides the stored one)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICES)
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
 
 
@@ -442,9 +506,10 @@ def _add_search(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampler and the training")
     p.add_argument("--trial-budget", type=_finite, default=300.0, help="training budget per trial, T4 seconds")
     p.add_argument("--max-epochs", type=int, default=60, help="most epochs of one trial")
-    p.add_argument("--min-epochs", type=int, default=StudyConfig.min_epochs,
-                   help="fewest epochs of one trial: a proposal that would get fewer in its budget is shrunk (its "
-                        "widths) until they fit, or not trained")
+    p.add_argument("--min-epochs", type=int, default=None,
+                   help="fewest epochs of one trial, at most --max-epochs: a proposal that would get fewer in its "
+                        "budget is shrunk (its widths) until they fit, or not trained (default: "
+                        f"{StudyConfig.min_epochs}, or --max-epochs when fewer)")
     p.add_argument("--no-seed-recipes", dest="seed_recipes", action="store_false",
                    help="do not enqueue the known recipes (search/study/known_recipes.json, measured on AGIQA-3K) "
                         "that fit a new study as its first trials")
@@ -459,7 +524,8 @@ def _add_search(sub) -> None:
     p.add_argument("--flops-objective", action="store_true", help="minimise FLOPs as a third objective")
     p.add_argument("--no-early-stop", action="store_true", help="train every trial to its planned epochs")
     p.add_argument("--t4-efficiency", type=_finite, default=StudyConfig.t4_efficiency,
-                   help="share of a T4's peak the budget model assumes (search.budget)")
+                   help=f"share of a T4's peak the budget model assumes (search.budget): from {EFFICIENCY_RANGE[0]:g}, "
+                        f"a hundredth of the calibrated value, to {EFFICIENCY_RANGE[1]:g}, the whole peak")
     p.add_argument("--workers", type=_number(int, 1), default=None,
                    help=f"worker processes on this machine (default: 1 on a CPU, {TRIALS_PER_GPU} per GPU)")
     _debug_option(p, argparse.SUPPRESS)
@@ -503,7 +569,8 @@ def _add_compress(sub) -> None:
     _moved_root_option(p)
     p.add_argument("--ratios", type=_number(float, 0, high=1), nargs="+", default=[0.3, 0.5],
                    help="parameter reductions to prune to, each in (0, 1)")
-    p.add_argument("--top", type=_number(int, 1), default=None, help="the K best trials (default: the Pareto front)")
+    p.add_argument("--top", type=_number(int, 1), default=None,
+                   help="the first K trials of the ranking, as report and export rank them (default: the Pareto front)")
     p.add_argument("--importance", default="magnitude", choices=("magnitude", "taylor"), help="channel importance")
     p.add_argument("--finetune-epochs", type=_number(int, 0), default=None,
                    help="fine-tuning epochs after each pruning step (default: a quarter of the trial's)")
@@ -535,6 +602,14 @@ def _add_export(sub) -> None:
     p.add_argument("--teacher", type=_number(int, 0), default=None,
                    help="distil from this trial's architecture, trained first from scratch on the same data (default: no teacher)")
     p.add_argument("--distill-weight", type=_number(float, 0), default=1.0, help="weight of the distillation loss term")
+    p.add_argument("--final", choices=list(FINALS), default=None,
+                   help=("how the scored training (export's retrain and the notebook's) ends: "
+                         + "; ".join(f"{k}: {v}" for k, v in FINALS.items())
+                         + f" (default: {DEFAULT_FINAL}; all for a pairs study)").replace("%", "%%"))
+    p.add_argument("--time-limit", type=_duration, default=None,
+                   help="bound this command here (e.g. 30m): confirm gets at most half, the retrain ends by the limit; "
+                        "the notebook's schedule is unchanged (default: none; fill then retrains until the profile's "
+                        "deadline)")
     _confirm_options(p, "--confirm-top", "--confirm-folds")
     p.add_argument("--no-confirm", action="store_true",
                    help="export the best single-run candidate without confirming the top of the ranking first")
@@ -590,7 +665,7 @@ def _add_predict(sub) -> None:
                         "the chosen image of each pair, and pair accuracy when it has a winner column")
     _pair_columns_option(p, "of the --pairs CSV (the winner column is optional)")
     p.add_argument("--out", default=None, help="CSV to write (default: predictions.csv beside the model)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICES)
     p.add_argument("--cache-dir", default=".cache/images", help="folder of the decoded-image caches")
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_predict)
@@ -626,10 +701,11 @@ def build_parser() -> Parser:
     return parser
 
 
-def demo(args: argparse.Namespace | None = None) -> int:
-    """The whole flow on the synthetic set: search, report, compress the best trial, export it."""
-    parser, study = build_parser(), ["--study", DEMO["study"]]
-    steps = [
+def demo_steps() -> list[tuple[str, list[str]]]:
+    """The demo's steps, (what, argv) each: about 5 minutes on 2 CPU cores in all, so its export names its
+    epochs and a time limit (a curve that still rises would otherwise plan a deadline-long retrain)."""
+    study = ["--study", DEMO["study"]]
+    return [
         ("search the built-in synthetic AIGC-like set", ["search", *study, "--trials", str(DEMO["trials"]),
          "--space", DEMO["space"], "--n-synthetic", str(DEMO["n_synthetic"]),
          "--trial-budget", str(DEMO["trial_budget_s"]), "--max-epochs", str(DEMO["max_epochs"])]),
@@ -639,8 +715,14 @@ def demo(args: argparse.Namespace | None = None) -> int:
         ("report again, with the compressed variants", ["report", *study, "--top", "5"]),
         ("confirm the best two on 2 prompt-grouped folds", ["confirm", *study, "--top", "2", "--folds", "2"]),
         ("export the confirmed winner: retrain from scratch, write the submission",
-         ["export", *study, "--team", "demo", "--confirm-top", "2", "--confirm-folds", "2"]),
+         ["export", *study, "--team", "demo", "--confirm-top", "2", "--confirm-folds", "2",
+          "--epochs", str(DEMO["export_epochs"]), "--time-limit", DEMO["export_limit"]]),
     ]
+
+
+def demo(args: argparse.Namespace | None = None) -> int:
+    """The whole flow on the synthetic set: search, report, compress the best trial, export it."""
+    parser, steps = build_parser(), demo_steps()
     for i, (what, argv) in enumerate(steps, 1):
         print(f"\n=== demo {i}/{len(steps)}: {what}\n$ python run_search.py {' '.join(argv)}")
         step = parser.parse_args(argv)
@@ -683,8 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args is not None and args.debug:
             raise
-        print("interrupted: a study keeps its finished trials (the running ones are retried): rerun the same "
-              "command to go on", file=sys.stderr)
+        print(INTERRUPTED_LINES.get(getattr(args, "command", None), INTERRUPTED_TRIALS), file=sys.stderr)
         return INTERRUPTED
 
 

@@ -12,6 +12,7 @@ interrupted run resumes) and none over the profile's caps is recorded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import optuna
 import pandas as pd
@@ -33,17 +34,20 @@ from search.train.loop import seed_everything, train_model
 from space import ArchSpec, CapError, IQANet, build_model, count_params, spec_summary, train_flops
 
 
-def candidates(study: optuna.Study, top_k: int | None = None) -> list[FrozenTrial]:
-    """The completed trials on the Pareto front of parameters against score (`search.study.front`, the
-    report's front), or the `top_k` best by score; best first."""
+def chosen_trials(study: optuna.Study, trials: Sequence[int] | None = None) -> list[FrozenTrial]:
+    """The completed trials numbered `trials`, in that order (`compress --top` passes the ranking's first), or
+    by default those on the Pareto front of parameters against score (`search.study.front`, the report's
+    front), best first."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if top_k:
-        chosen = sorted(complete, key=lambda t: -t.values[0])[:top_k]
-    else:
-        frame = pd.DataFrame({"state": "COMPLETE", "score": [t.values[0] for t in complete],
-                              "params": [t.values[1] for t in complete]}, index=range(len(complete)))
-        chosen = [complete[i] for i in pareto_front(frame).index]
-    return sorted(chosen, key=lambda t: -t.values[0])
+    if trials is not None:
+        by_number = {t.number: t for t in complete}
+        missing = [n for n in trials if n not in by_number]
+        if missing:
+            raise ValueError(f"trial {missing[0]} is not a completed trial of study {study.study_name!r}")
+        return [by_number[n] for n in trials]
+    frame = pd.DataFrame({"state": "COMPLETE", "score": [t.values[0] for t in complete],
+                          "params": [t.values[1] for t in complete]}, index=range(len(complete)))
+    return sorted((complete[i] for i in pareto_front(frame).index), key=lambda t: -t.values[0])
 
 
 def scratch_recipe(trial: TrialRecord, spec: ArchSpec) -> Recipe:
@@ -135,12 +139,12 @@ def _finetune_config(trial: TrialRecord, epochs: int | None, steps: int) -> Trai
 
 
 def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage_url: str,
-                   ratios: tuple[float, ...] = (0.3, 0.5), top_k: int | None = None, importance: str = "magnitude",
+                   ratios: tuple[float, ...] = (0.3, 0.5), trials: Sequence[int] | None = None, importance: str = "magnitude",
                    finetune_epochs: int | None = None, iterative_steps: int = 1, global_pruning: bool = False,
                    progress: bool = True) -> pd.DataFrame:
     """Prune (to each parameter reduction in `ratios`, fine-tuning after each of `iterative_steps`
     steps), retrain each pruned spec from scratch, and quantize the candidates
-    (`candidates(study, top_k)`); returns every recorded variant of the study
+    (`chosen_trials(study, trials)`); returns every recorded variant of the study
     (`compress.variants.list_variants`)."""
     if cfg.pairs:
         raise ValueError(f"compress does not handle preference-pair studies yet (its fine-tuning and scratch variants "
@@ -148,7 +152,7 @@ def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage
     if not all(0 < r < 1 for r in ratios):
         raise ValueError(f"pruning ratios must lie in (0, 1), got {ratios}")
     run_dir = Path(run_dir)
-    chosen = candidates(study, top_k)
+    chosen = chosen_trials(study, trials)
     per_trial = len(WEIGHT_FORMATS) + len(ratios) * (2 + len(WEIGHT_FORMATS))
     tag = f"-{importance}" + ("-global" if global_pruning else "") + (f"-it{iterative_steps}" if iterative_steps > 1 else "")
     with tqdm(total=len(chosen) * per_trial, desc=f"compress {study.study_name}", unit="variant", disable=not progress) as bar:

@@ -32,18 +32,35 @@ COMPOSITE_COLUMNS = ("composite", "performance_points", "size_points", "size_per
 CONFIRM_ATTR = "confirm"
 """The study's user attribute holding confirmed fold scores (`results.confirm`): {candidate id: {"folds": k,
 "scores": {fold: score}}}."""
-CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n")
+PROTOCOL_ATTR = "confirm_protocol"
+"""The study's user attribute naming the protocol its finalists are compared under: {"folds": k}."""
+CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "finalist")
+
+
+def confirm_folds(study: optuna.Study) -> int | None:
+    """The folds of the study's confirm protocol (what `confirm` last ran with; for a study confirmed before
+    the protocol was stored, the most folds any candidate has), or None when nothing was confirmed."""
+    stored = study.user_attrs.get(PROTOCOL_ATTR, {}).get("folds")
+    if stored is not None:
+        return int(stored)
+    folds = [entry.get("folds", 0) for entry in study.user_attrs.get(CONFIRM_ATTR, {}).values()]
+    return max(folds) if folds else None
 
 
 def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
-    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of folds; all three NaN where
-    a row was not confirmed) from the study's stored confirmation."""
+    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of folds, NaN where a row has
+    none under the study's protocol, and `finalist`: all the protocol's folds are stored). Scores stored for
+    another number of folds are left out (fold counts never mix); a part-way confirm shows its folds but
+    is no finalist until it is resumed."""
     frame = frame.copy()
+    folds = confirm_folds(study)
     stored = study.user_attrs.get(CONFIRM_ATTR, {})
-    scores = [list(stored.get(cid, {}).get("scores", {}).values()) for cid in frame["id"]]
+    scores = [list(entry.get("scores", {}).values()) if (entry := stored.get(cid, {})).get("folds") == folds else []
+              for cid in frame["id"]]
     frame["confirm_mean"] = [float(np.mean(s)) if s else np.nan for s in scores]
     frame["confirm_sd"] = [float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores]
     frame["confirm_n"] = [len(s) if s else np.nan for s in scores]
+    frame["finalist"] = [bool(s) and len(s) == folds for s in scores]
     return frame
 
 
@@ -77,12 +94,17 @@ def _rankable(row: pd.Series, profile: Profile) -> bool:
 
 def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
     """Add the composite estimate and its parts (`COMPOSITE_COLUMNS`) to rankable rows, from the confirmed
-    mean score where there is one, else the single validation score; NaN elsewhere."""
+    mean score of a finalist, else the single validation score; NaN elsewhere. `single_composite` is the
+    estimate from the single score of every rankable row: what finalists are chosen by."""
     frame = frame.copy()
     parts: dict[str, list] = {c: [] for c in COMPOSITE_COLUMNS}
+    single = []
     for _, r in frame.iterrows():
-        score = r["confirm_mean"] if pd.notna(r.get("confirm_mean", np.nan)) else r["score"]
-        est = composite_score(float(score), int(r["params"]), profile, reference_sizes_m) if _rankable(r, profile) else None
+        rankable = _rankable(r, profile)
+        single.append(composite_score(float(r["score"]), int(r["params"]), profile, reference_sizes_m).total
+                      if rankable else np.nan)
+        score = r["confirm_mean"] if r.get("finalist", False) else r["score"]
+        est = composite_score(float(score), int(r["params"]), profile, reference_sizes_m) if rankable else None
         parts["composite"].append(est.total if est else np.nan)
         parts["performance_points"].append(est.performance_points if est else np.nan)
         parts["size_points"].append(est.size_points if est else np.nan)
@@ -90,20 +112,43 @@ def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequ
         parts["size_tier"].append(size_tier(est.size_percentile, profile) if est else None)
     for column, values in parts.items():
         frame[column] = values
+    frame["single_composite"] = single
     return frame
 
 
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a composite estimate, best first (ties: RMSE, then size, as the challenge breaks them),
-    with `exportable` (the kind can be trained from scratch) and `export` (what export takes by default:
-    the first exportable confirmed row when any row is confirmed, else the first exportable row)."""
-    ranked = frame[frame["composite"].notna()]
-    ranked = ranked.sort_values(["composite", "rmse", "params"], ascending=[False, True, True]).reset_index(drop=True)
+    """The one ranking (the search summary, compress --top, confirm, report, export and the paper read it):
+    rows with a composite estimate; the finalists (confirmed under the study's protocol: the same folds,
+    share of data and epochs) first, by their confirmed composite, then the single-run rows apart, by theirs,
+    never interleaved (a single score is one draw, the top of many draws biased high; a fold mean is biased
+    low, so the two are not compared). Ties: RMSE, then size, as the challenge breaks them. Adds
+    `exportable` (the kind can be trained from scratch) and `export` (what export takes by default: the
+    first exportable finalist, else the first exportable row)."""
+    ranked = frame[frame["composite"].notna()].copy()
+    if "finalist" not in ranked:
+        ranked["finalist"] = False
+    ranked["finalist"] = ranked["finalist"].fillna(False).astype(bool)
+    ranked = ranked.sort_values(["finalist", "composite", "rmse", "params"],
+                                ascending=[False, False, True, True]).reset_index(drop=True)
     ranked["exportable"] = ranked["kind"].isin(EXPORTABLE)
-    confirmed = ranked["exportable"] & (ranked.get("confirm_n", pd.Series(0, index=ranked.index)) > 0)
-    pool = confirmed if confirmed.any() else ranked["exportable"]
+    pool = ranked["exportable"] & ranked["finalist"]
+    pool = pool if pool.any() else ranked["exportable"]
     ranked["export"] = ranked.index == (pool.idxmax() if pool.any() else -1)
     return ranked
+
+
+def finalists(ranked: pd.DataFrame, top: int) -> list[str]:
+    """The ids of the `top` exportable candidates with the best single-run composite: the finalists confirm
+    retrains. Confirming does not change a single score, so the set settles: a second export confirms
+    nothing, and a study that gains trials confirms only the new ones that enter it."""
+    pool = ranked[ranked["exportable"]]
+    key = "single_composite" if "single_composite" in pool else "composite"
+    return list(pool.sort_values([key, "rmse", "params"], ascending=[False, True, True])["id"].head(top))
+
+
+def ranked_trials(ranked: pd.DataFrame, top: int) -> list[int]:
+    """The numbers of the first `top` trials of the ranking, in its order (what `compress --top` takes)."""
+    return [int(n) for n in ranked.loc[ranked["kind"] == "trial", "trial"].head(top)]
 
 
 def candidates_frame(study: optuna.Study, profile: Profile, variants_frame: pd.DataFrame | None = None,

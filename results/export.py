@@ -50,7 +50,11 @@ from search.files import atomic_write
 from search.names import check_date, check_name
 from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
-from search.train.retrain import FILL, Deadline, RetrainPlan, budget_costs, plan_retrain, planned, wanted_epochs
+from results.submission import trained_line, trained_summary
+from search.train.retrain import (
+    FILL, FINALS, Deadline, RetrainPlan, StepCosts, budget_costs, check_final, duration, epoch_steps, plan_retrain,
+    planned, wanted_epochs,
+)
 from search.study import StudyConfig, StudyData
 from space import CapError, count_flops, count_params, spec_summary
 
@@ -120,13 +124,18 @@ def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel
 def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team: str, trial: int | None = None,
                       epochs: int | str | None = None, date: str | None = None, smoke: bool = False,
                       teacher: int | None = None, distill_weight: float = 1.0, variants: pd.DataFrame | None = None,
-                      variant: str | None = None, reference_sizes_m: Sequence[float] | None = None) -> ExportResult:
+                      variant: str | None = None, reference_sizes_m: Sequence[float] | None = None,
+                      final: str | None = None, time_limit: Deadline | None = None,
+                      log: Callable[[str], None] = print) -> ExportResult:
     """Retrain the chosen candidate from scratch on all labelled data and write the submission files.
     The candidate is `trial`, or compressed `variant` (its scratch variant: the pruned architecture
     trained from scratch), or by default the best exportable one of the study and its `variants`; for
-    `epochs` (a number or "fill"), or by default the schedule its validation curve chooses. With
+    `epochs` (a number or "fill"), or by default the schedule its validation curve chooses; ending as the
+    strategy `final` says (`search.train.retrain.FINALS`; default: the task kind's). With
     `teacher` (a trial number), that trial's architecture is first trained from scratch on the same
-    data and the candidate learns from its scores as well (`distill_weight`); only the candidate is saved."""
+    data and the candidate learns from its scores as well (`distill_weight`); only the candidate is saved.
+    Before training, `log` gets what will happen (the schedule on the T4, the pace measured here); with
+    `time_limit`, the retrain here ends by it (the notebook's schedule is unchanged)."""
     if trial is not None and variant is not None:
         raise ValueError("give a trial or a variant to export, not both")
     if cfg.pairs and teacher is not None:
@@ -144,13 +153,18 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
                        smoke, n_pairs=len(data) if pairs else None)
     note = schedule.describe(plan.epochs, plan.seconds)
     recipe = planned(recipe, plan)
+    final = check_final(final or task.default_final)
     device = resolve_device(cfg.device)
     out = Path(run_dir) / "export"
     _check_writable(out)
+    deadline = retrain_deadline(profile, schedule, smoke, time_limit)
+    if not smoke:
+        log(outlook(recipe, name, schedule, plan, final, task.measure(recipe, data, device), len(data), deadline))
     start = time.perf_counter()
-    deadline = Deadline(profile.export_budget_s) if schedule.fill and not smoke else None
-    model, _ = task.retrain(recipe, data, cfg.seed, device, deadline=deadline, progress=not smoke)
+    model, result = task.retrain(recipe, data, cfg.seed, device, deadline=deadline, progress=not smoke, final=final)
     retrain_s = time.perf_counter() - start
+    trained = {**trained_summary(result), "line": trained_line(result, plan.epochs), "final": final,
+               "time_limit_s": None if time_limit is None else time_limit.seconds}
     targets = task.target_names(data)
     pair_columns = cfg.pair_columns if pairs else None
     sources = source_names(cfg.dataset) if is_combined(cfg.dataset) else None
@@ -158,8 +172,8 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
         "trial": None if row is None else int(row["trial"]), "summary": spec_summary(recipe.spec),
-        "params": count_params(recipe.spec), "flops": count_flops(recipe.spec), "epochs": plan.epochs,
-        "schedule": {"epochs": schedule.epochs, "reason": schedule.reason},
+        "params": count_params(recipe.spec), "flops": count_flops(recipe.spec), "planned_epochs": plan.epochs,
+        "schedule": {"epochs": schedule.epochs, "reason": schedule.reason}, "trained": trained,
         "images": len(images), **({"pairs": len(data)} if pairs else {}), "pretrain_epochs": plan.pretrain_epochs,
         "teacher": None if recipe.teacher is None else {"trial": teacher, "params": count_params(recipe.teacher.spec)},
         "validation_score": None if row is None else float(row["score"]),
@@ -175,14 +189,60 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
                         train_config=recipe.train.to_dict(), candidate=name)
         write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed, profile.export_budget_s,
                        profile.caps.params, pair_columns=pair_columns, sources=sources,
-                       epochs=FILL if schedule.fill else plan.epochs, why=note)
+                       epochs=FILL if schedule.fill else plan.epochs, why=note, final=final)
         write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s, note,
-                        notebook_task(pair_columns, sources))
-        with atomic_write(folder / "export.json") as tmp:
+                        notebook_task(pair_columns, sources), trained=f"{trained['line']}, in {duration(retrain_s)} on {device}")
+        with atomic_write(folder / EXPORT_JSON.name) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
 
     write_all_or_none(out, write)
     return ExportResult(name, weights, notebook, summary, model)
+
+
+EXPORT_JSON = Path("export") / "export.json"
+"""Where in a run directory export records what it chose, planned and trained."""
+
+
+def read_export(run_dir: Path) -> dict | None:
+    """The run's `export.json` (the last export), or None when it has not exported; ValueError naming the file
+    when it is not a JSON object."""
+    path = Path(run_dir) / EXPORT_JSON
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): rerun `run_search.py export`") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not an export record: rerun `run_search.py export`")
+    return data
+
+
+def export_line(export: dict) -> str:
+    """The last export in one line: what it took, the notebook's schedule, and what its own retrain trained."""
+    trained = (export.get("trained") or {}).get("line", f"{export.get('epochs', '?')} epochs planned (trained: not recorded)")
+    schedule = (export.get("schedule") or {}).get("epochs", "?")
+    return f"last export: {export.get('candidate', '?')}, notebook schedule {schedule}; its retrain here {trained}"
+
+
+def retrain_deadline(profile: Profile, schedule: Schedule, smoke: bool, time_limit: Deadline | None) -> Deadline | None:
+    """The clock of the retrain here: the notebook's deadline (the profile's export budget) for "fill", and
+    the end of `time_limit` when that comes first; None when neither applies."""
+    ends = [d for d in (None if smoke or not schedule.fill else Deadline(profile.export_budget_s), time_limit) if d]
+    return min(ends, key=lambda d: d.left()) if ends else None
+
+
+def outlook(recipe: Recipe, name: str, schedule: Schedule, plan: RetrainPlan, final: str, here: StepCosts,
+            n_items: int, deadline: Deadline | None) -> str:
+    """What the retrain will do, said before it starts: the schedule, what it means on the T4 (by the budget
+    model) and here (at the pace `here` measured on this machine), and what ends it here."""
+    epoch_here = epoch_steps(n_items, recipe.train) * here.step_s
+    here_s = plan.epochs * epoch_here + plan.pretrain_epochs * epoch_steps(n_items, recipe.train) * here.pretrain_step_s
+    ends = ("no clock: it runs its planned epochs" if deadline is None else
+            f"it ends by {duration(deadline.left())} from now (--time-limit, or the notebook's deadline for fill)")
+    return (f"export retrains {name}: schedule {schedule.what}; on a T4: {plan.epochs} epochs, "
+            f"{duration(plan.seconds)} by the budget model; here: {epoch_here:.1f} s/epoch ({here.source}), so "
+            f"{duration(here_s)} for those epochs, and {ends}; final training: {final}, {FINALS[final]}")
 
 
 def _check_writable(out: Path) -> None:

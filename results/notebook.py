@@ -30,6 +30,7 @@ import search.data.decode
 import search.data.imageset
 import search.data.labels
 import search.data.pairs
+import search.data.splits
 import search.files
 import search.memory
 import search.metrics
@@ -42,6 +43,7 @@ import search.train.pairs
 import search.train.pretrain
 import search.train.recipe
 import search.train.retrain
+import search.train.snapshot
 import search.train.step
 import space.count
 import space.layers
@@ -58,7 +60,7 @@ import space.spec
 from results.submission import PACKAGES, environment
 from search.files import atomic_write
 from search.train.recipe import Recipe
-from search.train.retrain import FILL, RetrainPlan, duration
+from search.train.retrain import DEFAULT_FINAL, FILL, FINALS, RetrainPlan, check_final, duration
 from space.count import part_costs
 from space.layers import BLOCK_FAMILIES
 from space.model import VIEWS, view_kind
@@ -68,9 +70,9 @@ SOURCES: list[ModuleType] = [
     space.spec, space.layers.conv, space.layers.mbconv, space.layers.residual, space.layers.convnext,
     space.layers.attention, space.layers.heads, space.layers.patches, space.layers.fragments, space.layers, space.model,
     space.count,
-    search.files, search.data.decode, search.data.labels, search.data.imageset, search.data.pairs, search.metrics,
-    search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
-    search.train.step, search.train.pretrain, search.train.loop, search.train.retrain, search.train.pairs,
+    search.files, search.data.decode, search.data.labels, search.data.imageset, search.data.pairs, search.data.splits,
+    search.metrics, search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
+    search.train.step, search.train.pretrain, search.train.snapshot, search.train.loop, search.train.retrain, search.train.pairs,
     search.checkpoint, search.predict, results.submission,
 ]
 """Every module a notebook may need, in dependency order (each uses only names defined above it)."""
@@ -208,6 +210,7 @@ SMOKE = False                         # True: tiny images, one epoch (a quick en
 PLAN_ONLY = False                     # True: read the data, measure this machine, print the plan, stop
 SEED = {seed}
 {why}EPOCHS = {epochs}                          # "fill": train until DEADLINE_S; a number: wanted, fewer if they would not fit
+{finals}FINAL = {final}
 RECIPE = {recipe}
 '''
 _MOS_SETTINGS = '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
@@ -234,7 +237,8 @@ PAIR_COLUMNS = {pair_columns!r}   # the two images and the winner ('a'/'b' or th
 _RUN = '''result = run_submission(Submission(
     task={task!r}, team=TEAM, date=DATE, out_dir=OUT_DIR, recipe=RECIPE, epochs=EPOCHS, deadline_s=DEADLINE_S,
     {inputs},
-    seed=SEED, start=START, precision=PRECISION, smoke=SMOKE, plan_only=PLAN_ONLY, weights=WEIGHTS, param_cap=PARAM_CAP))
+    seed=SEED, start=START, precision=PRECISION, smoke=SMOKE, plan_only=PLAN_ONLY, weights=WEIGHTS, param_cap=PARAM_CAP,
+    final=FINAL))
 '''
 _INPUTS = {
     "mos": "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
@@ -305,10 +309,10 @@ def notebook_task(pair_columns: list[str] | None, sources: list[str] | None) -> 
 
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
                    param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None,
-                   epochs: int | str | None = None, why: str | None = None) -> dict:
+                   epochs: int | str | None = None, why: str | None = None, final: str = DEFAULT_FINAL) -> dict:
     """The submission notebook of one recipe, as nbformat 4.5 JSON (a plain dict: writing it needs no
     Jupyter package, so export works wherever the search runs). `EPOCHS` is `epochs` (a number or
-    "fill"; default: the recipe's), with `why` as a comment above it. The score columns default to the
+    "fill"; default: the recipe's), with `why` as a comment above it; `FINAL` is `final` (`FINALS`). The score columns default to the
     study's targets when they are AGIQA-3K columns, else `mos_quality`. With `pair_columns` (a pairs
     study), the notebook trains from a CSV of preference pairs and writes the chosen image of every
     test pair; with `sources` (the formats of a combined study, in order), it trains on all of them
@@ -316,7 +320,11 @@ def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], see
     task = notebook_task(pair_columns, sources)
     epochs = recipe.train.epochs if epochs is None else epochs
     comment = "".join(f"# {line}\n" for line in textwrap.wrap(f"schedule: {why}", 106)) if why else ""
+    finals = ("; ".join(f'"{k}": {v}' for k, v in FINALS.items()) if task != "pairs"
+              else '"all" (preference pairs train on all of them)')
+    finals = "".join(f"# {line}\n" for line in textwrap.wrap(f"FINAL, how the scored training ends: {finals}", 106))
     tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=json.dumps(epochs), why=comment,
+                                 final=json.dumps(check_final(final)), finals=finals,
                                  deadline_s=deadline_s, param_cap=param_cap,
                                  recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
     if task != "pairs":
@@ -362,20 +370,25 @@ def _write(path: Path, text: str) -> Path:
 
 def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
                    deadline_s: float, param_cap: int, pair_columns: list[str] | None = None,
-                   sources: list[str] | None = None, epochs: int | str | None = None, why: str | None = None) -> Path:
+                   sources: list[str] | None = None, epochs: int | str | None = None, why: str | None = None,
+                   final: str = DEFAULT_FINAL) -> Path:
     """Write the notebook (`build_notebook`) to `path`, readable by all."""
     return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed, deadline_s, param_cap,
                                                         pair_columns=pair_columns, sources=sources, epochs=epochs,
-                                                        why=why), indent=1))
+                                                        why=why, final=final), indent=1))
 
 
 def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan, deadline_s: float,
-                    schedule: str, task: str = "mos") -> None:
-    """`requirements.txt` (the versions this export ran with) and `HOW_TO_RUN.md` (environment, steps,
-    the `schedule` export chose and why, expected time), which shortlisted teams must send with the
-    notebook of `task` (`notebook_task`)."""
-    versions = []
+                    schedule: str, task: str = "mos", trained: str = "not recorded") -> None:
+    """`requirements.txt` (the versions this export ran with; torch left to the machine the notebook runs
+    on) and `HOW_TO_RUN.md` (environment, steps, the `schedule` export chose and why, expected training
+    time, what export's own retrain `trained`), which shortlisted teams must send with the notebook of
+    `task` (`notebook_task`)."""
+    versions = ["# the versions export ran with; torch: use the machine's own CUDA build (Kaggle's), 2.3 or newer",
+                "torch>=2.3"]
     for package in PACKAGES:
+        if package == "torch":
+            continue
         try:
             # without a local tag such as "+cpu": the same release, in the build the GPU machine has
             versions.append(f"{package}=={importlib.metadata.version(package).split('+')[0]}")
@@ -384,7 +397,7 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     _write(Path(folder) / "requirements.txt", "\n".join(versions) + "\n")
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
         notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
-        schedule=schedule,
+        schedule=schedule, trained=trained,
         deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **STEPS[task]))
 
 
@@ -406,9 +419,13 @@ To predict with existing weights instead of training, add them as input and set 
 
 **Schedule.** `EPOCHS` in Settings: {schedule}.
 
-**Expected time.** {epochs} epochs were planned at export, estimated at {time} by {source}.
+**Expected training time on the T4.** {epochs} epochs were planned at export: training and scoring the
+test images, without reading the data, estimated at {time} by {source}.
 The notebook prints its own plan after measuring, e.g. "measured 41 s/epoch, 180 epochs fit, expected
 end 2 h 11 min", and stops training early, still saving and predicting, if the clock runs out anyway.
+When it ends it prints what it trained (epochs run, why it stopped, its validation curve).
+
+**Trained at export** (on the export machine, not the T4): {trained}.
 To check the plan on a T4 in a few minutes, set `PLAN_ONLY = True`: the notebook reads the data, measures
 its speed, prints the plan and stops. `SMOKE = True` runs the whole notebook on tiny images in seconds.
 

@@ -28,6 +28,7 @@ from optuna.importance import get_param_importances
 from optuna.trial import TrialState
 
 from results.candidates import EXPORTABLE, candidate_recipe, candidates_frame, export_choice, rank
+from results.export import export_line, read_export
 from results.schedule import Schedule, candidate_schedule
 from search.study.front import pareto_front
 from results.score import tier_boundaries
@@ -195,15 +196,16 @@ def _t4(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
-def _confirmed(r: pd.Series) -> bool:
-    return pd.notna(r.get("confirm_n")) and r["confirm_n"] >= 1 and pd.notna(r.get("confirm_mean"))
+def _finalist(r: pd.Series) -> bool:
+    """Confirmed on every fold of the study's protocol (`results.candidates.add_confirmed`)."""
+    return bool(r.get("finalist", False)) and pd.notna(r.get("confirm_mean"))
 
 
 def _estimate(r: pd.Series, profile: Profile) -> tuple[float, float]:
     """A row's score and its standard error: the confirmed mean over `confirm_n` folds (error
     confirm_sd / sqrt(n)) where the confirm stage ran, else the search's single score (error `SEED_SPREAD`)."""
     spread = SEED_SPREAD * profile.score_max
-    if _confirmed(r):
+    if _finalist(r):
         sd = r["confirm_sd"] if pd.notna(r.get("confirm_sd")) else spread
         return float(r["confirm_mean"]), float(sd) / float(np.sqrt(r["confirm_n"]))
     return float(r["score"]), spread
@@ -213,7 +215,7 @@ def exportable_ranking(ranked: pd.DataFrame, profile: Profile) -> pd.DataFrame:
     """The exportable rows of `ranked` (`results.candidates.rank`) in its order, renumbered, with `noise`:
     True where a row's composite differs from the row above by less than one standard error of the two
     scores' difference (in performance points; the size points carry no noise), so their order is not
-    established."""
+    established. Only rows of one group are compared: finalists with finalists, single runs with single runs."""
     rows = ranked[ranked["exportable"]].reset_index(drop=True)
     est = [_estimate(r, profile) for _, r in rows.iterrows()]
     scale = profile.performance_points / profile.score_max
@@ -221,7 +223,8 @@ def exportable_ranking(ranked: pd.DataFrame, profile: Profile) -> pd.DataFrame:
     for i in range(1, len(rows)):
         (above, e_above), (score, e) = est[i - 1], est[i]
         gap = scale * (above - score) + rows.at[i - 1, "size_points"] - rows.at[i, "size_points"]
-        noise.append(bool(abs(gap) < scale * np.hypot(e_above, e)))
+        same_group = rows.at[i - 1, "finalist"] == rows.at[i, "finalist"]
+        noise.append(bool(same_group and abs(gap) < scale * np.hypot(e_above, e)))
     rows["noise"] = noise
     return rows
 
@@ -278,16 +281,19 @@ def _table(table_id: str, head: list[str], rows: list[tuple[str, list]]) -> str:
 
 
 def _confirmed_cell(r: pd.Series) -> str:
-    if not _confirmed(r):
-        return "-"
-    sd = f"{r['confirm_sd']:.3f}" if pd.notna(r.get("confirm_sd")) else "-"
-    return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({int(r['confirm_n'])} folds)"
+    """A finalist's confirmed mean +- sd; "single run" for a row ranked by its one score (with the folds
+    a part-way confirm has stored, not counted)."""
+    if _finalist(r):
+        sd = f"{r['confirm_sd']:.3f}" if pd.notna(r.get("confirm_sd")) else "-"
+        return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({int(r['confirm_n'])} folds)"
+    partial = f" ({int(r['confirm_n'])} folds stored, not counted)" if pd.notna(r.get("confirm_n")) else ""
+    return f"single run{partial}"
 
 
 def _ranking_table(ranking: pd.DataFrame, score_name: str = "score") -> str:
     """The top of the exportable ranking as an HTML table; the export row is highlighted, a row within
     noise of the one above is marked, and confirmed scores get a column when any row has one."""
-    confirmed = "confirm_n" in ranking and ranking["confirm_n"].notna().any()
+    confirmed = "finalist" in ranking and ranking["finalist"].any()
     head = ["#", "", "vs above", "id", "kind", "composite", "performance pts", "size pts", "size tier",
             "size percentile", "params", "FLOPs", "T4 time", f"{score_name} (search)",
             *([f"{score_name} confirmed (mean &plusmn; sd)"] if confirmed else []), "RMSE", "architecture"]
@@ -330,7 +336,8 @@ def choice_schedule(study: optuna.Study, choice: pd.Series | None, variants: pd.
     return candidate_schedule(study, choice["id"], candidate_recipe(choice["id"], study, variants))
 
 
-def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule | None) -> str:
+def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule | None, last_export: str | None) -> str:
+    last = f"<br><span id='last-export'>{html.escape(last_export[0].upper() + last_export[1:])}.</span>" if last_export else ""
     if choice is None:
         return ("<div class='choice'>No exportable candidate within the caps yet: finish a trial (or a scratch "
                 "variant) under the caps first.</div>")
@@ -342,7 +349,7 @@ def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule |
             f"{choice['score']:.3f}. The paper's {sum(profile.out_of_reach.values()):g} points are not estimated."
             f"<br>Final retrain: <b>{html.escape(schedule.what)}</b> ({html.escape(schedule.reason)})."
             "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch "
-            "variant), and the schedule with <code>--epochs N</code> or <code>--epochs fill</code>.</small></div>")
+            "variant), and the schedule with <code>--epochs N</code> or <code>--epochs fill</code>.</small>" + last + "</div>")
 
 
 CSS = """html{overflow-y:scroll}body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
@@ -376,7 +383,7 @@ def _importance_part(study: optuna.Study) -> str:
 
 
 def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd.DataFrame,
-          reference_sizes_m: Sequence[float] | None, variants: pd.DataFrame | None) -> str:
+          reference_sizes_m: Sequence[float] | None, variants: pd.DataFrame | None, last_export: str | None) -> str:
     choice = export_choice(ranked)
     schedule = choice_schedule(study, choice, variants)
     ranking = exportable_ranking(ranked, profile)
@@ -392,12 +399,15 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
         f"<p class='context' id='context'>{html.escape(run_context(study, profile))} · cap {profile.caps.params:,} "
         "parameters" + (f", {profile.caps.flops:,} FLOPs" if profile.caps.flops else "") + "</p>"
         + PLOTLY_MISSING + (f"<div class='warn' id='near-chance'><b>Near chance.</b> {html.escape(warning)}</div>"
-                            if warning else "") + _choice_box(choice, profile, schedule)
+                            if warning else "") + _choice_box(choice, profile, schedule, last_export)
         + f"<h2>Ranking of the exportable candidates</h2><p>{len(ranking)} trials and scratch variants within the "
-        "caps, by estimated composite score; ties broken by RMSE, then size. Export takes the first row "
-        f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above by less than the "
-        "score noise explains (one standard error of the difference of the two scores: confirmed mean &plusmn; sd "
-        f"over folds where the confirm stage ran, else the measured seed spread of &plusmn;{spread:g}), so the order "
+        "caps, by estimated composite score; ties broken by RMSE, then size. The finalists (confirmed on every "
+        "fold of the study's protocol) come first, by their fold means; the single-run rows follow apart, by "
+        "their one score, never interleaved: the best of many single runs is biased high, a fold mean (trained "
+        "on less data) low. Export takes the first row "
+        f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above, in its group, by "
+        "less than the score noise explains (one standard error of the difference of the two scores: confirmed "
+        f"mean &plusmn; sd over folds for finalists, else the measured seed spread of &plusmn;{spread:g}), so the order "
         "of the two is not established. Size percentile: the share of reference teams smaller than the model "
         "(0 % = smallest); T4 time: estimated training time on a T4 (search budget model).</p>"
         + _ranking_table(ranking, profile.score_name)
@@ -416,15 +426,18 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
 
 def write_report(study: optuna.Study, profile: Profile, out_dir: Path, variants: pd.DataFrame | None = None,
                  reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
-    """Write trials.csv, report.html and plotly.min.js under `out_dir`; return the ranked candidates
-    (`results.candidates.rank`: every kind, as export reads them)."""
+    """Write trials.csv, report.html and plotly.min.js under `out_dir` (the run directory's `report/`, whose
+    last export, if any, the page states); return the ranked candidates (`results.candidates.rank`: every
+    kind, as export reads them)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = candidates_frame(study, profile, variants, reference_sizes_m)
     ranked = rank(frame)
     frame.drop(columns=["curve", "spec", "train_config"], errors="ignore").to_csv(out_dir / "trials.csv", index=False)
     (out_dir / "plotly.min.js").write_text(_plotly_js())
-    (out_dir / "report.html").write_text(_page(study, profile, frame, ranked, reference_sizes_m, variants))
+    export = read_export(out_dir.parent)
+    last = None if export is None else export_line(export)
+    (out_dir / "report.html").write_text(_page(study, profile, frame, ranked, reference_sizes_m, variants, last))
     return ranked
 
 
@@ -444,8 +457,9 @@ def format_ranking(ranked: pd.DataFrame, profile: Profile, top: int = 10) -> str
     ranking = exportable_ranking(ranked, profile)
     top_rows = ranking.head(top).copy()
     top_rows["confirmed"] = [_confirmed_cell(r).replace("&plusmn;", "+-") for _, r in top_rows.iterrows()]
-    columns = [c for c in RANK_COLUMNS if c in top_rows.columns and not (c in ("rmse", "confirmed") and (
-        top_rows[c].isna().all() or (top_rows[c] == "-").all()))]
+    unconfirmed = not top_rows["finalist"].any() and top_rows["confirm_n"].isna().all() if "confirm_n" in top_rows else True
+    columns = [c for c in RANK_COLUMNS if c in top_rows.columns and not (c == "rmse" and top_rows[c].isna().all())
+               and not (c == "confirmed" and unconfirmed)]
     view = top_rows[columns].copy()
     view["params"] = view["params"].map(lambda p: f"{int(p):,}")
     for col in ("score", "rmse"):

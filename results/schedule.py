@@ -9,8 +9,9 @@ and the trial's curve is the measurement of it. The rule (`choose_schedule`):
 - no curve of at least `MIN_CURVE` finite scores (a scratch variant keeps none): `SCALE` x the trial's
   epochs, the rule export always used (more data, no early look at validation);
 - still rising, so "fill": the least-squares slope of the score over the last third of the curve (at
-  least `MIN_CURVE` epochs) is positive and at least `RISING_T` standard errors (from the points' scatter
-  about the line: the epoch-to-epoch noise);
+  least `MIN_CURVE` epochs) is positive with a one-sided p-value under `RISING_P` by Student's t on n - 2
+  degrees of freedom (the standard error from the points' scatter about the line: the epoch-to-epoch
+  noise). With the 3 points of a short trial's tail that asks t > 6.3, not 2: few points prove little;
 - otherwise it stopped rising at the first epoch whose score is within one noise level (the residual
   sd of that fit) of the curve's best, and the schedule is `SCALE` x that epoch.
 
@@ -26,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import optuna
+from scipy import stats
 
 from search.study import TrialRecord
 from search.train.recipe import Recipe
@@ -37,8 +39,9 @@ validation, so it trains longer than the epoch it scales."""
 MIN_CURVE = 3
 """The fewest epochs a curve (and its last third) needs to say anything: a line through 3 points has
 one degree of freedom for its noise."""
-RISING_T = 2.0
-"""Standard errors the slope of the last third must clear to count as still rising."""
+RISING_P = 0.05
+"""The one-sided p-value (Student's t, n - 2 degrees of freedom) under which the slope of the last third
+counts as still rising."""
 
 
 @dataclass(frozen=True)
@@ -97,16 +100,24 @@ def choose_schedule(curve: Sequence[float], trial_epochs: int) -> Schedule:
     tail = scores[-max(MIN_CURVE, math.ceil(len(scores) / 3)):]
     slope, se, noise = trend(tail)
     where = f"over its last {len(tail)} of {len(scores)} epochs"
-    if slope > 0 and slope >= RISING_T * se:
-        t = slope / se if se else math.inf
-        strength = f"{t:.1f} standard errors" if t < 1000 else "far above its noise"
+    p = rising_p(slope, se, len(tail) - 2)
+    evidence = (f"t = {slope / se:.1f} on {len(tail) - 2} degrees of freedom, one-sided p = {p:.3f}" if se
+                else "no scatter about the line")
+    if slope > 0 and p < RISING_P:
         return Schedule(FILL, trial_epochs, f"the validation score was still rising {where} "
-                                            f"({slope:+.4f}/epoch, {strength}): more epochs should pay")
+                                            f"({slope:+.4f}/epoch, {evidence}): more epochs should pay")
     stop = int(np.argmax(scores >= scores.max() - noise)) + 1
     return Schedule(SCALE * stop, min(SCALE * stop, trial_epochs),
-                    f"the validation score was not clearly rising at the end ({slope:+.4f}/epoch {where}, under "
-                    f"{RISING_T:g} standard errors) and reached its best, within noise, at epoch {stop}: "
+                    f"the validation score was not clearly rising at the end ({slope:+.4f}/epoch {where}, "
+                    f"{evidence}, not under {RISING_P:g}) and reached its best, within noise, at epoch {stop}: "
                     f"{SCALE} x {stop} epochs")
+
+
+def rising_p(slope: float, se: float, dof: int) -> float:
+    """The one-sided p-value of a slope this large if the curve were flat: Student's t with `dof` degrees of freedom."""
+    if se == 0:
+        return 0.0 if slope > 0 else 1.0
+    return float(stats.t.sf(slope / se, dof))
 
 
 def trend(scores: np.ndarray) -> tuple[float, float, float]:

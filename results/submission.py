@@ -38,7 +38,8 @@ from search.train.loop import TrainResult, predict
 from search.train.pairs import PREFERENCE, choices_frame, measure_pair_costs, retrain_pairs
 from search.train.recipe import Recipe
 from search.train.retrain import (
-    Deadline, RetrainPlan, StepCosts, measure_costs, plan_retrain, planned, retrain, wanted_epochs,
+    DEFAULT_FINAL, FINALS, Deadline, RetrainPlan, StepCosts, check_final, measure_costs, plan_retrain, planned, retrain,
+    wanted_epochs,
 )
 
 SAVE_RESERVE_S = 30.0
@@ -98,6 +99,9 @@ class Submission:
     """A `.pth` to load (weights only) and predict with: no training."""
     param_cap: int | None = None
     """The challenge's parameter cap, printed beside the model's count."""
+    final: str = DEFAULT_FINAL
+    """How the scored training ends (`search.train.retrain.FINALS`): "holdout" checks itself on a validation
+    part and keeps its best snapshot, "refit" calibrates its length so, "all" trains on everything."""
 
 
 @dataclass
@@ -271,6 +275,7 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     `s.weights`); writes `environment.txt` beside the outputs; returns what was written."""
     if s.task not in KINDS:
         raise ValueError(f"task {s.task!r} is not one of {', '.join(KINDS)}")
+    check_final(s.final)
     kind, deadline = KINDS[s.task], Deadline(s.deadline_s, s.start)
     env = write_environment(Path(s.out_dir))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -286,10 +291,10 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     plan, reserve = _plan(recipe, kind, train, tests, s, wanted, device, deadline, log)
     if s.plan_only:
         return {"plan": plan, "elapsed_s": deadline.elapsed(), "environment": env}
+    log(f"final training: {s.final}, {FINALS[s.final]}")
     model, result = kind.retrain(_open_ended(planned(recipe, plan), wanted), train, s.seed, device, deadline, reserve,
-                                 progress=True)
-    log(f"trained {result.epochs_run} epochs (planned {plan.epochs}, refit to the measured pace), "
-        f"{deadline.elapsed():.0f} s gone")
+                                 progress=True, final=s.final)
+    log(trained_line(result, plan.epochs) + f"; {deadline.elapsed():.0f} s gone")
     weights = Path(s.out_dir) / f"{s.team}_{s.date}_model.pth"
     save_checkpoint(weights, model.cpu(), recipe.spec, target_names=kind.targets(s), train_config=recipe.train.to_dict())
     model, _ = load_checkpoint(weights)  # what is submitted is what predicts
@@ -298,7 +303,23 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     log(f"saved and reloaded {weights}; wrote {out} ({len(tests.names)} test images); "
         f"finished after {deadline.elapsed():.0f} s of the {s.deadline_s:.0f} s allowed")
     return {"weights": weights, "predictions": out, "plan": plan, "epochs_run": result.epochs_run,
-            "elapsed_s": deadline.elapsed(), "environment": env}
+            "trained": trained_summary(result), "elapsed_s": deadline.elapsed(), "environment": env}
+
+
+def trained_line(result: TrainResult, planned_epochs: int) -> str:
+    """What the scored training did, in one line: epochs run against planned, why it stopped, and its
+    validation curve when it checked itself."""
+    curve = result.curve
+    shown = curve if len(curve) <= 10 else [curve[round(i * (len(curve) - 1) / 9)] for i in range(10)]
+    checked = ("" if not curve else f"; ends on its best validated snapshot, epoch {result.best_epoch}; validation curve "
+               + ", ".join(f"{e}: {v:.3f}" for e, v in shown))
+    return f"trained {result.epochs_run} epochs (planned {planned_epochs}): stopped as {result.stop}{checked}"
+
+
+def trained_summary(result: TrainResult) -> dict:
+    """What the scored training did, as plain data (export.json): epochs, seconds, why it stopped, the curve."""
+    return {"epochs_run": result.epochs_run, "seconds": round(result.seconds, 1), "stop": result.stop,
+            "best_epoch": result.best_epoch, "curve": [[e, round(v, 4)] for e, v in result.curve]}
 
 
 def _predict_only(s: Submission, kind: Kind, device: torch.device, deadline: Deadline,

@@ -34,22 +34,29 @@ from search.train.step import steps_per_epoch
 
 T4_FP16_PEAK_FLOPS = 65e12
 """NVIDIA T4 fp16 tensor-core peak, FLOP/s (the exported notebook trains in fp16 autocast)."""
+CALIBRATED_EFFICIENCY = 0.05
+"""Fraction of the T4 fp16 peak that small convnets reach in training (the calibration above)."""
+EFFICIENCY_RANGE = (CALIBRATED_EFFICIENCY / 100, 1.0)
+"""Efficiencies the budget model takes: from a hundredth of the calibrated one (estimates 100x off, far beyond
+the calibration's factor of 2: a typo, such as 1e-30, that would plan zero-epoch trials) to the whole peak."""
 
 
 @dataclass(frozen=True)
 class BudgetModel:
     """Estimates T4 seconds for training and inference from a model's forward FLOPs per image."""
 
-    efficiency: float = 0.05
-    """Fraction of the T4 fp16 peak that small convnets reach in training."""
+    efficiency: float = CALIBRATED_EFFICIENCY
+    """Fraction of the T4 fp16 peak that small convnets reach in training, in `EFFICIENCY_RANGE`."""
     step_overhead_s: float = 0.010
     """Fixed cost of one optimiser step (kernel launches, optimiser, data gather)."""
     eval_overhead_s: float = 0.004
     """Fixed cost of one inference batch."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.efficiency <= 1:
-            raise ValueError(f"t4 efficiency must be in (0, 1], got {self.efficiency}")
+        low, high = EFFICIENCY_RANGE
+        if not low <= self.efficiency <= high:
+            raise ValueError(f"t4 efficiency must be in [{low:g}, {high:g}] (a hundredth of the calibrated "
+                             f"{CALIBRATED_EFFICIENCY:g} to the whole peak), got {self.efficiency:g}")
         if self.step_overhead_s < 0 or self.eval_overhead_s < 0:
             raise ValueError("t4 overheads must be >= 0")
 

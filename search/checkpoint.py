@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,12 @@ def save_checkpoint(path: str | Path, model: IQANet, spec: ArchSpec, weights: st
 def _read(path: Path, map_location: str | torch.device) -> dict:
     """The checkpoint's payload, unpickled with `weights_only=True`: a file that holds anything but tensors
     and plain values (a pickle that would run code, or an older checkpoint that stored numpy values) is
-    refused unread. A file torch cannot read (truncated, text, another pickle) is a ValueError."""
+    refused unread. A file torch cannot read (truncated, text, another pickle) is a ValueError; torch's own
+    warnings about the file (a raw pickle's protocol) are silenced, so a refusal stays one line."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # what weights_only refuses: a class or function to call
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         if found is None:

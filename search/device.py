@@ -12,13 +12,25 @@ training throughput of the 1M reference model rose up to 4 concurrent trials and
 (bench/throughput.py, bench/NOTES.md)."""
 
 
+DEVICES = "auto, cpu, cuda or cuda:N"
+"""The device names `resolve_device` takes, as the command line's help and errors say them."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when present, else CPU; anything else is passed to `torch.device`."""
+    """`auto` picks CUDA when present, else CPU; `cpu`, `cuda` and `cuda:N` are checked against this
+    machine. ValueError naming `name` for anything else (torch's own error is a long RuntimeError)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r} is not a device: give {DEVICES}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 

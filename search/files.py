@@ -1,12 +1,13 @@
 """Files in and out. Writing whole or not at all: every file the project writes goes to a temporary name
 beside its place and is moved there once complete, so a crash or a full disk never leaves a half-written
-file. Reading CSV files with one-line errors that name the file."""
+file. Reading CSV files with one-line errors that name the file; refusing a file name read from a file that
+would leave its folder."""
 from __future__ import annotations
 
 import os
 import tempfile
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterator
 
 import pandas as pd
@@ -32,6 +33,15 @@ def atomic_write(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_inside(name: str, folder: Path, where: str) -> None:
+    """Refuse an image name read from a labels or pairs file (`where`: the file, and the line when known) that
+    leaves `folder`, the folder it is relative to: an absolute path, or one with a `..` part, could read any
+    file of the machine, such as /etc/passwd."""
+    if PurePath(name).is_absolute() or ".." in PurePath(name).parts:
+        raise ValueError(f"{where}: image {name!r} leaves the image folder {folder}: give names relative to it, "
+                         "without '..'")
 
 
 def read_csv_file(path: Path, **kwargs) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from space.layers import BLOCK_FAMILIES
-from space.layers.conv import BlockFamily, Stem
+from space.layers.conv import BlockFamily, Stem, unit_float
 from space.layers.fragments import FragmentView
 from space.layers.heads import Head, Pool, patch_pool_dim, pool_dim
 from space.layers.patches import PatchView
@@ -79,7 +79,8 @@ class IQANet(nn.Module):
     features (`HeadSpec.patch_pool`), and with a global stream appends those of the reduced whole image.
     A fragment model (`InputSpec.fragments`) runs them once on the image's fragments spliced into one view.
 
-    Input: float [N,3,H,W] in [0, 1]. Output: [N, num_outputs] = raw * target_std + target_mean, with
+    Input: float [N,3,H,W] in [0, 1], or uint8 [N,3,H,W] (`takes_uint8`: a patch or fragment view cuts the
+    native image first and converts only what it cut). Output: [N, num_outputs] = raw * target_std + target_mean, with
     the two buffers set by the trainer from the training targets, so saved weights predict MOS.
     """
 
@@ -95,6 +96,12 @@ class IQANet(nn.Module):
         self.head = Head(head_in(spec), spec.head.hidden, spec.head.dropout, spec.num_outputs, spec.act)
         self.register_buffer("target_mean", torch.zeros(spec.num_outputs))
         self.register_buffer("target_std", torch.ones(spec.num_outputs))
+
+    @property
+    def takes_uint8(self) -> bool:
+        """Whether the trainer should hand it uint8 images: its view cuts patches or fragments, so converting
+        the whole native image to float first would cost more than the backbone's step on what is cut."""
+        return view_kind(self.spec) != "crop"
 
     def stem_conv(self) -> nn.Conv2d:
         """The stem's convolution: its output channels are the stem width."""
@@ -128,7 +135,7 @@ class IQANet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled, fused feature vector the head regresses from."""
-        x = self.stem(x)
+        x = self.stem(unit_float(x))
         maps = []
         for stage in self.stages:
             x = stage(x)

@@ -131,8 +131,9 @@ def compressed(tmp_path_factory):
     cfg = StudyConfig(space="tiny", n_synthetic=240, max_epochs=2, early_stop=False, device="cpu", cache_dir=str(root / "cache"))
     run_dir = root / "runs" / "tiny"
     study = run_search(cfg, "tiny", 1, run_dir, progress=False)
-    frame = compress_study(study, cfg, run_dir, default_storage_url(run_dir), ratios=(0.5,), top_k=1, finetune_epochs=1,
-                           progress=False)
+    only = [study.get_trials(states=(TrialState.COMPLETE,))[0].number]
+    frame = compress_study(study, cfg, run_dir, default_storage_url(run_dir), ratios=(0.5,), trials=only,
+                           finetune_epochs=1, progress=False)
     return study, cfg, run_dir, frame
 
 
@@ -161,7 +162,8 @@ def test_compress_stage_records_variants_and_resumes(compressed):
 
     storage = default_storage_url(run_dir)
     files = {p: p.stat().st_mtime_ns for p in (run_dir / "compress").iterdir()}
-    again = compress_study(study, cfg, run_dir, storage, ratios=(0.5,), top_k=1, finetune_epochs=1, progress=False)
+    again = compress_study(study, cfg, run_dir, storage, ratios=(0.5,), trials=[best.number], finetune_epochs=1,
+                           progress=False)
     assert dict(zip(again["id"], again["created"])) == dict(zip(frame["id"], frame["created"]))  # nothing redone
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "compress").iterdir()} == files
     assert len(list_variants(storage, "tiny")) == 6

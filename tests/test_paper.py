@@ -274,16 +274,19 @@ def test_export_json_decides_the_model(tiny_study, tmp_path):
     recipe.train.epochs = 7
     (tmp_path / "export").mkdir()
     export = {"study": study.study_name, "candidate": f"trial {other.number}", "trial": other.number,
-              "recipe": recipe.to_dict(), "teacher": None, "images": 1234, "epochs": 7, "pretrain_epochs": 1,
-              "estimated_t4_s": 1530.0, "measured_retrain_s": 95.0, "device": "cpu"}
+              "recipe": recipe.to_dict(), "teacher": None, "images": 1234, "planned_epochs": 7, "pretrain_epochs": 1,
+              "estimated_t4_s": 1530.0, "measured_retrain_s": 95.0, "device": "cpu",
+              "trained": {"epochs_run": 5, "seconds": 90.0, "stop": "no validation gain for 2 epochs", "best_epoch": 3,
+                          "curve": [[1, 0.5], [3, 0.7], [5, 0.6]], "final": "holdout"}}
     (tmp_path / "export" / "export.json").write_text(json.dumps(export))
     tex = (write_paper_kit(study, cfg, tmp_path) / "method.tex").read_text()
     recipe_rows = dict((r[0], r[1]) for r in _tables(tex)["tab:recipe"])
     assert f"Exported architecture (trial {other.number})" in tex
     assert recipe_rows["MOS epochs"] == "7" and recipe_rows["Trained on"].startswith("all labelled images")
     assert "No compressed variants were recorded" in tex
-    assert "on all 1{,}234 labelled images for 7 epochs, the first 1 epoch self-supervised" in tex
-    assert "estimates 25.5 min" in tex and "it took 1.6 min on the development machine (cpu)" in tex
+    assert "on the 1{,}234 labelled images, planned at 7 epochs, the first 1 epoch self-supervised" in tex
+    assert "estimates 25.5 min" in tex and "own retrain trained 5 epochs in 1.6 min and stopped because no " in tex
+    assert "best validated snapshot (epoch 3)" in tex and "keeping the best snapshot" in tex  # what ran, not the plan
     ranking = _tables(tex)["tab:ranking"]
     assert [r[1] for r in ranking if r[1].endswith("$^\\ast$")] == [f"Trial {other.number}$^\\ast$"]
 

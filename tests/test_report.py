@@ -138,7 +138,9 @@ def _ranked(scores, size_points=None, **confirm) -> pd.DataFrame:
     n = len(scores)
     frame = pd.DataFrame({"kind": "trial", "id": [f"trial {i}" for i in range(n)], "score": scores,
                           "size_points": size_points or [20.0] * n, "params": 1000, "rmse": 0.5, **confirm})
-    frame["performance_points"] = 50 * frame["score"]
+    frame["finalist"] = frame["confirm_n"].notna() if "confirm_n" in frame else False
+    frame["performance_points"] = 50 * frame["confirm_mean"].where(frame["finalist"], frame["score"]) \
+        if "confirm_mean" in frame else 50 * frame["score"]
     frame["composite"] = frame["performance_points"] + frame["size_points"]
     return rank(frame)
 
@@ -154,9 +156,12 @@ def test_noise_marks_neighbours_closer_than_the_seed_spread_or_the_confirmed_sd(
     # confirmed with a wide sd: within noise although the single scores were far apart
     wide = _ranked([0.80, 0.70], confirm_mean=[0.74, 0.73], confirm_sd=[0.03, 0.03], confirm_n=[3, 3])
     assert list(exportable_ranking(wide, ICME)["noise"]) == [False, True]
-    # a row that was not confirmed (NaN) keeps the seed spread
+    # a finalist and a single run are in different groups: never compared, so never marked
     mixed = _ranked([0.74, 0.73], confirm_mean=[0.74, np.nan], confirm_sd=[0.001, np.nan], confirm_n=[5, np.nan])
-    assert list(exportable_ranking(mixed, ICME)["noise"]) == [False, True]
+    assert list(exportable_ranking(mixed, ICME)["noise"]) == [False, False]
+    singles = _ranked([0.80, 0.74, 0.73], confirm_mean=[0.70, np.nan, np.nan], confirm_sd=[0.01, np.nan, np.nan],
+                      confirm_n=[3, np.nan, np.nan])
+    assert list(exportable_ranking(singles, ICME)["noise"]) == [False, False, True]  # the singles, by the seed spread
 
 
 def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, monkeypatch):
@@ -167,7 +172,7 @@ def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, mo
         frame = frame_of(*args, **kwargs)
         n = len(frame)
         return frame.assign(confirm_mean=0.5, confirm_sd=[0.04] + [np.nan] * (n - 1), confirm_n=[3] + [np.nan] * (n - 1),
-                            score=0.5)
+                            finalist=[True] + [False] * (n - 1), score=0.5)
 
     monkeypatch.setattr(report, "candidates_frame", confirmed)
     ranked = write_report(study, ICME, tmp_path)

@@ -35,6 +35,19 @@ def test_a_curve_that_stopped_rising_trains_twice_the_epoch_where_it_stopped():
     assert (early.epochs, early.least) == (SCALE * 1, SCALE * 1)  # fewer than the trial's: it asks no more
 
 
+def test_few_points_prove_little_a_short_tail_needs_a_large_t():
+    """Three points give one degree of freedom: a slope of 3.2 standard errors is a one-sided p of about 0.1,
+    not a rise; the same t over 12 points (a 36-epoch trial) is one."""
+    short = [0.30, 0.40, 0.50, 0.590, 0.59925, 0.602]  # the last 3: +0.006/epoch, 3.2 standard errors
+    slope, se, _ = trend(np.asarray(short[-3:]))
+    assert slope / se == pytest.approx(3.2, abs=0.15)
+    chosen = choose_schedule(short, trial_epochs=6)
+    assert not chosen.fill and "1 degrees of freedom, one-sided p = 0.09" in chosen.reason
+    rng = np.random.default_rng(1)
+    longer = list(0.5 + 0.004 * np.arange(36) + rng.normal(0, 0.01, 36))
+    assert choose_schedule(longer, trial_epochs=36).fill
+
+
 def test_a_rise_within_the_noise_is_not_rising():
     curve = [0.2, 0.4, 0.5, 0.6, 0.7, 0.62]  # the last third: +0.01/epoch, scattered by 0.05
     slope, se, noise = trend(np.asarray(curve[-3:]))

@@ -9,7 +9,7 @@ from results.paper.facts import Exported, exported_row
 from results.paper.fmt import WRAPPED, fixed, mflops, plural, score_words, table, tex_escape, tex_int, todo
 from search.profiles import Profile
 from search.study import StudyConfig
-from search.train.retrain import FILL
+from search.train.retrain import FILL, FINALS
 
 RANKING_ROWS = 5
 """Candidates the ranking table shows (the exported one is added when it ranks lower)."""
@@ -67,11 +67,20 @@ def retrain_text(exp: Exported, profile: Profile) -> str:
     schedule = e.get("schedule") or {}
     why = (" Its validation score was still rising at the end of its trial, so the notebook trains until its "
            "deadline (the epochs the T4's measured pace fits)." if schedule.get("epochs") == FILL else "")
-    return (f"For the submission the exported model is retrained from scratch on all {tex_int(e['images'])} "
-            f"labelled images for {plural(e['epochs'], 'epoch')}{pretrain}.{why} The budget model estimates "
-            f"{e['estimated_t4_s'] / 60:.1f} min for this retrain and the inference on a T4; it took "
-            f"{e['measured_retrain_s'] / 60:.1f} min on the development machine ({tex_escape(e['device'])}). "
-            f"{notebook}. {todo('the test-set result from the organisers')}.")
+    planned = e.get("planned_epochs", e.get("epochs"))
+    trained = e.get("trained") or {}
+    ran = (f" On the development machine ({tex_escape(e['device'])}) export's own retrain trained "
+           f"{plural(trained['epochs_run'], 'epoch')} in {e['measured_retrain_s'] / 60:.1f} min and stopped because "
+           f"{tex_escape(trained['stop'])}" + (f", ending on its best validated snapshot (epoch {trained['best_epoch']})"
+                                              if trained.get("best_epoch") else "") + "."
+           if trained else f" It took {e['measured_retrain_s'] / 60:.1f} min on the development machine "
+                           f"({tex_escape(e['device'])}).")
+    final = FINALS.get(trained.get("final", ""), "")
+    how = f" The scored training uses {tex_escape(final)}." if final else ""
+    return (f"For the submission the exported model is retrained from scratch on the "
+            f"{tex_int(e['images'])} labelled images, planned at {plural(planned, 'epoch')}{pretrain}.{why}{how} "
+            f"The budget model estimates {e['estimated_t4_s'] / 60:.1f} min for this retrain and the inference on a "
+            f"T4.{ran} {notebook}. {todo('the test-set result from the organisers')}.")
 
 
 def comparison_table(ranked: pd.DataFrame, exp: Exported, cfg: StudyConfig, profile: Profile) -> str:

@@ -2,7 +2,6 @@
 costs are `space.count.part_costs`)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from results.candidates import candidate_recipe
+from results.export import EXPORT_JSON, read_export
 from search.study.front import pareto_front
 from search.train.recipe import Recipe
 from search.study import TrialRecord
@@ -37,9 +37,8 @@ def exported_model(study: optuna.Study, run_dir: Path, ranked: pd.DataFrame,
                    variants: pd.DataFrame | None = None) -> Exported:
     """The candidate in `run_dir/export/export.json` with its recipe, else the one `ranked` (the ranking of
     `results.candidates.ranked_candidates`, what `run_search.py export` takes from) marks for export."""
-    path = Path(run_dir) / "export" / "export.json"
-    if path.exists():
-        data = json.loads(path.read_text())
+    path, data = Path(run_dir) / EXPORT_JSON, read_export(run_dir)
+    if data is not None:
         if data.get("study", study.study_name) != study.study_name:
             raise ValueError(f"{path} exports study {data['study']!r}, not {study.study_name!r}")
         if "recipe" not in data:

@@ -1,6 +1,8 @@
 """How the paper writes things: LaTeX escaping, numbers, plurals, tables, TODO marks and readable names."""
 from __future__ import annotations
 
+import unicodedata
+
 from search.profiles import Profile
 
 PROFILE_TITLES = {  # profile -> (the challenge's name in prose, its score in words)
@@ -20,6 +22,12 @@ _TEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "
 def tex_escape(text: object) -> str:
     """`text` as literal LaTeX text (data such as study names and ids may hold `_`, `%`, `&`...)."""
     return "".join(_TEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def unsettable(text: str) -> str:
+    """The characters of `text` the paper's pdflatex template cannot set, each once, in order: those beyond
+    Latin-1 (its fonts hold no CJK, Cyrillic, Greek or emoji glyphs) and control characters."""
+    return "".join(dict.fromkeys(c for c in text if ord(c) > 0xFF or unicodedata.category(c) == "Cc"))
 
 
 def tex_int(n: int) -> str:

@@ -14,6 +14,7 @@ from results.paper.ablations import read_ablation
 from results.paper.bib import refs_bib
 from results.paper.facts import exported_model, trial_counts
 from results.paper.figures import write_figures
+from results.paper.sections import check_title_block
 from results.paper.tex import method_tex, paper_tex
 from search.profiles import get_profile
 from search.study import StudyConfig
@@ -23,7 +24,9 @@ def write_paper_kit(study: optuna.Study, cfg: StudyConfig, run_dir: Path, varian
                     ablations: Sequence[Path] = (), title: str | None = None, authors: list[str] | None = None) -> Path:
     """Write method.tex, figures/, refs.bib and paper.tex under `run_dir/paper`; return that folder.
     `variants`: the study's compressed variants (`compress.variants.VariantStore(...).frame()`); `ablations`:
-    `--out` JSON files of bench/quality.py and bench/ladder.py; `title`, `authors`: the paper's (TODO if none)."""
+    `--out` JSON files of bench/quality.py and bench/ladder.py; `title`, `authors`: the paper's (TODO if none),
+    checked before anything is written (`check_title_block`)."""
+    check_title_block(title, authors)
     profile = get_profile(cfg.profile)
     frame = candidates_frame(study, profile, variants)
     ranked = rank(frame)

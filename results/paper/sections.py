@@ -8,7 +8,9 @@ import pandas as pd
 from results.paper.bib import DATASETS
 from results.paper.experiments import candidate_name, confirmed
 from results.paper.facts import Exported
-from results.paper.fmt import challenge_title, fixed, mflops, plural, score_words, tex_escape, tex_int, todo
+from results.paper.fmt import (
+    challenge_title, fixed, mflops, plural, score_words, tex_escape, tex_int, todo, unsettable,
+)
 from search.profiles import Profile
 from search.study import StudyConfig
 
@@ -16,6 +18,18 @@ DEFAULT_TITLE = ("Searching Small: Lightweight From-Scratch Quality Assessment o
                  "Multi-Objective Architecture Search")
 INDEX_TERMS = ("image quality assessment", "AI-generated content", "neural architecture search",
                "lightweight neural networks", "network pruning")
+
+
+def check_title_block(title: str | None, authors: list[str] | None) -> None:
+    """Refuse a title or author name with characters the template cannot set (`unsettable`), naming the
+    option and the characters: pdflatex would fail on them after the whole kit was written."""
+    for option, texts in (("--title", [title] if title else []), ("--authors", authors or [])):
+        bad = unsettable("".join(texts))
+        if bad:
+            more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad[:6]) + more
+            raise ValueError(f"{option}: the paper's LaTeX template (pdflatex) cannot set {shown}: write it in "
+                             "Latin-1 characters (Latin letters, with accents)")
 
 
 def title_block(title: str | None, authors: list[str] | None, ieee: bool) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from search.data.decode import list_images
-from search.files import read_csv_file
+from search.files import check_inside, read_csv_file
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ def _table(name: str, source: Path, image_dir: Path, images, groups, scores: dic
         frame[col] = vals
     if frame.empty:
         raise ValueError(f"{source}: no labelled rows")
+    for name in frame["image"]:
+        check_inside(name, image_dir, str(source))
     _refuse_duplicates(frame["image"], source)
     return LabelTable(name, source, image_dir, frame, list(scores))
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from search.data.imageset import ImageSet
-from search.files import read_csv_file
+from search.files import check_inside, read_csv_file
 
 PAIR_COLUMNS = ("image_a", "image_b", "winner")
 """Default column names: the two images and which of them was preferred."""
@@ -105,6 +105,7 @@ def read_pairs(source: str | Path, columns: tuple[str, str, str] = PAIR_COLUMNS,
     a_wins = []
     for row, (a, b, w) in enumerate(zip(a_col, b_col, w_col), 2):
         for name in (a, b):
+            check_inside(name, image_dir, f"{source} line {row}")
             if not name or not (image_dir / name).is_file():
                 raise ValueError(f"{source} line {row}: image {name!r} not found in {image_dir}")
         if a == b:

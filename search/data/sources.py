@@ -67,12 +67,18 @@ def source_roots(dataset: str, root: str | Path | None) -> dict[str, str]:
 
 def absolute_root(root: str | None) -> str | None:
     """`root` with its folder made absolute (what a study stores): a plain folder, or each PATH of a
-    combined dataset's `NAME=PATH,...` (recognised by every item starting with a word and '=')."""
+    combined dataset's `NAME=PATH,...` (recognised by every item starting with a word and '='). An empty
+    folder is refused: it would resolve to the current folder and read whatever lies there."""
     if root is None:
         return None
     items = [item.partition("=") for item in root.split(",")]
     if all(eq and re.fullmatch(r"\w+", name.strip()) for name, eq, _ in items):
+        empty = [name.strip() for name, _, path in items if not path.strip()]
+        if empty:
+            raise ValueError(f"--root {root!r} gives an empty folder for {empty[0]}: give NAME=PATH with its folder")
         return ",".join(f"{name.strip()}={Path(path.strip()).resolve()}" for name, _, path in items)
+    if not root.strip():
+        raise ValueError("--root is empty: give the dataset folder")
     return str(Path(root).resolve())
 
 

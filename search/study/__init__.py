@@ -14,11 +14,12 @@ from search.study.objective import Objective, plan_schedule, sample_trial
 from search.study.record import FINISHED, TrialRecord
 from search.study.sampler import SAMPLERS
 from search.study.settings import LOCAL_SETTINGS, LOSS_PRESETS, SPACE_PRESETS, StudyConfig, space_config
-from search.study.storage import check_split, create_study, default_storage_url, load_study
+from search.study.storage import check_split, check_storage_file, create_study, default_storage_url, load_study
 from search.study.workers import quiet_optuna, run_search, run_worker
 
 __all__ = [
     "FINISHED", "LOCAL_SETTINGS", "LOSS_PRESETS", "SAMPLERS", "SPACE_PRESETS", "Objective", "ParetoRungs",
-    "StudyConfig", "StudyData", "TrialRecord", "check_split", "check_study_inputs", "create_study", "default_storage_url", "load_study",
+    "StudyConfig", "StudyData", "TrialRecord", "check_split", "check_storage_file", "check_study_inputs",
+    "create_study", "default_storage_url", "load_study",
     "plan_schedule", "quiet_optuna", "run_search", "run_worker", "sample_trial", "space_config", "study_split",
 ]

@@ -38,8 +38,9 @@ def study_split(groups: np.ndarray, val_fraction: float, test_fraction: float,
 
 def check_study_inputs(cfg: StudyConfig) -> None:
     """Every data-side check before a study exists: the dataset and its labels (or pairs), the split the
-    study will make (enough images or pairs in every part) and host memory for the largest input the
-    space may decode. ValueError (one line, naming the file) on the first problem."""
+    study will make (enough images or pairs in every part; of a combined dataset, each source could be split
+    on its own too, so none is too small to standardise or to matter) and host memory for the largest input
+    the space may decode. ValueError (one line, naming the file) on the first problem."""
     table = check_dataset(cfg.dataset, cfg.root, cfg.targets, cfg.pair_columns)
     if isinstance(table, PairTable):
         check_pair_split(table, cfg.val_fraction, cfg.test_fraction, cfg.seed)
@@ -47,17 +48,26 @@ def check_study_inputs(cfg: StudyConfig) -> None:
     if table is None:  # the synthetic set: generated, split and sized by code
         return
     if isinstance(table, list):  # a combined dataset: its sources' prompts, as its set prefixes them
+        for t in table:
+            _check_split(cfg, t.frame["group"].to_numpy(dtype=object), str(t.source))
         groups = np.concatenate([prefixed(t.name, t.frame["group"]) for t in table])
         source = " + ".join(str(t.source) for t in table)
     else:
         groups, source = table.frame["group"].to_numpy(dtype=object), str(table.source)
+    _check_split(cfg, groups, source)
+    check_host_memory(len(groups), cfg.search_space().largest_input, f"images of {cfg.dataset} (the largest input "
+                      f"the {cfg.space} space may choose; --patches 0 --fragments 0 keeps whole images)")
+
+
+def _check_split(cfg: StudyConfig, groups: np.ndarray, source: str) -> None:
+    """Refuse the study's split of the images of `groups` (their prompts) from `source` when it cannot be made
+    or leaves a part too small (`check_split_sizes`)."""
     try:
         train, val, test = study_split(groups, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     except ValueError as err:  # fewer prompts than the split has parts
         raise ValueError(f"{source}: {err}") from None
-    check_split_sizes(source, groups, {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})})
-    check_host_memory(len(groups), cfg.search_space().largest_input, f"images of {cfg.dataset} (the largest input "
-                      f"the {cfg.space} space may choose; --patches 0 --fragments 0 keeps whole images)")
+    parts = {"training": train, "validation": val, **({"test": test} if cfg.test_fraction else {})}
+    check_split_sizes(source, groups, parts)
 
 
 class StudyData:

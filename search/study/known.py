@@ -13,6 +13,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -40,9 +41,48 @@ class KnownRecipe:
     """Its cross-validated figures (`score`, `sd`, `folds`, the gain over a reference and folds won)."""
 
 
-def known_recipes(path: Path = KNOWN_RECIPES) -> list[KnownRecipe]:
-    """The known recipes, best first."""
-    return [KnownRecipe(**r) for r in json.loads(Path(path).read_text())["recipes"]]
+FIELD_TYPES = {"name": str, "params": dict, "provenance": str, "cv": dict}
+"""The fields of `KnownRecipe`, as each recipe in the file must give them."""
+CV_FIGURES = ("score", "sd", "folds")
+"""The cross-validated figures every recipe gives (a study prints them when it enqueues the recipe)."""
+DAMAGED = "restore the file from the repository, or search with --no-seed-recipes"
+
+
+def known_recipes(path: Path | None = None) -> list[KnownRecipe]:
+    """The known recipes of `path` (default: `KNOWN_RECIPES`), best first; ValueError naming the file when
+    it is not JSON holding a list of recipes under "recipes", each one as `KnownRecipe` holds it."""
+    path = Path(path or KNOWN_RECIPES)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); {DAMAGED}") from None
+    recipes = data.get("recipes") if isinstance(data, dict) else None
+    if not isinstance(recipes, list):
+        raise ValueError(f"{path}: no list of recipes under the key 'recipes'; {DAMAGED}")
+    return [_known(entry, number, path) for number, entry in enumerate(recipes, 1)]
+
+
+def _known(entry, number: int, path: Path) -> KnownRecipe:
+    """Recipe `number` of the file `path`: exactly the fields of `FIELD_TYPES`, each of its type, and the
+    `CV_FIGURES` as numbers; ValueError naming the file, the recipe and what is wrong."""
+    where = f"{path}: recipe {number}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is a {type(entry).__name__}, not an object; {DAMAGED}")
+    unknown, missing = sorted(set(entry) - set(FIELD_TYPES)), [k for k in FIELD_TYPES if k not in entry]
+    if unknown or missing:
+        found = "; ".join(f"{what} key(s) {', '.join(map(repr, keys))}" for what, keys in
+                          (("unknown", unknown), ("missing", missing)) if keys)
+        raise ValueError(f"{where}: {found} (a recipe has {', '.join(FIELD_TYPES)}); {DAMAGED}")
+    wrong = [k for k, kind in FIELD_TYPES.items() if not isinstance(entry[k], kind)]
+    if not wrong:
+        wrong = [f"cv.{k}" for k in CV_FIGURES if not _number(entry["cv"].get(k))]
+    if wrong:
+        raise ValueError(f"{where}: wrong type of {', '.join(wrong)}; {DAMAGED}")
+    return KnownRecipe(**entry)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def rebuild(known: KnownRecipe, cfg: StudyConfig) -> tuple[Recipe, float] | None:
@@ -80,13 +120,15 @@ def fits_budget(recipe: Recipe, share: float, cfg: StudyConfig, n_train: int) ->
         return False
 
 
-def enqueue_known(study: optuna.Study, cfg: StudyConfig, data: StudyData) -> list[KnownRecipe]:
-    """Enqueue, best first, the known recipes that `cfg`'s space, caps and budget take unchanged (MOS
-    studies: the recipes were measured on MOS); the ones enqueued. Call it on a study with no trials."""
+def enqueue_known(study: optuna.Study, cfg: StudyConfig, data: StudyData,
+                  recipes: Sequence[KnownRecipe] | None = None) -> list[KnownRecipe]:
+    """Enqueue, best first, the known `recipes` (default: `known_recipes()`) that `cfg`'s space, caps and
+    budget take unchanged (MOS studies: the recipes were measured on MOS); the ones enqueued. Call it on a
+    study with no trials."""
     if cfg.pairs:
         return []
     enqueued = []
-    for known in known_recipes():
+    for known in known_recipes() if recipes is None else recipes:
         rebuilt = rebuild(known, cfg)
         if rebuilt is None:
             continue

@@ -187,7 +187,7 @@ class StudyConfig:
                                    ("eval_views", self.eval_views, 1), ("n_synthetic", self.n_synthetic, MIN_SYNTHETIC)):
             if value < least:
                 raise ValueError(f"{name} must be at least {least}, got {value}")
-        BudgetModel(efficiency=self.t4_efficiency)  # refuses an efficiency outside (0, 1]
+        BudgetModel(efficiency=self.t4_efficiency)  # refuses an efficiency outside EFFICIENCY_RANGE
         if not self.trial_budget_s > 0:
             raise ValueError(f"trial_budget_s must be > 0 (T4 seconds per trial), got {self.trial_budget_s}")
         if not 0 <= self.seed < 2**32:

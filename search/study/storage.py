@@ -3,6 +3,7 @@ and its validation split checked."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -25,12 +26,30 @@ def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def check_storage_file(url: str) -> None:
+    """Refuse a SQLite storage file whose schema SQLite cannot read (damaged, or another file in its place),
+    naming it: SQLAlchemy would fail on it with a long traceback. Reads only; other databases, a missing file
+    and an OperationalError (locked, unreadable: `run_search.error_message` words it) are left to the caller."""
+    path = Path(url.removeprefix("sqlite:///"))
+    if not url.startswith("sqlite:///") or not path.is_file():
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=300)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as err:
+        raise ValueError(f"{path}: not a readable SQLite database ({err}): restore it from a backup, or move it "
+                         "away to start the study afresh") from None
+
+
 def open_storage(url: str, cfg: StudyConfig | None = None) -> RDBStorage:
     """An RDB storage with heartbeats (a killed worker's trial turns FAIL and is retried).
 
     SQLite copes with several local worker processes once it is in WAL mode with a long busy timeout:
     writers then wait for each other instead of failing with "database is locked".
     """
+    check_storage_file(url)
     cfg = cfg or StudyConfig()
     engine_kwargs: dict = {}
     if url.startswith("sqlite:///"):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from search.device import default_workers, worker_device
 from search.study.data import StudyData
-from search.study.known import enqueue_known
+from search.study.known import enqueue_known, known_recipes
 from search.study.objective import Objective
 from search.study.record import FINISHED, TrialRecord
 from search.study.settings import LOCAL_SETTINGS, StudyConfig
@@ -199,8 +199,9 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
     most `time_limit_s` seconds (no trial starts after it; a running one stops after its epoch).
     A new study with `seed_recipes` first enqueues the known recipes that fit it (`search.study.known`).
 
-    The device is resolved and the images decoded (each one readable) before the run directory, the
-    storage or the settings are written, so a run refused on its inputs leaves nothing behind."""
+    The device is resolved, the known recipes read and the images decoded (each one readable) before the run
+    directory, the storage or the settings are written, so a run refused on its inputs leaves nothing behind."""
+    recipes = known_recipes() if seed_recipes else []
     stop_at = None if time_limit_s is None else time.time() + time_limit_s
     run_dir = Path(run_dir)
     storage_url = storage_url or default_storage_url(run_dir)
@@ -210,8 +211,8 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     study = create_study(cfg, study_name, storage_url)
     check_split(study, data)
-    if seed_recipes and not study.trials:
-        for known in enqueue_known(study, cfg, data):
+    if recipes and not study.trials:
+        for known in enqueue_known(study, cfg, data, recipes):
             cv = known.cv
             _say(f"enqueued known recipe {known.name} (cross-validated {cv['score']:.3f} +- {cv['sd']:.3f} over "
                  f"{cv['folds']} folds; bench/NOTES.md)")

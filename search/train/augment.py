@@ -3,6 +3,9 @@ where the batch already is (the GPU when there is one)."""
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from space.layers.conv import unit_float
 
 
 def random_crop_flip(batch: torch.Tensor, crop: int, generator: torch.Generator | None = None,
@@ -44,7 +47,8 @@ def crop_views(batch: torch.Tensor, crop: int, n_views: int = 1) -> list[torch.T
     return views
 
 
-def to_model_input(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """uint8 [N,3,H,W] -> float32 in [0, 1] (the models' input convention)."""
-    x = batch.float().div_(255.0)
+def to_model_input(batch: torch.Tensor, channels_last: bool = False, model: nn.Module | None = None) -> torch.Tensor:
+    """uint8 [N,3,H,W] -> float32 in [0, 1] (the models' input convention); kept uint8 for a `model` that
+    `takes_uint8` (it cuts patches or fragments first and converts those)."""
+    x = batch if getattr(model, "takes_uint8", False) else unit_float(batch)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

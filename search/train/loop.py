@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -30,6 +30,7 @@ from search.train.losses import make_loss
 from search.metrics import iqa_metrics
 from search.train.pretrain import pretrain
 from search.train.recipe import TrainConfig
+from search.train.snapshot import BestSnapshot
 from search.train.step import (Batches, Images, Stepper, TrainingDiverged, WeightAverage, autocast, model_device,
                                resolve_precision, run_epoch)
 
@@ -62,6 +63,12 @@ class TrainResult:
     """Final validation metrics per target name."""
     resident: bool = True
     """Whether the training set lived on the device (False: kept on the host, one batch copied per step)."""
+    stop: str = ""
+    """Why training ended: its planned epochs, the time budget, early stopping, or no validation gain."""
+    best_epoch: int | None = None
+    """With a `BestSnapshot` watch: the validated epoch whose weights the model ends on."""
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    """With a watch: (epoch, validation score) of every validation."""
 
     @property
     def epochs_run(self) -> int:
@@ -114,7 +121,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, device
         preds = []
         for view in crop_views(batch, crop, views):
             with autocast(device, dtype):
-                preds.append(model(to_model_input(view, channels_last)).float())
+                preds.append(model(to_model_input(view, channels_last, model)).float())
         out.append(torch.stack(preds).mean(0).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -162,7 +169,7 @@ def _mos_loss(model: nn.Module, images: Images, targets: torch.Tensor, cfg: Trai
     dtype = resolve_precision(cfg.precision, device)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        x = to_model_input(random_crop_flip(images.batch(idx), crop, gen, cfg.hflip), channels_last)
+        x = to_model_input(random_crop_flip(images.batch(idx), crop, gen, cfg.hflip), channels_last, model)
         with autocast(device, dtype):
             pred = model(x).float()
         pred = _standardise(pred, norm)
@@ -227,9 +234,11 @@ class Task:
 
 
 def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, spent_s: float,
-        on_epoch: Callable[[EpochRecord], bool] | None, progress: bool) -> TrainResult:
+        on_epoch: Callable[[EpochRecord], bool] | None, progress: bool, watch: BestSnapshot | None = None) -> TrainResult:
     """Epochs of `task` under `cfg` (after `spent_s` seconds of pretraining): the optimiser, EMA, the
-    time budget with refitting of the remaining epochs, per-epoch validation and early stopping."""
+    time budget with refitting of the remaining epochs, validation and early stopping. With a `watch`,
+    validation runs on the epochs it says are due, it may end training, and the model ends on its best
+    validated snapshot."""
     batches = Batches(task.items, min(cfg.batch_size, task.items), task.sources)
     epoch_steps = len(batches)
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
@@ -240,6 +249,7 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, sp
     history: list[EpochRecord] = []
     per_target: dict[str, dict[str, float]] = {}
     stopped, planned, durations = False, cfg.epochs, []
+    stop, annealed_at = "", 0
     bar = tqdm(total=planned, desc="training", unit="epoch", disable=not progress, leave=False)
     while len(history) < planned:
         epoch = len(history) + 1
@@ -250,31 +260,47 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, sp
         if stats.skipped == stats.steps:
             raise TrainingDiverged(f"every step of epoch {epoch} had a non-finite loss"
                                    + (" (fp16 autocast: activations may overflow)" if optimise.fp16 else ""))
-        per_target = task.validate(scored, epoch)
+        due = watch is None or watch.due(epoch, planned, stats.out_of_time)
+        per_target = task.validate(scored, epoch) if due else {}
         metrics = next(iter(per_target.values())) if per_target else {}
         history.append(EpochRecord(epoch, stats.loss, train_seconds, stats.images / max(stats.seconds, 1e-9),
                                    optimise.lr, metrics, per_target, stats.skipped))
         bar.update()
         bar.set_postfix(loss=f"{stats.loss:.3f}", **{k: f"{metrics[k]:.3f}" for k in ("srcc", "pair_acc") if k in metrics})
         if on_epoch is not None and on_epoch(history[-1]):
-            stopped = epoch < cfg.epochs
+            stopped, stop = epoch < cfg.epochs, "stopped by the study's early stopping"
             break
+        if watch is not None and per_target and watch(scored, epoch, per_target):
+            stopped, stop = True, watch.stopped
+            tail = min(watch.anneal_epochs(epoch), cfg.epochs - epoch)  # never past the planned epochs
+            if tail <= 0:
+                break
+            optimise.anneal(tail * epoch_steps)
+            annealed_at, stop = epoch + tail, f"{stop}; then annealed over {tail} epochs"
         if stats.out_of_time:
+            stop = "the time budget ran out"
             break
-        planned = _refit(cfg.epochs, durations, budget_s - train_seconds)
+        planned = _refit(annealed_at or cfg.epochs, durations, budget_s - train_seconds)
         bar.total, optimise.total_steps = planned, planned * epoch_steps
     bar.close()
     if average:
         model.load_state_dict(average.model.state_dict())
+    if watch is not None:
+        watch.restore(model)
     model.eval()
-    return TrainResult(history, stopped, train_seconds, per_target, task.resident)
+    if not stop:
+        stop = "its planned epochs ran" + (f" (refit from {cfg.epochs} to the time budget)" if planned < cfg.epochs else "")
+    return TrainResult(history, stopped, train_seconds, per_target, task.resident, stop,
+                       watch.best_epoch if watch and watch.curve else None, list(watch.curve) if watch else [])
 
 
 def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None, cfg: TrainConfig,
                 device: torch.device | str | None = None, on_epoch: Callable[[EpochRecord], bool] | None = None,
-                progress: bool = False, teacher: nn.Module | None = None) -> TrainResult:
+                progress: bool = False, teacher: nn.Module | None = None,
+                watch: BestSnapshot | None = None) -> TrainResult:
     """Train `model` on `train_set` under `cfg`'s budget on `device` (default: where the model is);
-    evaluate on `val_set` (if given, at least 2 images) after every epoch.
+    evaluate on `val_set` (if given, at least 2 images) after every epoch, or on the epochs `watch` says,
+    which keeps the best validated snapshot and may stop training (`search.train.snapshot`).
 
     `on_epoch(record)` returning True stops training (the study's early stopping). With
     `cfg.distill_weight`, a trained `teacher` (same outputs) scores every training crop too and the model
@@ -289,4 +315,4 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     task = Task(_mos_loss(model, images, targets, cfg, norm, gen, teacher), len(images), images.index_device,
                 lambda scored, epoch: _validate(scored, val_set, cfg, device, crop, epoch), images.resident,
                 train_set.sources)
-    return fit(model, task, cfg, device, spent, on_epoch, progress)
+    return fit(model, task, cfg, device, spent, on_epoch, progress, watch)

@@ -78,7 +78,7 @@ def _pair_loss(model: nn.Module, images: Images, pairs: torch.Tensor, cfg: Train
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
         both = pairs[idx].T.reshape(-1)  # winners, then losers
-        x = to_model_input(random_crop_flip(images.batch(both), crop, gen, cfg.hflip), channels_last)
+        x = to_model_input(random_crop_flip(images.batch(both), crop, gen, cfg.hflip), channels_last, model)
         with autocast(device, dtype):
             score = model(x).float()[:, 0]
         winner, loser = score.chunk(2)
@@ -117,8 +117,11 @@ def train_pairs(model: nn.Module, train: PairSet, val: PairSet | None, cfg: Trai
 
 def retrain_pairs(recipe: Recipe, data: PairSet, seed: int, device: torch.device | str = "cpu",
                   deadline: Deadline | None = None, reserve_s: float = 0.0,
-                  progress: bool = False) -> tuple[nn.Module, TrainResult]:
-    """`search.train.retrain.retrain` from preference pairs: no teacher (distillation needs MOS training)."""
+                  progress: bool = False, final: str = "all") -> tuple[nn.Module, TrainResult]:
+    """`search.train.retrain.retrain` from preference pairs: no teacher (distillation needs MOS training), and
+    on all the pairs (`final` "all": the validation part of the other strategies is split by prompt)."""
+    if final != "all":
+        raise ValueError(f"training from preference pairs uses all of them (final 'all'), not {final!r}")
     if recipe.teacher is not None:
         raise ValueError("training from preference pairs takes no teacher (distillation needs MOS training)")
     cfg = replace(recipe.train, seed=seed, time_budget_s=time_left(deadline, reserve_s))

@@ -21,7 +21,9 @@ from torch import nn
 
 from search.budget import BudgetModel
 from search.data.imageset import ImageSet
+from search.data.splits import grouped_holdout
 from search.train.pretrain import pretrain
+from search.train.snapshot import BestSnapshot
 from search.train.recipe import Recipe, TrainConfig
 from search.train.step import steps_per_epoch
 from search.train.loop import TrainResult, predict, seed_everything, train_model
@@ -33,6 +35,17 @@ FILL = "fill"
 refits them (and the LR schedule) to the measured pace after every epoch."""
 OPEN_EPOCHS = 1_000_000
 """The number `FILL` stands for: more epochs than any deadline fits, so the deadline alone ends training."""
+
+
+CHECK_SHARE = 0.1
+"""Of the prompts, the validation part the scored training checks itself on (`check_split`)."""
+
+
+def check_split(data: ImageSet, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(what the scored training trains on, the validation part it is checked on): about `CHECK_SHARE` of
+    the images, whole prompts only, so no validation image shares a prompt with a training image."""
+    train, val = grouped_holdout(data.groups, CHECK_SHARE, seed)
+    return data.subset(train), data.subset(val)
 
 
 def wanted_epochs(epochs: int | str) -> int:
@@ -156,13 +169,55 @@ class Deadline:
         return self.seconds - self.elapsed()
 
 
+FINALS = {
+    "all": "all labelled data for the planned epochs (until the deadline with fill), keeping the last weights",
+    "holdout": f"{1 - CHECK_SHARE:.0%} of the prompts, validated on the rest every few epochs, keeping the best "
+               "snapshot and stopping once the score stopped improving",
+    "refit": "the holdout run in half the time, then all labelled data for the epochs where it validated best",
+}
+"""The final-training strategies by name, each in a few words (`retrain`; bench/long_horizon.py measures them)."""
+DEFAULT_FINAL = "holdout"
+"""What export and the notebook use unless told: bench/NOTES.md, "The training that is scored, at length"."""
+
+
+def check_final(final: str) -> str:
+    """`final` when it names a strategy of `FINALS`; ValueError naming it otherwise."""
+    if final not in FINALS:
+        raise ValueError(f"final training {final!r} is not one of {', '.join(FINALS)}")
+    return final
+
+
 def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | str = "cpu",
-            deadline: Deadline | None = None, reserve_s: float = 0.0, progress: bool = False) -> tuple[nn.Module, TrainResult]:
-    """Train `recipe` from scratch on `data` (no validation), its teacher first when it has one (seed
-    `seed + 1`, as many MOS epochs as the student; it teaches and is dropped). With a `deadline`,
-    training stops early, whatever the plan said, so that `reserve_s` seconds are left for saving and
-    scoring; the teacher may use only what the student's planned time leaves. Preference pairs:
-    `search.train.pairs.retrain_pairs`."""
+            deadline: Deadline | None = None, reserve_s: float = 0.0, progress: bool = False,
+            final: str = "all") -> tuple[nn.Module, TrainResult]:
+    """Train `recipe` from scratch on `data` by the strategy `final` (`FINALS`): the scored training of export
+    and the notebook. "all" trains on all of `data` without validation; "holdout" trains on all but the
+    validation part of `check_split`, validates it every few epochs and ends on the best validated
+    snapshot (stopping when it stopped improving); "refit" runs the holdout in half the time left, then
+    trains on all of `data` for the epochs where it validated best. With a `deadline`, training stops early,
+    whatever the plan said, so that `reserve_s` seconds are left for saving and scoring. The result says
+    what ran and why it stopped (`TrainResult.stop`). Preference pairs: `search.train.pairs.retrain_pairs`."""
+    if check_final(final) == "all":
+        return _train(recipe, data, None, seed, device, deadline, reserve_s, progress)
+    train, val = check_split(data, seed)
+    if final == "holdout":
+        return _train(recipe, train, val, seed, device, deadline, reserve_s, progress)
+    half = None if deadline is None else Deadline(deadline.left() / 2 + reserve_s / 2)
+    _, calibration = _train(recipe, train, val, seed, device, half, reserve_s, progress, patience=False)
+    refit = copy.deepcopy(recipe)
+    refit.train.epochs = calibration.best_epoch or calibration.epochs_run
+    model, result = _train(refit, data, None, seed, device, deadline, reserve_s, progress)
+    result.stop = (f"{result.stop}; refit on all data for the {refit.train.epochs} epochs where a holdout run "
+                   f"({calibration.epochs_run} epochs: {calibration.stop}) validated best")
+    result.best_epoch, result.curve = calibration.best_epoch, calibration.curve
+    return model, result
+
+
+def _train(recipe: Recipe, data: ImageSet, val: ImageSet | None, seed: int, device: torch.device | str,
+           deadline: Deadline | None, reserve_s: float, progress: bool,
+           patience: bool = True) -> tuple[nn.Module, TrainResult]:
+    """`recipe` from scratch on `data`, its teacher first when it has one (seed `seed + 1`, as many MOS
+    epochs as the student; it teaches and is dropped); with `val`, checked on it by a `BestSnapshot`."""
     teacher = None
     if recipe.teacher is not None:
         student_s = _student_share(recipe, deadline, reserve_s)
@@ -173,7 +228,8 @@ def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | st
     cfg = replace(recipe.train, seed=seed, time_budget_s=time_left(deadline, reserve_s))
     seed_everything(seed)
     model = build_model(recipe.spec)
-    return model, train_model(model, data, None, cfg, device=device, progress=progress, teacher=teacher)
+    watch = None if val is None else BestSnapshot(patience=patience)
+    return model, train_model(model, data, val, cfg, device=device, progress=progress, teacher=teacher, watch=watch)
 
 
 def time_left(deadline: Deadline | None, reserve_s: float) -> float | None:

@@ -104,9 +104,9 @@ class Stepper:
         self.fp16 = self.dtype == torch.float16
         self.device_side = device.type == "cuda" or self.fp16
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=self.device_side)
-        self.total_steps = total_steps
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, warmup_steps, self.total_steps))
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        self.annealing: tuple[int, float, int] | None = None
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._factor)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.device_side,
                                            **({} if self.fp16 else {"init_scale": 1.0, "growth_interval": 2**30}))
         self.overflows = torch.zeros((), device=device, dtype=torch.int64)
@@ -114,6 +114,19 @@ class Stepper:
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+    def _factor(self, step: int) -> float:
+        """The LR multiplier at `step`: `lr_factor`, or after `anneal` a cosine from where it was to zero."""
+        if self.annealing is None:
+            return lr_factor(step, self.warmup_steps, self.total_steps)
+        start, factor, steps = self.annealing
+        return factor * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - start) / max(1, steps))))
+
+    def anneal(self, steps: int) -> None:
+        """Decay the learning rate from where it is to zero over the next `steps` steps (a cosine), whatever the
+        planned schedule: a run ended on evidence before its schedule did still ends annealed."""
+        step = self.schedule.last_epoch
+        self.annealing = (step, self._factor(step), steps)
 
     def __call__(self, loss: torch.Tensor) -> torch.Tensor:
         finite = torch.isfinite(loss.detach())

@@ -17,9 +17,9 @@ from torch import nn
 from search.data.imageset import ImageSet
 from search.data.pairs import PairSet
 from search.train.loop import EpochRecord, TrainResult, evaluate, train_model
-from search.train.pairs import PREFERENCE, evaluate_pairs, retrain_pairs, train_pairs
+from search.train.pairs import PREFERENCE, evaluate_pairs, measure_pair_costs, retrain_pairs, train_pairs
 from search.train.recipe import Recipe, TrainConfig
-from search.train.retrain import Deadline, retrain
+from search.train.retrain import DEFAULT_FINAL, Deadline, StepCosts, measure_costs, retrain
 
 Data = ImageSet | PairSet
 
@@ -53,15 +53,22 @@ class TaskKind:
         """The images the items are made of."""
         raise NotImplementedError
 
+    def measure(self, recipe: Recipe, data: Data, device: torch.device | str) -> StepCosts:
+        """`recipe`'s step costs measured on `device` (throwaway copies trained a few steps on `data`)."""
+        raise NotImplementedError
+
+    default_final: str
+    """The final-training strategy export uses unless told (`search.train.retrain.FINALS`)."""
+
     def retrain(self, recipe: Recipe, data: Data, seed: int, device: torch.device | str = "cpu",
                 deadline: Deadline | None = None, reserve_s: float = 0.0,
-                progress: bool = False) -> tuple[nn.Module, TrainResult]:
-        """`recipe` trained from scratch on all of `data` (no validation), within `deadline`."""
+                progress: bool = False, final: str = "all") -> tuple[nn.Module, TrainResult]:
+        """`recipe` trained from scratch on `data` by the strategy `final`, within `deadline`."""
         raise NotImplementedError
 
 
 class MosTask(TaskKind):
-    name, images_per_item = "mos", 1
+    name, images_per_item, default_final = "mos", 1, DEFAULT_FINAL
 
     def train(self, model, train, val, cfg, device=None, on_epoch=None, progress=False) -> TrainResult:
         return train_model(model, train, val, cfg, device=device, on_epoch=on_epoch, progress=progress)
@@ -78,12 +85,15 @@ class MosTask(TaskKind):
     def images(self, data: ImageSet) -> ImageSet:
         return data
 
-    def retrain(self, recipe, data, seed, device="cpu", deadline=None, reserve_s=0.0, progress=False):
-        return retrain(recipe, data, seed, device, deadline, reserve_s, progress)
+    def retrain(self, recipe, data, seed, device="cpu", deadline=None, reserve_s=0.0, progress=False, final="all"):
+        return retrain(recipe, data, seed, device, deadline, reserve_s, progress, final)
+
+    def measure(self, recipe, data, device) -> StepCosts:
+        return measure_costs(recipe, data, device)
 
 
 class PairTask(TaskKind):
-    name, images_per_item = "pairs", 2
+    name, images_per_item, default_final = "pairs", 2, "all"
 
     def train(self, model, train, val, cfg, device=None, on_epoch=None, progress=False) -> TrainResult:
         return train_pairs(model, train, val, cfg, device=device, on_epoch=on_epoch, progress=progress)
@@ -100,8 +110,11 @@ class PairTask(TaskKind):
     def images(self, data: PairSet) -> ImageSet:
         return data.images
 
-    def retrain(self, recipe, data, seed, device="cpu", deadline=None, reserve_s=0.0, progress=False):
-        return retrain_pairs(recipe, data, seed, device, deadline, reserve_s, progress)
+    def retrain(self, recipe, data, seed, device="cpu", deadline=None, reserve_s=0.0, progress=False, final="all"):
+        return retrain_pairs(recipe, data, seed, device, deadline, reserve_s, progress, final)
+
+    def measure(self, recipe, data, device) -> StepCosts:
+        return measure_pair_costs(recipe, data, device)
 
 
 MOS, PAIRS = MosTask(), PairTask()

@@ -18,6 +18,12 @@ ACTIVATION_LAYERS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 """The layer of each name in `space.spec.ACTIVATIONS`."""
 
 
+def unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [0, 1] (the backbone's input convention): uint8 ones converted, float ones as they
+    are. A view that cuts patches or fragments converts only what it cut, not the whole native image."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 def make_act(name: str) -> nn.Module:
     return ACTIVATION_LAYERS[name]()
 

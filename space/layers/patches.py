@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from space.layers.conv import unit_float
 from space.layers.heads import PatchPool
 from space.spec import InputSpec
 
@@ -23,7 +24,7 @@ def grid_offsets(size: int, patch: int, grid: int) -> list[int]:
 
 def reduce_image(x: torch.Tensor, size: int) -> torch.Tensor:
     """The whole image at `size` x `size` by area averaging (the global stream's and test scales' view)."""
-    return F.adaptive_avg_pool2d(x, size)
+    return F.adaptive_avg_pool2d(unit_float(x), size)
 
 
 class Patches(nn.Module):

@@ -1,0 +1,97 @@
+"""The scored training (export's retrain and the notebook's) checks itself: the final-training strategies of
+`search.train.retrain`, the best-snapshot watch of `search.train.snapshot`, and the demo's bounded export."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from run_search import DEMO, build_parser, demo_steps
+from search.data import ImageSet, make_synthetic
+from search.data.pairs import PairSet
+from search.train.loop import evaluate
+from search.train.pairs import retrain_pairs
+from search.train.recipe import Recipe, TrainConfig
+from search.train.retrain import FILL, check_split, retrain
+from search.train.snapshot import MIN_CHECKS, BestSnapshot, check_every, validation_score
+from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _memorising_set(n: int = 160, prompts: int = 40, size: int = 16) -> ImageSet:
+    """Flat grey images with noise of a random strength; MOS falls with the strength, plus label noise twice
+    as large as the signal's spread: a model that learns the strength first, then memorises the noise."""
+    g = torch.Generator().manual_seed(0)
+    strength = torch.rand(n, generator=g)
+    images = (128.0 + torch.randn(n, 3, size, size, generator=g) * strength[:, None, None, None] * 60).clamp(0, 255)
+    mos = 5 - 4 * strength + 2.0 * torch.randn(n, generator=g)
+    return ImageSet(images.to(torch.uint8), mos[:, None], np.array([f"p{i % prompts}" for i in range(n)], dtype=object),
+                    [f"{i}.png" for i in range(n)], ["mos"])
+
+
+def _recipe(epochs: int, lr: float = 0.003) -> Recipe:
+    """An 81K-parameter model, big enough to memorise 144 images."""
+    spec = ArchSpec(InputSpec(16, 16, False), StemSpec("conv", 16, 3),
+                    [StageSpec("residual", 32, 1, 1, 3), StageSpec("residual", 64, 1, 2, 3)], HeadSpec("avgstd", 1, 64),
+                    num_outputs=1)
+    return Recipe(spec, TrainConfig(epochs=epochs, batch_size=16, lr=lr, weight_decay=0.0, hflip=False))
+
+
+def test_an_overfitting_run_ends_on_its_best_validated_snapshot_not_its_last():
+    data = _memorising_set()
+    model, result = retrain(_recipe(60), data, seed=0, final="holdout")
+    scores = [score for _, score in result.curve]
+    assert result.best_epoch < result.epochs_run < 60, "it trained past its best, then stopped on the evidence"
+    assert "no validation gain" in result.stop and scores[-1] < max(scores)
+    assert np.mean(scores[-4:]) < max(scores) - 0.03, "the curve fell: the model memorised its training part"
+    _, part = check_split(data, seed=0)
+    assert 0.05 < len(part) / len(data) < 0.2 and not set(part.groups) & set(check_split(data, 0)[0].groups)
+    assert validation_score(evaluate(model, part)) == pytest.approx(max(scores), abs=1e-9)  # the best, not the last
+
+
+def test_all_data_keeps_the_last_weights_and_trains_every_image():
+    data = _memorising_set(n=64, prompts=16)
+    _, result = retrain(_recipe(3), data, seed=0, final="all")
+    assert result.epochs_run == 3 and result.curve == [] and result.best_epoch is None
+    assert result.stop == "its planned epochs ran"
+
+
+def test_refit_trains_all_data_for_the_epochs_where_the_holdout_validated_best():
+    data = _memorising_set()
+    _, result = retrain(_recipe(12), data, seed=0, final="refit")
+    assert result.best_epoch is not None and result.epochs_run == result.best_epoch
+    assert len(result.curve) == 12, "the calibration run does not stop early: its best is over its whole schedule"
+    assert f"refit on all data for the {result.best_epoch} epochs" in result.stop
+
+
+def test_a_long_run_is_validated_every_few_epochs_and_waits_before_stopping():
+    assert check_every(40) == 1 and check_every(1000) == 5 and check_every(4000) == 20
+    watch = BestSnapshot()
+    assert [e for e in range(1, 31) if watch.due(e, 1000, last=False)] == [5, 10, 15, 20, 25, 30]
+    assert watch.due(7, 1000, last=True) and watch.due(1000, 1000, last=False)
+    model = torch.nn.Linear(1, 1)
+    metrics = lambda v: {"mos": {"corr_score": v}}  # noqa: E731
+    assert not watch(model, 5, metrics(0.5))
+    stops = [e for e in range(10, 200, 5) if watch(model, e, metrics(0.4))]
+    assert stops[0] == 5 + MIN_CHECKS * 5, "a best at epoch 5 waits for 10 validations, not for 5 epochs"
+    assert "after its best at epoch 5" in watch.stopped
+
+
+def test_preference_pairs_train_on_all_their_pairs():
+    images = make_synthetic(n_images=8, size=16, seed=0)
+    pairs = PairSet(images, torch.tensor([[0, 1], [2, 3]]))
+    with pytest.raises(ValueError, match="uses all of them"):
+        retrain_pairs(_recipe(1), pairs, 0, final="holdout")
+
+
+def test_the_demo_export_plans_a_bounded_retrain():
+    """`make run` must end in about 5 minutes: its export names its epochs (never "fill", which plans a
+    deadline-long retrain on a curve that still rises) and a time limit of a few minutes."""
+    parser = build_parser()
+    exports = [parser.parse_args(argv) for _, argv in demo_steps() if argv[0] == "export"]
+    assert exports, "the demo exports"
+    for args in exports:
+        assert args.epochs != FILL and isinstance(args.epochs, int) and args.epochs <= 2 * DEMO["max_epochs"]
+        assert args.time_limit is not None and args.time_limit <= 300
+    assert all("fill" not in argv for _, argv in demo_steps())
