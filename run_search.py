@@ -40,10 +40,10 @@ from search.device import DEVICES, TRIALS_PER_GPU, resolve_device, worker_count
 from search.names import check_date, check_name
 from search.profiles import PROFILES
 from search.study import (
-    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, check_storage_file, check_study_inputs, default_storage_url,
-    load_study, quiet_optuna, run_search, run_worker,
+    LOCAL_SETTINGS, SAMPLERS, SPACE_PRESETS, StudyConfig, TrialRecord, check_storage_file, check_study_inputs,
+    default_storage_url, load_study, quiet_optuna, run_search, run_worker,
 )
-from search.study.workers import INTERRUPTED, WorkersFailed
+from search.study.workers import INTERRUPTED, WorkersFailed, no_completed
 from search.train.retrain import DEFAULT_FINAL, FILL, FINALS, Deadline, duration, wanted_epochs
 
 DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12,
@@ -155,22 +155,21 @@ def _date(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _device(text: str) -> str:
-    """An argparse type: a device this machine has (`resolve_device`), kept as given (a study stores the name)."""
-    try:
-        resolve_device(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
+def _checked(check: Callable[[str], object], doc: str) -> Callable[[str], str]:
+    """An argparse type that keeps the text as given once `check(text)` accepts it (its ValueError becomes
+    the parser's one line)."""
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+    parse.__doc__ = doc
+    return parse
 
 
-def _dataset(text: str) -> str:
-    """An argparse type: a study dataset, one name or labelled ones joined by '+' (`check_dataset_name`)."""
-    try:
-        check_dataset_name(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-    return text
+_device = _checked(resolve_device, "A device this machine has (`resolve_device`), kept as given (a study stores it).")
+_dataset = _checked(check_dataset_name, "A study dataset: one name, or labelled ones joined by '+' (`check_dataset_name`).")
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -239,11 +238,13 @@ def _open(args: argparse.Namespace, overrides: dict | None = None, need_data: bo
     return study, cfg, run_dir, storage
 
 
-def _require_completed(study) -> None:
-    """Report, compress and export read completed trials: a study without one is an error, not an empty result."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise ValueError(f"study {study.study_name!r} has no completed trial yet: run (or resume) "
-                         f"`run_search.py search --study {study.study_name}` first")
+def _require_completed(study, stopped: bool = False) -> None:
+    """Compress and export read completed trials, report (`stopped`) also trials stopped after some epochs
+    (by a rung or the time limit, with their curves): a study without one is an error, not an empty result."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    if not any(t.state == TrialState.COMPLETE or (stopped and TrialRecord.from_trial(t).epochs_run) for t in trials):
+        raise ValueError(f"{no_completed(study)}; run (or resume) `run_search.py search --study {study.study_name}` "
+                         "first")
 
 
 def _root(args: argparse.Namespace) -> dict:
@@ -283,11 +284,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from compress.variants import VariantStore
 
     study, cfg, run_dir, storage = _open(args, need_data=False)
-    _require_completed(study)
+    _require_completed(study, stopped=True)
     variants = VariantStore(storage, study.study_name).frame()
     profile = get_profile(cfg.profile)
     ranked = write_report(study, profile, run_dir / "report", variants=variants, reference_sizes_m=args.reference_sizes)
     print(format_ranking(ranked, profile, args.top))
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        print(no_completed(study))
     schedule = choice_schedule(study, export_choice(ranked), variants)
     if schedule is not None:
         print(f"export's final retrain: {schedule.what} ({schedule.reason})")
@@ -348,6 +351,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
     print(f"  params {s['params']:,}{estimate}  retrain here {s['measured_retrain_s']:.0f}s")
     print(f"  {s['trained']['line']}")
+    if args.time_limit and "time budget" in s["trained"]["stop"]:
+        print(f"  note: --time-limit left the retrain here {s['trained']['epochs_run']} of {s['planned_epochs']} planned "
+              "epochs: these weights are a check of the flow, not a submission; the notebook trains on the T4 as planned")
     print(f"  schedule {s['schedule']['epochs']}: {s['schedule']['reason']}")
     print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
           "its own pace on the machine it runs on and refits the epochs to its deadline")
@@ -405,12 +411,12 @@ def print_best(study, cfg: StudyConfig, storage: str) -> None:
     from compress.variants import VariantStore
     from results.candidates import export_choice, ranked_candidates
     from search.profiles import get_profile
-    from search.study.record import TrialRecord, tally, untrained_text
+    from search.study.record import tally, untrained_text
 
     records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
     complete = [r for r in records if r.state == TrialState.COMPLETE]
     if not complete:
-        print("no completed trial yet")
+        print(no_completed(study))
         return
     counts = tally(records)
     print(f"\n{len(complete)} complete, {counts['stopped']} stopped early (rungs or time limit); proposals not "

@@ -15,7 +15,8 @@ runs per length:
   (`search.train.retrain.check_split`), validated every few epochs (`search.train.snapshot`), the best
   validated snapshot kept: strategy (ii) at that length; it scores the test prompts at each validation too.
 A third run at the longest length, "checked", is the holdout as export and the notebook run it: planned at
-that length, it stops on evidence (annealing first) and keeps its best snapshot. From them: (iii) calibrate then refit: the length whose "part" run validated best among the lengths of at
+that length, it stops on evidence (annealing first) and keeps its best snapshot. From them:
+(iii) calibrate then refit: the length whose "part" run validated best among the lengths of at
 most a quarter of this one (so the calibration costs at most a quarter), then the "all" run of that
 length; (iv) the two runs' test predictions averaged (an ensemble of two models: twice the parameters).
 `--out FILE` keeps every run; rerunning with it skips the runs already there, so it resumes.
@@ -85,8 +86,8 @@ class Task:
 
 
 def _data(task: Task, size: int) -> ImageSet:
-    return load_imageset(task.dataset, task.root, size, task.cache_dir,
-                         ["mos_quality"] if task.dataset != "synthetic" else ["mos"], seed=0, n_images=400, progress=False)
+    targets = ["mos_quality"] if task.dataset != "synthetic" else ["mos"]
+    return load_imageset(task.dataset, task.root, size, task.cache_dir, targets, seed=0, n_images=400, progress=False)
 
 
 def split(data: ImageSet, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -145,6 +146,11 @@ def run_task(task: Task) -> dict:
     return row
 
 
+def _train_s(row: dict) -> float:
+    """A run's training time: process CPU seconds on a CPU, the training's wall seconds on a GPU."""
+    return row["train_cpu_s"] if row.get("device", "cpu") == "cpu" else row["train_s"]
+
+
 def _at(rows: dict, proxy: str, length: int, arm: str, seed: int) -> dict | None:
     return rows.get((proxy, length, arm, seed))
 
@@ -177,9 +183,10 @@ def table(results: list[dict], names: list[str], lengths: list[int], test: Image
                 refit = "-" if picked is None else f"{picked['corr_score']:.3f} ({chosen})"
             ensemble = "-"
             if full and part:
-                ensemble = f"{iqa_metrics((np.array(full['test_pred']) + np.array(part['test_pred'])) / 2, truth)['corr_score']:.3f}"
+                both = (np.array(full["test_pred"]) + np.array(part["test_pred"])) / 2
+                ensemble = f"{iqa_metrics(both, truth)['corr_score']:.3f}"
             lines.append(f"| {name} | {length} | {cell(full)} | {best} | {last} | {refit} | {ensemble} | {as_run} "
-                         f"| {'-' if full is None else round(full['train_cpu_s'] if full.get('device', 'cpu') == 'cpu' else full['train_s'])} "
+                         f"| {'-' if full is None else round(_train_s(full))} "
                          f"| {'-' if full is None else format(full['final_loss'], '.3f')} |")
     return "\n".join(lines)
 
@@ -213,7 +220,8 @@ def main() -> None:
     if args.device != "cpu" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is visible here")
     longest = max(args.lengths)
-    tasks = [Task(name, spec.to_dict(), length, arm, args.seed, dataset, root, args.cache_dir, args.batch_size, args.device)
+    tasks = [Task(name, spec.to_dict(), length, arm, args.seed, dataset, root, args.cache_dir, args.batch_size,
+                  args.device)
              for length in sorted(args.lengths) for name, spec in specs.items()
              for arm in ("part", "all") + (("checked",) if length == longest else ())]
     test = split(_data(tasks[0], next(iter(specs.values())).input.resize), args.seed)[1]  # decodes the cache once
@@ -227,7 +235,8 @@ def main() -> None:
         for row in pool.imap_unordered(run_task, todo):
             results.append(row)
             print(f"  [{time.perf_counter() - start:.0f}s] {row['proxy']}, {row['length']} epochs, {row['arm']}: "
-                  f"test {row['corr_score']:.3f}" + (f", best validated at epoch {row['best_epoch']}" if "best_epoch" in row else "")
+                  f"test {row['corr_score']:.3f}"
+                  + (f", best validated at epoch {row['best_epoch']}" if "best_epoch" in row else "")
                   + f" ({row['train_cpu_s']:.0f} CPU s, {row.get('train_s', 0):.0f} s training)", flush=True)
             if args.out:
                 tmp = Path(args.out).with_suffix(".tmp")

@@ -34,9 +34,11 @@ FOLD_SEED = 1000
 """Fold f trains with seed `study seed + FOLD_SEED + f`: the same for every candidate, apart from trials' seeds."""
 
 
-def fold_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, folds: int, fold: int) -> float:
+def fold_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, folds: int, fold: int,
+               time_limit: Deadline | None = None) -> float | None:
     """The profile's score of `recipe` trained from scratch on all folds but `fold` of the study's
-    training and validation images, scored on `fold`."""
+    training and validation images, scored on `fold`; None when `time_limit` ended its training before
+    its epochs ran (a shortened fold is not the protocol's, so it is not scored)."""
     size = recipe.spec.input.resize
     train, val, _ = data.split(size)
     pool = np.concatenate([train, val])
@@ -46,11 +48,13 @@ def fold_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, folds: int, fo
     task = cfg.task
     fit, held = task.subset(everything, pool[fit_idx]), task.subset(everything, pool[score_idx])
     train_cfg = recipe.train
-    train_cfg.seed, train_cfg.time_budget_s = cfg.seed + FOLD_SEED + fold, None
+    train_cfg.seed = cfg.seed + FOLD_SEED + fold
+    train_cfg.time_budget_s = None if time_limit is None else max(1e-3, time_limit.left())
     seed_everything(train_cfg.seed)
     model = build_model(recipe.spec)
     device = resolve_device(cfg.device)
-    task.train(model, fit, None, train_cfg, device=device)
+    if task.train(model, fit, None, train_cfg, device=device).epochs_run < train_cfg.epochs:
+        return None
     metrics = task.evaluate(model, held, recipe.spec.input.crop, train_cfg.eval_views, device)
     return float(get_profile(cfg.profile).score(metrics))
 
@@ -77,9 +81,14 @@ def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, folds: int = 3,
             tqdm.write(f"confirm stopped: a fold of {cid} takes about {seconds[cid]:.0f} s here, "
                        f"{max(0.0, time_limit.left()):.0f} s are left of the time limit (the rest resume later)")
             break
+        score = fold_score(candidate_recipe(cid, study, variants), cfg, data, folds, fold, time_limit)
+        if score is None:
+            tqdm.write(f"confirm stopped: the time limit ended fold {fold} of {cid} before its epochs ran; it is not "
+                       "stored (the rest resume later)")
+            break
         if stored.get(cid, {}).get("folds") != folds:  # none yet, or stored for another number of folds
             stored[cid] = {"folds": folds, "scores": {}}
-        stored[cid]["scores"][str(fold)] = fold_score(candidate_recipe(cid, study, variants), cfg, data, folds, fold)
+        stored[cid]["scores"][str(fold)] = score
         study.set_user_attr(CONFIRM_ATTR, stored)  # after every fold: an interrupted run keeps what it did
     return ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
 

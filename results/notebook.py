@@ -171,8 +171,19 @@ def library(roots: set[str], tables: dict[str, set[str]]) -> tuple[str, list[tup
         if mine:
             imports += module_imports
             used |= set().union(*(st.uses for st in mine))
-            cells.append((module, "\n\n\n".join(st.source for st in mine)))
+            cells.append((module, _silent("\n\n\n".join(st.source for st in mine))))
     return "from __future__ import annotations\n\n" + _merged(imports, used), cells
+
+
+def _silent(body: str) -> str:
+    """`body` with a closing attribute docstring as comments: a notebook cell shows the value of its last
+    statement when that is an expression, so the docstring would be printed as the cell's output."""
+    last = ast.parse(body).body[-1]
+    if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Constant) and isinstance(last.value.value, str)):
+        return body
+    lines = body.splitlines()
+    comments = [f"# {line}".rstrip() for line in inspect.cleandoc(last.value.value).splitlines()]
+    return "\n".join(lines[:last.lineno - 1] + comments + lines[last.end_lineno:])
 
 
 RUN_ROOTS = {"run_submission", "Submission"}
@@ -217,6 +228,7 @@ _MOS_SETTINGS = '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folde
 TRAIN_LABELS = "/kaggle/input/agiqa-3k/data.csv"      # CSV with an image column and score column(s)
 IMAGE_COL = "name"                    # the official AGIQA-3K data.csv columns
 SCORE_COLS = {score_cols!r}
+GROUP_COL = "prompt"                  # groups the validation part of FINAL by prompt (a missing column: by image)
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 '''
@@ -242,7 +254,7 @@ _RUN = '''result = run_submission(Submission(
 '''
 _INPUTS = {
     "mos": "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
-           "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
+           "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS), group_col=GROUP_COL",
     "sources": "train_sources=TRAIN_SOURCES, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
                "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
     "pairs": "train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, pair_columns=list(PAIR_COLUMNS)",

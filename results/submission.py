@@ -29,7 +29,7 @@ from torch import nn
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data.decode import decode_image, list_images
 from search.data.imageset import ImageSet, combine
-from search.data.labels import LabelTable, load_csv, load_labels
+from search.data.labels import LabelTable, MissingColumnsError, load_csv, load_labels
 from search.data.pairs import PAIR_COLUMNS, PairSet, read_pairs
 from search.memory import check_host_memory
 from search.metrics import iqa_metrics
@@ -77,6 +77,9 @@ class Submission:
     """Optional: metrics on the test images it names."""
     image_col: str = "name"
     score_cols: list[str] = field(default_factory=lambda: ["mos_quality"])
+    group_col: str | None = "prompt"
+    """Of `train_labels`: what groups images for the validation part of `final` (an image's prompt, so no
+    validation image shares one with a training image); each image alone when the CSV lacks it."""
     train_sources: list[list[str]] | None = None
     """Several labelled datasets trained together ("sources"): each [format, folder], the format a
     `search.data.labels.LOADERS` name (its default quality MOS is read); the first one's scale is predicted."""
@@ -170,7 +173,13 @@ def _table_images(table: LabelTable, size: int) -> ImageSet:
 
 
 def _mos_read(s: Submission, size: int) -> tuple[ImageSet, TestSet]:
-    table = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images)
+    """The labelled training images, grouped by `s.group_col` (prompts) when the CSV has it, else by image."""
+    try:
+        table = load_csv(s.train_labels, s.image_col, s.score_cols, s.group_col, image_dir=s.train_images)
+    except MissingColumnsError as err:
+        if err.missing != [s.group_col]:
+            raise
+        table = load_csv(s.train_labels, s.image_col, s.score_cols, image_dir=s.train_images)
     tests = _mos_test(s, size, len(table))
     return _table_images(table, size), tests
 
@@ -291,7 +300,7 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     plan, reserve = _plan(recipe, kind, train, tests, s, wanted, device, deadline, log)
     if s.plan_only:
         return {"plan": plan, "elapsed_s": deadline.elapsed(), "environment": env}
-    log(f"final training: {s.final}, {FINALS[s.final]}")
+    log(f"final training: {s.final}, {FINALS[s.final]}" + _grouping(train, s))
     model, result = kind.retrain(_open_ended(planned(recipe, plan), wanted), train, s.seed, device, deadline, reserve,
                                  progress=True, final=s.final)
     log(trained_line(result, plan.epochs) + f"; {deadline.elapsed():.0f} s gone")
@@ -304,6 +313,16 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
         f"finished after {deadline.elapsed():.0f} s of the {s.deadline_s:.0f} s allowed")
     return {"weights": weights, "predictions": out, "plan": plan, "epochs_run": result.epochs_run,
             "trained": trained_summary(result), "elapsed_s": deadline.elapsed(), "environment": env}
+
+
+def _grouping(train: Sized, s: Submission) -> str:
+    """What the validation part of a holdout is made of, when the strategy has one."""
+    if s.final == "all" or not isinstance(train, ImageSet):
+        return ""
+    groups = len(set(train.groups))
+    if groups == len(train):
+        return f"; its validation part holds whole images ({s.group_col!r} is no column: it may share prompts)"
+    return f"; its validation part holds whole prompts ({groups} in all)"
 
 
 def trained_line(result: TrainResult, planned_epochs: int) -> str:
@@ -325,7 +344,7 @@ def trained_summary(result: TrainResult) -> dict:
 def _predict_only(s: Submission, kind: Kind, device: torch.device, deadline: Deadline,
                   log: Callable[[str], None]) -> dict:
     """Load `s.weights` (weights only, no pickled code) and predict the test set with them."""
-    model, payload = load_checkpoint(s.weights)
+    model, payload = _load_weights(s)
     _log_params(model, s, log)
     tests = kind.read_test(s, model.spec.input.resize, 0)
     _log_unreadable(tests, log)
@@ -334,6 +353,41 @@ def _predict_only(s: Submission, kind: Kind, device: torch.device, deadline: Dea
     out = kind.write(s, tests, pred, log)
     log(f"predicted with {s.weights}; wrote {out} ({len(tests.names)} test images) after {deadline.elapsed():.0f} s")
     return {"weights": Path(s.weights), "predictions": out, "elapsed_s": deadline.elapsed()}
+
+
+def _load_weights(s: Submission) -> tuple[nn.Module, dict]:
+    """`s.weights` loaded. The notebook carries the layer code of its own model only (`results.notebook`), so a
+    checkpoint of another architecture cannot be rebuilt there: that is said with both architectures named."""
+    try:
+        return load_checkpoint(s.weights)
+    except ValueError as err:
+        if isinstance(err.__cause__, KeyError):  # a block family or input view this code does not hold
+            _refuse_another_architecture(s)
+        raise
+
+
+def _refuse_another_architecture(s: Submission) -> None:
+    """ValueError naming the architecture `s.weights` holds and the one the settings' recipe expects, when they
+    differ (nothing when they do not, or the file's spec is too damaged to describe)."""
+    held = torch.load(s.weights, map_location="cpu", weights_only=True).get("spec")
+    try:
+        theirs, ours = _architecture(held), _architecture(s.recipe["spec"])
+    except (KeyError, TypeError):
+        return
+    if theirs != ours:
+        raise ValueError(f"WEIGHTS {s.weights} holds another architecture ({theirs}) than this notebook's RECIPE "
+                         f"({ours}), whose code is all the notebook carries: set WEIGHTS to weights of this model, or "
+                         "run the notebook exported with those weights") from None
+
+
+def _architecture(spec: dict) -> str:
+    """A spec's (`ArchSpec.to_dict()`) stem, stages and input view in words, e.g. "conv stem, stages mbconv 16
+    x2, residual 24 x1, 40 px crops"."""
+    inp = spec["input"]
+    view = (f"{inp['patch']} px patches" if inp["patch"] else
+            f"{inp['fragments']} x {inp['fragments']} fragments" if inp.get("fragments") else f"{inp['crop']} px crops")
+    stages = ", ".join(f"{st['block']} {st['width']} x{st['depth']}" for st in spec["stages"])
+    return f"{spec['stem']['kind']} stem, stages {stages}, {view}"
 
 
 def _score(model: nn.Module, tests: TestSet, views: int, precision: str, device: torch.device) -> np.ndarray:

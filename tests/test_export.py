@@ -255,7 +255,7 @@ def test_export_time_limit_bounds_the_retrain_here_not_the_notebook(tiny_study, 
     epoch_s = trained["seconds"] / trained["epochs_run"]
     assert trained["time_limit_s"] == 8 and trained["seconds"] <= 8 + epoch_s
     assert trained["epochs_run"] < summary["planned_epochs"] and "time budget" in trained["stop"]
-    assert trained["final"] == "all" and trained["line"] in out
+    assert trained["final"] == "all" and trained["line"] in out and "a check of the flow, not a submission" in out
     _, settings = _settings(tmp_path / "tiny" / "export" / "T_20261122.ipynb")
     assert settings["EPOCHS"] == "fill" and settings["FINAL"] == "all"
     assert "Trained at export" in (tmp_path / "tiny" / "export" / "HOW_TO_RUN.md").read_text()

@@ -148,4 +148,4 @@ def test_resuming_with_changed_pairs_is_refused(tmp_path, capsys, change):
     change(pd.read_csv(folder / "pairs.csv")).to_csv(folder / "pairs.csv", index=False)
     assert main(["search", "--data", "pairs", "--root", str(folder), "--study", "fp", "--runs-dir", str(tmp_path / "runs"),
                  "--space", "tiny", "--trials", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]) == 2
-    assert re.search(r"study 'fp' was validated on another split \(fingerprint v2:\w+, now v2:\w+\)", _last_error(capsys))
+    assert re.search(r"study 'fp' was validated on another split \(fingerprint v3:\w+, now v3:\w+\)", _last_error(capsys))

@@ -14,11 +14,13 @@ from results import confirm as confirm_module
 from results.candidates import (
     CONFIRM_ATTR, PROTOCOL_ATTR, candidate_recipe, export_choice, finalists, ranked_candidates, ranked_trials,
 )
-from results.confirm import confirm, needs_confirming
+from results.confirm import confirm, fold_score, needs_confirming
 from results.export import export_recipe
 from results.report import format_ranking
 from run_search import print_best
 from search.profiles import get_profile
+from search.study import StudyData
+from search.train.retrain import Deadline
 
 
 def _study(tiny_study, singles: list[float]) -> tuple[optuna.Study, list[int]]:
@@ -54,7 +56,7 @@ def folds(monkeypatch):
         calls: list[tuple[int, int]] = []
     recipes: dict[str, int] = {}
 
-    def fake(recipe, cfg, data, k, fold):
+    def fake(recipe, cfg, data, k, fold, time_limit=None):
         number = recipes[str(recipe.to_dict())]
         Folds.calls.append((number, fold))
         return Folds.scores[number][fold]
@@ -142,7 +144,22 @@ def test_the_summary_compress_report_and_export_name_the_same_model(tiny_study, 
     print_best(study, cfg, "sqlite://")
     assert f"first in the ranking (what export takes): {named}:" in capsys.readouterr().out
     assert ranked_trials(ranked, 1) == [b]  # compress --top 1
-    export_line = next(line for line in format_ranking(ranked, get_profile(cfg.profile)).splitlines() if "<- export" in line)
+    terminal = format_ranking(ranked, get_profile(cfg.profile)).splitlines()
+    export_line = next(line for line in terminal if "<- export" in line)
     assert f" {named} " in export_line
     row, name, _ = export_recipe(study, get_profile(cfg.profile), None, None, None, 1.0)
     assert name == named and row["id"] == named
+
+
+def test_a_time_limited_confirm_stores_no_shortened_fold(tiny_study, folds):
+    """`export --time-limit` gives confirm a deadline: no fold starts that its trial's time says would end
+    after it, and a fold the clock cuts short is not stored (it is not the protocol's)."""
+    _, cfg, _ = tiny_study
+    study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
+    folds.register(study)
+    folds.scores = {a: [0.60, 0.61, 0.62], b: [0.70, 0.71, 0.72]}
+    confirm(study, cfg, top=2, folds=3, progress=False, time_limit=Deadline(1e-3))
+    assert folds.calls == [] and study.user_attrs.get(CONFIRM_ATTR, {}) == {}
+    data = StudyData(cfg, progress=False)
+    recipe = candidate_recipe(a, study)
+    assert fold_score(recipe, cfg, data, 3, 0, time_limit=Deadline(0.05)) is None  # real training, cut by the clock

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from notebook_run import write_labelled_pngs
+
+from results.submission import KINDS, Submission
 from run_search import DEMO, build_parser, demo_steps
 from search.data import ImageSet, make_synthetic
 from search.data.pairs import PairSet
@@ -78,6 +82,13 @@ def test_a_long_run_is_validated_every_few_epochs_and_waits_before_stopping():
     assert "after its best at epoch 5" in watch.stopped
 
 
+def test_the_snapshot_is_chosen_by_the_correlation_score_or_pair_accuracy():
+    """MOS metrics also hold pair accuracy on MOS-derived pairs: the correlation score decides for them."""
+    mos = {"mos_quality": {"corr_score": 0.6, "pair_acc": 0.8}, "mos_align": {"corr_score": 0.4, "pair_acc": 0.7}}
+    assert validation_score(mos) == pytest.approx(0.5)
+    assert validation_score({"preference": {"pair_acc": 0.7}}) == pytest.approx(0.7)
+
+
 def test_preference_pairs_train_on_all_their_pairs():
     images = make_synthetic(n_images=8, size=16, seed=0)
     pairs = PairSet(images, torch.tensor([[0, 1], [2, 3]]))
@@ -95,3 +106,19 @@ def test_the_demo_export_plans_a_bounded_retrain():
         assert args.epochs != FILL and isinstance(args.epochs, int) and args.epochs <= 2 * DEMO["max_epochs"]
         assert args.time_limit is not None and args.time_limit <= 300
     assert all("fill" not in argv for _, argv in demo_steps())
+
+
+def test_the_notebook_groups_its_validation_part_by_prompt_when_the_labels_name_them(tmp_path):
+    """The official data.csv has a `prompt` column: the holdout then keeps whole prompts out of training;
+    a CSV without one falls back to single images, and the run says which."""
+    labels = write_labelled_pngs(tmp_path, n_images=24, size=16, seed=0)
+    frame = pd.read_csv(labels)
+    frame.assign(prompt=[f"p{i // 4}" for i in range(len(frame))]).to_csv(tmp_path / "with_prompts.csv", index=False)
+    common = dict(team="T", date="20260101", out_dir=str(tmp_path), recipe=_recipe(1).to_dict(), epochs=1,
+                  deadline_s=60, train_images=str(tmp_path / "imgs"), test_images=str(tmp_path / "imgs"))
+    grouped, _ = KINDS["mos"].read(Submission(**common, train_labels=str(tmp_path / "with_prompts.csv")), 16)
+    assert sorted(set(grouped.groups)) == [f"p{i}" for i in range(6)]
+    train, part = check_split(grouped, 0)
+    assert not set(train.groups) & set(part.groups)
+    alone, _ = KINDS["mos"].read(Submission(**common, train_labels=str(labels)), 16)
+    assert len(set(alone.groups)) == len(alone)

@@ -454,7 +454,7 @@ def test_resuming_with_inverted_scores_is_refused(tmp_path):
     check_split(create_study(cfg, "inv", url), StudyData(cfg))
     labels = pd.read_csv(root / "labels.csv")
     labels.assign(mos_quality=6 - labels["mos_quality"]).to_csv(root / "labels.csv", index=False)
-    with pytest.raises(ValueError, match=r"study 'inv' was validated on another split \(fingerprint v2:"):
+    with pytest.raises(ValueError, match=r"study 'inv' was validated on another split \(fingerprint v3:"):
         run_search(cfg, "inv", 1, tmp_path / "runs" / "inv", progress=False)
 
 
@@ -464,12 +464,12 @@ def test_an_older_studys_unversioned_fingerprint_is_compared_in_its_own_form_the
     cfg = _cfg(tmp_path, dataset="agiqa3k", root=str(root))
     data, url = StudyData(cfg), default_storage_url(tmp_path)
     old = create_study(cfg, "old", url)
-    old.set_user_attr("val_fingerprint", data.val_fingerprint(legacy=True))
+    old.set_user_attr("val_fingerprint", data.val_fingerprint(version=""))
     other = create_study(cfg, "other", url)
     other.set_user_attr("val_fingerprint", "0123456789abcdef")
     check_split(old, data)
     assert load_study("old", url)[0].user_attrs["val_fingerprint"] == data.val_fingerprint()
-    assert data.val_fingerprint().startswith("v2:") and data.val_fingerprint(legacy=True) != data.val_fingerprint()
+    assert data.val_fingerprint().startswith("v3:") and data.val_fingerprint(version="") != data.val_fingerprint()
     with pytest.raises(ValueError, match="fingerprint 0123456789abcdef"):
         check_split(other, data)
 

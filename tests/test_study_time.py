@@ -147,7 +147,7 @@ def test_a_lucky_single_run_loses_its_place_when_its_folds_say_so(tiny_study, mo
     folds_score = {f"trial {lucky}": [0.30, 0.36, 0.33], f"trial {other}": [0.55, 0.60, 0.58]}
     calls = []
 
-    def fake_fold_score(recipe, cfg_, data, folds, fold):
+    def fake_fold_score(recipe, cfg_, data, folds, fold, time_limit=None):
         cid = next(c for c, r in recipes.items() if r == recipe.to_dict())
         calls.append((cid, fold))
         return folds_score.get(cid, [0.1] * folds)[fold]

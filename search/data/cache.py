@@ -3,11 +3,15 @@
 The cache key covers the dataset name, every image's relative path, file size and modification time,
 and the working size, so a changed file or size gives a new cache. Files are written to a temporary
 name and renamed, so a crash never leaves a half-written cache; an unreadable cache is rebuilt. The
-images of a pairs CSV go through the same cache (`decode_pairs`).
+images of a pairs CSV go through the same cache (`decode_pairs`). Beside each cache, the files' digests
+(size and a fast hash of the bytes: `file_digests`), which the study fingerprint checks the images by.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +54,32 @@ def _read(path: Path, n: int, size: int) -> np.ndarray | None:
     return array if array.shape == (n, 3, size, size) and array.dtype == np.uint8 else None
 
 
+def _digest(path: Path) -> str:
+    """A file's size and a fast hash of its bytes, e.g. "48213:9f86d081884c7d65" ("unreadable": decoding says why)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return "unreadable"
+    return f"{len(data)}:{hashlib.blake2b(data, digest_size=8).hexdigest()}"
+
+
+def file_digests(files: list[Path], kept: Path, threads: int | None = None) -> list[str]:
+    """Each of `files`' `_digest`, read from `kept` when it holds them (it is named by the decode cache's key,
+    which covers every file's size and modification time), else computed and kept there: the files are
+    read once, when they are decoded (or, for a cache made before digests, on its next use)."""
+    try:
+        digests = json.loads(kept.read_text())
+    except (OSError, ValueError):
+        digests = None
+    if isinstance(digests, list) and len(digests) == len(files):
+        return digests
+    with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(_digest, files))
+    with atomic_write(kept) as tmp:
+        tmp.write_text(json.dumps(digests))
+    return digests
+
+
 def decode_readable(table: LabelTable, size: int, cache_dir: Path | str = ".cache/images", progress: bool = True,
                     threads: int | None = None) -> tuple[ImageSet, dict[str, str]]:
     """The table's images that decode at `size` x `size` (from the cache when it is current; a cache is
@@ -61,18 +91,20 @@ def decode_readable(table: LabelTable, size: int, cache_dir: Path | str = ".cach
     n = len(table)
     check_host_memory(n, size, f"images of {table.name}")  # before decoding or copying the cache
     array = _read(path, n, size) if path.exists() else None
+    files = [table.image_dir / name for name in table.frame["image"]]
     unreadable: dict[int, str] = {}
     if array is None:
-        files = [table.image_dir / name for name in table.frame["image"]]
         array, unreadable = decode_all(files, size, f"decoding {table.name} at {size}px", progress, threads)
         if not unreadable:
             with atomic_write(path) as tmp, open(tmp, "wb") as f:
                 np.save(f, array)
+    digests = file_digests(files, path.with_suffix(".digests.json"), threads)
     keep = np.array([i for i in range(n) if i not in unreadable], dtype=np.int64)
     images = torch.from_numpy(np.array(array[keep]))  # a writable in-memory copy of the (memory-mapped) cache
     frame = table.frame.iloc[keep]
     targets = torch.tensor(frame[table.targets].to_numpy(dtype=np.float32).reshape(len(keep), len(table.targets)))
-    readable = ImageSet(images, targets, frame["group"].to_numpy(dtype=object), list(frame["image"]), list(table.targets))
+    readable = ImageSet(images, targets, frame["group"].to_numpy(dtype=object), list(frame["image"]),
+                        list(table.targets), digests=[digests[i] for i in keep])
     return readable, {table.frame["image"].iloc[i]: why for i, why in unreadable.items()}
 
 

@@ -12,6 +12,9 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+BAR_DELAY_S = 2.0
+"""The decoding bar shows once decoding has taken this long: a long decode is seen, a quick one (or a refusal
+right after it) stays out of the output."""
 
 
 def list_images(folder: str | Path) -> list[str]:
@@ -68,7 +71,8 @@ def decode_all(files: Sequence[Path], size: int, desc: str = "decoding", progres
 
     with ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1)) as pool:
         decoded = pool.map(decode, files)
-        for i, img in enumerate(tqdm(decoded, total=len(files), desc=desc, unit="img", disable=not progress)):
+        bar = tqdm(decoded, total=len(files), desc=desc, unit="img", disable=not progress, delay=BAR_DELAY_S)
+        for i, img in enumerate(bar):
             if isinstance(img, str):
                 unreadable[i] = img
             else:

@@ -49,7 +49,8 @@ class ImageSet:
 
     A combined set (`combine`) also says where each image comes from: `sources` (int [N], an index into
     `scales`) and the sources' `scales`; `targets` are then on the first source's scale. One source:
-    `scales` is empty and `sources` all zero."""
+    `scales` is empty and `sources` all zero. `digests`: each image file's size and hash (`search.data.cache`),
+    what the study fingerprint checks the images by; None for images that are not files (the synthetic set)."""
 
     images: torch.Tensor
     targets: torch.Tensor
@@ -58,6 +59,7 @@ class ImageSet:
     target_names: list[str]
     sources: np.ndarray | None = None
     scales: tuple[SourceScale, ...] = ()
+    digests: list[str] | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -69,6 +71,8 @@ class ImageSet:
             raise ValueError(f"targets must be [N={n}, T={len(self.target_names)}], got {tuple(self.targets.shape)}")
         if len(self.groups) != n or len(self.names) != n:
             raise ValueError(f"{n} images but {len(self.groups)} groups and {len(self.names)} names")
+        if self.digests is not None and len(self.digests) != n:
+            raise ValueError(f"{n} images but {len(self.digests)} digests")
         if self.sources is None:
             object.__setattr__(self, "sources", np.zeros(n, dtype=np.int64))
         if len(self.sources) != n or (n and not 0 <= self.sources.min() <= self.sources.max() < max(1, len(self.scales))):
@@ -85,7 +89,8 @@ class ImageSet:
         idx = np.asarray(idx, dtype=np.int64)
         t = torch.from_numpy(idx)
         return ImageSet(self.images[t], self.targets[t], self.groups[idx], [self.names[i] for i in idx],
-                        list(self.target_names), self.sources[idx], self.scales)
+                        list(self.target_names), self.sources[idx], self.scales,
+                        None if self.digests is None else [self.digests[i] for i in idx])
 
     def own_scale(self, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(indices, `values` [N, T] of those images on their source's own scale) per source present:
@@ -115,4 +120,5 @@ def combine(sources: list[tuple[str, ImageSet]]) -> ImageSet:
                     [n for name, data in sources for n in prefixed(name, data.names)],
                     list(sources[0][1].target_names),
                     np.concatenate([np.full(len(data), i, dtype=np.int64) for i, (_, data) in enumerate(sources)]),
-                    scales)
+                    scales, None if any(data.digests is None for _, data in sources) else
+                    [d for _, data in sources for d in data.digests])

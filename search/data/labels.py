@@ -68,8 +68,8 @@ def _table(name: str, source: Path, image_dir: Path, images, groups, scores: dic
         frame[col] = vals
     if frame.empty:
         raise ValueError(f"{source}: no labelled rows")
-    for name in frame["image"]:
-        check_inside(name, image_dir, str(source))
+    for image in frame["image"]:  # not `name`: the table's name, given above
+        check_inside(image, image_dir, str(source))
     _refuse_duplicates(frame["image"], source)
     return LabelTable(name, source, image_dir, frame, list(scores))
 

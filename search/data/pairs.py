@@ -178,5 +178,6 @@ def pairs_from_scores(images: ImageSet, n_pairs: int, min_gap: float, seed: int 
             pairs.add((a, b) if scores[a] > scores[b] else (b, a))
             if len(pairs) == n_pairs:
                 break
-    unlabelled = ImageSet(images.images, torch.zeros((len(images), 0)), images.groups, images.names, [])
+    unlabelled = ImageSet(images.images, torch.zeros((len(images), 0)), images.groups, images.names, [],
+                          digests=images.digests)
     return PairSet(unlabelled, np.asarray(sorted(pairs), dtype=np.int64))

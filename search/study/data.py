@@ -20,9 +20,12 @@ from search.data.cache import decode_pairs
 from search.data.pairs import PairSet, PairTable, load_pairs, split_pair_rows
 from search.study.settings import StudyConfig, space_config
 
-FINGERPRINT_VERSION = "v2"
-"""v2: every item of the split with its targets (pairs with their winners) and part; before it, the
+FINGERPRINT_VERSION = "v3"
+"""v3: every image's file too (its size and hash: the same names with other images went unnoticed); v2: every
+item of the split with its targets (pairs with their winners) and part; before it (unversioned), the
 validation images' names alone (a resume on inverted scores or fewer pairs went unnoticed)."""
+FINGERPRINT_VERSIONS = ("", "v2", FINGERPRINT_VERSION)
+"""The versions a stored fingerprint is compared in ("": unversioned), so older studies resume."""
 
 
 def study_split(groups: np.ndarray, val_fraction: float, test_fraction: float,
@@ -117,15 +120,16 @@ class StudyData:
         test = self.split(size)[2]
         return self._part(size, test) if len(test) else None
 
-    def val_fingerprint(self, legacy: bool = False) -> str:
+    def val_fingerprint(self, version: str = FINGERPRINT_VERSION) -> str:
         """A short hash of the split and what it is scored against: every item (image with its target
-        values; pair as winner > loser) with its part (training, validation, test, or dropped across the
-        split), so every stage and every resume checks it trains and scores on the same data and split.
-        Versioned (`FINGERPRINT_VERSION:`); `legacy`: the unversioned hash of the validation images' names
-        alone, which studies stored before. Uses a resolution already loaded, else the space's smallest."""
+        values and its file's digest; pair as winner > loser) with its part (training, validation, test, or
+        dropped across the split), so every stage and every resume checks it trains and scores on the same
+        data and split. Versioned (`version:`); an older `version` (`FINGERPRINT_VERSIONS`) is computed as
+        studies stored it: "v2" without the digests, "" the unversioned hash of the validation images' names
+        alone. Uses a resolution already loaded, else the space's smallest."""
         size = next(iter(self._images), None) or min(space_config(self.cfg.space).resizes)
         data, parts = self.all(size), self.split(size)
-        if legacy:
+        if not version:
             val = parts[1]
             names = data.select(val).images.names if isinstance(data, PairSet) else [data.names[i] for i in val]
             return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
@@ -133,15 +137,24 @@ class StudyData:
         for name, idx in zip(("training", "validation", "test"), parts):
             part[idx] = name
         if isinstance(data, PairSet):
-            names, header = data.images.names, "winner > loser"
+            names, header = _with_files(data.images, version), "winner > loser"
             items = [f"{names[w]} > {names[l]}" for w, l in data.pairs.tolist()]
         else:
             header = " ".join(data.target_names)
-            items = [f"{n} = {' '.join(f'{v:.9g}' for v in row)}" for n, row in zip(data.names, data.targets.tolist())]
+            items = [f"{n} = {' '.join(f'{v:.9g}' for v in row)}"
+                     for n, row in zip(_with_files(data, version), data.targets.tolist())]
         text = "\n".join([header, *sorted(f"{p}: {item}" for p, item in zip(part, items))])
-        return f"{FINGERPRINT_VERSION}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        return f"{version}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
     def matches(self, fingerprint: str) -> bool:
-        """Whether a stored fingerprint is this data's: compared in its own version (unversioned: `legacy`)."""
-        versioned = fingerprint.startswith(f"{FINGERPRINT_VERSION}:")
-        return fingerprint == self.val_fingerprint(legacy=not versioned)
+        """Whether a stored fingerprint is this data's: compared in its own version (`FINGERPRINT_VERSIONS`)."""
+        version = fingerprint.partition(":")[0] if ":" in fingerprint else ""
+        return version in FINGERPRINT_VERSIONS and fingerprint == self.val_fingerprint(version)
+
+
+def _with_files(images: ImageSet, version: str) -> list[str]:
+    """The images' names, each with its file's digest ("name @ size:hash") from fingerprint version v3 on (names
+    alone for images that are not files)."""
+    if version == "v2" or images.digests is None:
+        return list(images.names)
+    return [f"{name} @ {digest}" for name, digest in zip(images.names, images.digests)]

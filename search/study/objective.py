@@ -8,7 +8,8 @@ with `duplicate_of` and does not count, so the worker samples anew; so do propos
 (`over_cap`) and those that would not train `min_epochs` epochs in the budget even at the narrowest
 widths (`over_budget`). A proposal that would get fewer epochs is shrunk (its widths) until they fit,
 as the caps shrink one over them (`shrunk` says so). With a time limit (`stop_at`) a running trial
-stops after the epoch that passes it, PRUNED with its curve kept and `time_limit` set.
+stops after the epoch that passes it, PRUNED with its curve kept and `time_limit` set: it does not count,
+and a resume runs it again (`search.study.workers.requeue_cut`).
 
 A pairs study (`StudyConfig.pairs`) trains each trial with `search.train.pairs.train_pairs` (Bradley-Terry on
 the training pairs; the score is pair accuracy on the validation pairs): no loss preset is sampled and
@@ -35,6 +36,7 @@ from search.study.settings import LOSS_PRESETS, StudyConfig
 from search.study.stale import worker_id
 from search.train.loop import EpochRecord, TrainResult, seed_everything
 from search.train.recipe import Recipe, TrainConfig
+from search.train.retrain import duration
 from search.train.step import TrainingDiverged
 from search.train.task import Data
 from space import (ArchSpec, CapError, Caps, IQANet, SpaceConfig, build_model, count_flops, count_params, sample_spec,
@@ -114,10 +116,12 @@ def plan_trial(recipe: Recipe, pretrain_share: float, cfg: StudyConfig, budget: 
 
 
 def duplicate_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
-    """The earliest finished or running trial numbered below `trial` that trains what `record` plans."""
+    """The earliest finished or running trial numbered below `trial` that trains what `record` plans (one the
+    time limit cut is not: it is run again)."""
     for other in trial.study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,)):
         earlier = TrialRecord.from_trial(other)
-        if other.number < trial.number and earlier.duplicate_of is None and earlier.recipe_key == record.recipe_key:
+        if (other.number < trial.number and earlier.duplicate_of is None and not earlier.time_limit
+                and earlier.recipe_key == record.recipe_key):
             return other.number
     return None
 
@@ -125,14 +129,18 @@ def duplicate_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
 class Objective:
     """Trains one sampled architecture per call and returns (score, params[, flops])."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, data: StudyData | None = None, stop_at: float | None = None):
+    def __init__(self, cfg: StudyConfig, run_dir: Path, data: StudyData | None = None, stop_at: float | None = None,
+                 progress: bool = False):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.profile = get_profile(cfg.profile)
         self.space = cfg.search_space()
         self.budget = BudgetModel(efficiency=cfg.t4_efficiency)
         self.device = resolve_device(cfg.device)
-        self.data = data or StudyData(cfg)
+        self.data = data or StudyData(cfg, progress=progress)
+        self.status: Callable[[str], None] = lambda text: None
+        """Where the running trial says how its training goes, as it starts and after each epoch (the
+        worker's progress bar)."""
         self.early_stopping = early_stopping(cfg.early_stop, cfg.rung_fractions, cfg.dominators, cfg.margin)
         self.task = cfg.task
         self.stop_at = stop_at
@@ -198,6 +206,7 @@ class Objective:
         diverged, or the trial was stopped early or by the study's time limit."""
         seed_everything(recipe.train.seed)  # the initial weights too
         model = build_model(recipe.spec)
+        self.status(f"trial {trial.number}: training, {recipe.train.epochs} epochs planned")
         try:
             result = self.task.train(model, train_set, val_set, recipe.train, device=self.device,
                                      on_epoch=self._on_epoch(trial, plan.params, recipe.train.epochs))
@@ -229,14 +238,25 @@ class Objective:
         """Whether the study's time limit (`stop_at`) has passed."""
         return self.stop_at is not None and time.time() >= self.stop_at
 
+    def _epoch_status(self, number: int, epoch: int, planned: int, score: float, started: float) -> str:
+        """E.g. "trial 3: epoch 5/20, score 0.512, ~2 min left": the epochs to go at the pace so far since
+        `started` (`time.time()`), or the time until the study's time limit when that comes first."""
+        now = time.time()
+        left = (now - started) / epoch * (planned - epoch)
+        if self.stop_at is not None:
+            left = max(0.0, min(left, self.stop_at - now))
+        return f"trial {number}: epoch {epoch}/{planned}, score {score:.3f}, ~{duration(left)} left"
+
     def _on_epoch(self, trial: optuna.Trial, params: int, planned: int) -> Callable[[EpochRecord], bool]:
         rungs = self.early_stopping.rung_epochs(planned)
         curve: list[float] = []
+        started = time.time()
 
         def on_epoch(record: EpochRecord) -> bool:
             score = self.profile.score(record.target_metrics)
             curve.append(score)
             TrialRecord.store(trial, curve=curve)
+            self.status(self._epoch_status(trial.number, record.epoch, planned, score, started))
             if self.time_up():
                 return True
             if record.epoch not in rungs:

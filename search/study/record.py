@@ -63,7 +63,9 @@ class TrialRecord:
     shrunk: str | None = None
     """How the proposal's widths were shrunk so that `min_epochs` epochs fit its budget."""
     time_limit: bool | None = None
-    """Stopped by the study's time limit."""
+    """Stopped by the study's time limit: it does not count, and a resume queues it again (`rerun_of`)."""
+    rerun_of: int | None = None
+    """The trial the time limit cut that this one runs again, with the same sampled parameters."""
     known_recipe: str | None = None
     """The name of the known recipe (`search.study.known`) this trial was enqueued as."""
     diverged: str | None = None
@@ -114,8 +116,9 @@ class TrialRecord:
 
     @property
     def counts(self) -> bool:
-        """Whether the trial counts towards the study's target: finished, and trained."""
-        return self.state in FINISHED and self.trained_at_all
+        """Whether the trial counts towards the study's target: finished, and trained to its end or its
+        early-stopping rung (not cut by the time limit)."""
+        return self.state in FINISHED and self.trained_at_all and not self.time_limit
 
 
 _DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()

@@ -4,7 +4,8 @@ Optuna's heartbeats fail such a trial only after the grace period, and until the
 run, so a command resumed right after a crash saw its target met and did nothing. Every trial records
 its worker (`host:pid`) first, so a worker on the same host whose process is dead is known at once;
 its trial is failed and retried (the storage's heartbeat callback, as after the grace period). A
-trial of another host, or one without a recorded worker, is left to its heartbeat.
+trial of another host, or one without a recorded worker, is left to its heartbeat. A trial failed by
+Ctrl-C is retried the same way (`retry_interrupted`).
 """
 from __future__ import annotations
 
@@ -64,3 +65,15 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             retry(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
         failed.append(trial.number)
     return failed
+
+
+def retry_interrupted(study: optuna.Study, number: int | None) -> None:
+    """Queue a retry of trial `number` when Ctrl-C failed it (Optuna fails the trial it interrupts), as a dead
+    worker's trial is queued (nothing for None, or a trial that ended otherwise)."""
+    storage = study._storage
+    retry = storage.get_heartbeat_stale_trial_callback()
+    if number is None or retry is None:
+        return
+    trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+    if trial.state == TrialState.FAIL:
+        retry(study, copy.deepcopy(trial))

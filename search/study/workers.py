@@ -1,9 +1,11 @@
 """Running a study: worker processes that take trials until the study holds its target.
 
-Workers stop on a shared target of counted trials (finished, duplicates left out) rather than a
-per-worker quota. Before each trial a worker fails the trials of dead workers (`search.study.stale`)
-and Optuna's heartbeat-stale ones; when the trials still needed are all held by workers it cannot
-check, it waits out their heartbeat grace period (saying so) before leaving them to their holders.
+Workers stop on a shared target of counted trials (finished, duplicates and trials cut by the time limit
+left out) rather than a per-worker quota. Before each trial a worker fails the trials of dead workers
+(`search.study.stale`) and Optuna's heartbeat-stale ones; when the trials still needed are all held by
+workers it cannot check, it waits out their heartbeat grace period (saying so) before leaving them to their
+holders. A trial Ctrl-C interrupts is queued again at once, one the time limit cut when the study resumes
+(`requeue_cut`); worker processes end with the process that started them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +32,7 @@ from search.study.known import enqueue_known, known_recipes
 from search.study.objective import Objective
 from search.study.record import FINISHED, TrialRecord
 from search.study.settings import LOCAL_SETTINGS, StudyConfig
-from search.study.stale import fail_dead_trials, holder
+from search.study.stale import fail_dead_trials, holder, retry_interrupted
 from search.study.storage import check_split, create_study, default_storage_url, load_study
 
 MAX_UNTRAINED_IN_A_ROW = 10
@@ -69,8 +72,20 @@ QUIET_INTERRUPTS = _QuietInterrupts()
 
 
 def count_trials(study: optuna.Study) -> int:
-    """Trials that count towards the study's target: finished, duplicates (never trained) left out."""
+    """Trials that count towards the study's target (`TrialRecord.counts`): finished and trained."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=FINISHED) if TrialRecord.from_trial(t).counts)
+
+
+def requeue_cut(study: optuna.Study) -> list[int]:
+    """Queue again, with their sampled parameters, the trials the time limit cut that no trial reran yet
+    (they do not count: a resume runs them to their end); returns their numbers."""
+    trials = study.get_trials(deepcopy=False)
+    rerun = {TrialRecord.from_trial(t).rerun_of for t in trials}
+    cut = [t for t in trials if TrialRecord.from_trial(t).time_limit and t.number not in rerun]
+    for trial in cut:
+        known = {k: v for k, v in trial.user_attrs.items() if k == "known_recipe"}
+        study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number, **known})
+    return [t.number for t in cut]
 
 
 def _say(message: str) -> None:
@@ -105,6 +120,22 @@ def pace(study: optuna.Study, n_trials: int) -> str | None:
     return f"{ratio:.0f} s here per T4 s; ~{_duration(left)} to go"
 
 
+def no_completed(study: optuna.Study) -> str:
+    """The line of a study without a completed trial: when the time limit cut one, how long it took here and
+    what would let a whole trial fit (a larger --time-limit, or shorter trials)."""
+    cut = [r for r in map(TrialRecord.from_trial, study.get_trials(deepcopy=False, states=FINISHED))
+           if r.time_limit and r.epochs_run and r.wall_s]
+    if not cut:
+        return f"study {study.study_name!r} has no completed trial yet"
+    r = max(cut, key=lambda r: r.epochs_run)  # the one that got furthest
+    planned = max(r.epochs_planned or 0, r.epochs_run)
+    whole = r.wall_s / r.epochs_run * planned
+    return (f"study {study.study_name!r} has no completed trial yet: the time limit cut trial {r.number} after "
+            f"{r.epochs_run} of its {planned} epochs ({_duration(r.wall_s)} of training here; all {planned} would take "
+            f"~{_duration(whole)}): give a --time-limit well above {_duration(whole)}, or a smaller --trial-budget or "
+            "--max-epochs")
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
@@ -123,11 +154,13 @@ def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, 
         torch.set_num_threads(threads)
     quiet_optuna()
     study, cfg = load_study(study_name, storage_url, overrides)
-    objective = Objective(cfg, run_dir, data, stop_at=stop_at)
+    objective = Objective(cfg, run_dir, data, stop_at=stop_at, progress=progress)
     if data is None:
         check_split(study, objective.data)
     bar = tqdm(total=n_trials, initial=min(count_trials(study), n_trials), desc=f"study {study_name}",
                unit="trial", disable=not progress)
+    if progress:
+        objective.status = lambda text: _show(bar, study, text)
     try:
         _run_trials(study, objective, n_trials, cfg, bar)
     finally:  # closed before a Ctrl-C or an error is reported, not after it at exit
@@ -155,7 +188,11 @@ def _run_trials(study: optuna.Study, objective: Objective, n_trials: int, cfg: S
             time.sleep(cfg.heartbeat_interval)
             continue
         deadline = None
-        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=1, gc_after_trial=True)
+        except KeyboardInterrupt:  # Optuna failed the trial it was running: queued again, as a dead worker's is
+            retry_interrupted(study, objective.last_trial)
+            raise
         gc.collect()
         if objective.untrained_in_a_row >= MAX_UNTRAINED_IN_A_ROW:
             _say(f"{objective.untrained_in_a_row} proposals in a row were not trained (repeats of trained trials, or "
@@ -169,18 +206,39 @@ def _run_trials(study: optuna.Study, objective: Objective, n_trials: int, cfg: S
             _say(f"trial {objective.last_trial} done: {measured}")
 
 
+def _show(bar: tqdm, study: optuna.Study, status: str) -> None:
+    """The running trial's `status` on the study's bar, after the study's best score."""
+    best = _best_score(study)
+    bar.set_postfix_str(status if best is None else f"best={best:.3f}, {status}")
+
+
 def _best_score(study: optuna.Study) -> float | None:
     scores = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     return max(scores) if scores else None
 
 
 def _worker_entry(storage_url: str, study_name: str, n_trials: int, run_dir: str, overrides: dict, threads: int,
-                  stop_at: float | None) -> None:
+                  stop_at: float | None, parent: int | None = None) -> None:
+    tqdm.set_lock(threading.RLock())  # not tqdm's semaphore: a killed worker would leave it to a shutdown warning
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # interrupted as `_stop` says, even if started ignoring it
+    if parent is not None:
+        _stop_with(parent)
     try:
         run_worker(storage_url, study_name, n_trials, Path(run_dir), overrides, progress=False, threads=threads,
                    stop_at=stop_at)
     except KeyboardInterrupt:  # Ctrl-C reaches every worker: Optuna has failed its trial; the parent says so once
         sys.exit(INTERRUPTED)
+
+
+def _stop_with(parent: int) -> None:
+    """Interrupt this worker (its trial failed and queued again, as by Ctrl-C) once its `parent` process is
+    gone: a killed `search` must not leave its workers training. A daemon thread checks every second."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 INTERRUPTED = 130
@@ -206,11 +264,14 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
     run_dir = Path(run_dir)
     storage_url = storage_url or default_storage_url(run_dir)
     workers = default_workers(cfg.device) if workers is None else workers
-    data = StudyData(cfg)
+    data = StudyData(cfg, progress=progress)
     data.val_fingerprint()  # decodes the images: an unreadable one is refused before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     study = create_study(cfg, study_name, storage_url)
     check_split(study, data)
+    if count_trials(study) < n_trials:
+        for number in requeue_cut(study):
+            _say(f"trial {number} was cut by the time limit: it does not count and runs again first")
     if recipes and not study.trials:
         for known in enqueue_known(study, cfg, data, recipes):
             cv = known.cv
@@ -233,7 +294,8 @@ def _run_processes(study: optuna.Study, storage_url: str, n_trials: int, run_dir
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker_entry, args=(storage_url, study.study_name, n_trials, str(run_dir),
-                                                     {**overrides, "device": worker_device(device, i)}, threads, stop_at))
+                                                     {**overrides, "device": worker_device(device, i)}, threads,
+                                                     stop_at, os.getpid()))
              for i in range(workers)]
     for p in procs:
         p.start()

@@ -30,7 +30,7 @@ high learning rate, and the weights of a run that ends annealed score better tha
 def validation_score(per_target: dict[str, dict[str, float]]) -> float:
     """One number to keep the best snapshot by, higher is better: the mean over targets of the correlation
     score (max(PLCC,0)+max(SRCC,0)+max(KRCC,0))/3, or of pair accuracy for preference pairs."""
-    values = [m["pair_acc"] if "pair_acc" in m else m["corr_score"] for m in per_target.values()]
+    values = [m["corr_score"] if "corr_score" in m else m["pair_acc"] for m in per_target.values()]
     return float(sum(values) / len(values))
 
 
@@ -88,11 +88,3 @@ class BestSnapshot:
         """Load the best snapshot into `model` (nothing when no epoch was validated)."""
         if self._state is not None:
             model.load_state_dict(self._state)
-
-    def describe(self) -> str:
-        """One line: the best validated epoch and score, and the curve at a glance."""
-        if not self.curve:
-            return "no validation"
-        shown = self.curve if len(self.curve) <= 12 else [self.curve[round(i * (len(self.curve) - 1) / 11)] for i in range(12)]
-        return (f"best validation score {self.best_score:.4f} at epoch {self.best_epoch} of {self.curve[-1][0]}; "
-                "curve " + ", ".join(f"{e}: {s:.3f}" for e, s in shown))
