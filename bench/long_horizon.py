@@ -201,6 +201,8 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[6, 24, 96, 384],
                         help="training lengths in epochs (x1, x4, x16, x64 of a 6-epoch trial)")
     parser.add_argument("--only", nargs="+", default=None, help="run only these proxies (names as in the table)")
+    parser.add_argument("--arms", nargs="+", choices=("part", "all", "checked"), default=("part", "all", "checked"),
+                        help="which runs (\"checked\" at the longest length only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
@@ -223,7 +225,7 @@ def main() -> None:
     tasks = [Task(name, spec.to_dict(), length, arm, args.seed, dataset, root, args.cache_dir, args.batch_size,
                   args.device)
              for length in sorted(args.lengths) for name, spec in specs.items()
-             for arm in ("part", "all") + (("checked",) if length == longest else ())]
+             for arm in ("part", "all") + (("checked",) if length == longest else ()) if arm in args.arms]
     test = split(_data(tasks[0], next(iter(specs.values())).input.resize), args.seed)[1]  # decodes the cache once
     results = earlier_rows(Path(args.out)) if args.out else []
     done = {(r["proxy"], r["length"], r["arm"], r["seed"]) for r in results}

@@ -1,5 +1,5 @@
-"""The final retrain's schedule, chosen from the candidate's own validation curve: a number of epochs,
-or "fill" (train until the notebook's deadline).
+"""The final retrain's schedule, chosen from the candidate's own validation curve: a number of epochs
+(or "fill", train until the notebook's deadline, when asked for).
 
 A trial trains the epochs its T4 budget gave it (often minutes of the 2.5 T4 hours the notebook may
 spend) with its learning rate decayed to zero at its last epoch, which flattens the end of any curve.
@@ -8,10 +8,14 @@ and the trial's curve is the measurement of it. The rule (`choose_schedule`):
 
 - no curve of at least `MIN_CURVE` finite scores (a scratch variant keeps none): `SCALE` x the trial's
   epochs, the rule export always used (more data, no early look at validation);
-- still rising, so "fill": the least-squares slope of the score over the last third of the curve (at
-  least `MIN_CURVE` epochs) is positive with a one-sided p-value under `RISING_P` by Student's t on n - 2
+- still rising: the least-squares slope of the score over the last third of the curve (at least
+  `MIN_CURVE` epochs) is positive with a one-sided p-value under `RISING_P` by Student's t on n - 2
   degrees of freedom (the standard error from the points' scatter about the line: the epoch-to-epoch
-  noise). With the 3 points of a short trial's tail that asks t > 6.3, not 2: few points prove little;
+  noise; with the 3 points of a short trial's tail that asks t > 6.3, not 2: few points prove little).
+  The schedule is then `RISING_SCALE` x the trial's epochs, not "fill": measured at length
+  (bench/long_horizon.py, bench/NOTES.md "The training that is scored, at length"), a fragments model
+  trained 4 x a 6-epoch trial scored best on prompts no run saw, and 16 x scored less, at the end of its
+  schedule and by every strategy, so thousands of epochs until the deadline are no safe extrapolation;
 - otherwise it stopped rising at the first epoch whose score is within one noise level (the residual
   sd of that fit) of the curve's best, and the schedule is `SCALE` x that epoch.
 
@@ -36,6 +40,9 @@ from search.train.retrain import FILL, duration, wanted_epochs
 SCALE = 2
 """Final epochs per trial epoch when the schedule is a number: the final retrain sees more data and no
 validation, so it trains longer than the epoch it scales."""
+RISING_SCALE = 4
+"""Final epochs per trial epoch when the trial's score was still rising at its end: the length that
+scored best at length on held-out prompts (bench/NOTES.md, "The training that is scored, at length")."""
 MIN_CURVE = 3
 """The fewest epochs a curve (and its last third) needs to say anything: a line through 3 points has
 one degree of freedom for its noise."""
@@ -104,8 +111,10 @@ def choose_schedule(curve: Sequence[float], trial_epochs: int) -> Schedule:
     evidence = (f"t = {slope / se:.1f} on {len(tail) - 2} degrees of freedom, one-sided p = {p:.3f}" if se
                 else "no scatter about the line")
     if slope > 0 and p < RISING_P:
-        return Schedule(FILL, trial_epochs, f"the validation score was still rising {where} "
-                                            f"({slope:+.4f}/epoch, {evidence}): more epochs should pay")
+        return Schedule(RISING_SCALE * trial_epochs, trial_epochs,
+                        f"the validation score was still rising {where} ({slope:+.4f}/epoch, {evidence}): "
+                        f"{RISING_SCALE} x the trial's {trial_epochs} epochs, the length that paid best when measured "
+                        "at length (longer scored less)")
     stop = int(np.argmax(scores >= scores.max() - noise)) + 1
     return Schedule(SCALE * stop, min(SCALE * stop, trial_epochs),
                     f"the validation score was not clearly rising at the end ({slope:+.4f}/epoch {where}, "

@@ -28,7 +28,7 @@ from results import export as export_module
 from results.export import export_submission
 from results.notebook import generated_code
 from results.candidates import candidate_recipe
-from results.schedule import Schedule
+from results.schedule import RISING_SCALE, Schedule
 from run_search import error_message, main
 from search.budget import BudgetModel
 from search.checkpoint import load_checkpoint
@@ -188,26 +188,27 @@ def _settings(notebook: Path) -> tuple[str, dict]:
     return source, scope
 
 
-@pytest.mark.parametrize("curve, epochs", [([0.2, 0.4, 0.6], "fill"), ([0.3, 0.6, 0.5], 4)],
+@pytest.mark.parametrize("curve, scale", [([0.2, 0.4, 0.6], RISING_SCALE), ([0.3, 0.6, 0.5], None)],
                          ids=["still-rising", "stopped-rising"])
-def test_the_schedule_follows_the_trial_curve(tiny_study, tmp_path, curve, epochs):
-    """A trial whose validation score still rose at its end is exported to fill the deadline; one that
-    peaked at epoch 2 of 3 trains 2 x 2 epochs, and its notebook asks for that number."""
+def test_the_schedule_follows_the_trial_curve(tiny_study, tmp_path, curve, scale):
+    """A trial whose validation score still rose at its end is exported for 4 x its epochs (never "fill": longer
+    scored less when measured at length); one that peaked at epoch 2 of 3 trains 2 x 2 epochs; the notebook asks
+    for that number."""
     study, cfg, _ = tiny_study
     number = study.get_trials(states=(TrialState.COMPLETE,))[0].number
+    epochs = 4 if scale is None else scale * candidate_recipe(number, study).train.epochs
     result = export_submission(_with_curve(study, number, curve), cfg, tmp_path, "T", trial=number, date="20261122",
                                smoke=True)
     chosen = result.summary["schedule"]
     assert chosen["epochs"] == epochs and json.loads((tmp_path / "export" / "export.json").read_text())["schedule"] == chosen
     source, settings = _settings(result.notebook)
     how = (tmp_path / "export" / "HOW_TO_RUN.md").read_text()
-    if epochs == "fill":
-        assert settings["EPOCHS"] == "fill" and 'EPOCHS = "fill"' in source and "still rising" in source
-        assert "**Schedule.** `EPOCHS` in Settings: fill (train until DEADLINE_S)" in how
-    else:
-        assert settings["EPOCHS"] == result.summary["planned_epochs"]  # the plan's epochs (smoke: 1), a number
+    assert settings["EPOCHS"] == result.summary["planned_epochs"]  # the plan's epochs (smoke: 1), a number
+    assert f"**Schedule.** `EPOCHS` in Settings: {epochs} epochs" in how
+    if scale is None:
         assert "not clearly rising" in source and "epoch 2: 2 x 2 epochs" in chosen["reason"]
-        assert f"**Schedule.** `EPOCHS` in Settings: {epochs} epochs" in how
+    else:
+        assert "still rising" in source and f"{RISING_SCALE} x the trial's" in chosen["reason"]
 
 
 def test_export_epochs_fill_on_the_command_line_fills_the_export_budget(tiny_study, tmp_path, monkeypatch, capsys):

@@ -176,7 +176,7 @@ FINALS = {
     "refit": "the holdout run in half the time, then all labelled data for the epochs where it validated best",
 }
 """The final-training strategies by name, each in a few words (`retrain`; bench/long_horizon.py measures them)."""
-DEFAULT_FINAL = "holdout"
+DEFAULT_FINAL = "all"
 """What export and the notebook use unless told: bench/NOTES.md, "The training that is scored, at length"."""
 
 
