@@ -13,9 +13,9 @@ and the trial's curve is the measurement of it. The rule (`choose_schedule`):
   degrees of freedom (the standard error from the points' scatter about the line: the epoch-to-epoch
   noise; with the 3 points of a short trial's tail that asks t > 6.3, not 2: few points prove little).
   The schedule is then `RISING_SCALE` x the trial's epochs, not "fill": measured at length
-  (bench/long_horizon.py, bench/NOTES.md "The training that is scored, at length"), a fragments model
-  trained 4 x a 6-epoch trial scored best on prompts no run saw, and 16 x scored less, at the end of its
-  schedule and by every strategy, so thousands of epochs until the deadline are no safe extrapolation;
+  (bench/long_horizon.py, bench/NOTES.md "The training that is scored, at length"), the 300K fragments
+  recipe trained 4 x a 6-epoch trial scored best on prompts no run saw and 16 x scored less (a 1.1M one
+  still gained at 16 x), so thousands of epochs until the deadline are no safe extrapolation;
 - otherwise it stopped rising at the first epoch whose score is within one noise level (the residual
   sd of that fit) of the curve's best, and the schedule is `SCALE` x that epoch.
 
@@ -42,7 +42,8 @@ SCALE = 2
 validation, so it trains longer than the epoch it scales."""
 RISING_SCALE = 4
 """Final epochs per trial epoch when the trial's score was still rising at its end: the length that
-scored best at length on held-out prompts (bench/NOTES.md, "The training that is scored, at length")."""
+scored best on held-out prompts for the 300K recipes (bench/NOTES.md, "The training that is scored, at
+length"; a 1.1M model still gained at 16 x)."""
 MIN_CURVE = 3
 """The fewest epochs a curve (and its last third) needs to say anything: a line through 3 points has
 one degree of freedom for its noise."""
@@ -113,8 +114,8 @@ def choose_schedule(curve: Sequence[float], trial_epochs: int) -> Schedule:
     if slope > 0 and p < RISING_P:
         return Schedule(RISING_SCALE * trial_epochs, trial_epochs,
                         f"the validation score was still rising {where} ({slope:+.4f}/epoch, {evidence}): "
-                        f"{RISING_SCALE} x the trial's {trial_epochs} epochs, the length that paid best when measured "
-                        "at length (longer scored less)")
+                        f"{RISING_SCALE} x the trial's {trial_epochs} epochs, the length that paid best for the 300K "
+                        "recipes when measured at length (16 x scored less)")
     stop = int(np.argmax(scores >= scores.max() - noise)) + 1
     return Schedule(SCALE * stop, min(SCALE * stop, trial_epochs),
                     f"the validation score was not clearly rising at the end ({slope:+.4f}/epoch {where}, "
