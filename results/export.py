@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -52,7 +53,7 @@ from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from results.submission import trained_line, trained_summary
 from search.train.retrain import (
-    FILL, FINALS, Deadline, RetrainPlan, StepCosts, budget_costs, check_final, duration, epoch_steps, plan_retrain,
+    FILL, FINALS, Deadline, RetrainPlan, StepCosts, budget_costs, check_final, duration, plan_retrain,
     planned, wanted_epochs,
 )
 from search.study import StudyConfig, StudyData
@@ -235,14 +236,13 @@ def retrain_deadline(profile: Profile, schedule: Schedule, smoke: bool, time_lim
 def outlook(recipe: Recipe, name: str, schedule: Schedule, plan: RetrainPlan, final: str, here: StepCosts,
             n_items: int, deadline: Deadline | None) -> str:
     """What the retrain will do, said before it starts: the schedule, what it means on the T4 (by the budget
-    model) and here (at the pace `here` measured on this machine), and what ends it here."""
-    epoch_here = epoch_steps(n_items, recipe.train) * here.step_s
-    here_s = plan.epochs * epoch_here + plan.pretrain_epochs * epoch_steps(n_items, recipe.train) * here.pretrain_step_s
+    model) and here (the same epochs planned at the pace `here` measured on this machine), and what ends it here."""
+    local = plan_retrain(recipe, n_items, n_items, here, math.inf, plan.epochs, plan.epochs)
     ends = ("no clock: it runs its planned epochs" if deadline is None else
             f"it ends by {duration(deadline.left())} from now (--time-limit, or the notebook's deadline for fill)")
     return (f"export retrains {name}: schedule {schedule.what}; on a T4: {plan.epochs} epochs, "
-            f"{duration(plan.seconds)} by the budget model; here: {epoch_here:.1f} s/epoch ({here.source}), so "
-            f"{duration(here_s)} for those epochs, and {ends}; final training: {final}, {FINALS[final]}")
+            f"{duration(plan.seconds)} by the budget model; here: {local.epoch_s:.1f} s/epoch ({here.source}), so "
+            f"{duration(local.seconds)} for those epochs, and {ends}; final training: {final}, {FINALS[final]}")
 
 
 def _check_writable(out: Path) -> None:
