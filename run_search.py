@@ -117,6 +117,11 @@ def _epochs(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or {FILL!r}, got {text!r}") from None
 
 
+def _members(text: str) -> int | str:
+    """An argparse type: "auto", or a whole number of ensemble members >= 1."""
+    return text if text == "auto" else _number(int, 1)(text)
+
+
 def _duration(text: str) -> float:
     """An argparse type: a positive duration in seconds, given as `90`, `90s`, `45m` or `2h`."""
     unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower())
@@ -324,7 +329,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from results.confirm import confirm, confirm_seconds
-    from results.export import export_submission
+    from results.export import ExportOptions, export_submission
 
     from compress.variants import VariantStore
 
@@ -333,27 +338,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     _require_completed(study)
     variants = VariantStore(storage, study.study_name).frame()
     named = args.trial is not None or args.variant is not None
-    missing, seconds = (0, 0.0) if named or cfg.pairs or args.no_confirm else confirm_seconds(
+    missing, seconds = (0, 0.0) if named or not cfg.task.confirmable or args.no_confirm else confirm_seconds(
         study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes)
     if missing:
-        share = "" if limit is None else f", within half the time limit ({duration(limit.seconds / 2)})"
+        share = ("" if limit is None else f"; this run confirms for at most half the time limit "
+                 f"({duration(limit.seconds / 2)}) and a later export resumes the rest")
         print(f"confirming the {args.confirm_top} best candidates on {args.confirm_folds} prompt-grouped folds before "
               f"export: {missing} fold trainings, about {duration(seconds)} here by their trials' times{share} "
               "(`run_search.py confirm`; --no-confirm skips it)")
         confirm(study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes,
                 time_limit=None if limit is None else Deadline(limit.left() / 2))
-    result = export_submission(study, cfg, run_dir, args.team, trial=args.trial, epochs=args.epochs, date=args.date,
-                               teacher=args.teacher, distill_weight=args.distill_weight,
-                               variants=variants, variant=args.variant,
-                               reference_sizes_m=args.reference_sizes, final=args.final, time_limit=limit)
+    options = ExportOptions(args.team, trial=args.trial, variant=args.variant, epochs=args.epochs, date=args.date,
+                            teacher=args.teacher, distill_weight=args.distill_weight,
+                            reference_sizes_m=args.reference_sizes, final=args.final, time_limit=limit,
+                            members=args.members)
+    result = export_submission(study, cfg, run_dir, options, variants=variants)
     s = result.summary
     estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
     print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
-    print(f"  params {s['params']:,}{estimate}  retrain here {s['measured_retrain_s']:.0f}s")
+    print(f"  params {s['params']:,}{estimate}  retrain here {s['measured_retrain_s']:.0f}s; members: {s['members']['why']}")
     print(f"  {s['trained']['line']}")
     if args.time_limit and "time budget" in s["trained"]["stop"]:
-        print(f"  note: --time-limit left the retrain here {s['trained']['epochs_run']} of {s['planned_epochs']} planned "
-              "epochs: these weights are a check of the flow, not a submission; the notebook trains on the T4 as planned")
+        ran = " + ".join(map(str, s["trained"]["member_epochs"])) or s["trained"]["epochs_run"]
+        print(f"  note: --time-limit left the retrain here {ran} of {s['planned_epochs']} planned epochs"
+              f"{' per member' if s['trained']['member_epochs'] else ''}: these weights are a check of the flow, not a "
+              "submission; the notebook trains on the T4 as planned")
     print(f"  schedule {s['schedule']['epochs']}: {s['schedule']['reason']}")
     print(f"  estimated T4 time {s['estimated_t4_s'] / 60:.1f} min by {s['estimate_source']}; the notebook measures "
           "its own pace on the machine it runs on and refits the epochs to its deadline")
@@ -368,6 +377,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from search.profiles import get_profile
 
     study, cfg, run_dir, storage = _open(args, _root(args))
+    cfg.task.require("confirmable", study.study_name)
     _require_completed(study)
     ranked = confirm(study, cfg, args.top, args.folds, VariantStore(storage, study.study_name).frame(),
                      args.reference_sizes)
@@ -612,6 +622,10 @@ def _add_export(sub) -> None:
                    help=("how the scored training (export's retrain and the notebook's) ends: "
                          + "; ".join(f"{k}: {v}" for k, v in FINALS.items())
                          + f" (default: {DEFAULT_FINAL}; all for a pairs study)").replace("%", "%%"))
+    p.add_argument("--members", type=_members, default="auto", metavar="auto|N",
+                   help="train N networks of the candidate apart and submit their averaged scores (an ensemble, its "
+                        "parameters counted in full); auto: 2 where they earn the size points of one and fit the T4 "
+                        "budget, else 1 (default: auto)")
     p.add_argument("--time-limit", type=_duration, default=None,
                    help="bound this command here (e.g. 30m): confirm gets at most half, the retrain ends by the limit; "
                         "the notebook's schedule is unchanged (default: none; fill then retrains until the profile's "

@@ -11,6 +11,7 @@ interrupted run resumes) and none over the profile's caps is recorded.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -52,9 +53,7 @@ def chosen_trials(study: optuna.Study, trials: Sequence[int] | None = None) -> l
 
 def scratch_recipe(trial: TrialRecord, spec: ArchSpec) -> Recipe:
     """`spec` with `trial`'s training recipe: its `TrainConfig` (seed included) for the epochs it planned."""
-    train = trial.trained().train
-    train.epochs = trial.epochs_planned
-    return Recipe(spec, train)
+    return Recipe(spec, replace(trial.trained().train, epochs=trial.epochs_planned))
 
 
 class _Stage:
@@ -130,12 +129,8 @@ def _finetune_config(trial: TrialRecord, epochs: int | None, steps: int) -> Trai
     are trained already), for one of `steps` pruning steps: `epochs` (default: a quarter of the epochs
     the trial ran, at least 1) shared out over the steps, at least 1 each."""
     cfg = trial.trained().train
-    cfg.lr *= 0.3
-    cfg.warmup_epochs = 0.0
-    cfg.pretrain_epochs = 0
     total = epochs if epochs is not None else max(1, (trial.epochs_run or 4) // 4)
-    cfg.epochs = max(1, round(total / steps))
-    return cfg
+    return replace(cfg, lr=cfg.lr * 0.3, warmup_epochs=0.0, pretrain_epochs=0, epochs=max(1, round(total / steps)))
 
 
 def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage_url: str,
@@ -146,9 +141,7 @@ def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage
     steps), retrain each pruned spec from scratch, and quantize the candidates
     (`chosen_trials(study, trials)`); returns every recorded variant of the study
     (`compress.variants.list_variants`)."""
-    if cfg.pairs:
-        raise ValueError(f"compress does not handle preference-pair studies yet (its fine-tuning and scratch variants "
-                         f"train on MOS): export a trial directly, `run_search.py export --study {study.study_name}`")
+    cfg.task.require("compressible", study.study_name)  # its fine-tuning and scratch variants train on MOS
     if not all(0 < r < 1 for r in ratios):
         raise ValueError(f"pruning ratios must lie in (0, 1), got {ratios}")
     run_dir = Path(run_dir)

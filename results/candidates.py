@@ -10,7 +10,8 @@ parameter count the challenge ranks. Nothing over the profile's caps is ranked.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import numpy as np
 import optuna
@@ -30,37 +31,69 @@ EXPORTABLE = ("trial", "scratch")
 """Kinds a from-scratch notebook reproduces."""
 COMPOSITE_COLUMNS = ("composite", "performance_points", "size_points", "size_percentile", "size_tier")
 CONFIRM_ATTR = "confirm"
-"""The study's user attribute holding confirmed fold scores (`results.confirm`): {candidate id: {"folds": k,
-"scores": {fold: score}}}."""
+"""The study's user attribute holding confirmed run scores (`results.confirm`): {candidate id: {"protocol": name,
+"k": k, "scores": {run index: score}}} (a study confirmed before seeds existed stores {"folds": k, "scores": ...})."""
 PROTOCOL_ATTR = "confirm_protocol"
-"""The study's user attribute naming the protocol its finalists are compared under: {"folds": k}."""
+"""The study's user attribute naming the protocol its finalists are compared under: `Protocol.to_attr`."""
 CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "finalist")
 
 
-def confirm_folds(study: optuna.Study) -> int | None:
-    """The folds of the study's confirm protocol (what `confirm` last ran with; for a study confirmed before
-    the protocol was stored, the most folds any candidate has), or None when nothing was confirmed."""
-    stored = study.user_attrs.get(PROTOCOL_ATTR, {}).get("folds")
+@dataclass(frozen=True)
+class Protocol:
+    """How `results.confirm` retrains each finalist k times, each run with its own seed shared by every candidate:
+    "folds", k prompt-grouped folds of the study's training and validation images (a run trains on (k-1)/k of
+    them and scores the rest); "seeds", k seeds on the study's own split (a run trains on its training part and
+    scores its validation part). Scores of one protocol (name and k) are never compared with another's."""
+
+    name: str
+    k: int
+    NAMES: ClassVar[tuple[str, ...]] = ("folds", "seeds")
+
+    def __post_init__(self) -> None:
+        if self.name not in self.NAMES or int(self.k) < 2:
+            raise ValueError(f"a confirm protocol is one of {', '.join(self.NAMES)} with k >= 2, got {self.name!r} "
+                             f"with k {self.k}")
+
+    def to_attr(self) -> dict:
+        return {"protocol": self.name, "k": int(self.k)}
+
+    @classmethod
+    def of(cls, entry: dict) -> "Protocol | None":
+        """The protocol a stored `PROTOCOL_ATTR` or `CONFIRM_ATTR` entry names (an older {"folds": k}: folds)."""
+        if "k" in entry:
+            return cls(entry.get("protocol", "folds"), int(entry["k"]))
+        return cls("folds", int(entry["folds"])) if entry.get("folds") else None
+
+    def __str__(self) -> str:
+        return f"{self.k} {self.name}"
+
+
+def confirm_protocol(study: optuna.Study) -> Protocol | None:
+    """The study's confirm protocol (what `confirm` last ran with; for a study confirmed before the protocol was
+    stored, folds, as many as any candidate has most), or None when nothing was confirmed."""
+    stored = Protocol.of(study.user_attrs.get(PROTOCOL_ATTR, {}))
     if stored is not None:
-        return int(stored)
+        return stored
     folds = [entry.get("folds", 0) for entry in study.user_attrs.get(CONFIRM_ATTR, {}).values()]
-    return max(folds) if folds else None
+    return Protocol("folds", max(folds)) if folds and max(folds) >= 2 else None
 
 
 def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
-    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of folds, NaN where a row has
-    none under the study's protocol, and `finalist`: all the protocol's folds are stored). Scores stored for
-    another number of folds are left out (fold counts never mix); a part-way confirm shows its folds but
-    is no finalist until it is resumed."""
+    """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of runs, NaN where a row has
+    none under the study's protocol, and `finalist`: all the protocol's runs are stored). Scores stored under
+    another protocol (another name or k) are left out (protocols never mix); a part-way confirm shows its runs
+    but is no finalist until it is resumed."""
     frame = frame.copy()
-    folds = confirm_folds(study)
+    protocol = confirm_protocol(study)
+    k = protocol.k if protocol else None
     stored = study.user_attrs.get(CONFIRM_ATTR, {})
-    scores = [list(entry.get("scores", {}).values()) if (entry := stored.get(cid, {})).get("folds") == folds else []
+    scores = [list(entry.get("scores", {}).values())
+              if protocol is not None and Protocol.of(entry := stored.get(cid, {})) == protocol else []
               for cid in frame["id"]]
     frame["confirm_mean"] = [float(np.mean(s)) if s else np.nan for s in scores]
     frame["confirm_sd"] = [float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores]
     frame["confirm_n"] = [len(s) if s else np.nan for s in scores]
-    frame["finalist"] = [bool(s) and len(s) == folds for s in scores]
+    frame["finalist"] = [bool(s) and len(s) == k for s in scores]
     return frame
 
 
@@ -118,10 +151,10 @@ def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequ
 
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
     """The one ranking (the search summary, compress --top, confirm, report, export and the paper read it):
-    rows with a composite estimate; the finalists (confirmed under the study's protocol: the same folds,
+    rows with a composite estimate; the finalists (confirmed under the study's protocol: the same runs,
     share of data and epochs) first, by their confirmed composite, then the single-run rows apart, by theirs,
-    never interleaved (a single score is one draw, the top of many draws biased high; a fold mean is biased
-    low, so the two are not compared). Ties: RMSE, then size, as the challenge breaks them. Adds
+    never interleaved (a single score is one draw, the top of many draws biased high; a confirmed mean is not,
+    and a fold mean is biased low, so the two are not compared). Ties: RMSE, then size, as the challenge breaks them. Adds
     `exportable` (the kind can be trained from scratch) and `export` (what export takes by default: the
     first exportable finalist, else the first exportable row)."""
     ranked = frame[frame["composite"].notna()].copy()

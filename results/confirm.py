@@ -1,18 +1,22 @@
-"""Confirmation before export: the top of the ranking retrained on prompt-grouped folds.
+"""Confirmation before export: the top of the ranking retrained k times under one protocol.
 
 One trial is one seed on one validation split, and the seed spread of one recipe (0.025 on average,
 0.073 at most, bench/NOTES.md) is about the size of the differences between architectures, so the top
 of a ranking by single runs is partly noise. `confirm` retrains each of the `top` best exportable
-candidates from scratch with its recipe (its planned epochs) on `folds` prompt-grouped folds of the
-study's training and validation images (the test prompts stay out), each fold with its own seed shared
-by every candidate, and stores the fold scores in the study (`CONFIRM_ATTR`) and the protocol
-(`PROTOCOL_ATTR`). The finalists are the `top` best by their single-run composite
-(`results.candidates.finalists`), so the set settles; the ranking (`results.candidates.rank`) compares
-them with each other by their means, apart from the single-run rows, and export takes the best one. A
-resumed run skips the folds already stored; a part-way one counts for nothing until it is resumed.
+candidates from scratch with its recipe (its planned epochs) k times under one protocol
+(`results.candidates.Protocol`): "folds", k prompt-grouped folds of the study's training and validation
+images (the test prompts stay out), or "seeds", k seeds on the study's own split (trained on its training
+part, scored on its validation part); run i trains with its own seed, shared by every candidate. It stores
+the run scores in the study (`CONFIRM_ATTR`) and the protocol (`PROTOCOL_ATTR`). The finalists are the `top`
+best by their single-run composite (`results.candidates.finalists`), so the set settles; the ranking
+(`results.candidates.rank`) compares them with each other by their means, apart from the single-run rows,
+and export takes the best one. A resumed run skips the runs already stored; a part-way one counts for
+nothing until it is resumed. Which protocol predicts the test prompts better was measured
+(bench/protocol.py, bench/NOTES.md "Which confirm protocol predicts the test"): `DEFAULT_PROTOCOL`.
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +24,9 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
-from results.candidates import CONFIRM_ATTR, PROTOCOL_ATTR, candidate_recipe, finalists, ranked_candidates
+from results.candidates import (
+    CONFIRM_ATTR, PROTOCOL_ATTR, Protocol, candidate_recipe, finalists, ranked_candidates,
+)
 from search.data import grouped_kfold
 from search.device import resolve_device
 from search.profiles import get_profile
@@ -31,65 +37,90 @@ from search.train.retrain import Deadline
 from space import build_model
 
 FOLD_SEED = 1000
-"""Fold f trains with seed `study seed + FOLD_SEED + f`: the same for every candidate, apart from trials' seeds."""
+"""Run i of a protocol trains with seed `study seed + FOLD_SEED + i`: the same for every candidate, apart from
+trials' seeds."""
+DEFAULT_PROTOCOL = "folds"
+"""The protocol `confirm` (and export, which runs it) uses unless told otherwise (bench/NOTES.md, issue 32)."""
 
 
-def fold_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, folds: int, fold: int,
-               time_limit: Deadline | None = None) -> float | None:
-    """The profile's score of `recipe` trained from scratch on all folds but `fold` of the study's
-    training and validation images, scored on `fold`; None when `time_limit` ended its training before
-    its epochs ran (a shortened fold is not the protocol's, so it is not scored)."""
-    size = recipe.spec.input.resize
+def protocol_parts(proto: Protocol, cfg: StudyConfig, data: StudyData, size: int,
+                   index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, scored) indices into `data.all(size)` of run `index` of `proto`: for folds, all folds of the
+    study's training and validation images but fold `index`, and fold `index`; for seeds, the study's own
+    training and validation parts."""
     train, val, _ = data.split(size)
+    if proto.name == "seeds":
+        return train, val
     pool = np.concatenate([train, val])
-    everything = data.all(size)
-    groups = np.asarray(everything.groups, dtype=object)[pool]
-    fit_idx, score_idx = grouped_kfold(groups, folds, seed=cfg.seed)[fold]
+    groups = np.asarray(data.all(size).groups, dtype=object)[pool]
+    fit_idx, score_idx = grouped_kfold(groups, proto.k, seed=cfg.seed)[index]
+    return pool[fit_idx], pool[score_idx]
+
+
+def run_seed(cfg: StudyConfig, index: int) -> int:
+    """The seed run `index` of every protocol trains with (`FOLD_SEED`)."""
+    return cfg.seed + FOLD_SEED + index
+
+
+def fold_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, proto: Protocol, index: int,
+               time_limit: Deadline | None = None) -> float | None:
+    """The profile's score of `recipe` trained from scratch as run `index` of `proto` (`protocol_parts`,
+    `run_seed`); None when `time_limit` ended its training before its epochs ran (a shortened run is not the
+    protocol's, so it is not scored)."""
+    fit, held = protocol_parts(proto, cfg, data, recipe.spec.input.resize, index)
+    return trained_score(recipe, cfg, data, fit, held, run_seed(cfg, index), time_limit)
+
+
+def trained_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, fit: np.ndarray, held: np.ndarray, seed: int,
+                  time_limit: Deadline | None = None) -> float | None:
+    """The profile's score on images `held` of `recipe` trained from scratch on images `fit` (indices into
+    `data.all(size)`) with `seed`; None when `time_limit` ended its training before its epochs ran."""
+    everything = data.all(recipe.spec.input.resize)
     task = cfg.task
-    fit, held = task.subset(everything, pool[fit_idx]), task.subset(everything, pool[score_idx])
-    train_cfg = recipe.train
-    train_cfg.seed = cfg.seed + FOLD_SEED + fold
+    train_cfg = copy.deepcopy(recipe.train)
+    train_cfg.seed = seed
     train_cfg.time_budget_s = None if time_limit is None else max(1e-3, time_limit.left())
     seed_everything(train_cfg.seed)
     model = build_model(recipe.spec)
     device = resolve_device(cfg.device)
-    if task.train(model, fit, None, train_cfg, device=device).epochs_run < train_cfg.epochs:
+    if task.train(model, task.subset(everything, fit), None, train_cfg, device=device).epochs_run < train_cfg.epochs:
         return None
-    metrics = task.evaluate(model, held, recipe.spec.input.crop, train_cfg.eval_views, device)
+    metrics = task.evaluate(model, task.subset(everything, held), recipe.spec.input.crop, train_cfg.eval_views, device)
     return float(get_profile(cfg.profile).score(metrics))
 
 
-def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, folds: int = 3, variants: pd.DataFrame | None = None,
+def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, k: int = 3, variants: pd.DataFrame | None = None,
             reference_sizes_m: Sequence[float] | None = None, progress: bool = True,
-            time_limit: Deadline | None = None) -> pd.DataFrame:
-    """Retrain the `top` best exportable candidates on `folds` prompt-grouped folds (the folds already
-    stored are kept) and return the ranking with their confirmed scores. With `time_limit`, no fold starts
-    that its candidate's trial time says would end after it (the rest stay missing, resumed later)."""
-    if top < 1 or folds < 2:
-        raise ValueError(f"confirm needs at least 1 candidate and 2 folds, got top {top} and folds {folds}")
+            time_limit: Deadline | None = None, protocol: str = DEFAULT_PROTOCOL) -> pd.DataFrame:
+    """Retrain the `top` best exportable candidates `k` times under `protocol` (a `Protocol` name; the runs already
+    stored under it are kept) and return the ranking with their confirmed scores. With `time_limit`, no run
+    starts that its candidate's trial time says would end after it (the rest stay missing, resumed later)."""
+    if top < 1 or k < 2:
+        raise ValueError(f"confirm needs at least 1 candidate and 2 runs, got top {top} and k {k}")
+    proto = Protocol(protocol, k)
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
     chosen = finalists(ranked, top)
     if not chosen:
         raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to confirm")
-    study.set_user_attr(PROTOCOL_ATTR, {"folds": folds})  # finalists are compared on these folds only
+    study.set_user_attr(PROTOCOL_ATTR, proto.to_attr())  # finalists are compared under this protocol only
     stored: dict = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
     data = StudyData(cfg, progress=progress)
     seconds = fold_seconds(ranked)
-    for cid, fold in tqdm(_missing(chosen, stored, folds), desc=f"confirm {study.study_name}", unit="fold",
-                          disable=not progress):
+    for cid, index in tqdm(_missing(chosen, stored, proto), desc=f"confirm {study.study_name} ({proto})", unit="run",
+                           disable=not progress):
         if time_limit is not None and seconds[cid] > time_limit.left():
-            tqdm.write(f"confirm stopped: a fold of {cid} takes about {seconds[cid]:.0f} s here, "
+            tqdm.write(f"confirm stopped: a run of {cid} takes about {seconds[cid]:.0f} s here, "
                        f"{max(0.0, time_limit.left()):.0f} s are left of the time limit (the rest resume later)")
             break
-        score = fold_score(candidate_recipe(cid, study, variants), cfg, data, folds, fold, time_limit)
+        score = fold_score(candidate_recipe(cid, study, variants), cfg, data, proto, index, time_limit)
         if score is None:
-            tqdm.write(f"confirm stopped: the time limit ended fold {fold} of {cid} before its epochs ran; it is not "
-                       "stored (the rest resume later)")
+            tqdm.write(f"confirm stopped: the time limit ended run {index} ({proto}) of {cid} before its epochs ran; "
+                       "it is not stored (the rest resume later)")
             break
-        if stored.get(cid, {}).get("folds") != folds:  # none yet, or stored for another number of folds
-            stored[cid] = {"folds": folds, "scores": {}}
-        stored[cid]["scores"][str(fold)] = score
-        study.set_user_attr(CONFIRM_ATTR, stored)  # after every fold: an interrupted run keeps what it did
+        if Protocol.of(stored.get(cid, {})) != proto:  # none yet, or stored under another protocol
+            stored[cid] = {**proto.to_attr(), "scores": {}}
+        stored[cid]["scores"][str(index)] = score
+        study.set_user_attr(CONFIRM_ATTR, stored)  # after every run: an interrupted confirm keeps what it did
     return ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
 
 
@@ -101,26 +132,28 @@ def fold_seconds(ranked: pd.DataFrame) -> dict[str, float]:
     return {cid: typical if pd.isna(w) else float(w) for cid, w in zip(ranked["id"], wall)}
 
 
-def confirm_seconds(study: optuna.Study, cfg: StudyConfig, top: int, folds: int, variants: pd.DataFrame | None = None,
-                    reference_sizes_m: Sequence[float] | None = None) -> tuple[int, float]:
-    """(folds still to run, about how many seconds they take here) of confirming the `top` best candidates."""
+def confirm_seconds(study: optuna.Study, cfg: StudyConfig, top: int, k: int, variants: pd.DataFrame | None = None,
+                    reference_sizes_m: Sequence[float] | None = None,
+                    protocol: str = DEFAULT_PROTOCOL) -> tuple[int, float]:
+    """(runs still to do, about how many seconds they take here) of confirming the `top` best candidates."""
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
-    missing = _missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}), folds)
+    missing = _missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}), Protocol(protocol, k))
     seconds = fold_seconds(ranked)
     return len(missing), sum(seconds[cid] for cid, _ in missing)
 
 
-def needs_confirming(study: optuna.Study, cfg: StudyConfig, top: int, folds: int, variants: pd.DataFrame | None = None,
-                     reference_sizes_m: Sequence[float] | None = None) -> bool:
-    """Whether one of the `top` best exportable candidates lacks `folds` stored fold scores."""
+def needs_confirming(study: optuna.Study, cfg: StudyConfig, top: int, k: int, variants: pd.DataFrame | None = None,
+                     reference_sizes_m: Sequence[float] | None = None,
+                     protocol: str = DEFAULT_PROTOCOL) -> bool:
+    """Whether one of the `top` best exportable candidates lacks `k` stored run scores under the protocol."""
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
-    return bool(_missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}), folds))
+    return bool(_missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}), Protocol(protocol, k)))
 
 
-def _missing(ids, stored: dict, folds: int) -> list[tuple[str, int]]:
-    """(candidate id, fold) of every fold of `ids` that `stored` lacks for `folds` folds (all of a
-    candidate's folds when its stored scores were for another number of folds)."""
-    def has(cid: str, fold: int) -> bool:
+def _missing(ids, stored: dict, proto: Protocol) -> list[tuple[str, int]]:
+    """(candidate id, run index) of every run of `ids` that `stored` lacks under `proto` (all of a candidate's
+    runs when its stored scores were under another protocol, or another k)."""
+    def has(cid: str, index: int) -> bool:
         entry = stored.get(cid, {})
-        return entry.get("folds") == folds and str(fold) in entry.get("scores", {})
-    return [(cid, f) for cid in ids for f in range(folds) if not has(cid, f)]
+        return Protocol.of(entry) == proto and str(index) in entry.get("scores", {})
+    return [(cid, i) for cid in ids for i in range(proto.k) if not has(cid, i)]

@@ -48,7 +48,8 @@ def study_note(study: optuna.Study, variants: pd.DataFrame | None) -> str:
              f"Written by `run_search.py report`; the learning curves are the Plots graph `{CURVES_ID}`.", ""]
     if variants is None or variants.empty:
         return "\n".join(lines + [f"None yet: `run_search.py compress --study {study.study_name}`."])
-    lines += ["| id | kind | made from | params | file bytes | score | change in score |", "|---|---|---|---:|---:|---:|---:|"]
+    lines += ["| id | kind | made from | params | file bytes | score | change in score |",
+              "|---|---|---|---:|---:|---:|---:|"]
     for _, v in variants.sort_values(["trial", "id"]).iterrows():
         parent = v["parent"] if isinstance(v.get("parent"), str) else f"trial {int(v['trial'])}"
         change = f"{v['d_score']:+.3f}" if pd.notna(v.get("d_score")) else "-"
@@ -74,7 +75,8 @@ def publish(study: optuna.Study, storage_url: str, profile: Profile, variants: p
             save_note(target, body)
 
 
-def dashboard_line(study: optuna.Study, storage_url: str, profile: Profile, variants: pd.DataFrame | None = None) -> str:
+def dashboard_line(study: optuna.Study, storage_url: str, profile: Profile,
+                   variants: pd.DataFrame | None = None) -> str:
     """Publish for optuna-dashboard when it is installed; one line saying what was stored or how to get it."""
     if importlib.util.find_spec("optuna_dashboard") is None:
         return INSTALL_HINT.format(url=storage_url)

@@ -18,12 +18,13 @@ epochs (if any) and, with `--teacher TRIAL`, the training of that trial's archit
 teacher (counted in the budget, not saved); a candidate or teacher over the caps, or a retrain that would
 not fit at the trial's epochs, is refused. The notebook's Settings say the schedule and why.
 
-A pairs study (`StudyConfig.pairs`) retrains from all its preference pairs (`search.train.pairs.train_pairs`,
-no teacher) and writes a pairs notebook: it trains from a CSV of pairs and writes the chosen image of
-every test pair.
+What differs between task kinds is the study's kind's (`StudyConfig.task`, `search.study.kinds`): a pairs
+study retrains from all its preference pairs (`search.train.pairs.train_pairs`, no teacher) and writes a pairs
+notebook, which trains from a CSV of pairs and writes the chosen image of every test pair.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import errno
 import json
@@ -33,6 +34,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,11 +43,11 @@ import pandas as pd
 from torch import nn
 
 from results.candidates import candidate_recipe, export_choice, ranked_candidates
-from results.notebook import notebook_task, write_notebook, write_run_files
+from results.notebook import write_notebook, write_run_files
 from results.schedule import Schedule, candidate_schedule
+from results.score import size_percentile, size_points
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
-from search.data.sources import is_combined, source_names
 from search.device import resolve_device
 from search.files import atomic_write
 from search.names import check_date, check_name
@@ -53,11 +55,39 @@ from search.profiles import Profile, get_profile
 from search.train.recipe import Recipe
 from results.submission import trained_line, trained_summary
 from search.train.retrain import (
-    FILL, FINALS, Deadline, RetrainPlan, StepCosts, budget_costs, check_final, duration, plan_retrain,
+    FILL, FINALS, Deadline, RetrainPlan, StepCosts, check_final, duration, plan_retrain,
     planned, wanted_epochs,
 )
-from search.study import StudyConfig, StudyData
+from search.study import Kind, StudyConfig, StudyData, kind_named
 from space import CapError, count_flops, count_params, spec_summary
+
+
+@dataclass
+class ExportOptions:
+    """What export is asked to do: the `export` command's options (`run_search.py export --help`)."""
+
+    team: str
+    trial: int | None = None
+    """The trial to export; None: the best exportable candidate of the ranking (or `variant`)."""
+    variant: str | None = None
+    """A compressed variant's id to export (its scratch variant); not with `trial`."""
+    epochs: int | str | None = None
+    """A number, or "fill"; None: the schedule the candidate's validation curve chooses."""
+    date: str | None = None
+    """YYYYMMDD of the file names; None: today."""
+    smoke: bool = False
+    """Tiny and quick: one epoch, one member, no clock, no progress (tests and the demo)."""
+    teacher: int | None = None
+    """A trial whose architecture is trained first, as a distillation teacher."""
+    distill_weight: float = 1.0
+    reference_sizes_m: Sequence[float] | None = None
+    """Competitors' model sizes in millions of parameters (the size percentile); None: the profile's."""
+    final: str | None = None
+    """How the scored training ends (`search.train.retrain.FINALS`); None: the task kind's."""
+    time_limit: Deadline | None = None
+    """The retrain here ends by it (the notebook's schedule is unchanged)."""
+    members: int | str = "auto"
+    """Networks of the candidate trained and averaged (`choose_members`)."""
 
 
 @dataclass
@@ -108,79 +138,122 @@ def export_recipe(study: optuna.Study, profile: Profile, variants: pd.DataFrame 
 
 
 def export_plan(recipe: Recipe, name: str, profile: Profile, budget: BudgetModel, n_images: int,
-                schedule: Schedule, smoke: bool, n_pairs: int | None = None) -> RetrainPlan:
+                schedule: Schedule, smoke: bool, kind: Kind | None = None, n_items: int | None = None) -> RetrainPlan:
     """The retrain's epochs by the T4 budget model: the `schedule`'s (for "fill", all that fit), fewer,
     down to `schedule.least`, where that would pass the profile's export budget. The test set is taken
-    to be as large as the training set. With `n_pairs`, an epoch is one pass over that many preference
-    pairs (two images scored per pair)."""
+    to be as large as the training set. An epoch is one pass over `n_items` items of the task `kind` (default:
+    `n_images` MOS images; e.g. preference pairs, two images scored per pair)."""
     wanted, least = (1, 1) if smoke else (wanted_epochs(schedule.epochs), schedule.least)
-    costs = budget_costs(budget, recipe, pairs=n_pairs is not None)
+    costs = (kind or kind_named("mos")).budget_costs(budget, recipe)
     try:
-        return plan_retrain(recipe, n_images if n_pairs is None else n_pairs, n_images, costs, profile.export_budget_s,
+        return plan_retrain(recipe, n_images if n_items is None else n_items, n_images, costs, profile.export_budget_s,
                             wanted, least)
     except ValueError as err:
         raise ValueError(f"{name}: retraining is over the {profile.name} export budget: {err}") from None
 
 
-def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team: str, trial: int | None = None,
-                      epochs: int | str | None = None, date: str | None = None, smoke: bool = False,
-                      teacher: int | None = None, distill_weight: float = 1.0, variants: pd.DataFrame | None = None,
-                      variant: str | None = None, reference_sizes_m: Sequence[float] | None = None,
-                      final: str | None = None, time_limit: Deadline | None = None,
-                      log: Callable[[str], None] = print) -> ExportResult:
-    """Retrain the chosen candidate from scratch on all labelled data and write the submission files.
-    The candidate is `trial`, or compressed `variant` (its scratch variant: the pruned architecture
-    trained from scratch), or by default the best exportable one of the study and its `variants`; for
-    `epochs` (a number or "fill"), or by default the schedule its validation curve chooses; ending as the
-    strategy `final` says (`search.train.retrain.FINALS`; default: the task kind's). With
-    `teacher` (a trial number), that trial's architecture is first trained from scratch on the same
+AUTO_MEMBERS = 2
+"""The most members `members="auto"` takes: the ensemble size measured (bench/NOTES.md, "The training that is
+scored, at length": two members beat one at every length, most at the longest)."""
+
+
+def choose_members(recipe: Recipe, name: str, profile: Profile, members: int | str, plan_for: Callable[[Recipe], RetrainPlan],
+                   fill: bool, reference_sizes_m: Sequence[float] | None = None) -> tuple[Recipe, str]:
+    """(`recipe` as an ensemble of `members` networks, why that many). A number is taken as it is, refused
+    (CapError) when all of them pass the parameter cap. "auto" takes the most, up to `AUTO_MEMBERS`, that earn
+    the same size points as one network (so the composite estimate loses nothing, and the ranking that chose
+    the candidate still holds), stay within the cap, and whose plan (`plan_for`) fits the export budget with the
+    epochs one network would train (with "fill", `fill`, they share the deadline instead)."""
+    def as_ensemble(n: int) -> Recipe:
+        out = copy.deepcopy(recipe)
+        out.spec.members = n
+        return out
+
+    one = count_params(recipe.spec)
+    if members != "auto":
+        ensemble = as_ensemble(int(members))
+        try:
+            profile.caps.check(ensemble.spec, f"{name} as an ensemble of {members}")
+        except CapError as err:
+            raise CapError(f"{err} of {profile.name}: refusing to export it") from None
+        return ensemble, f"{members} member(s), as asked"
+    points = lambda n: _size_points(n * one, profile, reference_sizes_m)  # noqa: E731
+    alone = plan_for(recipe).epochs
+    for n in range(AUTO_MEMBERS, 1, -1):
+        if n * one > profile.caps.params or points(n) < points(1) - 1e-9:
+            continue
+        try:
+            fits = plan_for(as_ensemble(n)).epochs >= alone or fill
+        except ValueError:
+            fits = False
+        if fits:
+            return as_ensemble(n), (f"auto: {n} members ({n * one:,} parameters) earn the size points of one "
+                                    f"({points(n):.1f}) and fit the T4 budget")
+    return recipe, (f"auto: one network; {AUTO_MEMBERS} members would cost size points, pass the cap or not fit "
+                    "the T4 budget with the same epochs")
+
+
+def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, options: ExportOptions,
+                      variants: pd.DataFrame | None = None, log: Callable[[str], None] = print) -> ExportResult:
+    """Retrain the chosen candidate from scratch on all labelled data and write the submission files, as
+    `options` (`ExportOptions`) say. The candidate is `trial`, or compressed `variant` (its scratch variant:
+    the pruned architecture trained from scratch), or by default the best exportable one of the study and
+    its `variants`; for `epochs` (a number or "fill"), or by default the schedule its validation curve
+    chooses; ending as the strategy `final` says (`search.train.retrain.FINALS`; default: the task kind's).
+    With `teacher` (a trial number), that trial's architecture is first trained from scratch on the same
     data and the candidate learns from its scores as well (`distill_weight`); only the candidate is saved.
     Before training, `log` gets what will happen (the schedule on the T4, the pace measured here); with
-    `time_limit`, the retrain here ends by it (the notebook's schedule is unchanged)."""
-    if trial is not None and variant is not None:
+    `time_limit`, the retrain here ends by it (the notebook's schedule is unchanged). `members` networks of the
+    candidate are trained and averaged (`choose_members`: "auto" takes an ensemble where it costs no size points)."""
+    o = options
+    if o.trial is not None and o.variant is not None:
         raise ValueError("give a trial or a variant to export, not both")
-    if cfg.pairs and teacher is not None:
-        raise ValueError("--teacher does not apply to a preference-pairs study: distillation needs MOS training")
-    date = date or datetime.date.today().strftime("%Y%m%d")
-    check_name(team, "team name"), check_date(date)
+    if o.teacher is not None:
+        cfg.task.require("distillable", study.study_name)
+    date = o.date or datetime.date.today().strftime("%Y%m%d")
+    check_name(o.team, "team name"), check_date(date)
     profile = get_profile(cfg.profile)
-    row, name, recipe = export_recipe(study, profile, variants, trial if variant is None else variant, teacher,
-                                      distill_weight, reference_sizes_m)
-    schedule = candidate_schedule(study, name, recipe, epochs)
-    data = StudyData(cfg, progress=not smoke).all(recipe.spec.input.resize)
+    row, name, recipe = export_recipe(study, profile, variants, o.trial if o.variant is None else o.variant, o.teacher,
+                                      o.distill_weight, o.reference_sizes_m)
+    schedule = candidate_schedule(study, name, recipe, o.epochs)
+    data = StudyData(cfg, progress=not o.smoke).all(recipe.spec.input.resize)
     task = cfg.task
-    pairs, images = cfg.pairs, task.images(data)
-    plan = export_plan(recipe, name, profile, BudgetModel(efficiency=cfg.t4_efficiency), len(images), schedule,
-                       smoke, n_pairs=len(data) if pairs else None)
+    images = task.images(data)
+    plan_for = partial(export_plan, name=name, profile=profile, budget=BudgetModel(efficiency=cfg.t4_efficiency),
+                       n_images=len(images), schedule=schedule, smoke=o.smoke, kind=task, n_items=len(data))
+    recipe, why_members = choose_members(recipe, name, profile, 1 if o.smoke else o.members, plan_for, schedule.fill,
+                                         o.reference_sizes_m)
+    plan = plan_for(recipe)
     note = schedule.describe(plan.epochs, plan.seconds)
     recipe = planned(recipe, plan)
-    final = check_final(final or task.default_final)
+    final = check_final(o.final or task.default_final)
     device = resolve_device(cfg.device)
     out = Path(run_dir) / "export"
     _check_writable(out)
-    deadline = retrain_deadline(profile, schedule, smoke, time_limit)
-    if not smoke:
+    deadline = retrain_deadline(profile, schedule, o.smoke, o.time_limit)
+    if not o.smoke:
         log(outlook(recipe, name, schedule, plan, final, task.measure(recipe, data, device), len(data), deadline))
     start = time.perf_counter()
-    model, result = task.retrain(recipe, data, cfg.seed, device, deadline=deadline, progress=not smoke, final=final)
+    model, result = task.retrain(recipe, data, cfg.seed, device, deadline=deadline, progress=not o.smoke, final=final)
     retrain_s = time.perf_counter() - start
     trained = {**trained_summary(result), "line": trained_line(result, plan.epochs), "final": final,
-               "time_limit_s": None if time_limit is None else time_limit.seconds}
+               "time_limit_s": None if o.time_limit is None else o.time_limit.seconds}
     targets = task.target_names(data)
-    pair_columns = cfg.pair_columns if pairs else None
-    sources = source_names(cfg.dataset) if is_combined(cfg.dataset) else None
-    weights, notebook = out / f"{team}_{date}_model.pth", out / f"{team}_{date}.ipynb"
+    weights, notebook = out / f"{o.team}_{date}_model.pth", out / f"{o.team}_{date}.ipynb"
     summary = {
         "study": study.study_name, "candidate": name, "kind": "trial" if row is None else row["kind"],
         "trial": None if row is None else int(row["trial"]), "summary": spec_summary(recipe.spec),
         "params": count_params(recipe.spec), "flops": count_flops(recipe.spec), "planned_epochs": plan.epochs,
+        "members": {"count": recipe.spec.members, "why": why_members},
         "schedule": {"epochs": schedule.epochs, "reason": schedule.reason}, "trained": trained,
-        "images": len(images), **({"pairs": len(data)} if pairs else {}), "pretrain_epochs": plan.pretrain_epochs,
-        "teacher": None if recipe.teacher is None else {"trial": teacher, "params": count_params(recipe.teacher.spec)},
+        **task.counts(data), "pretrain_epochs": plan.pretrain_epochs,
+        "teacher": None if recipe.teacher is None else {"trial": o.teacher,
+                                                        "params": count_params(recipe.teacher.spec)},
         "validation_score": None if row is None else float(row["score"]),
-        "confirmed": None if row is None or pd.isna(row.get("confirm_n")) else {
+        "confirmed": None if row is None or not row.get("finalist", False) else {
             "mean": float(row["confirm_mean"]), "sd": float(row["confirm_sd"]), "folds": int(row["confirm_n"])},
-        "estimated_composite": None if row is None else float(row["composite"]),
+        "estimated_composite": None if row is None else float(row["composite"]) + _size_change(recipe.spec, profile,
+                                                                                               o.reference_sizes_m),
         "estimated_t4_s": plan.seconds, "estimate_source": plan.costs.source, "measured_retrain_s": retrain_s,
         "device": str(device), "weights": weights.name, "notebook": notebook.name, "recipe": recipe.to_dict(),
     }
@@ -188,16 +261,27 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, team
     def write(folder: Path) -> None:
         save_checkpoint(folder / weights.name, model.cpu(), recipe.spec, target_names=targets,
                         train_config=recipe.train.to_dict(), candidate=name)
-        write_notebook(folder / notebook.name, team, date, recipe, targets, cfg.seed, profile.export_budget_s,
-                       profile.caps.params, pair_columns=pair_columns, sources=sources,
-                       epochs=FILL if schedule.fill else plan.epochs, why=note, final=final)
+        write_notebook(folder / notebook.name, o.team, date, recipe, targets, cfg.seed, profile.export_budget_s,
+                       profile.caps.params, task=cfg.kind, epochs=FILL if schedule.fill else plan.epochs, why=note,
+                       final=final, **task.notebook_values(cfg))
         write_run_files(folder, notebook.name, weights.name, plan, profile.export_budget_s, note,
-                        notebook_task(pair_columns, sources), trained=f"{trained['line']}, in {duration(retrain_s)} on {device}")
+                        cfg.kind, trained=f"{trained['line']}, in {duration(retrain_s)} on {device}")
         with atomic_write(folder / EXPORT_JSON.name) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
 
     write_all_or_none(out, write)
     return ExportResult(name, weights, notebook, summary, model)
+
+
+def _size_change(spec, profile: Profile, reference_sizes_m: Sequence[float] | None) -> float:
+    """Size points an ensemble `spec` earns more than one of its members (<= 0): what its composite estimate
+    loses against the member's, which the ranking scored."""
+    return (_size_points(count_params(spec), profile, reference_sizes_m)
+            - _size_points(count_params(spec.member()), profile, reference_sizes_m))
+
+
+def _size_points(params: int, profile: Profile, reference_sizes_m: Sequence[float] | None) -> float:
+    return size_points(size_percentile(params, reference_sizes_m or profile.reference_sizes_m), profile)
 
 
 EXPORT_JSON = Path("export") / "export.json"

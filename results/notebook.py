@@ -4,7 +4,8 @@ The notebook imports nothing of this project. Its library is the source of the p
 read with `inspect`, one cell per module under a heading, keeping only what the run calls: starting
 from the names the Run cell uses, every top-level definition they reach is kept, in source order, and
 nothing else (so a MOS notebook carries no pair code and no budget model). Three choice tables are cut to
-the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to its task kind,
+the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to its task kind (an entry
+registered at run time, `register_kind`, is written from its functions' names, and their module is read too),
 `space.layers.BLOCK_FAMILIES` to the block families its architectures use and `space.model.VIEWS` to
 their input view (whole-image crops, patches or fragments). Every kept module's imports
 of other packages are hoisted once into the first library cell. The first code cell ("Settings") holds
@@ -20,7 +21,7 @@ import inspect
 import json
 import pprint
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import ModuleType
 
@@ -57,11 +58,12 @@ import space.layers.patches
 import space.layers.residual
 import space.model
 import space.spec
-from results.submission import PACKAGES, environment
+from results.submission import KINDS, PACKAGES, NotebookKind, environment
 from search.files import atomic_write
+from search.study.kinds import Kind, register
 from search.train.recipe import Recipe
 from search.train.retrain import DEFAULT_FINAL, FILL, FINALS, RetrainPlan, check_final, duration
-from space.count import part_costs
+from space.count import count_flops, count_params, part_costs
 from space.layers import BLOCK_FAMILIES
 from space.model import VIEWS, view_kind
 from space.sample import spec_summary
@@ -77,7 +79,6 @@ SOURCES: list[ModuleType] = [
 ]
 """Every module a notebook may need, in dependency order (each uses only names defined above it)."""
 OWN_PACKAGES = ("space", "search", "compress", "results")
-TASKS = ("mos", "sources", "pairs")
 
 
 @dataclass
@@ -101,12 +102,34 @@ def _names(node: ast.AST, ctx: type = ast.AST) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
 
 
-def _cut_table(node: ast.Assign | ast.AnnAssign, source: str, keep: set[str]) -> str:
-    """`NAME = {"key": value, ...}` with only the entries of `keep`, as source."""
+def _cut_table(node: ast.Assign | ast.AnnAssign, source: str, keep: set[str], table: dict) -> str:
+    """`NAME = {"key": value, ...}` with only the entries of `keep`, as source; an entry the source does not
+    hold (added to `table` at run time) written from its value (`_entry_source`)."""
     name = (node.targets[0] if isinstance(node, ast.Assign) else node.target).id
-    entries = [f"    {ast.get_source_segment(source, k)}: {ast.get_source_segment(source, v)},"
-               for k, v in zip(node.value.keys, node.value.values) if ast.literal_eval(k) in keep]
+    written = {ast.literal_eval(k): f"    {ast.get_source_segment(source, k)}: {ast.get_source_segment(source, v)},"
+               for k, v in zip(node.value.keys, node.value.values)}
+    entries = [written.get(key) or f"    {key!r}: {_entry_source(table[key])}," for key in table if key in keep]
     return "\n".join([f"{name} = {{", *entries, "}"])
+
+
+def _entry_source(value) -> str:
+    """A dataclass of functions and plain values (a `NotebookKind`) as source: `Class(field=name, ...)`, each
+    function by its name in its module (ValueError for one that is not a module's top-level function)."""
+    def ref(v) -> str:
+        if not callable(v):
+            return repr(v)
+        if getattr(inspect.getmodule(v), v.__name__, None) is not v:
+            raise ValueError(f"{v!r} is not a top-level function of its module: a notebook cannot include it")
+        return v.__name__
+    given = ", ".join(f"{f.name}={ref(getattr(value, f.name))}" for f in fields(value))
+    return f"{type(value).__name__}({given})"
+
+
+def kind_modules(task: str) -> list[ModuleType]:
+    """The modules outside `SOURCES` that hold the notebook functions of the task kind `task` (a kind
+    registered by `register_kind` from another module)."""
+    found = [inspect.getmodule(v) for f in fields(KINDS[task]) if callable(v := getattr(KINDS[task], f.name))]
+    return list(dict.fromkeys(m for m in found if m not in SOURCES))
 
 
 def _statements(module: ModuleType, tables: dict[str, set[str]]) -> tuple[list[ast.stmt], list[_Statement]]:
@@ -122,6 +145,8 @@ def _statements(module: ModuleType, tables: dict[str, set[str]]) -> tuple[list[a
             imports += [] if _is_own(node) else [node]
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and out:
             out[-1].source += "\n" + "\n".join(lines[node.lineno - 1:node.end_lineno])  # an attribute docstring
+        elif not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)):
+            pass  # a call or a block binds nothing a notebook reaches (a kind's module registering it)
         else:
             binds = {node.name} if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else set().union(
                 *map(_names, node.targets if isinstance(node, ast.Assign) else [node.target]))  # the modules hold only these
@@ -129,7 +154,9 @@ def _statements(module: ModuleType, tables: dict[str, set[str]]) -> tuple[list[a
             while first > start + 1 and lines[first - 2].lstrip().startswith("#"):
                 first -= 1  # the comment lines right above it
             if binds & set(tables):
-                text = "\n".join(lines[first - 1:node.lineno - 1] + [_cut_table(node, source, tables[next(iter(binds))])])
+                table = next(iter(binds))
+                text = "\n".join(lines[first - 1:node.lineno - 1]
+                                 + [_cut_table(node, source, tables[table], getattr(module, table))])
                 uses = _names(ast.parse(text), ast.Load)
             else:
                 text, uses = "\n".join(lines[first - 1:node.end_lineno]), _names(node, ast.Load)
@@ -154,9 +181,12 @@ def _merged(imports: list[ast.stmt], used: set[str]) -> str:
     return "\n".join([f"import {m}" for m in plain] + [f"from {m} import {', '.join(n)}" for m, n in named.items()])
 
 
-def library(roots: set[str], tables: dict[str, set[str]]) -> tuple[str, list[tuple[ModuleType, str]]]:
-    """(the hoisted imports, then each needed module with the source of what `roots` reach in it)."""
-    modules = [(m, *_statements(m, tables)) for m in SOURCES]
+def library(roots: set[str], tables: dict[str, set[str]],
+            extra: list[ModuleType] | None = None) -> tuple[str, list[tuple[ModuleType, str]]]:
+    """(the hoisted imports, then each needed module with the source of what `roots` reach in it); `extra`
+    modules (`kind_modules`) are read before `results.submission`, whose choice table names their functions."""
+    at = SOURCES.index(results.submission)
+    modules = [(m, *_statements(m, tables)) for m in [*SOURCES[:at], *(extra or []), *SOURCES[at:]]]
     owner = {name: st for _, _, sts in modules for st in sts for name in st.binds}
     kept: set[int] = set()
     todo = [owner[n] for n in roots]
@@ -199,13 +229,6 @@ def kept_entries(recipe: Recipe | None, task: str) -> dict[str, set[str]]:
             "VIEWS": {view_kind(spec) for spec in specs} if recipe else set(VIEWS)}
 
 
-def generated_code(recipe: Recipe | None = None, task: str = "mos") -> str:
-    """The notebook's library as one source (imports, then the modules) for `recipe` (default: every
-    block family and input view) and `task`."""
-    imports, cells = library(RUN_ROOTS, kept_entries(recipe, task))
-    return "\n\n\n".join([imports, *(body for _, body in cells)])
-
-
 _SETTINGS_HEAD = '''# Settings: edit this cell (Kaggle paths by default). The clock of the deadline starts here.
 import time
 START = time.time()
@@ -222,7 +245,7 @@ PLAN_ONLY = False                     # True: read the data, measure this machin
 SEED = {seed}
 {why}EPOCHS = {epochs}                          # "fill": train until DEADLINE_S; a number: wanted, fewer if they would not fit
 {finals}FINAL = {final}
-RECIPE = {recipe}
+{members}RECIPE = {recipe}
 '''
 _MOS_SETTINGS = '''TRAIN_IMAGES = "/kaggle/input/agiqa-3k/images"        # folder of training images
 TRAIN_LABELS = "/kaggle/input/agiqa-3k/data.csv"      # CSV with an image column and score column(s)
@@ -239,9 +262,6 @@ SCORE_COLS = {score_cols!r}
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 '''
-KAGGLE_FOLDERS = {"agiqa3k": "/kaggle/input/agiqa-3k", "agiqa1k": "/kaggle/input/agiqa-1k",
-                  "aigiqa20k": "/kaggle/input/aigiqa-20k"}
-"""Where a source's folder (its labels file, its images in images/) is on Kaggle by default."""
 _PAIRS_SETTINGS = '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; images beside it (or in images/)
 TEST_PAIRS = "/kaggle/input/pairs/test/pairs.csv"     # pairs to choose from; a winner column is optional (pair accuracy)
 PAIR_COLUMNS = {pair_columns!r}   # the two images and the winner ('a'/'b' or the file name)
@@ -252,13 +272,6 @@ _RUN = '''result = run_submission(Submission(
     seed=SEED, start=START, precision=PRECISION, smoke=SMOKE, plan_only=PLAN_ONLY, weights=WEIGHTS, param_cap=PARAM_CAP,
     final=FINAL))
 '''
-_INPUTS = {
-    "mos": "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
-           "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS), group_col=GROUP_COL",
-    "sources": "train_sources=TRAIN_SOURCES, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
-               "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)",
-    "pairs": "train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, pair_columns=list(PAIR_COLUMNS)",
-}
 AGIQA3K_COLUMNS = ("mos_quality", "mos_align")
 
 
@@ -286,6 +299,9 @@ def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
     table += [f"| {rows[-1].name} | {spec.head.pool}, fuse {spec.head.fuse}, hidden {spec.head.hidden} | | | "
               f"{rows[-1].params:,} | {rows[-1].flops:,} |",
               f"| **total** | | | | **{sum(r.params for r in rows):,}** | **{sum(r.flops for r in rows):,}** |"]
+    if spec.members > 1:
+        table[-1] = table[-1].replace("**total**", "one member")
+        table.append(f"| **total: {spec.members} members** | | | | **{count_params(spec):,}** | **{count_flops(spec):,}** |")
     inp = spec.input
     view = (f"{inp.patch} px patches of the {inp.resize} px image ({inp.train_patches} at random per training step, "
             f"a {inp.grid} x {inp.grid} grid at test" + "".join(f", again at {s} px" for s in inp.test_scales)
@@ -297,11 +313,14 @@ def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
     teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, {sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
                f"parameters) is trained the same way; the model also learns from its scores (weight {cfg.distill_weight:g})."
                if recipe.teacher else "")
-    params, flops = sum(r.params for r in rows), sum(r.flops for r in rows)
+    params, flops = count_params(spec), count_flops(spec)
+    ensemble = (f" An ensemble: {spec.members} networks of this architecture are trained one after another from "
+                "scratch, each with its own seed and an equal share of the time, and an image's score is the mean of "
+                "theirs; the counts are of all of them." if spec.members > 1 else "")
     return "\n".join([
         "## Model card", "",
         f"`{spec_summary(spec)}`: **{params:,} parameters** (cap {param_cap:,}), **{flops / 1e9:.3f} GFLOPs** to score "
-        "one image (one multiply-add = one FLOP). Input: " + view + ".", "", *table, "",
+        "one image (one multiply-add = one FLOP). Input: " + view + "." + ensemble, "", *table, "",
         ('Training from scratch **until `DEADLINE_S`** (`EPOCHS = "fill"`; '
 
          f"{cfg.epochs} epochs by the T4 budget model at export)" if fill
@@ -314,43 +333,43 @@ def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
         "in Settings."])
 
 
-def notebook_task(pair_columns: list[str] | None, sources: list[str] | None) -> str:
-    """The `results.submission.KINDS` entry of a notebook: of a pairs study, of several sources, or "mos"."""
-    return "pairs" if pair_columns is not None else "sources" if sources else "mos"
+def _members_note(recipe: Recipe) -> str:
+    """The Settings comment above an ensemble's RECIPE: what its `members` mean and how to train one network."""
+    n = recipe.spec.members
+    return ("" if n == 1 else f'# RECIPE["spec"]["members"] = {n}: {n} networks trained one after another, each with its '
+            "own seed and share of the time,\n# their scores averaged (an ensemble, its parameters counted in full); "
+            "1 trains one network\n")
 
 
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
-                   param_cap: int, pair_columns: list[str] | None = None, sources: list[str] | None = None,
-                   epochs: int | str | None = None, why: str | None = None, final: str = DEFAULT_FINAL) -> dict:
+                   param_cap: int, task: str = "mos", pair_columns: list[str] | None = None,
+                   sources: list[str] | None = None, epochs: int | str | None = None, why: str | None = None,
+                   final: str = DEFAULT_FINAL) -> dict:
     """The submission notebook of one recipe, as nbformat 4.5 JSON (a plain dict: writing it needs no
     Jupyter package, so export works wherever the search runs). `EPOCHS` is `epochs` (a number or
     "fill"; default: the recipe's), with `why` as a comment above it; `FINAL` is `final` (`FINALS`). The score columns default to the
-    study's targets when they are AGIQA-3K columns, else `mos_quality`. With `pair_columns` (a pairs
-    study), the notebook trains from a CSV of preference pairs and writes the chosen image of every
-    test pair; with `sources` (the formats of a combined study, in order), it trains on all of them
-    (`TRAIN_SOURCES`) and predicts on the first one's scale."""
-    task = notebook_task(pair_columns, sources)
+    study's targets when they are AGIQA-3K columns, else `mos_quality`. `task` names the task kind
+    (`results.submission.KINDS`, its text `TEXTS`): "pairs" trains from a CSV of preference pairs (columns
+    `pair_columns`) and writes the chosen image of every test pair; "sources" trains on all of `sources` (the
+    formats of a combined study, in order, `TRAIN_SOURCES`) and predicts on the first one's scale (the study's
+    kind gives these: `search.study.kinds.Kind.notebook_values`)."""
+    text = TEXTS[task]
     epochs = recipe.train.epochs if epochs is None else epochs
     comment = "".join(f"# {line}\n" for line in textwrap.wrap(f"schedule: {why}", 106)) if why else ""
-    finals = ("; ".join(f'"{k}": {v}' for k, v in FINALS.items()) if task != "pairs"
-              else '"all" (preference pairs train on all of them)')
+    finals = text.finals or "; ".join(f'"{k}": {v}' for k, v in FINALS.items())
     finals = "".join(f"# {line}\n" for line in textwrap.wrap(f"FINAL, how the scored training ends: {finals}", 106))
     tail = _SETTINGS_TAIL.format(team=team, date=date, seed=seed, epochs=json.dumps(epochs), why=comment,
-                                 final=json.dumps(check_final(final)), finals=finals,
+                                 final=json.dumps(check_final(final)), finals=finals, members=_members_note(recipe),
                                  deadline_s=deadline_s, param_cap=param_cap,
                                  recipe=pprint.pformat(recipe.to_dict(), width=110, sort_dicts=False))
-    if task != "pairs":
-        score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
-        listed = "".join(f"    [{n!r}, {KAGGLE_FOLDERS.get(n, f'/kaggle/input/{n}')!r}],\n" for n in sources or ())
-        inputs = (_SOURCES_SETTINGS.format(sources=listed, score_cols=score_cols) if sources
-                  else _MOS_SETTINGS.format(score_cols=score_cols))
-        writes, title = "`predictions.csv` with a score for every image in `TEST_IMAGES`", "lightweight AIGC image-quality model"
-    else:
-        inputs = _PAIRS_SETTINGS.format(pair_columns=list(pair_columns))
-        writes = ("`choices.csv` with the chosen image of every pair in `TEST_PAIRS` (and the pair accuracy when it "
-                  "names the winners)")
-        title = "comparative image-quality model (preference pairs)"
-    imports, modules = library(RUN_ROOTS, kept_entries(recipe, task))
+    score_cols = list(targets) if set(targets) <= set(AGIQA3K_COLUMNS) else ["mos_quality"] * len(targets)
+    formats = search.data.labels.LOADERS  # each source's Kaggle folder: `LabelFormat.kaggle`
+    listed = "".join(f"    [{n!r}, {formats[n].kaggle if n in formats else f'/kaggle/input/{n}'!r}],\n"
+                     for n in sources or ())
+    inputs = text.settings.format(score_cols=score_cols, sources=listed,
+                                  pair_columns=list(pair_columns or search.data.pairs.PAIR_COLUMNS))
+    writes, title = text.writes, text.title
+    imports, modules = library(RUN_ROOTS, kept_entries(recipe, task), kind_modules(task))
     sources = [
         ("markdown", f"# {team}: {title}, trained from scratch\n\n"
          "Self-contained: the code below was generated from the liqa-nas source. Edit the **Settings** cell "
@@ -367,7 +386,7 @@ def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], see
     for module, body in modules:
         doc = (inspect.getdoc(module) or "").split("\n\n")[0].replace("\n", " ")
         sources += [("markdown", f"### `{module.__name__}`\n\n{doc}"), ("code", body)]
-    sources += [("markdown", "## Run"), ("code", _RUN.format(task=task, inputs=_INPUTS[task]))]
+    sources += [("markdown", "## Run"), ("code", _RUN.format(task=task, inputs=text.inputs))]
     cells = [_cell(kind, text, i, tags=["parameters"] if i == 1 else None) for i, (kind, text) in enumerate(sources)]
     return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -381,13 +400,13 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_notebook(path: Path, team: str, date: str, recipe: Recipe, targets: list[str], seed: int,
-                   deadline_s: float, param_cap: int, pair_columns: list[str] | None = None,
+                   deadline_s: float, param_cap: int, task: str = "mos", pair_columns: list[str] | None = None,
                    sources: list[str] | None = None, epochs: int | str | None = None, why: str | None = None,
                    final: str = DEFAULT_FINAL) -> Path:
     """Write the notebook (`build_notebook`) to `path`, readable by all."""
     return _write(Path(path), json.dumps(build_notebook(team, date, recipe, targets, seed, deadline_s, param_cap,
-                                                        pair_columns=pair_columns, sources=sources, epochs=epochs,
-                                                        why=why, final=final), indent=1))
+                                                        task=task, pair_columns=pair_columns, sources=sources,
+                                                        epochs=epochs, why=why, final=final), indent=1))
 
 
 def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan, deadline_s: float,
@@ -395,7 +414,7 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     """`requirements.txt` (the versions this export ran with; torch left to the machine the notebook runs
     on) and `HOW_TO_RUN.md` (environment, steps, the `schedule` export chose and why, expected training
     time, what export's own retrain `trained`), which shortlisted teams must send with the notebook of
-    `task` (`notebook_task`)."""
+    the task kind `task` (its `TEXTS` steps)."""
     versions = ["# the versions export ran with; torch: use the machine's own CUDA build (Kaggle's), 2.3 or newer",
                 "torch>=2.3"]
     for package in PACKAGES:
@@ -410,7 +429,8 @@ def write_run_files(folder: Path, notebook: str, weights: str, plan: RetrainPlan
     _write(Path(folder) / "HOW_TO_RUN.md", HOW_TO_RUN.format(
         notebook=notebook, weights=weights, epochs=plan.epochs, time=duration(plan.seconds), source=plan.costs.source,
         schedule=schedule, trained=trained,
-        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()), **STEPS[task]))
+        deadline=duration(deadline_s), versions=", ".join(f"{k} {v}" for k, v in environment().items()),
+        **TEXTS[task].steps))
 
 
 HOW_TO_RUN = '''# How to run
@@ -461,5 +481,44 @@ PAIRS_STEPS = dict(
     settings="`TRAIN_PAIRS`, `TEST_PAIRS` (CSV files, images beside them or in `images/` beside them), `PAIR_COLUMNS`",
     output="`choices.csv` (the chosen image of every test pair; the pair accuracy is printed when the test CSV "
            "names the winners)")
-STEPS = {"mos": MOS_STEPS, "sources": SOURCES_STEPS, "pairs": PAIRS_STEPS}
-"""What HOW_TO_RUN.md says per notebook task."""
+
+
+@dataclass(frozen=True)
+class NotebookText:
+    """What the notebook of a task kind says: its Settings lines for the inputs (formatted with `score_cols`,
+    `sources` and `pair_columns`), the `Submission` keywords of its Run cell, its title and what it writes, the
+    FINAL strategies it may take (None: every one of `FINALS`) and what HOW_TO_RUN.md says of its data,
+    settings and output (`data`, `settings`, `output`)."""
+
+    settings: str
+    inputs: str
+    title: str
+    writes: str
+    steps: dict[str, str]
+    finals: str | None = None
+
+
+_MOS_WRITES = "`predictions.csv` with a score for every image in `TEST_IMAGES`"
+_MOS_TITLE = "lightweight AIGC image-quality model"
+TEXTS: dict[str, NotebookText] = {
+    "mos": NotebookText(
+        _MOS_SETTINGS, "train_images=TRAIN_IMAGES, train_labels=TRAIN_LABELS, test_images=TEST_IMAGES, "
+        "test_labels=TEST_LABELS,\n    image_col=IMAGE_COL, score_cols=list(SCORE_COLS), group_col=GROUP_COL",
+        _MOS_TITLE, _MOS_WRITES, MOS_STEPS),
+    "sources": NotebookText(
+        _SOURCES_SETTINGS, "train_sources=TRAIN_SOURCES, test_images=TEST_IMAGES, test_labels=TEST_LABELS,\n"
+        "    image_col=IMAGE_COL, score_cols=list(SCORE_COLS)", _MOS_TITLE, _MOS_WRITES, SOURCES_STEPS),
+    "pairs": NotebookText(
+        _PAIRS_SETTINGS, "train_pairs=TRAIN_PAIRS, test_pairs=TEST_PAIRS, pair_columns=list(PAIR_COLUMNS)",
+        "comparative image-quality model (preference pairs)",
+        "`choices.csv` with the chosen image of every pair in `TEST_PAIRS` (and the pair accuracy when it names the "
+        "winners)", PAIRS_STEPS, finals='"all" (preference pairs train on all of them)'),
+}
+"""The notebook's text per task kind, by the names of `results.submission.KINDS` and `search.study.kinds.KINDS`."""
+
+
+def register_kind(kind: Kind, notebook: NotebookKind, text: NotebookText) -> Kind:
+    """Add a task kind everywhere it is asked, under `kind.name`: its study side (`search.study.kinds.register`),
+    its notebook half (`results.submission.KINDS`) and its notebook's text (`TEXTS`)."""
+    KINDS[kind.name], TEXTS[kind.name] = notebook, text
+    return register(kind)

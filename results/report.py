@@ -1,16 +1,16 @@
 """The study report: a CSV of every trial and compressed variant, an offline page a person can act on,
 and the ranking for the terminal.
 
-`runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's
-context (dataset, profile, space, budget, trials, dates), what export will take and the final schedule
-it would retrain it with, a warning when even the best score is near chance, and the ranking of the
-exportable candidates (trials and scratch variants) by estimated composite score, with confirmed scores (mean +- sd over prompt-grouped folds) where a confirm stage ran and a
-mark where two neighbours differ by less than the score noise; the storage copies (int8, fp16) and
-pruned weights follow in a comparison table against their parents. Then the Pareto front of parameters
-(log axis) against the profile's score with the size-tier boundaries (in the legend) and the export
-choice marked, a key to the architecture notation, the learning curves and the largest of Optuna's
-parameter importances. plotly.js is written beside the page
-(`plotly.min.js`), so it works offline; without it the page says so instead of showing empty boxes.
+`runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's context
+(dataset, profile, space, budget, trials, dates), what export will take and the final schedule it would
+retrain it with, a warning when even the best score is near chance, and the ranking of the exportable
+candidates (trials and scratch variants) by estimated composite score, with confirmed scores (mean +- sd over
+prompt-grouped folds) where a confirm stage ran and a mark where two neighbours differ by less than the score
+noise; the storage copies (int8, fp16) and pruned weights follow in a comparison table against their parents.
+Then the Pareto front of parameters (log axis) against the profile's score with the size-tier boundaries (in
+the legend) and the export choice marked, a key to the architecture notation, the learning curves and the
+largest of Optuna's parameter importances. plotly.js is written beside the page (`plotly.min.js`), so it works
+offline; without it the page says so instead of showing empty boxes.
 """
 from __future__ import annotations
 
@@ -30,13 +30,15 @@ from optuna.trial import TrialState
 from results.candidates import EXPORTABLE, candidate_recipe, candidates_frame, export_choice, rank
 from results.export import export_line, read_export
 from results.schedule import Schedule, candidate_schedule
-from search.study.front import pareto_front
 from results.score import tier_boundaries
 from search.profiles import Profile
 from search.study import StudyConfig, TrialRecord
+from search.study.front import pareto_front
 from search.study.record import tally, untrained_text
+from space.layers import BLOCK_FAMILIES
 
-__all__ = ["chance_warning", "choice_schedule", "comparison_frame", "exportable_ranking", "format_ranking", "run_context", "write_report"]
+__all__ = ["chance_warning", "choice_schedule", "comparison_frame", "exportable_ranking", "format_ranking",
+           "run_context", "write_report"]
 
 RANK_COLUMNS = ["kind", "id", "summary", "params", "bytes", "score", "confirmed", "rmse", "composite", "size_points",
                 "t4_s", "noise"]
@@ -77,14 +79,28 @@ KIND_NOTES = {
                    "(smaller .pth), not the parameter count the challenge ranks, so they move no size points; "
                    "the notebook trains and saves fp32 weights. Not exportable.",
 }
-NOTATION = [
-    ("conv16, patchify24p2", "stem: a strided 3x3 conv of 16 channels, or a patchify conv of 24 channels "
-                             "over 2x2 patches"),
-    ("res, mb, cnx, attn", "stage block: residual, MBConv (inverted bottleneck), ConvNeXt, attention"),
-    ("mb32x2", "a stage of 2 MBConv blocks, 32 channels wide"),
-    ("k5", "depthwise / conv kernel size 5 (not for attention)"),
-    ("e4", "expansion ratio 4 of the block's hidden width (not for residual)"),
-    ("se", "squeeze-excitation gate"),
+def notation() -> list[tuple[str, str]]:
+    """The key to the one-line architecture notation (`space.spec_summary`); the stage-block rows are read off the
+    registered block families (`space.layers.BLOCK_FAMILIES`), so a family added there is explained here."""
+    families = list(BLOCK_FAMILIES.values())
+
+    def without(trait: str) -> str:
+        names = [f.title for f in families if not getattr(f, trait)]
+        return f" (not for {', '.join(names)})" if names else ""
+
+    return [
+        ("conv16, patchify24p2", "stem: a strided 3x3 conv of 16 channels, or a patchify conv of 24 channels "
+                                 "over 2x2 patches"),
+        (", ".join(f.short for f in families), "stage block: " + ", ".join(f.title for f in families)),
+        ("mb32x2", "a stage of 2 MBConv blocks, 32 channels wide"),
+        ("k5", "depthwise / conv kernel size 5" + without("kernel")),
+        ("e4", "expansion ratio 4 of the block's hidden width" + without("expansion")),
+        ("se", "squeeze-excitation gate" + without("has_se")),
+        *NOTATION,
+    ]
+
+
+NOTATION = [  # the rest of the key, after the block families' rows
     ("s1", "the stage keeps the resolution (stride 1); otherwise it halves it"),
     ("*", "per-block hidden widths set by pruning"),
     ("avgstd·f2·h64", "head: pooling (avg, avgstd = mean and std, attn = attention pooling), features of the "
@@ -110,7 +126,8 @@ def _hover(r: pd.Series) -> str:
     m = " ".join(f"{k.upper()} {r[k]:.3f}" for k in _shown_metrics(r) if pd.notna(r.get(k)))
     return (f"<b>{html.escape(str(r['id']))}</b> ({r['kind']}, {r['state']})<br>{html.escape(str(r['summary']))}<br>"
             f"params {int(r['params']):,}" + (f" · FLOPs {int(r['flops']):,}" if pd.notna(r.get("flops")) else "")
-            + f"<br>score {r['score']:.3f} · {m}" + (f"<br>composite {r['composite']:.1f}" if pd.notna(r.get("composite")) else ""))
+            + f"<br>score {r['score']:.3f} · {m}"
+            + (f"<br>composite {r['composite']:.1f}" if pd.notna(r.get("composite")) else ""))
 
 
 def _boundary(fig: go.Figure, x: float, y_range: tuple[float, float], name: str, color: str, dash: str) -> None:
@@ -130,7 +147,8 @@ def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | Non
         name, symbol, color = STYLES.get((kind, state), (f"{kind}, {state.lower()}", "diamond-open", "#7f7f7f"))
         fig.add_trace(go.Scatter(
             x=group["params"], y=group["score"], mode="markers", name=name,
-            marker=dict(symbol=symbol, color=color, size=11 if kind == "scratch" else 9, line=dict(width=0.5, color="#333")),
+            marker=dict(symbol=symbol, color=color, size=11 if kind == "scratch" else 9,
+                        line=dict(width=0.5, color="#333")),
             text=[_hover(r) for _, r in group.iterrows()], hoverinfo="text",
         ))
     front = pareto_front(frame[frame["kind"].isin(EXPORTABLE)])
@@ -145,7 +163,8 @@ def pareto_figure(frame: pd.DataFrame, profile: Profile, choice: pd.Series | Non
     y_range = (shown["score"].min(), shown["score"].max()) if len(shown) else (0.0, profile.score_max)
     if profile.size_tiers:
         for (bound, params), (color, dash) in zip(tier_boundaries(profile, reference_sizes_m), TIER_STYLES):
-            _boundary(fig, params, y_range, f"size tier: {bound:.0%} of teams smaller ({params / 1e6:.2f}M)", color, dash)
+            name = f"size tier: {bound:.0%} of teams smaller ({params / 1e6:.2f}M)"
+            _boundary(fig, params, y_range, name, color, dash)
     _boundary(fig, profile.caps.params, y_range, f"cap ({profile.caps.params / 1e6:g}M)", "#999", "dash")
     fig.update_layout(title=f"Pareto front: parameters vs validation {profile.score_name} "
                             "(green lines: size-tier boundaries, smaller is better)",
@@ -193,7 +212,9 @@ def importance_figure(study: optuna.Study) -> go.Figure | None:
 def _t4(seconds: float) -> str:
     if pd.isna(seconds):
         return "-"
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def _finalist(r: pd.Series) -> bool:
@@ -234,7 +255,7 @@ def chance_warning(ranking: pd.DataFrame, profile: Profile) -> str | None:
     if ranking.empty:
         return None
     best = max(_estimate(r, profile)[0] for _, r in ranking.iterrows())
-    pairs = profile.score_name == "pair_acc"
+    pairs = profile.pairwise
     bar = (NEAR_CHANCE_PAIR_ACC if pairs else NEAR_CHANCE) * profile.score_max
     if best >= bar:
         return None
@@ -304,7 +325,8 @@ def _ranking_table(ranking: pd.DataFrame, score_name: str = "score") -> str:
                  f"{r['size_points']:.1f}", r["size_tier"], f"{r['size_percentile']:.0%}", f"{int(r['params']):,}",
                  f"{r['flops'] / 1e6:,.1f} M" if pd.notna(r.get("flops")) else "-", _t4(r.get("t4_s", np.nan)),
                  f"{r['score']:.3f}", *([_confirmed_cell(r)] if confirmed else []),
-                 f"{r['rmse']:.3f}" if pd.notna(r.get("rmse")) else "-", f"<code>{html.escape(str(r['summary']))}</code>"]
+                 f"{r['rmse']:.3f}" if pd.notna(r.get("rmse")) else "-",
+                 f"<code>{html.escape(str(r['summary']))}</code>"]
         rows.append(("export" if r["export"] else "noise" if r["noise"] else "", cells))
     return _table("ranking", head, rows)
 
@@ -337,7 +359,8 @@ def choice_schedule(study: optuna.Study, choice: pd.Series | None, variants: pd.
 
 
 def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule | None, last_export: str | None) -> str:
-    last = f"<br><span id='last-export'>{html.escape(last_export[0].upper() + last_export[1:])}.</span>" if last_export else ""
+    last = (f"<br><span id='last-export'>{html.escape(last_export[0].upper() + last_export[1:])}.</span>"
+            if last_export else "")
     if choice is None:
         return ("<div class='choice'>No exportable candidate within the caps yet: finish a trial (or a scratch "
                 "variant) under the caps first.</div>")
@@ -348,15 +371,17 @@ def _choice_box(choice: pd.Series | None, profile: Profile, schedule: Schedule |
             f"reference teams) · {int(choice['params']):,} parameters · validation {profile.score_name} "
             f"{choice['score']:.3f}. The paper's {sum(profile.out_of_reach.values()):g} points are not estimated."
             f"<br>Final retrain: <b>{html.escape(schedule.what)}</b> ({html.escape(schedule.reason)})."
-            "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> (a scratch "
-            "variant), and the schedule with <code>--epochs N</code> or <code>--epochs fill</code>.</small>" + last + "</div>")
+            "<br><small>Override with <code>run_search.py export --trial N</code> or <code>--variant ID</code> "
+            "(a scratch variant), and the schedule with <code>--epochs N</code> or <code>--epochs fill</code>."
+            "</small>" + last + "</div>")
 
 
 CSS = """html{overflow-y:scroll}body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 12px;color:#222}
 .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px}
 td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:right}td{white-space:nowrap}
 td:has(code){text-align:left;min-width:260px;white-space:normal}tr.export{background:#fff3c4;font-weight:bold}
-tr.noise td:nth-child(3){color:#b06000;font-weight:bold}.choice{background:#fff3c4;border:1px solid #e0b400;padding:10px;margin:12px 0}
+tr.noise td:nth-child(3){color:#b06000;font-weight:bold}
+.choice{background:#fff3c4;border:1px solid #e0b400;padding:10px;margin:12px 0}
 .context{color:#555;font-size:14px}.warn{background:#fdecea;border:1px solid #d93025;padding:10px;margin:12px 0}
 dt{font-family:monospace;font-weight:bold}dd{margin:0 0 4px 24px}"""
 PLOTLY_MISSING = ("<div class='warn' id='plotly-missing'><b>The plots cannot be drawn:</b> <code>plotly.min.js</code> "
@@ -391,7 +416,7 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
     compared = comparison_frame(frame)
     spread = SEED_SPREAD * profile.score_max
     kinds = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in KIND_NOTES.items())
-    notation = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in NOTATION)
+    key = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in notation())
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(study.study_name)}: search report</title><script src='plotly.min.js'></script>"
@@ -407,18 +432,20 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
         "on less data) low. Export takes the first row "
         f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above, in its group, by "
         "less than the score noise explains (one standard error of the difference of the two scores: confirmed "
-        f"mean &plusmn; sd over folds for finalists, else the measured seed spread of &plusmn;{spread:g}), so the order "
-        "of the two is not established. Size percentile: the share of reference teams smaller than the model "
+        f"mean &plusmn; sd over folds for finalists, else the measured seed spread of &plusmn;{spread:g}), so the "
+        "order of the two is not established. Size percentile: the share of reference teams smaller than the model "
         "(0 % = smallest); T4 time: estimated training time on a T4 (search budget model).</p>"
         + _ranking_table(ranking, profile.score_name)
         + (f"<h2>Storage copies and pruned weights (not ranked)</h2><p>{len(compared)} variants a from-scratch "
            "notebook cannot reproduce, beside what they were made from (&Delta;: against it). int8 and fp16 shrink "
-           "the file, not the parameter count the challenge ranks.</p>" + _comparison_table(compared, profile.score_name)
+           "the file, not the parameter count the challenge ranks.</p>"
+           + _comparison_table(compared, profile.score_name)
            if len(compared) else "")
         + f"<h3>Kinds</h3><dl>{kinds}</dl>"
         + "<h2>Pareto front</h2>" + _plot(pareto_figure(frame, profile, choice, reference_sizes_m))
         + f"<h3>Architecture notation</h3><p>Each model is summarised as stem | stages | head | input, e.g. "
-        f"<code>conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256</code>.</p><dl>{notation}</dl>"
+        "<code>conv16 | mb32x2k5e4se | cnx64x2k7e4 | attn128x1e4 | avgstd·f2·h64 | 192/256</code>.</p>"
+        f"<dl>{key}</dl>"
         + "<h2>Learning curves</h2>" + _plot(curves_figure(frame, profile))
         + "<h2>Parameter importances</h2>" + _importance_part(study) + "</body></html>"
     )
@@ -457,7 +484,8 @@ def format_ranking(ranked: pd.DataFrame, profile: Profile, top: int = 10) -> str
     ranking = exportable_ranking(ranked, profile)
     top_rows = ranking.head(top).copy()
     top_rows["confirmed"] = [_confirmed_cell(r).replace("&plusmn;", "+-") for _, r in top_rows.iterrows()]
-    unconfirmed = not top_rows["finalist"].any() and top_rows["confirm_n"].isna().all() if "confirm_n" in top_rows else True
+    unconfirmed = (not top_rows["finalist"].any() and top_rows["confirm_n"].isna().all()
+                   if "confirm_n" in top_rows else True)
     columns = [c for c in RANK_COLUMNS if c in top_rows.columns and not (c == "rmse" and top_rows[c].isna().all())
                and not (c == "confirmed" and unconfirmed)]
     view = top_rows[columns].copy()
@@ -474,5 +502,6 @@ def format_ranking(ranked: pd.DataFrame, profile: Profile, top: int = 10) -> str
     if (warning := chance_warning(ranking, profile)):
         lines.append(f"warning: {warning}")
     if (others := int((~ranked["exportable"]).sum())):
-        lines.append(f"{others} storage copies and pruned variants are not exportable: compared in report.html, not ranked")
+        lines.append(f"{others} storage copies and pruned variants are not exportable: compared in report.html, "
+                     "not ranked")
     return "\n".join(lines)

@@ -6,8 +6,9 @@ image of the test folder into `predictions.csv` (an unreadable test image is nam
 gets an empty score); "sources" does the same from several labelled datasets at once, each read by its
 own loader and put on the first one's scale (`search.data.imageset.combine`), so the predictions are on
 the first source's scale; "pairs" trains from a CSV of preference pairs and writes the chosen image of
-every test pair into `choices.csv`. `KINDS` holds the few functions that differ (the notebook inlines
-only its own kind's). The plan is measured on the machine the notebook runs on, and a guard on the
+every test pair into `choices.csv`. `KINDS` holds the few functions that differ, each kind's
+`NotebookKind`: the notebook half of the study's task kind of the same name (`search.study.kinds`; the
+notebook inlines only its own kind's). The plan is measured on the machine the notebook runs on, and a guard on the
 clock stops training early when the plan was wrong, so that the weights are still saved, reloaded and
 used for the predictions before the deadline. With `weights`, the run only loads them and predicts.
 """
@@ -41,6 +42,7 @@ from search.train.retrain import (
     DEFAULT_FINAL, FINALS, Deadline, RetrainPlan, StepCosts, check_final, measure_costs, plan_retrain, planned, retrain,
     wanted_epochs,
 )
+from space.spec import UnknownBlock
 
 SAVE_RESERVE_S = 30.0
 """Seconds kept for saving and reloading the weights (at most 5 % of the deadline, for short test deadlines)."""
@@ -121,8 +123,9 @@ class TestSet:
 
 
 @dataclass(frozen=True)
-class Kind:
-    """What differs between the task kinds: reading, training, measuring, the target names, writing."""
+class NotebookKind:
+    """What differs between the task kinds in the notebook: reading, training, measuring, the target names,
+    writing (the study side of the same kind: `search.study.kinds.KINDS`)."""
 
     read: Callable[[Submission, int], tuple[Sized, TestSet]]
     """(the training set: an `ImageSet`, or a `PairSet` of pairs; the test set)."""
@@ -246,11 +249,13 @@ def _score_cols(s: Submission) -> list[str]:
 
 
 KINDS = {
-    "mos": Kind(_mos_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
-    "sources": Kind(_sources_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
-    "pairs": Kind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE], _pairs_write, "pairs"),
+    "mos": NotebookKind(_mos_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
+    "sources": NotebookKind(_sources_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
+    "pairs": NotebookKind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE],
+                          _pairs_write, "pairs"),
 }
-"""The task kinds by `Submission.task`."""
+"""The notebook halves of the task kinds by `Submission.task`: the names of `search.study.kinds.KINDS`
+(`results.notebook.register_kind` adds a kind to both)."""
 
 
 def _smoke_recipe(recipe: Recipe) -> Recipe:
@@ -332,16 +337,20 @@ def trained_line(result: TrainResult, planned_epochs: int) -> str:
     shown = curve if len(curve) <= 10 else [curve[round(i * (len(curve) - 1) / 9)] for i in range(10)]
     checked = ("" if not curve else f"; ends on its best validated snapshot, epoch {result.best_epoch}; validation curve "
                + ", ".join(f"{e}: {v:.3f}" for e, v in shown))
+    if result.member_epochs:
+        return (f"trained {len(result.member_epochs)} members, {' + '.join(map(str, result.member_epochs))} epochs "
+                f"(planned {planned_epochs} each): stopped as {result.stop}")
     return f"trained {result.epochs_run} epochs (planned {planned_epochs}): stopped as {result.stop}{checked}"
 
 
 def trained_summary(result: TrainResult) -> dict:
     """What the scored training did, as plain data (export.json): epochs, seconds, why it stopped, the curve."""
-    return {"epochs_run": result.epochs_run, "seconds": round(result.seconds, 1), "stop": result.stop,
+    return {"epochs_run": result.epochs_run, "member_epochs": result.member_epochs, "seconds": round(result.seconds, 1),
+            "stop": result.stop,
             "best_epoch": result.best_epoch, "curve": [[e, round(v, 4)] for e, v in result.curve]}
 
 
-def _predict_only(s: Submission, kind: Kind, device: torch.device, deadline: Deadline,
+def _predict_only(s: Submission, kind: NotebookKind, device: torch.device, deadline: Deadline,
                   log: Callable[[str], None]) -> dict:
     """Load `s.weights` (weights only, no pickled code) and predict the test set with them."""
     model, payload = _load_weights(s)
@@ -361,7 +370,7 @@ def _load_weights(s: Submission) -> tuple[nn.Module, dict]:
     try:
         return load_checkpoint(s.weights)
     except ValueError as err:
-        if isinstance(err.__cause__, KeyError):  # a block family or input view this code does not hold
+        if isinstance(err.__cause__, (KeyError, UnknownBlock)):  # a block family or input view this code lacks
             _refuse_another_architecture(s)
         raise
 
@@ -408,7 +417,7 @@ def _log_unreadable(tests: TestSet, log: Callable[[str], None]) -> None:
             + ", ".join(tests.unreadable))
 
 
-def _plan(recipe: Recipe, kind: Kind, train: Sized, tests: TestSet, s: Submission, wanted: int,
+def _plan(recipe: Recipe, kind: NotebookKind, train: Sized, tests: TestSet, s: Submission, wanted: int,
           device: torch.device, deadline: Deadline, log: Callable[[str], None]) -> tuple[RetrainPlan, float]:
     """Measure the step costs here (scoring on the test images themselves) and fit up to `wanted` epochs
     before the deadline: (plan, seconds training must leave for saving and scoring)."""

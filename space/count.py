@@ -1,6 +1,7 @@
 """Exact parameter and FLOP counts from a spec, without building the model (over-cap specs are
 rejected before anything is allocated). Each family's formulas live beside its module; this module
-walks a spec once, part by part (`part_costs`), and every total is a sum of that walk."""
+walks a spec once, part by part (`part_costs`, of one member of an ensemble), and every total is the sum of
+that walk times the spec's `members`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ class PartCost:
 
 def part_costs(spec: ArchSpec, training: bool = False) -> list[PartCost]:
     """Stem, each stage and the head, with FLOPs per scored image (`training`: per training image, a
-    step's patches); they add up to `count_params` and `count_flops` (`train_flops`)."""
+    step's patches), of one member; times `ArchSpec.members` they add up to `count_params` and
+    `count_flops` (`train_flops`)."""
     views = backbone_views(spec, training)
     walks = [_view_walk(spec, size) for size, _ in views]  # per view: (FLOPs of each part, output sides)
     names = ["stem"] + [f"stage {i}" for i in range(1, len(spec.stages) + 1)] + ["head"]
@@ -46,20 +48,20 @@ def part_costs(spec: ArchSpec, training: bool = False) -> list[PartCost]:
 
 
 def count_params(spec: ArchSpec) -> int:
-    """Exactly `sum(p.numel() for p in build_model(spec).parameters())`."""
-    return sum(_part_params(spec))
+    """Exactly `sum(p.numel() for p in build_model(spec).parameters())`: all members of an ensemble."""
+    return spec.members * sum(_part_params(spec))
 
 
 def count_flops(spec: ArchSpec) -> int:
     """Forward FLOPs to score one image (one multiply-add = one FLOP): one crop, the spliced fragments,
     or every test patch (the grid at each test scale, mirrored too with `test_flip`; and the global stream)."""
-    return sum(p.flops for p in part_costs(spec))
+    return spec.members * sum(p.flops for p in part_costs(spec))
 
 
 def train_flops(spec: ArchSpec) -> int:
     """Forward FLOPs per training image: one crop, the spliced fragments, or the random patches of one
     step (and the global stream). What the budget model charges for training."""
-    return sum(p.flops for p in part_costs(spec, training=True))
+    return spec.members * sum(p.flops for p in part_costs(spec, training=True))
 
 
 def stage_sizes(spec: ArchSpec, size: int | None = None) -> list[int]:

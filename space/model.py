@@ -152,5 +152,34 @@ class IQANet(nn.Module):
         return self.head(self.embed(x)) * self.target_std + self.target_mean
 
 
-def build_model(spec: ArchSpec) -> IQANet:
-    return IQANet(spec)
+class Ensemble(nn.Module):
+    """`spec.members` networks of one architecture (`ArchSpec.member`), trained apart, scoring an image by the
+    mean of their scores (each in target units). Built untrained by `build_model`; trained member by member
+    (`search.train.retrain`), then put together with `of_members`."""
+
+    def __init__(self, spec: ArchSpec):
+        super().__init__()
+        spec.validate()
+        self.spec = spec
+        self.members = nn.ModuleList(IQANet(spec.member()) for _ in range(spec.members))
+
+    @classmethod
+    def of_members(cls, spec: ArchSpec, members: list[IQANet]) -> "Ensemble":
+        """The ensemble of the trained `members` (as many as `spec.members`, each of `spec.member()`)."""
+        if len(members) != spec.members:
+            raise ValueError(f"an ensemble of {spec.members} members cannot hold {len(members)}")
+        out = cls(spec)
+        out.members = nn.ModuleList(members)
+        return out
+
+    @property
+    def takes_uint8(self) -> bool:
+        return self.members[0].takes_uint8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(0)
+
+
+def build_model(spec: ArchSpec) -> IQANet | Ensemble:
+    """The untrained model of `spec`: one `IQANet`, or an `Ensemble` of them when `spec.members` > 1."""
+    return Ensemble(spec) if spec.members > 1 else IQANet(spec)

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from space.count import count_flops, count_params
-from space.spec import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, make_divisible
+from space.layers import BLOCK_FAMILIES
+from space.spec import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec, family, has_se, make_divisible
 
 
 class CapError(ValueError):
@@ -77,7 +78,8 @@ class SpaceConfig:
     kernels: tuple[int, ...] = (3, 5, 7)
     expansions: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0)
     attention_max_tokens: int = 256
-    """Attention is offered only in the last two stages, and only where the map has at most this many positions."""
+    """Families that are `late_only` (attention) are offered only in the last two stages, and only where the map
+    has at most this many positions."""
     pools: tuple[str, ...] = ("avg", "avgstd", "attn")
     max_fuse: int = 3
     head_hiddens: tuple[int, ...] = (0, 64, 128, 256)
@@ -92,15 +94,17 @@ class SpaceConfig:
     def small(cls) -> "SpaceConfig":
         """128-160 px inputs (or 128/256 px patches or a 5 x 5 grid of 32 px fragments of the 512 px image)
         and models up to ~1M parameters: quick real-data studies, even on a CPU."""
-        return cls(resizes=(128, 160), fragments=(0, 5), stem_widths=(16, 24), stages=(3, 4), widths=(16, 24, 32, 48, 64, 96, 128),
-                   depths=(1, 3), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64, head_hiddens=(0, 64, 128))
+        return cls(resizes=(128, 160), fragments=(0, 5), stem_widths=(16, 24), stages=(3, 4),
+                   widths=(16, 24, 32, 48, 64, 96, 128), depths=(1, 3), expansions=(2.0, 3.0, 4.0),
+                   attention_max_tokens=64, head_hiddens=(0, 64, 128))
 
     @classmethod
     def tiny(cls) -> "SpaceConfig":
         """64 px images, models of a few thousand to ~100k parameters that train in seconds on a CPU."""
-        return cls(resizes=(64,), patches=(0,), fragments=(0,), native=64, global_sizes=(0, 32), stem_widths=(8, 16), patch_sizes=(2,),
-                   stages=(2, 3), widths=(8, 16, 24, 32, 48), depths=(1, 2), kernels=(3, 5), expansions=(2.0, 3.0, 4.0), attention_max_tokens=64,
-                   head_hiddens=(0, 32), max_fuse=2, patch_grids=(3,), test_scales=(1.0,), test_flips=(False,), patch_pools=("mean",))
+        return cls(resizes=(64,), patches=(0,), fragments=(0,), native=64, global_sizes=(0, 32), stem_widths=(8, 16),
+                   patch_sizes=(2,), stages=(2, 3), widths=(8, 16, 24, 32, 48), depths=(1, 2), kernels=(3, 5),
+                   expansions=(2.0, 3.0, 4.0), attention_max_tokens=64, head_hiddens=(0, 32), max_fuse=2,
+                   patch_grids=(3,), test_scales=(1.0,), test_flips=(False,), patch_pools=("mean",))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,16 +123,18 @@ def sample_spec(trial, space: SpaceConfig, caps: Caps, num_outputs: int = 1) -> 
     for i in range(n):
         stride = trial.suggest_categorical("s0_stride", [1, 2]) if i == 0 else 2
         size = max(1, size // stride)
-        late_ok = i >= n - 2 and size * size <= space.attention_max_tokens and "attention" in space.blocks
-        choices = list(space.blocks) if late_ok else [b for b in space.blocks if b != "attention"]
+        late_ok = (i >= n - 2 and size * size <= space.attention_max_tokens
+                   and any(BLOCK_FAMILIES[b].late_only for b in space.blocks))
+        choices = [b for b in space.blocks if late_ok or not BLOCK_FAMILIES[b].late_only]
         block = trial.suggest_categorical(f"s{i}_block" + ("_late" if late_ok else ""), choices)
         width = max(width, trial.suggest_categorical(f"s{i}_width", list(space.widths)))
         stage = StageSpec(block, width, depth=trial.suggest_int(f"s{i}_depth", *space.depths), stride=stride)
-        if block != "attention":
+        traits = family(stage)
+        if traits.kernel:
             stage.kernel = trial.suggest_categorical(f"s{i}_kernel", list(space.kernels))
-        if block != "residual":
+        if traits.expansion:
             stage.expansion = trial.suggest_categorical(f"s{i}_expansion", list(space.expansions))
-        if block in ("residual", "mbconv"):
+        if traits.has_se:
             stage.se = trial.suggest_categorical(f"s{i}_se", [False, True])
         stages.append(stage)
     head = HeadSpec(
@@ -163,7 +169,8 @@ def _sample_input(trial, space: SpaceConfig) -> InputSpec:
         return InputSpec(space.native, space.native, fragments=fragments,
                          fragment=_choose(trial, "fragment", space.fragment_sizes))
     resize = trial.suggest_categorical("resize", list(space.resizes))
-    return InputSpec(resize, make_divisible(resize * trial.suggest_categorical("crop_fraction", list(space.crop_fractions))))
+    crop_fraction = trial.suggest_categorical("crop_fraction", list(space.crop_fractions))
+    return InputSpec(resize, make_divisible(resize * crop_fraction))
 
 
 def _sample_test_views(trial, space: SpaceConfig, inp: InputSpec, head: HeadSpec) -> None:
@@ -216,15 +223,15 @@ def spec_summary(spec: ArchSpec) -> str:
     model's head and input e.g. `attn·f1·h64·pmeanstd | p128x2g4s384f+160/512` (its patches pooled by mean
     and std; 128 px patches, 2 per training step, a 4 x 4 test grid, also at 384 px, flipped too, and a
     160 px global stream)."""
-    short = {"residual": "res", "mbconv": "mb", "convnext": "cnx", "attention": "attn"}
     parts = [f"{spec.stem.kind}{spec.stem.width}" + (f"p{spec.stem.kernel}" if spec.stem.kind == "patchify" else "")]
     for s in spec.stages:
-        desc = f"{short[s.block]}{s.width}x{s.depth}"
-        if s.block != "attention":
+        traits = family(s)
+        desc = f"{traits.short}{s.width}x{s.depth}"
+        if traits.kernel:
             desc += f"k{s.kernel}"
-        if s.block != "residual":
+        if traits.expansion:
             desc += f"e{s.expansion:g}"
-        if s.se and s.block in ("residual", "mbconv"):
+        if has_se(s):
             desc += "se"
         if s.stride == 1:
             desc += "s1"
@@ -236,7 +243,10 @@ def spec_summary(spec: ArchSpec) -> str:
                  + (f"·p{head.patch_pool}" if head.patch_pool != "mean" else ""))
     inp = spec.input
     view = (f"p{inp.patch}x{inp.train_patches}g{inp.grid}" + "".join(f"s{s}" for s in inp.test_scales)
-            + ("f" if inp.test_flip else "") + (f"+{inp.global_size}" if inp.global_size else "")) if inp.patch else inp.crop
+            + ("f" if inp.test_flip else "") + (f"+{inp.global_size}" if inp.global_size else "")
+            ) if inp.patch else inp.crop
     view = f"fr{inp.fragments}x{inp.fragment}" if inp.fragments else view
     parts.append(f"{view}/{inp.resize}" + ("+mscn" if inp.mscn else ""))
+    if spec.members > 1:
+        parts.append(f"ensemble x{spec.members}")
     return " | ".join(parts)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-BLOCKS = ("residual", "mbconv", "convnext", "attention")
+from space.layers import BLOCK_FAMILIES
+from space.layers.conv import BlockFamily, BlockPlan
+
 POOLS = ("avg", "avgstd", "attn")
 PATCH_POOLS = ("mean", "attn", "meanstd")
 STEMS = ("conv", "patchify")
 ACTIVATIONS = ("relu", "silu", "gelu")
+
+
+class UnknownBlock(ValueError):
+    """A stage names a block family that is not registered (`space.layers.BLOCK_FAMILIES`): a typo, or, in a
+    notebook, a family its code does not carry (it holds only its own model's)."""
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -105,9 +112,20 @@ class ArchSpec:
     head: HeadSpec = field(default_factory=HeadSpec)
     num_outputs: int = 1
     act: str = "silu"
+    members: int = 1
+    """Independently trained copies of this network whose scores are averaged (an ensemble): every count
+    (`space.count`) and so the parameter cap and the size tier take all of them."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The spec as plain data; `members` only when it is an ensemble, so a single network's dict is as before."""
+        out = asdict(self)
+        if self.members == 1:
+            del out["members"]
+        return out
+
+    def member(self) -> "ArchSpec":
+        """One member of the ensemble: this spec with `members` 1 (a copy)."""
+        return ArchSpec.from_dict({**self.to_dict(), "members": 1})
 
     @classmethod
     def from_dict(cls, data: dict) -> "ArchSpec":
@@ -115,7 +133,7 @@ class ArchSpec:
             spec = cls(
                 input=InputSpec(**data["input"]), stem=StemSpec(**data["stem"]),
                 stages=[StageSpec(**s) for s in data["stages"]], head=HeadSpec(**data.get("head", {})),
-                num_outputs=data.get("num_outputs", 1), act=data.get("act", "silu"),
+                num_outputs=data.get("num_outputs", 1), act=data.get("act", "silu"), members=data.get("members", 1),
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"malformed architecture spec: {err}") from None
@@ -149,7 +167,10 @@ class ArchSpec:
                 bad("input.fragments", "is an input mode of its own: needs patch == 0", (inp.fragments, inp.patch))
             if inp.crop != inp.resize or not 1 <= inp.fragment <= inp.resize // inp.fragments or inp.view < 8:
                 bad("input.fragments", "needs crop == resize (the model cuts its own fragments), 1 <= fragment <= "
-                    "resize // fragments and fragments * fragment >= 8", (inp.fragments, inp.fragment, inp.crop, inp.resize))
+                    "resize // fragments and fragments * fragment >= 8",
+                    (inp.fragments, inp.fragment, inp.crop, inp.resize))
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            bad("members", "must be a whole number >= 1", self.members)
         if self.stem.kind not in STEMS:
             bad("stem.kind", f"must be one of {STEMS}", self.stem.kind)
         if self.stem.width < 1:
@@ -162,8 +183,8 @@ class ArchSpec:
             bad("stages", "need at least one stage", self.stages)
         for i, s in enumerate(self.stages):
             p = f"stages[{i}]"
-            if s.block not in BLOCKS:
-                bad(f"{p}.block", f"must be one of {BLOCKS}", s.block)
+            if s.block not in BLOCK_FAMILIES:
+                raise UnknownBlock(f"{p}.block: must be one of {tuple(BLOCK_FAMILIES)}, got {s.block!r}")
             for name in ("width", "depth"):
                 if getattr(s, name) < 1:
                     bad(f"{p}.{name}", "must be >= 1", getattr(s, name))
@@ -193,31 +214,24 @@ class ArchSpec:
         return self
 
 
-@dataclass(frozen=True)
-class BlockPlan:
-    """One block with every width resolved."""
-
-    block: str
-    cin: int
-    cout: int
-    stride: int
-    kernel: int
-    hidden: int
-    se_hidden: int
-    """0 = no squeeze-excitation."""
+def family(stage: StageSpec) -> BlockFamily:
+    """The block family of `stage` (`space.layers.BLOCK_FAMILIES`), which says what its fields mean for it."""
+    return BLOCK_FAMILIES[stage.block]
 
 
 def default_hidden(stage: StageSpec) -> int:
-    return stage.width if stage.block == "residual" else make_divisible(stage.width * stage.expansion)
+    """The stage width times its expansion, or the width itself for a family without an expansion."""
+    return make_divisible(stage.width * stage.expansion) if family(stage).expansion else stage.width
 
 
 def has_se(stage: StageSpec) -> bool:
-    return stage.se and stage.block in ("residual", "mbconv")
+    """Whether the stage's blocks have a squeeze-excitation: asked for (`se`) and offered by the family."""
+    return stage.se and family(stage).has_se
 
 
 def default_se_hidden(stage: StageSpec, hidden: int) -> int:
-    channels = stage.width if stage.block == "residual" else hidden  # SE acts on these channels
-    return make_divisible(channels / 4)
+    """A quarter of the channels the family's squeeze-excitation acts on."""
+    return make_divisible(family(stage).se_channels(stage.width, hidden) / 4)
 
 
 def block_plan(spec: ArchSpec) -> list[list[BlockPlan]]:

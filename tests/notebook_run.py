@@ -10,7 +10,16 @@ import pandas as pd
 from nbclient import NotebookClient
 from PIL import Image
 
+from results.notebook import RUN_ROOTS, kept_entries, kind_modules, library
 from search.data import make_synthetic
+from search.train.recipe import Recipe
+
+
+def generated_code(recipe: Recipe | None = None, task: str = "mos") -> str:
+    """A notebook's library as one source (imports, then the modules) for `recipe` (default: every block family
+    and input view) and the task kind `task`: what `results.notebook.build_notebook` puts in its cells."""
+    imports, cells = library(RUN_ROOTS, kept_entries(recipe, task), kind_modules(task))
+    return "\n\n\n".join([imports, *(body for _, body in cells)])
 
 
 def write_labelled_pngs(folder: Path, n_images: int, size: int, seed: int) -> Path:

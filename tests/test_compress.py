@@ -18,7 +18,7 @@ from compress.quantize import roundtrip
 from compress.variants import list_variants, variants_url
 from results import export as export_module
 from results.candidates import candidate_recipe, ranked_candidates
-from results.export import export_submission
+from results.export import ExportOptions, export_submission
 from results.submission import Submission, run_submission
 from search.checkpoint import load_checkpoint, save_checkpoint
 from search.data import make_synthetic
@@ -219,7 +219,7 @@ def test_export_takes_the_winning_scratch_variant_and_its_notebook_trains_it(com
     scratch = frame.set_index("id").loc[f"{pid}-scratch"]
     small_teams = replace(ICME, reference_sizes_m=tuple([scratch["params"] * 1.1 / 1e6] * 10))
     monkeypatch.setattr(export_module, "get_profile", lambda name: small_teams)
-    result = export_submission(study, cfg, run_dir, "T", date="20261123", smoke=True, variants=frame)
+    result = export_submission(study, cfg, run_dir, ExportOptions("T", date="20261123", smoke=True), variants=frame)
     assert result.candidate == f"{pid}-scratch" and result.summary["kind"] == "scratch"
     assert result.summary["params"] == scratch["params"] < best.user_attrs["params"]
     settings: dict = {}

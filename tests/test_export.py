@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import errno
-import io
 import os
 from collections import Counter
 from dataclasses import replace
@@ -18,15 +17,13 @@ import math
 import nbformat
 import numpy as np
 import optuna
-import pyflakes.api
-import pyflakes.reporter
 import pytest
 from optuna.trial import TrialState
 
-from notebook_run import run_smoke, write_labelled_pngs
+from lint import undefined_names
+from notebook_run import generated_code, run_smoke, write_labelled_pngs
 from results import export as export_module
-from results.export import export_submission
-from results.notebook import generated_code
+from results.export import ExportOptions, export_submission
 from results.candidates import candidate_recipe
 from results.schedule import RISING_SCALE, Schedule
 from run_search import error_message, main
@@ -44,7 +41,8 @@ def exported(tiny_study):
     the teacher's training too."""
     study, cfg, run_dir = tiny_study
     largest = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["params"])
-    return export_submission(study, cfg, run_dir, "Team_X", date="20261122", smoke=True, teacher=largest.number)
+    return export_submission(study, cfg, run_dir,
+                             ExportOptions("Team_X", date="20261122", smoke=True, teacher=largest.number))
 
 
 def test_weights_reload_and_match_the_trained_model(exported, tiny_study):
@@ -112,9 +110,8 @@ def test_generated_notebook_defines_no_top_level_name_twice():
 def test_generated_notebook_uses_no_undefined_name():
     """Every module the notebook inlines must bring what it calls: a name defined only in a module left
     out of `SOURCES` fails at the first call on Kaggle, not here."""
-    found = io.StringIO()
-    pyflakes.api.check(generated_code(), "notebook", pyflakes.reporter.Reporter(found, found))
-    assert "undefined name" not in found.getvalue(), found.getvalue()
+    undefined = undefined_names(generated_code())
+    assert not undefined, undefined
 
 
 def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):
@@ -122,21 +119,21 @@ def test_export_refuses_over_cap_and_over_budget(tiny_study, monkeypatch):
     icme = get_profile(cfg.profile)
     monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, caps=replace(icme.caps, params=100)))
     with pytest.raises(ValueError, match="no completed trial within the cap"):
-        export_submission(study, cfg, run_dir, "T", smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("T", smoke=True))
     with pytest.raises(ValueError, match=r"trial \d+ \(.* params.*over the caps .* of icme2026-aigc"):
-        export_submission(study, cfg, run_dir, "T", trial=study.best_trials[0].number, smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("T", trial=study.best_trials[0].number, smoke=True))
     sizes = sorted((t.user_attrs["params"], t.number) for t in study.get_trials(states=(TrialState.COMPLETE,)))
     between = replace(icme.caps, params=sizes[0][0])  # the smallest trial fits, the largest does not
     monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, caps=between))
     with pytest.raises(ValueError, match=f"teacher trial {sizes[-1][1]} .*over the caps .* of icme2026-aigc"):
-        export_submission(study, cfg, run_dir, "T", trial=sizes[0][1], teacher=sizes[-1][1], smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("T", trial=sizes[0][1], teacher=sizes[-1][1], smoke=True))
     monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, export_budget_s=1e-6))
     with pytest.raises(ValueError, match="over the icme2026-aigc export budget"):
-        export_submission(study, cfg, run_dir, "T", smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("T", smoke=True))
     with pytest.raises(ValueError, match="team name"):
-        export_submission(study, cfg, run_dir, "bad name!", smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("bad name!", smoke=True))
     with pytest.raises(ValueError, match="'../../x' is not a date as YYYYMMDD"):
-        export_submission(study, cfg, run_dir, "T", date="../../x", smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("T", date="../../x", smoke=True))
 
 
 def test_a_full_disk_leaves_no_partial_export(tiny_study, monkeypatch):
@@ -151,7 +148,7 @@ def test_a_full_disk_leaves_no_partial_export(tiny_study, monkeypatch):
 
     monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(OSError) as info:
-        export_submission(study, cfg, run_dir, "Team_Full", date="20261122", smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("Team_Full", date="20261122", smoke=True))
     assert error_message(info.value) == f"No space left on device: {out / 'Team_Full_20261122.ipynb'}"
     assert sorted(out.iterdir()) == before and not list(run_dir.glob(".export-*"))
 
@@ -163,7 +160,7 @@ def test_the_export_folder_is_checked_before_the_retrain(tiny_study, monkeypatch
     monkeypatch.setattr(export_module.os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
     monkeypatch.setattr(type(cfg.task), "retrain", lambda *args, **kwargs: pytest.fail("retrained before the check"))
     with pytest.raises(PermissionError) as info:
-        export_submission(study, cfg, run_dir, "T", smoke=True)
+        export_submission(study, cfg, run_dir, ExportOptions("T", smoke=True))
     assert error_message(info.value) == f"cannot write the export to this folder (read-only): {out}"
 
 
@@ -197,8 +194,8 @@ def test_the_schedule_follows_the_trial_curve(tiny_study, tmp_path, curve, scale
     study, cfg, _ = tiny_study
     number = study.get_trials(states=(TrialState.COMPLETE,))[0].number
     epochs = 4 if scale is None else scale * candidate_recipe(number, study).train.epochs
-    result = export_submission(_with_curve(study, number, curve), cfg, tmp_path, "T", trial=number, date="20261122",
-                               smoke=True)
+    result = export_submission(_with_curve(study, number, curve), cfg, tmp_path,
+                               ExportOptions("T", trial=number, date="20261122", smoke=True))
     chosen = result.summary["schedule"]
     assert chosen["epochs"] == epochs and json.loads((tmp_path / "export" / "export.json").read_text())["schedule"] == chosen
     source, settings = _settings(result.notebook)

@@ -5,19 +5,17 @@ score, and the predict-only switch executed headless."""
 from __future__ import annotations
 
 import ast
-import io
 
 import nbformat
 import numpy as np
 import pandas as pd
-import pyflakes.api
-import pyflakes.reporter
 import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
-from notebook_run import run_smoke, write_labelled_pngs
-from results.notebook import build_notebook, generated_code
+from lint import undefined_names
+from notebook_run import generated_code, run_smoke, write_labelled_pngs
+from results.notebook import build_notebook
 from results.submission import Submission, run_submission
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
@@ -54,9 +52,7 @@ def _code_names(nb: dict) -> set[str]:
 
 
 def _undefined(code: str) -> str:
-    found = io.StringIO()
-    pyflakes.api.check(code, "notebook", pyflakes.reporter.Reporter(found, found))
-    return "\n".join(line for line in found.getvalue().splitlines() if "undefined name" in line)
+    return undefined_names(code)
 
 
 def test_cells_headings_settings_and_model_card():
@@ -105,12 +101,12 @@ def test_a_mos_notebook_holds_only_what_its_run_calls():
     assert {"Fragments", "FragmentView", "cell_edges"} <= fragments and not {"CropView", "Patches"} & fragments
     assert not {"Fragments", "FragmentView"} & mos
     pairs = _code_names(build_notebook("T", "20260101", _recipe(), ["preference"], 0, 5400, 10_000_000,
-                                       pair_columns=["image_a", "image_b", "winner"]))
+                                       task="pairs", pair_columns=["image_a", "image_b", "winner"]))
     assert {"PairSet", "train_pairs", "_pairs_read"} <= pairs and not {"_mos_read", "load_csv", "iqa_metrics"} & pairs
     views = _code_names(build_notebook("T", "20260101", _views_recipe(), ["mos_quality"], 0, 5400, 10_000_000))
     assert {"Patches", "PatchView", "PatchPool", "reduce_image"} <= views
     sources = _code_names(build_notebook("T", "20260101", _recipe(), ["mos_quality"], 0, 5400, 10_000_000,
-                                         sources=["agiqa3k", "agiqa1k"]))
+                                         task="sources", sources=["agiqa3k", "agiqa1k"]))
     assert {"_sources_read", "combine", "load_agiqa1k"} <= sources and not PAIR_NAMES & sources
     for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(_recipe(fragments=3)),
                  generated_code(_views_recipe()), generated_code(task="pairs"), generated_code(_recipe(), task="sources")):
@@ -184,10 +180,15 @@ def test_predict_only_runs_headless_with_the_given_weights(trained, tmp_path):
     assert (tmp_path / "environment.txt").is_file() and not list(tmp_path.glob("*.pth"))
 
 
-def test_the_notebook_trains_and_predicts_a_fragment_recipe_in_smoke_mode(trained, tmp_path):
+def test_the_notebook_trains_and_predicts_a_fragment_ensemble_in_smoke_mode(trained, tmp_path):
     root, _, _ = trained
-    nb = nbformat.from_dict(build_notebook("T", "20260101", _recipe(fragments=3), ["mos_quality"], 0, 600, 10_000_000))
-    assert "a 3 x 3 grid of 8 px fragments of the 48 px image, spliced into one 24 px view" in nb.cells[2].source
+    recipe = _recipe(fragments=3)
+    recipe.spec.members = 2
+    nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000))
+    card = nb.cells[2].source
+    assert "a 3 x 3 grid of 8 px fragments of the 48 px image, spliced into one 24 px view" in card
+    assert f"**{count_params(recipe.spec):,} parameters**" in card and "An ensemble: 2 networks" in card
+    assert f"| **total: 2 members** | | | | **{count_params(recipe.spec):,}** |" in card
     nb.cells.insert(2, nbformat.v4.new_code_cell(
         f"TRAIN_IMAGES = {str(root / 'train')!r}\nTRAIN_LABELS = {str(root / 'train.csv')!r}\n"
         f"TEST_IMAGES = {str(root / 'test')!r}\nOUT_DIR = {str(tmp_path)!r}\nSMOKE = True\nDEADLINE_S = 120"))
@@ -197,3 +198,6 @@ def test_the_notebook_trains_and_predicts_a_fragment_recipe_in_smoke_mode(traine
     model, _ = load_checkpoint(tmp_path / "T_20260101_model.pth")
     inp = model.spec.input
     assert (inp.resize, inp.crop, inp.fragments, inp.fragment, inp.patch) == (32, 32, 2, 8, 0)  # the smoke size
+    assert model.spec.members == 2 and len(model.members) == 2
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "trained 2 members, 1 + 1 epochs" in printed and f"model: {count_params(model.spec):,} parameters" in printed

@@ -47,7 +47,7 @@ def test_pairs_read_with_winner_by_letter_or_name_and_own_columns(folder):
     pd.DataFrame([("x.png", "y.png", "b"), ("y.png", "z.png", "y.png"), ("z.png", "x.png", "A")],
                  columns=["left", "right", "pick"]).to_csv(folder / "prefs.csv", index=False)
     table = load_pairs(folder, ("left", "right", "pick"), "prefs.csv")
-    winners = [(table.names[w], table.names[l]) for w, l in table.pairs]
+    winners = [(table.names[w], table.names[lost]) for w, lost in table.pairs]
     assert winners == [("y.png", "x.png"), ("y.png", "z.png"), ("z.png", "x.png")]
     with pytest.raises(ValueError, match=r"has no column\(s\) image_a, image_b, winner; its columns are left, right, pick"):
         load_pairs(folder, filename="prefs.csv")

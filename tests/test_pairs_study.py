@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from run_search import main
-from results.export import export_submission
+from results.export import ExportOptions, export_submission
 from search.data import make_synthetic
 from search.data.pairs import pairs_from_scores
 from search.study import StudyConfig, StudyData, TrialRecord, create_study, default_storage_url, load_study
@@ -28,7 +28,8 @@ def write_pairs_folder(root: Path, n_images: int = 40, n_pairs: int = 120, seed:
     names = [f"{n}.png" for n in data.images.names]
     for name, img in zip(names, data.images.images):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / "images" / name)
-    rows = [(names[w], names[l], "a") if i % 2 else (names[l], names[w], names[w]) for i, (w, l) in enumerate(data.pairs)]
+    rows = [(names[w], names[lost], "a") if i % 2 else (names[lost], names[w], names[w])
+            for i, (w, lost) in enumerate(data.pairs)]
     pd.DataFrame(rows, columns=["image_a", "image_b", "winner"]).to_csv(root / "pairs.csv", index=False)
     return root
 
@@ -66,12 +67,15 @@ def test_search_scores_pair_accuracy_and_report_shows_it(pairs_run, capsys):
     assert "<th>pair_acc (search)</th>" in (runs / "pq" / "report" / "report.html").read_text()
     assert main(["compress", "--study", "pq", "--runs-dir", str(runs)]) == 2
     assert "compress does not handle preference-pair studies" in _last_error(capsys)
+    assert main(["confirm", "--study", "pq", "--runs-dir", str(runs)]) == 2  # one line, not a traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: confirm does not handle preference-pair studies"), err
 
 
 def test_exported_pairs_notebook_trains_and_chooses(pairs_run, tmp_path):
     runs, folder, _ = pairs_run
     study, cfg = load_study("pq", f"sqlite:///{runs / 'pq' / 'study.db'}")
-    result = export_submission(study, cfg, runs / "pq", "Team_P", date="20260301", smoke=True)
+    result = export_submission(study, cfg, runs / "pq", ExportOptions("Team_P", date="20260301", smoke=True))
     assert result.summary["pairs"] > 0
     nb = nbformat.read(result.notebook, as_version=4)
     assert "TRAIN_PAIRS" in nb.cells[1].source and "task='pairs'" in nb.cells[-1].source

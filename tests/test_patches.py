@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from compress import prune_model
 from notebook_run import run_smoke, write_labelled_pngs
-from results.export import export_submission
+from results.export import ExportOptions, export_submission
 from search.checkpoint import load_checkpoint
 from search.data import decode_images, load_folder, make_synthetic
 from search.study import StudyConfig, TrialRecord, run_search
@@ -46,7 +46,7 @@ def test_patch_trials_are_planned_by_their_training_flops(patch_study):
 
 def test_the_exported_notebook_trains_and_predicts_the_patch_recipe(patch_study, tmp_path):
     study, cfg, run_dir = patch_study
-    exported = export_submission(study, cfg, run_dir, "Team_P", date="20261123", smoke=True)
+    exported = export_submission(study, cfg, run_dir, ExportOptions("Team_P", date="20261123", smoke=True))
     assert exported.model.spec.input.patch == 32
     labels = write_labelled_pngs(tmp_path, 20, 64, seed=5)
     out = run_smoke(nbformat.read(exported.notebook, as_version=4), tmp_path,

@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 
 from results import confirm as confirm_module
 from results.candidates import (
-    CONFIRM_ATTR, PROTOCOL_ATTR, candidate_recipe, export_choice, finalists, ranked_candidates, ranked_trials,
+    CONFIRM_ATTR, PROTOCOL_ATTR, Protocol, candidate_recipe, export_choice, finalists, ranked_candidates, ranked_trials,
 )
 from results.confirm import confirm, fold_score, needs_confirming
 from results.export import export_recipe
@@ -50,15 +50,18 @@ def _add_trial(tiny_study, study: optuna.Study, score: float) -> int:
 @pytest.fixture
 def folds(monkeypatch):
     """Fake fold trainings: `folds.scores[trial number]` is the list of its fold scores (on the fold-mean
-    scale, below the single scores, as trained on less data); `folds.calls` records (trial, fold)."""
+    scale, below the single scores, as trained on less data); `folds.calls` records (trial, fold) and
+    `folds.protocols` the protocol of each call."""
     class Folds:
         scores: dict[int, list[float]] = {}
         calls: list[tuple[int, int]] = []
+        protocols: list[Protocol] = []
     recipes: dict[str, int] = {}
 
-    def fake(recipe, cfg, data, k, fold, time_limit=None):
+    def fake(recipe, cfg, data, protocol, fold, time_limit=None):
         number = recipes[str(recipe.to_dict())]
         Folds.calls.append((number, fold))
+        Folds.protocols.append(protocol)
         return Folds.scores[number][fold]
 
     def register(study):
@@ -80,9 +83,9 @@ def test_a_finalist_whose_folds_are_better_wins_over_a_better_single_score(tiny_
     folds.register(study)
     folds.scores = {a: [0.66, 0.68, 0.67], b: [0.70, 0.71, 0.72]}
     assert _export_id(study, cfg) == f"trial {a}"  # before confirming: the best single run
-    ranked = confirm(study, cfg, top=2, folds=3, progress=False)
+    ranked = confirm(study, cfg, top=2, k=3, progress=False)
     assert export_choice(ranked)["id"] == f"trial {b}" and list(ranked["id"][:2]) == [f"trial {b}", f"trial {a}"]
-    assert list(ranked["finalist"][:3]) == [True, True, False] and study.user_attrs[PROTOCOL_ATTR] == {"folds": 3}
+    assert list(ranked["finalist"][:3]) == [True, True, False] and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "folds", "k": 3}
 
 
 def test_a_lucky_single_run_does_not_beat_finalists_it_was_never_compared_with(tiny_study, folds):
@@ -90,7 +93,7 @@ def test_a_lucky_single_run_does_not_beat_finalists_it_was_never_compared_with(t
     study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
     folds.register(study)
     folds.scores = {a: [0.66, 0.68, 0.67], b: [0.70, 0.71, 0.72]}
-    confirm(study, cfg, top=2, folds=3, progress=False)
+    confirm(study, cfg, top=2, k=3, progress=False)
     lucky = _add_trial(tiny_study, study, 0.95)  # one draw, far above the finalists' fold means
     ranked = ranked_candidates(study, get_profile(cfg.profile))
     assert export_choice(ranked)["id"] == f"trial {b}", "a single run never outranks a finalist"
@@ -99,7 +102,7 @@ def test_a_lucky_single_run_does_not_beat_finalists_it_was_never_compared_with(t
     folds.register(study)
     folds.scores[lucky] = [0.64, 0.65, 0.66]
     folds.calls.clear()
-    ranked = confirm(study, cfg, top=2, folds=3, progress=False)
+    ranked = confirm(study, cfg, top=2, k=3, progress=False)
     assert sorted(folds.calls) == [(lucky, 0), (lucky, 1), (lucky, 2)], "only the new finalist trains"
     assert export_choice(ranked)["id"] == f"trial {b}"  # its folds are worse: it joins the finalists below b
 
@@ -110,10 +113,10 @@ def test_a_second_export_confirms_nothing(tiny_study, folds):
     folds.register(study)
     folds.scores = {a: [0.60, 0.61, 0.62], b: [0.70, 0.71, 0.72]}  # the old rule then confirmed the third trial too
     assert needs_confirming(study, cfg, 2, 3)
-    confirm(study, cfg, top=2, folds=3, progress=False)
+    confirm(study, cfg, top=2, k=3, progress=False)
     folds.calls.clear()
     assert not needs_confirming(study, cfg, 2, 3)
-    confirm(study, cfg, top=2, folds=3, progress=False)
+    confirm(study, cfg, top=2, k=3, progress=False)
     assert folds.calls == []
 
 
@@ -139,7 +142,7 @@ def test_the_summary_compress_report_and_export_name_the_same_model(tiny_study, 
     study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
     folds.register(study)
     folds.scores = {a: [0.60, 0.61, 0.62], b: [0.70, 0.71, 0.72]}
-    ranked = confirm(study, cfg, top=2, folds=3, progress=False)
+    ranked = confirm(study, cfg, top=2, k=3, progress=False)
     named = f"trial {b}"
     print_best(study, cfg, "sqlite://")
     assert f"first in the ranking (what export takes): {named}:" in capsys.readouterr().out
@@ -158,8 +161,80 @@ def test_a_time_limited_confirm_stores_no_shortened_fold(tiny_study, folds):
     study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
     folds.register(study)
     folds.scores = {a: [0.60, 0.61, 0.62], b: [0.70, 0.71, 0.72]}
-    confirm(study, cfg, top=2, folds=3, progress=False, time_limit=Deadline(1e-3))
+    confirm(study, cfg, top=2, k=3, progress=False, time_limit=Deadline(1e-3))
     assert folds.calls == [] and study.user_attrs.get(CONFIRM_ATTR, {}) == {}
     data = StudyData(cfg, progress=False)
     recipe = candidate_recipe(a, study)
-    assert fold_score(recipe, cfg, data, 3, 0, time_limit=Deadline(0.05)) is None  # real training, cut by the clock
+    assert fold_score(recipe, cfg, data, Protocol("folds", 3), 0, time_limit=Deadline(0.05)) is None  # real training, cut by the clock
+
+
+def test_a_seeds_confirm_stores_its_runs_under_its_own_protocol_and_resumes(tiny_study, folds):
+    _, cfg, _ = tiny_study
+    study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
+    folds.register(study)
+    folds.scores = {a: [0.70, 0.71, 0.72], b: [0.66, 0.67, 0.68]}
+    ranked = confirm(study, cfg, top=2, k=3, progress=False, protocol="seeds")
+    assert set(folds.protocols) == {Protocol("seeds", 3)} and len(folds.calls) == 6
+    assert study.user_attrs[PROTOCOL_ATTR] == {"protocol": "seeds", "k": 3}
+    assert study.user_attrs[CONFIRM_ATTR][f"trial {a}"] == {"protocol": "seeds", "k": 3,
+                                                           "scores": {"0": 0.70, "1": 0.71, "2": 0.72}}
+    assert export_choice(ranked)["id"] == f"trial {a}" and list(ranked["finalist"][:2]) == [True, True]
+    folds.calls.clear()
+    assert not needs_confirming(study, cfg, 2, 3, protocol="seeds")
+    confirm(study, cfg, top=2, k=3, progress=False, protocol="seeds")  # resumed: every run is stored
+    assert folds.calls == []
+    assert needs_confirming(study, cfg, 2, 3, protocol="folds")  # the folds protocol has none of them
+
+
+def test_a_part_way_seeds_confirm_resumes_only_its_missing_runs(tiny_study, folds):
+    _, cfg, _ = tiny_study
+    study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
+    folds.register(study)
+    folds.scores = {a: [0.70, 0.71, 0.72], b: [0.66, 0.67, 0.68]}
+    study.set_user_attr(CONFIRM_ATTR, {
+        f"trial {a}": {"protocol": "seeds", "k": 3, "scores": {"0": 0.70, "2": 0.72}},  # run 1 missing
+        f"trial {b}": {"folds": 3, "scores": {"0": 0.9, "1": 0.9, "2": 0.9}}})  # another protocol: redone
+    confirm(study, cfg, top=2, k=3, progress=False, protocol="seeds")
+    assert sorted(folds.calls) == [(a, 1), (b, 0), (b, 1), (b, 2)]
+    assert study.user_attrs[CONFIRM_ATTR][f"trial {b}"]["scores"] == {"0": 0.66, "1": 0.67, "2": 0.68}
+
+
+def test_rows_of_another_protocol_are_not_finalists(tiny_study):
+    """Scores under folds are never compared with scores under seeds, nor k = 3 with k = 2; a study confirmed
+    before protocols had names ({"folds": k}) still reads as folds."""
+    _, cfg, _ = tiny_study
+    study, (a, b, c) = _study(tiny_study, [0.80, 0.76, 0.70])
+    study.set_user_attr(CONFIRM_ATTR, {
+        f"trial {a}": {"protocol": "seeds", "k": 3, "scores": {"0": 0.60, "1": 0.61, "2": 0.62}},
+        f"trial {b}": {"folds": 3, "scores": {"0": 0.90, "1": 0.91, "2": 0.92}},  # folds, the older form
+        f"trial {c}": {"protocol": "seeds", "k": 2, "scores": {"0": 0.95, "1": 0.96}}})
+    study.set_user_attr(PROTOCOL_ATTR, {"protocol": "seeds", "k": 3})
+    ranked = ranked_candidates(study, get_profile(cfg.profile)).set_index("id")
+    assert ranked.loc[f"trial {a}", "finalist"] and ranked.loc[f"trial {a}", "confirm_mean"] == pytest.approx(0.61)
+    for other in (b, c):
+        assert not ranked.loc[f"trial {other}", "finalist"] and np.isnan(ranked.loc[f"trial {other}", "confirm_mean"])
+    assert export_choice(ranked.reset_index())["id"] == f"trial {a}"
+    study.set_user_attr(PROTOCOL_ATTR, {"folds": 3})  # the older form of folds
+    ranked = ranked_candidates(study, get_profile(cfg.profile)).set_index("id")
+    assert list(ranked.index[ranked["finalist"]]) == [f"trial {b}"]
+    with pytest.raises(ValueError, match="confirm protocol"):
+        confirm(study, cfg, top=2, k=3, progress=False, protocol="bootstrap")
+
+
+def test_the_protocols_train_and_score_on_their_parts(tiny_study):
+    """Seeds: every run trains on the study's training part and scores its validation part; folds: run i
+    scores fold i of the training and validation images, each of them scored by exactly one run; the test
+    prompts stay out of both."""
+    _, cfg, _ = tiny_study
+    data = StudyData(cfg, progress=False)
+    size = 64
+    train, val, test = data.split(size)
+    for i in range(3):
+        fit, held = confirm_module.protocol_parts(Protocol("seeds", 3), cfg, data, size, i)
+        assert np.array_equal(fit, train) and np.array_equal(held, val)
+    held_out = []
+    for i in range(3):
+        fit, held = confirm_module.protocol_parts(Protocol("folds", 3), cfg, data, size, i)
+        assert not set(fit) & set(held) and set(fit) | set(held) == set(train) | set(val)
+        held_out += list(held)
+    assert sorted(held_out) == sorted(np.concatenate([train, val])) and not set(held_out) & set(test)

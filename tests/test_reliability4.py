@@ -28,7 +28,8 @@ import search.data.decode
 import search.study.known
 import search.study.workers
 from run_search import build_parser, main
-from results.notebook import build_notebook, generated_code
+from notebook_run import generated_code
+from results.notebook import build_notebook
 from search.budget import EFFICIENCY_RANGE, BudgetModel
 from search.checkpoint import save_checkpoint
 from search.data.pairs import read_pairs

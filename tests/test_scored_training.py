@@ -2,6 +2,9 @@
 `search.train.retrain`, the best-snapshot watch of `search.train.snapshot`, and the demo's bounded export."""
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,16 +12,20 @@ import torch
 
 from notebook_run import write_labelled_pngs
 
+from results.export import choose_members
 from results.submission import KINDS, Submission
 from run_search import DEMO, build_parser, demo_steps
 from search.data import ImageSet, make_synthetic
 from search.data.pairs import PairSet
-from search.train.loop import evaluate
+from search.budget import BudgetModel
+from search.checkpoint import load_checkpoint, save_checkpoint
+from search.profiles import get_profile
+from search.train.loop import evaluate, predict
 from search.train.pairs import retrain_pairs
 from search.train.recipe import Recipe, TrainConfig
-from search.train.retrain import FILL, check_split, retrain
+from search.train.retrain import FILL, OPEN_EPOCHS, Deadline, budget_costs, check_split, retrain
 from search.train.snapshot import MIN_CHECKS, BestSnapshot, check_every, validation_score
-from space import ArchSpec, HeadSpec, InputSpec, StageSpec, StemSpec
+from space import ArchSpec, CapError, HeadSpec, InputSpec, StageSpec, StemSpec, count_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -122,3 +129,67 @@ def test_the_notebook_groups_its_validation_part_by_prompt_when_the_labels_name_
     assert not set(train.groups) & set(part.groups)
     alone, _ = KINDS["mos"].read(Submission(**common, train_labels=str(labels)), 16)
     assert len(set(alone.groups)) == len(alone)
+
+
+def _ensemble(recipe: Recipe, members: int = 2) -> Recipe:
+    recipe.spec.members = members
+    return recipe
+
+
+def test_an_ensemble_trains_each_member_apart_and_scores_their_mean(tmp_path):
+    data = _memorising_set(n=64, prompts=16)
+    recipe = _ensemble(_recipe(2))
+    model, result = retrain(recipe, data, seed=0, final="all")
+    single, _ = retrain(_recipe(2), data, seed=0, final="all")
+    assert result.member_epochs == [2, 2] and result.epochs_run == 4 and "member 2: its planned epochs ran" in result.stop
+    first, second = model.members
+    assert torch.equal(first.stem_conv().weight, single.stem_conv().weight), "member 1 is the single run of the seed"
+    assert not torch.equal(first.stem_conv().weight, second.stem_conv().weight), "each member has its own seed"
+    both = [predict(m, data.images) for m in (first, second)]
+    assert np.allclose(predict(model, data.images), (both[0] + both[1]) / 2, atol=1e-5)
+    assert count_params(recipe.spec) == 2 * count_params(_recipe(2).spec) == sum(p.numel() for p in model.parameters())
+    path = save_checkpoint(tmp_path / "e.pth", model, recipe.spec)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.spec.members == 2 and np.allclose(predict(loaded, data.images), predict(model, data.images), atol=1e-6)
+
+
+def test_an_ensemble_shares_the_deadline_between_its_members():
+    data = _memorising_set(n=64, prompts=16)
+    deadline = Deadline(4.0)
+    _, result = retrain(_ensemble(_recipe(OPEN_EPOCHS)), data, seed=0, deadline=deadline, reserve_s=0.5)
+    assert len(result.member_epochs) == 2 and min(result.member_epochs) >= 1
+    times = [r.seconds for r in result.history]
+    longest = max([times[0]] + [b - a for a, b in zip(times, times[1:]) if b > a])
+    assert deadline.elapsed() < 4.0 + 2 * longest + 1.0, "each member's share ends by the clock, one epoch over at most"
+    assert result.member_epochs[1] >= result.member_epochs[0] / 3, "the second member had its share of the time"
+    assert all("time budget" in part for part in result.stop.split("; "))
+
+
+def test_an_ensemble_costs_its_members_together():
+    recipe = _recipe(2)
+    costs = budget_costs(BudgetModel(), recipe)
+    doubled = budget_costs(BudgetModel(), _ensemble(_recipe(2)))
+    assert doubled.step_s == pytest.approx(2 * costs.step_s) and doubled.predict_image_s == pytest.approx(
+        2 * costs.predict_image_s)
+
+
+def _plan_for(epochs_of: dict[int, int]):
+    """A stand-in for export's plan: the epochs an ensemble of each size would be planned."""
+    return lambda recipe: SimpleNamespace(epochs=epochs_of[recipe.spec.members])
+
+
+def test_auto_members_takes_an_ensemble_only_where_it_costs_no_size_points():
+    profile = get_profile("icme2026-aigc")
+    small = _recipe(2)  # 81K: two of them are still far below the smallest reference team
+    recipe, why = choose_members(small, "t", profile, "auto", _plan_for({1: 8, 2: 8}), fill=False)
+    assert recipe.spec.members == 2 and small.spec.members == 1 and why.startswith("auto: 2 members")
+    near = [count_params(small.spec) * 1.5 / 1e6] * 3  # every reference team between one network and two
+    assert choose_members(small, "t", profile, "auto", _plan_for({1: 8, 2: 8}), False, near)[0].spec.members == 1
+    assert choose_members(small, "t", profile, "auto", _plan_for({1: 8, 2: 5}), False)[0].spec.members == 1, \
+        "two members that would train fewer epochs than one are not taken"
+    assert choose_members(small, "t", profile, "auto", _plan_for({1: 8, 2: 5}), True)[0].spec.members == 2, \
+        "with fill the members share the deadline"
+    capped = replace(profile, caps=replace(profile.caps, params=count_params(small.spec) * 2 - 1))
+    assert choose_members(small, "t", capped, "auto", _plan_for({1: 8, 2: 8}), False)[0].spec.members == 1
+    with pytest.raises(CapError, match="ensemble of 2"):
+        choose_members(small, "t", capped, 2, _plan_for({1: 8, 2: 8}), False)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from results.export import export_submission
+from results.export import ExportOptions, export_submission
 from search.data import ImageSet, absolute_root, combine, load_imageset
 from search.study import StudyConfig, check_study_inputs, run_search
 from search.study.data import StudyData
@@ -181,7 +181,8 @@ def test_a_study_on_a_combined_dataset_splits_by_prompt_across_sources_and_runs(
     assert data.val_fingerprint() == StudyData(cfg).val_fingerprint()
     study = run_search(cfg, "combined", 1, tmp_path / "runs" / "combined", progress=False)
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 1
-    result = export_submission(study, cfg, tmp_path / "runs" / "combined", "T", date="20260101", smoke=True)
+    result = export_submission(study, cfg, tmp_path / "runs" / "combined",
+                               ExportOptions("T", date="20260101", smoke=True))
     notebook = json.loads(result.notebook.read_text())
     assert "['agiqa1k', '/kaggle/input/agiqa-1k']" in notebook["cells"][1]["source"] and result.summary["images"] == 40
     assert "TRAIN_SOURCES" in (result.notebook.parent / "HOW_TO_RUN.md").read_text()
@@ -202,7 +203,7 @@ def test_a_notebook_with_two_sources_runs_in_smoke_mode_and_predicts_on_the_firs
     recipe = Recipe(spec, TrainConfig(epochs=3, batch_size=8, crop=40))
     sources = dict(item.split("=") for item in roots.split(","))
     nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000,
-                                           sources=list(sources)))
+                                           task="sources", sources=list(sources)))
     settings = nb.cells[1].source
     assert "TRAIN_SOURCES = [" in settings and "['agiqa1k', '/kaggle/input/agiqa-1k']" in settings
     assert "train_sources=TRAIN_SOURCES" in nb.cells[-1].source and "task='sources'" in nb.cells[-1].source

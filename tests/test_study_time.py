@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from results import confirm as confirm_module
-from results.candidates import CONFIRM_ATTR, ranked_candidates
+from results.candidates import CONFIRM_ATTR, Protocol, ranked_candidates
 from results.confirm import confirm, fold_score, needs_confirming
 from search.budget import BudgetModel
 from search.profiles import get_profile
@@ -147,23 +147,23 @@ def test_a_lucky_single_run_loses_its_place_when_its_folds_say_so(tiny_study, mo
     folds_score = {f"trial {lucky}": [0.30, 0.36, 0.33], f"trial {other}": [0.55, 0.60, 0.58]}
     calls = []
 
-    def fake_fold_score(recipe, cfg_, data, folds, fold, time_limit=None):
+    def fake_fold_score(recipe, cfg_, data, protocol, fold, time_limit=None):
         cid = next(c for c, r in recipes.items() if r == recipe.to_dict())
         calls.append((cid, fold))
-        return folds_score.get(cid, [0.1] * folds)[fold]
+        return folds_score.get(cid, [0.1] * protocol.k)[fold]
 
     from results.candidates import candidate_recipe
     recipes = {f"trial {t.number}": candidate_recipe(t.number, study).to_dict()
                for t in study.get_trials(states=(TrialState.COMPLETE,))}
     monkeypatch.setattr(confirm_module, "fold_score", fake_fold_score)
     assert needs_confirming(study, cfg, 2, 3)
-    ranked = confirm(study, cfg, top=2, folds=3, progress=False)
+    ranked = confirm(study, cfg, top=2, k=3, progress=False)
     assert ranked.loc[ranked["export"], "id"].item() == f"trial {other}"
     row = ranked.set_index("id").loc[f"trial {lucky}"]
     assert row["confirm_mean"] == pytest.approx(0.33) and row["confirm_sd"] == pytest.approx(0.03)
     assert row["confirm_n"] == 3 and len(calls) == 6
     assert not needs_confirming(study, cfg, 2, 3)
-    confirm(study, cfg, top=2, folds=3, progress=False)  # resumed: every fold is stored, nothing retrains
+    confirm(study, cfg, top=2, k=3, progress=False)  # resumed: every fold is stored, nothing retrains
     assert len(calls) == 6 and set(study.user_attrs[CONFIRM_ATTR]) == {f"trial {lucky}", f"trial {other}"}
 
 
@@ -172,6 +172,6 @@ def test_a_fold_trains_from_scratch_on_the_other_folds(tiny_study):
     from results.candidates import candidate_recipe
     best = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.values[0])
     data = StudyData(cfg)
-    score = fold_score(candidate_recipe(best.number, study), cfg, data, 2, 0)
-    again = fold_score(candidate_recipe(best.number, study), cfg, data, 2, 0)
+    score = fold_score(candidate_recipe(best.number, study), cfg, data, Protocol("folds", 2), 0)
+    again = fold_score(candidate_recipe(best.number, study), cfg, data, Protocol("folds", 2), 0)
     assert np.isfinite(score) and score == again  # seeded: the same fold gives the same score

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from results.paper.bib import refs_bib
-from results.paper.kit import compile_paper, write_paper_kit
 from results.paper.fmt import tex_escape
+from results.paper.kit import compile_paper, write_paper_kit
 
 __all__ = ["compile_paper", "refs_bib", "tex_escape", "write_paper_kit"]

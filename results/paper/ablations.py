@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results.paper.bib import DATASETS
+from results.paper.bib import dataset_title
 from results.paper.fmt import WRAPPED, fixed, table, tex_escape, tex_int
 
 BENCHES = {  # bench -> (what its rows vary, in prose)
@@ -98,9 +98,10 @@ def ablation_table(ablation: Ablation, index: int) -> str:
             cells = "reference & --"
         lines.append(f"{tex_escape(r.name)} & {tex_int(r.params)} & {len(r.scores)} & {fixed(r.mean)} $\\pm$ "
                      f"{fixed(r.sd)} & {cells} \\\\")
-    data = DATASETS.get(ablation.dataset, (tex_escape(ablation.dataset), None))[0]
+    data = dataset_title(ablation.dataset)[0]
     caption = (f"Ablation on {data}, prompt-grouped {ablation.folds}-fold cross-validation: "
                f"{BENCHES[ablation.bench]}; each run trained for {ablation.length}. Score: correlation score, mean "
-               "$\\pm$ sd over folds; gain: paired difference from the reference; won: folds on which the row beats it.")
+               "$\\pm$ sd over folds; gain: paired difference from the reference; won: folds on which the row "
+               "beats it.")
     return table(f"tab:ablation{index}", caption, WRAPPED + "rrrrr",
                  "Recipe & Params & Folds & Score & Gain & Won", lines)

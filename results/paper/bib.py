@@ -1,15 +1,29 @@
 """`refs.bib`: checked entries for what the paper cites (the datasets, the tools, the challenge, related work)."""
 from __future__ import annotations
 
-DATASETS = {  # study dataset -> (name in the text, BibTeX key or None)
-    "synthetic": ("the built-in synthetic AIGC-like set (procedural scenes with known distortions)", None),
-    "agiqa3k": ("AGIQA-3K", "li2024agiqa3k"),
-    "agiqa1k": ("AGIQA-1K", "zhang2023agiqa1k"),
-    "aigiqa20k": ("AIGIQA-20K", "li2024aigiqa20k"),
-}
+from results.paper.fmt import tex_escape
+from search.data.labels import LOADERS
+from search.data.sources import SEPARATOR
+
+SYNTHETIC = "the built-in synthetic AIGC-like set (procedural scenes with known distortions)"
+
+
+def dataset_title(dataset: str) -> tuple[str, str | None]:
+    """(its name in the text, as LaTeX; its BibTeX key(s) or None) of a study's dataset: a labelled format as its
+    `search.data.labels.LabelFormat` names and cites it, joined formats (`agiqa3k+agiqa1k`) together, the synthetic
+    set described; any other name (a dataset added later) escaped and not cited."""
+    if dataset == "synthetic":
+        return SYNTHETIC, None
+    names = dataset.split(SEPARATOR)
+    if not all(n in LOADERS for n in names):
+        return tex_escape(dataset), None
+    keys = [LOADERS[n].cite for n in names if LOADERS[n].cite]
+    return " + ".join(tex_escape(LOADERS[n].title) for n in names), ",".join(keys) or None
+
 BIB = {
     "li2024agiqa3k": """@article{li2024agiqa3k,
-  author  = {Li, Chunyi and Zhang, Zicheng and Wu, Haoning and Sun, Wei and Min, Xiongkuo and Liu, Xiaohong and Zhai, Guangtao and Lin, Weisi},
+  author  = {Li, Chunyi and Zhang, Zicheng and Wu, Haoning and Sun, Wei and Min, Xiongkuo and Liu, Xiaohong and Zhai,
+            Guangtao and Lin, Weisi},
   title   = {{AGIQA-3K}: An Open Database for {AI}-Generated Image Quality Assessment},
   journal = {IEEE Transactions on Circuits and Systems for Video Technology},
   volume  = {34},
@@ -26,7 +40,8 @@ BIB = {
   year      = {2023}
 }""",
     "li2024aigiqa20k": """@inproceedings{li2024aigiqa20k,
-  author    = {Li, Chunyi and Kou, Tengchuan and Gao, Yixuan and Cao, Yuqin and Sun, Wei and Zhang, Zicheng and Zhou, Yingjie and Zhang, Zhichao and Zhang, Weixia and Wu, Haoning and others},
+  author    = {Li, Chunyi and Kou, Tengchuan and Gao, Yixuan and Cao, Yuqin and Sun, Wei and Zhang, Zicheng and Zhou,
+              Yingjie and Zhang, Zhichao and Zhang, Weixia and Wu, Haoning and others},
   title     = {{AIGIQA-20K}: A Large Database for {AI}-Generated Image Quality Assessment},
   booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) Workshops},
   pages     = {6327--6336},
@@ -48,7 +63,10 @@ BIB = {
   year      = {2023}
 }""",
     "paszke2019pytorch": """@inproceedings{paszke2019pytorch,
-  author    = {Paszke, Adam and Gross, Sam and Massa, Francisco and Lerer, Adam and Bradbury, James and Chanan, Gregory and Killeen, Trevor and Lin, Zeming and Gimelshein, Natalia and Antiga, Luca and Desmaison, Alban and K{\\"o}pf, Andreas and Yang, Edward and DeVito, Zachary and Raison, Martin and Tejani, Alykhan and Chilamkurthy, Sasank and Steiner, Benoit and Fang, Lu and Bai, Junjie and Chintala, Soumith},
+  author    = {Paszke, Adam and Gross, Sam and Massa, Francisco and Lerer, Adam and Bradbury, James and Chanan,
+              Gregory and Killeen, Trevor and Lin, Zeming and Gimelshein, Natalia and Antiga, Luca and Desmaison,
+              Alban and K{\\"o}pf, Andreas and Yang, Edward and DeVito, Zachary and Raison, Martin and Tejani, Alykhan
+              and Chilamkurthy, Sasank and Steiner, Benoit and Fang, Lu and Bai, Junjie and Chintala, Soumith},
   title     = {{PyTorch}: An Imperative Style, High-Performance Deep Learning Library},
   booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
   volume    = {32},
@@ -88,7 +106,8 @@ BIB = {
   year      = {2014}
 }""",
     "wu2022fastvqa": """@inproceedings{wu2022fastvqa,
-  author    = {Wu, Haoning and Chen, Chaofeng and Hou, Jingwen and Liao, Liang and Wang, Annan and Sun, Wenxiu and Yan, Qiong and Lin, Weisi},
+  author    = {Wu, Haoning and Chen, Chaofeng and Hou, Jingwen and Liao, Liang and Wang, Annan and Sun, Wenxiu and
+              Yan, Qiong and Lin, Weisi},
   title     = {{FAST-VQA}: Efficient End-to-End Video Quality Assessment with Fragment Sampling},
   booktitle = {European Conference on Computer Vision (ECCV)},
   pages     = {538--554},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from results.paper.bib import DATASETS
+from results.paper.bib import dataset_title
 from results.paper.facts import Exported, exported_row
 from results.paper.fmt import WRAPPED, fixed, mflops, plural, score_words, table, tex_escape, tex_int, todo
 from search.profiles import Profile
@@ -69,16 +69,24 @@ def retrain_text(exp: Exported, profile: Profile) -> str:
            "deadline (the epochs the T4's measured pace fits)." if schedule.get("epochs") == FILL else "")
     planned = e.get("planned_epochs", e.get("epochs"))
     trained = e.get("trained") or {}
+    members = trained.get("member_epochs") or []
+    ensemble = (f" The submission is an ensemble: {len(members)} networks of this architecture trained apart, each "
+                f"with its own seed, their scores averaged ({tex_int(e['params'])} parameters in all, counted against "
+                "the cap and the size tier)." if len(members) > 1 else "")
+    epochs_run = (" + ".join(map(str, members)) + " epochs (one term per network)" if len(members) > 1
+                  else plural(trained.get("epochs_run", 0), "epoch"))
     ran = (f" On the development machine ({tex_escape(e['device'])}) export's own retrain trained "
-           f"{plural(trained['epochs_run'], 'epoch')} in {e['measured_retrain_s'] / 60:.1f} min and stopped because "
-           f"{tex_escape(trained['stop'])}" + (f", ending on its best validated snapshot (epoch {trained['best_epoch']})"
-                                              if trained.get("best_epoch") else "") + "."
+           f"{epochs_run} in {e['measured_retrain_s'] / 60:.1f} min and stopped because "
+           f"{tex_escape(trained['stop'])}"
+           + (f", ending on its best validated snapshot (epoch {trained['best_epoch']})"
+              if trained.get("best_epoch") else "") + "."
            if trained else f" It took {e['measured_retrain_s'] / 60:.1f} min on the development machine "
                            f"({tex_escape(e['device'])}).")
     final = FINALS.get(trained.get("final", ""), "")
     how = f" The scored training uses {tex_escape(final)}." if final else ""
     return (f"For the submission the exported model is retrained from scratch on the "
-            f"{tex_int(e['images'])} labelled images, planned at {plural(planned, 'epoch')}{pretrain}.{why}{how} "
+            f"{tex_int(e['images'])} labelled images, planned at {plural(planned, 'epoch')}{pretrain}."
+            f"{why}{how}{ensemble} "
             f"The budget model estimates {e['estimated_t4_s'] / 60:.1f} min for this retrain and the inference on a "
             f"T4.{ran} {notebook}. {todo('the test-set result from the organisers')}.")
 
@@ -86,7 +94,7 @@ def retrain_text(exp: Exported, profile: Profile) -> str:
 def comparison_table(ranked: pd.DataFrame, exp: Exported, cfg: StudyConfig, profile: Profile) -> str:
     """This work's validation score beside published systems' numbers (other splits: not comparable)."""
     mine = exported_row(ranked, exp)
-    name, key = DATASETS.get(cfg.dataset, (tex_escape(cfg.dataset), None))  # uncited: a description, too long
+    name, key = dataset_title(cfg.dataset)  # uncited: a description, too long
     split = f"our validation split ({cfg.val_fraction:.0%} of the prompts{f' of {name}' if key else ''})"
     split = split.replace("%", r"\%")
     rows = [f"This work ({candidate_name(exp.candidate)}) & {tex_int(mine['params'])} & {fixed(mine['score'])} & "

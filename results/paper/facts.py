@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 
 from results.candidates import candidate_recipe
 from results.export import EXPORT_JSON, read_export
+from search.study import TrialRecord
 from search.study.front import pareto_front
 from search.train.recipe import Recipe
-from search.study import TrialRecord
 
 
 @dataclass(frozen=True)

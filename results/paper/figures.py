@@ -13,7 +13,6 @@ from results.paper.fmt import score_words
 from results.score import tier_boundaries
 from search.profiles import Profile
 
-
 SCATTER_STYLES = {  # (kind, state) -> (legend label, marker, colour) in the Pareto figure
     ("trial", "COMPLETE"): ("trial", "o", "#1f77b4"), ("trial", "PRUNED"): ("stopped early", "x", "#aaaaaa"),
     ("scratch", "COMPLETE"): ("pruned spec, from scratch", "*", "#2ca02c"),

@@ -5,14 +5,6 @@ import unicodedata
 
 from search.profiles import Profile
 
-PROFILE_TITLES = {  # profile -> (the challenge's name in prose, its score in words)
-    "icme2026-aigc": ("the ICME 2026 Grand Challenge on Lightweight Neural Networks for AIGC Image Quality "
-                      "Assessment", "correlation score"),
-    "vquala2025-fiqa": ("the VQualA 2025 lightweight face image quality challenge", "mean of SRCC and PLCC"),
-    "siqa-s": ("the SIQA-S challenge", "SIQA-S score"),
-    "ntire-pairwise": ("the NTIRE comparative quality challenge", "pair accuracy"),
-    "aigiqa20k": ("the AIGIQA-20K benchmark protocol", "mean of SRCC and fitted PLCC"),
-}
 WRAPPED = ">{\\raggedright\\arraybackslash}p{0.3\\columnwidth}"
 """A table column of text that wraps, ragged right (needs the array package)."""
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
@@ -63,13 +55,19 @@ def todo(text: str) -> str:
 
 
 def challenge_title(profile: Profile) -> str:
-    """The challenge a profile encodes, in prose."""
-    return PROFILE_TITLES.get(profile.name, (tex_escape(profile.description), ""))[0]
+    """The challenge a profile encodes, in prose (`Profile.title`, else its description)."""
+    return tex_escape(profile.title or profile.description)
+
+
+def challenge_cite(profile: Profile) -> str:
+    """`~\\cite{KEY}` of the profile's challenge (`Profile.cite`), or nothing when it has none."""
+    return f"~\\cite{{{profile.cite}}}" if profile.cite else ""
 
 
 def score_words(profile: Profile) -> str:
-    """The profile's score in words (never the internal column name)."""
-    return PROFILE_TITLES.get(profile.name, ("", ""))[1] or tex_escape(profile.score_name.replace("_", " "))
+    """The profile's score in words (`Profile.score_words`, else its column name with spaces; never the bare
+    column name)."""
+    return tex_escape(profile.score_words or profile.score_name.replace("_", " "))
 
 
 def table(label: str, caption: str, columns: str, header: str, rows: list[str]) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from results.paper.bib import DATASETS
+from results.paper.bib import dataset_title
 from results.paper.experiments import candidate_name, confirmed
 from results.paper.facts import Exported
 from results.paper.fmt import (
-    challenge_title, fixed, mflops, plural, score_words, tex_escape, tex_int, todo, unsettable,
+    challenge_cite, challenge_title, fixed, mflops, plural, score_words, tex_escape, tex_int, todo, unsettable,
 )
 from search.profiles import Profile
 from search.study import StudyConfig
@@ -48,7 +48,7 @@ def result_phrase(row: pd.Series, profile: Profile) -> str:
 
 def abstract(cfg: StudyConfig, profile: Profile, exp: Exported, row: pd.Series, completed: int, ieee: bool) -> str:
     """The abstract with the study's numbers; the test result is the team's to add."""
-    data = DATASETS.get(cfg.dataset, (tex_escape(cfg.dataset), None))[0]
+    data = dataset_title(cfg.dataset)[0]
     text = (f"Quality models for AI-generated images are usually large and start from pretrained weights. For "
             f"{challenge_title(profile)}, which asks for models trained from scratch under "
             f"{tex_int(profile.caps.params)} parameters, we search architectures and training recipes jointly: a "
@@ -88,7 +88,7 @@ def introduction(profile: Profile, compressed: bool) -> str:
         "human ratings are needed to filter and rank their outputs~\\cite{li2024agiqa3k}. "
         + todo("motivate why small models trained from scratch matter (deployment, cost)"),
         "",
-        f"{challenge_title(profile)[0].upper()}{challenge_title(profile)[1:]}~\\cite{{icme2026challenge}} asks for "
+        f"{challenge_title(profile)[0].upper()}{challenge_title(profile)[1:]}{challenge_cite(profile)} asks for "
         f"no-reference models of at most "
         f"{tex_int(profile.caps.params)} parameters, trained from scratch without pretrained weights or external "
         f"data, in a notebook that trains and predicts within {plural(round(profile.notebook_limit_s / 3600), 'hour')} "

@@ -8,40 +8,34 @@ import optuna
 import pandas as pd
 
 from results.paper.ablations import Ablation, ablation_table
-from results.paper.bib import DATASETS
+from results.paper.bib import dataset_title
 from results.paper.experiments import comparison_table, ranking_table, retrain_text
 from results.paper.facts import Exported, exported_row, front_trials, trial_counts, wall_hours
 from results.paper.figures import FIGURES
-from results.paper.fmt import (challenge_title, fixed, mflops, plural, score_words, table, tex_escape, tex_int, tex_sci,
-                               todo)
+from results.paper.fmt import (
+    challenge_cite, challenge_title, fixed, mflops, plural, score_words, table, tex_escape, tex_int, tex_sci, todo,
+)
 from results.paper.sections import abstract, conclusion, introduction, related_work, title_block
 from search.profiles import Profile, get_profile
-from search.train.recipe import Recipe
 from search.study import StudyConfig
+from search.train.losses import LOSSES
+from search.train.recipe import Recipe
 from space import ArchSpec, count_flops, count_params, stage_sizes
 from space.count import backbone_views, part_costs
-from space.spec import has_se
+from space.layers import BLOCK_FAMILIES
+from space.spec import family, has_se
 
-
-BLOCK_NAMES = {"residual": "Residual", "mbconv": "MBConv", "convnext": "ConvNeXt", "attention": "Attention"}
 ACTIVATIONS = {"relu": "ReLU", "silu": "SiLU", "gelu": "GELU"}
 POOL_NAMES = {"avg": "average pooling", "avgstd": "mean and std pooling", "attn": "attention pooling"}
-LOSS_NAMES = {"mse": "MSE", "plcc": "PLCC", "rank": "pairwise rank", "nin": "norm-in-norm"}
 SAMPLER_NAMES = {"tpe": "multivariate TPE", "nsga2": "NSGA-II", "random": "random sampling"}
 PRECISIONS = {
     "auto": "mixed: fp16 autocast with loss scaling on a T4 (bf16 on GPUs of compute capability 8.0 or more, "
             "fp32 on a CPU)",
     "fp16": "fp16 autocast with loss scaling", "bf16": "bf16 autocast", "fp32": "fp32",
 }
-SCORE_FORMULAS = {  # profile -> its score in LaTeX math
-    "icme2026-aigc": r"S = \tfrac{1}{3}\bigl(\max(\mathrm{PLCC},0)+\max(\mathrm{SRCC},0)+\max(\mathrm{KRCC},0)\bigr)",
-    "vquala2025-fiqa": r"S = \tfrac{1}{2}(\mathrm{SRCC}+\mathrm{PLCC})",
-    "siqa-s": r"S = \tfrac{100}{D}\sum_{d=1}^{D}\max\bigl(\tfrac{1}{2}(\mathrm{SRCC}_d+\mathrm{PLCC}_d),0\bigr)",
-    "ntire-pairwise": r"S = \text{share of MOS-ordered image pairs whose order the model predicts}",
-    "aigiqa20k": r"S = \tfrac{1}{2}(\mathrm{SRCC}+\mathrm{PLCC}_{\text{logistic}})",
-}
 METRIC_FORMULAS = r"""\begin{align}
-\mathrm{PLCC} &= \frac{\sum_i (\hat y_i-\bar{\hat y})(y_i-\bar y)}{\sqrt{\sum_i (\hat y_i-\bar{\hat y})^2}\sqrt{\sum_i (y_i-\bar y)^2}},\\
+\mathrm{PLCC} &= \frac{\sum_i (\hat y_i-\bar{\hat y})(y_i-\bar y)}
+  {\sqrt{\sum_i (\hat y_i-\bar{\hat y})^2}\sqrt{\sum_i (y_i-\bar y)^2}},\\
 \mathrm{SRCC} &= \mathrm{PLCC}\bigl(\mathrm{rank}(\hat y),\mathrm{rank}(y)\bigr),\\
 \mathrm{KRCC} &= \frac{N_c-N_d}{\sqrt{(N_0-T_{\hat y})(N_0-T_y)}},\\
 \mathrm{RMSE} &= \sqrt{\tfrac{1}{N}\textstyle\sum_i (\hat y_i-y_i)^2},
@@ -99,11 +93,12 @@ def architecture_table(exp: Exported) -> str:
     rows = [f"Stem & {stem_kind} & {spec.stem.width} & 1 & {spec.stem.kernel} & -- & -- & ${stem_size}^2$ & "
             f"{tex_int(parts[0].params)} & {mflops(parts[0].flops)} \\\\"]
     for i, (stage, size, part) in enumerate(zip(spec.stages, sizes, parts[1:-1]), 1):
-        kernel = "--" if stage.block == "attention" else str(stage.kernel)
-        expansion = ("--" if stage.block == "residual" and not stage.hidden
-                     else "h " + "/".join(map(str, stage.hidden)) if stage.hidden else f"{stage.expansion:g}")
-        se = "yes" if has_se(stage) else "no" if stage.block in ("residual", "mbconv") else "--"
-        rows.append(f"Stage {i} & {BLOCK_NAMES[stage.block]} & {stage.width} & {stage.depth} & {kernel} & {expansion} "
+        traits = family(stage)
+        kernel = str(stage.kernel) if traits.kernel else "--"
+        expansion = ("h " + "/".join(map(str, stage.hidden)) if stage.hidden
+                     else f"{stage.expansion:g}" if traits.expansion else "--")
+        se = "yes" if has_se(stage) else "no" if traits.has_se else "--"
+        rows.append(f"Stage {i} & {tex_escape(traits.title)} & {stage.width} & {stage.depth} & {kernel} & {expansion} "
                     f"& {se} & ${size}^2$ & {tex_int(part.params)} & {mflops(part.flops)} \\\\")
     head = spec.head
     regressor = f"MLP, {head.hidden} hidden" if head.hidden else "linear"
@@ -114,13 +109,16 @@ def architecture_table(exp: Exported) -> str:
                 f"{mflops(count_flops(spec))} \\\\")
     caption = (f"Exported architecture (trial {exp.trial}). FLOPs per scored image ({_scored_views(spec)}), one "
                f"multiply-add counted as one FLOP; Exp.: expansion ratio (h: per-block hidden widths set by pruning); "
-               f"Out: output feature map at the ${spec.input.view}\\times{spec.input.view}$ view.")
+               f"Out: output feature map at the ${spec.input.view}\\times{spec.input.view}$ view."
+               + (f" An ensemble of {spec.members} networks trained apart, their scores averaged: the rows are one "
+                  "network, the total is all of them." if spec.members > 1 else ""))
     return table("tab:arch", caption, "llrrrrcrrr",
                  "Part & Block & Width & Depth & Kernel & Exp. & SE & Out & Params & MFLOPs", rows)
 
 
 def _loss(weights: dict[str, float]) -> str:
-    return " + ".join(("" if w == 1 else f"{w:g}$\\times$") + LOSS_NAMES.get(k, tex_escape(k)) for k, w in weights.items())
+    return " + ".join(("" if w == 1 else f"{w:g}$\\times$") + tex_escape(LOSSES[k].title if k in LOSSES else k)
+                      for k, w in weights.items())
 
 
 def recipe_rows(exp: Exported) -> dict[str, str]:
@@ -144,8 +142,9 @@ def recipe_rows(exp: Exported) -> dict[str, str]:
         "Gradient clipping": f"norm {t.grad_clip:g}" if t.grad_clip else "none",
         "EMA decay": f"{t.ema_decay:g}" if t.ema_decay else "none",
         "Distillation": "none" if teacher is None else
-        (f"weight {t.distill_weight:g}, teacher " + (f"trial {exp.teacher_trial}'s architecture, " if exp.teacher_trial
-                                                      is not None else "") + f"{tex_int(count_params(teacher.spec))} params"),
+        (f"weight {t.distill_weight:g}, teacher "
+         + (f"trial {exp.teacher_trial}'s architecture, " if exp.teacher_trial is not None else "")
+         + f"{tex_int(count_params(teacher.spec))} params"),
         "Precision": PRECISIONS[t.precision],
         "Seed": str(t.seed),
     }
@@ -153,8 +152,8 @@ def recipe_rows(exp: Exported) -> dict[str, str]:
 
 def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_size: int) -> dict[str, str]:
     """The search as (setting, value) rows."""
-    name, key = DATASETS.get(cfg.dataset, (cfg.dataset, None))  # a dataset added later: named, not cited
-    data = tex_escape(name) + (f"~\\cite{{{key}}}" if key else "")
+    data, key = dataset_title(cfg.dataset)
+    data += f"~\\cite{{{key}}}" if key else ""
     if cfg.dataset == "synthetic":
         data += f", {tex_int(cfg.n_synthetic)} images"
     if cfg.targets:
@@ -166,18 +165,19 @@ def search_rows(study: optuna.Study, cfg: StudyConfig, profile: Profile, front_s
     if cfg.test_fraction:
         split += f"; {cfg.test_fraction:.0%} held out as test"
     counts = trial_counts(study)
+    patches = (f" or {'/'.join(str(p) for p in space.patches if p)} px patches of the {space.native} px image"
+               if any(space.patches) else "")
+    fragments = (f" or {'/'.join(f'{g}x{g}' for g in space.fragments if g)} grids of "
+                 f"{'/'.join(map(str, space.fragment_sizes))} px fragments" if any(space.fragments) else "")
+    blocks = ", ".join(tex_escape(BLOCK_FAMILIES[b].title) for b in space.blocks)
+    flops_cap = f", {tex_int(profile.caps.flops)} FLOPs" if profile.caps.flops else ""
     return {
         "Dataset": data,
         "Validation": split.replace("%", r"\%"),
-        "Parameter cap": tex_int(profile.caps.params) + (f", {tex_int(profile.caps.flops)} FLOPs" if profile.caps.flops else ""),
+        "Parameter cap": tex_int(profile.caps.params) + flops_cap,
         "Search space": (f"\\texttt{{{tex_escape(cfg.space)}}} preset: inputs {'/'.join(map(str, space.resizes))} px"
-                         + (f" or {'/'.join(str(p) for p in space.patches if p)} px patches of the {space.native} px image"
-                            if any(space.patches) else "")
-                         + (f" or {'/'.join(f'{g}x{g}' for g in space.fragments if g)} grids of "
-                            f"{'/'.join(map(str, space.fragment_sizes))} px fragments" if any(space.fragments) else "") + ", "
-                         f"{space.stages[0]}--{space.stages[1]} stages of "
-                         f"{', '.join(BLOCK_NAMES[b] for b in space.blocks)}, widths {min(space.widths)}--"
-                         f"{max(space.widths)}, depths {space.depths[0]}--{space.depths[1]}"),
+                         f"{patches}{fragments}, {space.stages[0]}--{space.stages[1]} stages of {blocks}, widths "
+                         f"{min(space.widths)}--{max(space.widths)}, depths {space.depths[0]}--{space.depths[1]}"),
         "Sampler": f"{sampler}; {objectives}",
         "Early stopping": (f"Pareto-aware rungs at {', '.join(f'{f:.0%}' for f in cfg.rung_fractions)} of the planned "
                            "epochs".replace("%", r"\%") if cfg.early_stop == "rungs" else tex_escape(cfg.early_stop)),
@@ -205,7 +205,8 @@ def metrics_table(frame: pd.DataFrame, exp: Exported, profile: Profile) -> str:
         rows.append(" & ".join(cells) + " \\\\")
     caption = (f"Validation metrics of the Pareto-optimal trials ($^\\ast$: the exported architecture, trial "
                f"{exp.trial}) on the search's validation split; score: the {score_words(profile)}.")
-    return table("tab:metrics", caption, "rrrrrrrr", "Trial & Params & MFLOPs & PLCC & SRCC & KRCC & RMSE & Score", rows)
+    return table("tab:metrics", caption, "rrrrrrrr", "Trial & Params & MFLOPs & PLCC & SRCC & KRCC & RMSE & Score",
+                 rows)
 
 
 def compression_part(variants: pd.DataFrame | None) -> str:
@@ -265,16 +266,15 @@ def method_tex(study: optuna.Study, cfg: StudyConfig, exp: Exported, ranked: pd.
     takes from (`results.candidates.ranked_candidates`); `frame`: every candidate (`candidates_frame`)."""
     profile = get_profile(cfg.profile)
     front = front_trials(frame)
-    challenge = "~\\cite{icme2026challenge}" if profile.name == "icme2026-aigc" else ""
-    formula = SCORE_FORMULAS.get(profile.name, r"S = \text{" + tex_escape(profile.description) + "}")
+    formula = profile.formula or r"S = \text{" + tex_escape(profile.description) + "}"
     source = ("retrained from scratch by the export on all labelled images (Table~\\ref{tab:recipe})"
               if exp.retrained else "as trained in the search")
     return "\n".join([
         f"% Generated by results/paper from study {tex_escape(study.study_name)}: regenerate, do not edit.",
         "% Needs \\usepackage{graphicx}, \\usepackage{amsmath}, \\usepackage{array} and a \\todo command.",
         "\\section{Method}",
-        f"Models are trained from scratch under the rules of {challenge_title(profile)}{challenge}; no pretrained "
-        "weights or external data are used. The architecture and its training recipe were found by a "
+        f"Models are trained from scratch under the rules of {challenge_title(profile)}{challenge_cite(profile)}; no "
+        "pretrained weights or external data are used. The architecture and its training recipe were found by a "
         f"multi-objective search with Optuna~\\cite{{akiba2019optuna}} in PyTorch~\\cite{{paszke2019pytorch}}.",
         "",
         "\\subsection{Architecture}",

@@ -130,6 +130,8 @@ def decode_pair_images(source: Path, image_dir: Path, names: list[str], size: in
                          progress=progress)
 
 
-def decode_pairs(table: PairTable, size: int, cache_dir: Path | str = ".cache/images", progress: bool = True) -> PairSet:
+def decode_pairs(table: PairTable, size: int, cache_dir: Path | str = ".cache/images",
+                 progress: bool = True) -> PairSet:
     """The table's images decoded at `size` px (through the decode-once cache) with its pairs."""
-    return PairSet(decode_pair_images(table.source, table.image_dir, table.names, size, cache_dir, progress), table.pairs)
+    images = decode_pair_images(table.source, table.image_dir, table.names, size, cache_dir, progress)
+    return PairSet(images, table.pairs)

@@ -98,7 +98,8 @@ def _counts_if_small(parts: dict[str, np.ndarray], least: int) -> str | None:
     return ", ".join(f"{len(idx)} {name}" for name, idx in parts.items())
 
 
-def check_split_sizes(source: str, groups: np.ndarray, parts: dict[str, np.ndarray], least: int = MIN_PART_IMAGES) -> None:
+def check_split_sizes(source: str, groups: np.ndarray, parts: dict[str, np.ndarray],
+                      least: int = MIN_PART_IMAGES) -> None:
     """Refuse a split (part name -> image indices) of the images of `groups` (their prompts) from `source`
     (the labels file, named in the message) with a part of fewer than `least` images."""
     counts = _counts_if_small(parts, least)

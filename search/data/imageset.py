@@ -34,7 +34,8 @@ class SourceScale:
 def on_scale(values: np.ndarray, source: SourceScale, common: SourceScale) -> np.ndarray:
     """`values` [N, T] on `source`'s scale, standardised by its mean and std and put on `common`'s (the one
     owner of the mapping; swap the two scales to map back)."""
-    return (values - np.asarray(source.mean)) / np.asarray(source.std) * np.asarray(common.std) + np.asarray(common.mean)
+    standard = (values - np.asarray(source.mean)) / np.asarray(source.std)
+    return standard * np.asarray(common.std) + np.asarray(common.mean)
 
 
 def prefixed(source: str, values) -> np.ndarray:
@@ -75,7 +76,8 @@ class ImageSet:
             raise ValueError(f"{n} images but {len(self.digests)} digests")
         if self.sources is None:
             object.__setattr__(self, "sources", np.zeros(n, dtype=np.int64))
-        if len(self.sources) != n or (n and not 0 <= self.sources.min() <= self.sources.max() < max(1, len(self.scales))):
+        n_sources = max(1, len(self.scales))
+        if len(self.sources) != n or (n and not 0 <= self.sources.min() <= self.sources.max() < n_sources):
             raise ValueError(f"{n} images need a source each, an index into the {len(self.scales)} scales")
 
     def __len__(self) -> int:
@@ -110,7 +112,8 @@ def combine(sources: list[tuple[str, ImageSet]]) -> ImageSet:
     widths = {len(data.target_names) for _, data in sources}
     if len(widths) > 1:
         raise ValueError(f"the sources {', '.join(name for name, _ in sources)} have different numbers of targets "
-                         f"({', '.join(str(len(d.target_names)) for _, d in sources)}): give --targets each of them has")
+                         f"({', '.join(str(len(d.target_names)) for _, d in sources)}): "
+                         "give --targets each of them has")
     scales = tuple(SourceScale.of(name, data.targets.numpy().astype(np.float64)) for name, data in sources)
     targets = [on_scale(data.targets.numpy().astype(np.float64), scale, scales[0])
                for (_, data), scale in zip(sources, scales)]

@@ -10,7 +10,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,7 +110,8 @@ def load_agiqa3k(root, targets: Sequence[str] | None = None) -> LabelTable:
     targets = list(targets or ["mos_quality"])
     _require_columns(frame, ["name", "prompt", *targets], source)
     image_dir = root / "images" if (root / "images").is_dir() else root
-    return _table("agiqa3k", source, image_dir, frame["name"], frame["prompt"], {t: _scores(frame, t, source) for t in targets})
+    scores = {t: _scores(frame, t, source) for t in targets}
+    return _table("agiqa3k", source, image_dir, frame["name"], frame["prompt"], scores)
 
 
 def load_agiqa1k(root, targets: Sequence[str] | None = None) -> LabelTable:
@@ -138,9 +139,11 @@ def load_agiqa1k(root, targets: Sequence[str] | None = None) -> LabelTable:
         detail = "; ".join(f"{name}: {', '.join(f'{v:.4g}' for v in g[targets[0]])}"
                            for name, g in merged[dup].groupby("Image"))
         warnings.warn(f"{source}: duplicated image name(s) merged by averaging their scores ({detail})", stacklevel=2)
-        merged = merged.groupby("Image", sort=False, as_index=False).agg({"Prompt": "first", **{t: "mean" for t in targets}})
+        how = {"Prompt": "first", **{t: "mean" for t in targets}}
+        merged = merged.groupby("Image", sort=False, as_index=False).agg(how)
     image_dir = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
-    return _table("agiqa1k", source, image_dir, merged["Image"], merged["Prompt"], {t: merged[t].to_numpy() for t in targets})
+    scores = {t: merged[t].to_numpy() for t in targets}
+    return _table("agiqa1k", source, image_dir, merged["Image"], merged["Prompt"], scores)
 
 
 def load_aigiqa20k(root, targets: Sequence[str] | None = None) -> LabelTable:
@@ -151,7 +154,8 @@ def load_aigiqa20k(root, targets: Sequence[str] | None = None) -> LabelTable:
     targets = list(targets or ["mos"])
     _require_columns(frame, ["name", "prompt", *targets], source)
     image_dir = source.parent / "images" if (source.parent / "images").is_dir() else source.parent
-    return _table("aigiqa20k", source, image_dir, frame["name"], frame["prompt"], {t: _scores(frame, t, source) for t in targets})
+    scores = {t: _scores(frame, t, source) for t in targets}
+    return _table("aigiqa20k", source, image_dir, frame["name"], frame["prompt"], scores)
 
 
 def load_csv(csv_path, image_col: str, score_cols: Sequence[str], group_col: str | None = None,
@@ -172,7 +176,25 @@ def load_folder(image_dir) -> LabelTable:
     return _table("folder", image_dir, image_dir, names, names, {})
 
 
-LOADERS = {"agiqa3k": load_agiqa3k, "agiqa1k": load_agiqa1k, "aigiqa20k": load_aigiqa20k}
+@dataclass(frozen=True)
+class LabelFormat:
+    """One labelled dataset format: how its labels are read, and what the notebook and the paper say of it."""
+
+    load: Callable[..., LabelTable]
+    """(root, targets or None) -> its `LabelTable`."""
+    title: str
+    """The dataset's name in the paper's text (e.g. "AGIQA-3K")."""
+    cite: str | None
+    """Its BibTeX key in `results.paper.bib.BIB`; None: named, not cited."""
+    kaggle: str
+    """Where its folder (labels file, images) is on Kaggle by default (the notebook's settings)."""
+
+
+LOADERS: dict[str, LabelFormat] = {
+    "agiqa3k": LabelFormat(load_agiqa3k, "AGIQA-3K", "li2024agiqa3k", "/kaggle/input/agiqa-3k"),
+    "agiqa1k": LabelFormat(load_agiqa1k, "AGIQA-1K", "zhang2023agiqa1k", "/kaggle/input/agiqa-1k"),
+    "aigiqa20k": LabelFormat(load_aigiqa20k, "AIGIQA-20K", "li2024aigiqa20k", "/kaggle/input/aigiqa-20k"),
+}
 """The labelled dataset formats by name (`--data`); any other CSV goes through `load_csv` with its columns."""
 
 
@@ -182,4 +204,4 @@ def load_labels(dataset: str, root, targets: Sequence[str] | None = None) -> Lab
         return load_folder(root)
     if dataset not in LOADERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join([*LOADERS, 'folder'])}")
-    return LOADERS[dataset](root, targets)
+    return LOADERS[dataset].load(root, targets)

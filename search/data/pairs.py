@@ -80,7 +80,8 @@ class PairRows:
         if self.a_wins is None:
             raise ValueError(f"{self.source} has no winner column: it gives pairs to choose from, not to train on")
         index = {n: i for i, n in enumerate(names)}
-        pairs = [(index[a], index[b]) if a_wins else (index[b], index[a]) for a, b, a_wins in zip(self.a, self.b, self.a_wins)]
+        pairs = [(index[a], index[b]) if a_wins else (index[b], index[a])
+                 for a, b, a_wins in zip(self.a, self.b, self.a_wins)]
         return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
@@ -142,7 +143,8 @@ def split_pair_rows(n_images: int, pairs: np.ndarray, val_fraction: float, test_
     images (when `test_fraction` > 0) first, then validation images among the rest, so no image of a
     validation or test pair is seen in training. Parts may be empty; the caller checks their sizes."""
     if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and their sum < 1; got {val_fraction} and {test_fraction}")
+        raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and their sum < 1; "
+                         f"got {val_fraction} and {test_fraction}")
     rows, test = np.arange(len(pairs)), np.zeros(0, dtype=np.int64)
     if test_fraction:
         kept, held = _hold_out(n_images, pairs, test_fraction, seed)

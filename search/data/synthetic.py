@@ -74,7 +74,8 @@ def _noise(img, s, rng):
 
 def _jpeg(img, s, rng):
     buf = io.BytesIO()
-    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=int(round(60 - 55 * s)))
+    quality = int(round(60 - 55 * s))
+    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=quality)
     return np.asarray(Image.open(buf), dtype=np.float32) / 255
 
 

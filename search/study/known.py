@@ -123,9 +123,9 @@ def fits_budget(recipe: Recipe, share: float, cfg: StudyConfig, n_train: int) ->
 def enqueue_known(study: optuna.Study, cfg: StudyConfig, data: StudyData,
                   recipes: Sequence[KnownRecipe] | None = None) -> list[KnownRecipe]:
     """Enqueue, best first, the known `recipes` (default: `known_recipes()`) that `cfg`'s space, caps and
-    budget take unchanged (MOS studies: the recipes were measured on MOS); the ones enqueued. Call it on a
-    study with no trials."""
-    if cfg.pairs:
+    budget take unchanged (only for task kinds that take them, `Kind.known_recipes`: the recipes were measured
+    on MOS); the ones enqueued. Call it on a study with no trials."""
+    if not cfg.task.known_recipes:
         return []
     enqueued = []
     for known in known_recipes() if recipes is None else recipes:

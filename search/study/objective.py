@@ -11,9 +11,10 @@ as the caps shrink one over them (`shrunk` says so). With a time limit (`stop_at
 stops after the epoch that passes it, PRUNED with its curve kept and `time_limit` set: it does not count,
 and a resume runs it again (`search.study.workers.requeue_cut`).
 
-A pairs study (`StudyConfig.pairs`) trains each trial with `search.train.pairs.train_pairs` (Bradley-Terry on
-the training pairs; the score is pair accuracy on the validation pairs): no loss preset is sampled and
-no pretraining is planned, since neither applies to pairs.
+The study's task kind (`StudyConfig.task`, `search.study.kinds`) trains and scores each trial and says what a
+trial samples of its loss: a pairs study trains with `search.train.pairs.train_pairs` (Bradley-Terry on the
+training pairs; the score is pair accuracy on the validation pairs), samples no loss preset and plans no
+pretraining, since neither applies to pairs.
 """
 from __future__ import annotations
 
@@ -31,14 +32,14 @@ from search.device import resolve_device
 from search.profiles import get_profile
 from search.study.data import StudyData
 from search.study.early_stop import early_stopping
+from search.study.kinds import Data
 from search.study.record import FINISHED, TrialRecord
-from search.study.settings import LOSS_PRESETS, StudyConfig
+from search.study.settings import StudyConfig
 from search.study.stale import worker_id
 from search.train.loop import EpochRecord, TrainResult, seed_everything
 from search.train.recipe import Recipe, TrainConfig
 from search.train.retrain import duration
 from search.train.step import TrainingDiverged
-from search.train.task import Data
 from space import (ArchSpec, CapError, Caps, IQANet, SpaceConfig, build_model, count_flops, count_params, sample_spec,
                    shrink_to_fit, spec_summary, train_flops)
 
@@ -49,19 +50,11 @@ def sample_train_config(trial: optuna.Trial, cfg: StudyConfig) -> TrainConfig:
         batch_size=cfg.batch_size,
         lr=trial.suggest_float("lr", 5e-4, 5e-3, log=True),
         weight_decay=trial.suggest_float("weight_decay", 1e-3, 1e-1, log=True),
-        **_sampled_loss(trial, cfg),
+        **cfg.task.sampled_loss(trial),
         ema_decay=trial.suggest_categorical("ema_decay", list(cfg.ema_decays)),
         eval_views=cfg.eval_views,
         seed=cfg.seed + trial.number,
     )
-
-
-def _sampled_loss(trial: optuna.Trial, cfg: StudyConfig) -> dict:
-    """A MOS trial's loss preset. A pairs trial samples none: it trains with the Bradley-Terry loss
-    (`search.train.pairs`), and `loss_weights` keeps its default, which pair training does not read."""
-    if cfg.pairs:
-        return {}
-    return {"loss_weights": dict(LOSS_PRESETS[trial.suggest_categorical("loss", list(LOSS_PRESETS))])}
 
 
 def sample_trial(trial: optuna.Trial, cfg: StudyConfig, space: SpaceConfig,

@@ -6,25 +6,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 from search.budget import BudgetModel
-from search.data import PAIRS, check_dataset_name
+from search.data import check_dataset_name
 from search.data.pairs import PAIR_COLUMNS
-from search.profiles import DEFAULT_PROFILE, get_profile
+from search.profiles import get_profile
 from search.study.early_stop import EARLY_STOPPING
 from search.study.sampler import SAMPLERS
-from search.train.task import MOS, TaskKind
-from search.train.task import PAIRS as PAIRS_TASK
+from search.train.losses import LOSS_PRESETS as LOSS_PRESETS  # the loss mixes, beside the losses; re-exported
+from search.study.kinds import MOS_PRETRAIN_SHARES, Kind, kind_named, kind_of_dataset
 from space import SpaceConfig
-
-LOSS_PRESETS: dict[str, dict[str, float]] = {
-    "mse": {"mse": 1.0},
-    "mse+plcc": {"mse": 1.0, "plcc": 1.0},
-    "mse+rank": {"mse": 1.0, "rank": 1.0},
-    "mse+plcc+rank": {"mse": 1.0, "plcc": 1.0, "rank": 1.0},
-    "mse+nin": {"mse": 1.0, "nin": 1.0},
-}
-"""Every preset keeps an MSE term: PLCC and rank losses ignore the scale and offset of predictions, and
-without it trials scored well on correlation but predicted MOS off by 1.4-1.7 RMSE (the challenge breaks
-ties on RMSE)."""
 
 SPACE_PRESETS: dict[str, Callable[[], SpaceConfig]] = {
     "default": SpaceConfig, "small": SpaceConfig.small, "tiny": SpaceConfig.tiny,
@@ -32,11 +21,6 @@ SPACE_PRESETS: dict[str, Callable[[], SpaceConfig]] = {
 
 MIN_SYNTHETIC = 24
 """Fewest synthetic images a study accepts: 4 scenes (prompts), enough for a grouped train/val/test split."""
-
-PAIRS_PROFILE = "ntire-pairwise"
-"""The profile of a preference-pairs study (the default with `dataset="pairs"`): scored by pair accuracy."""
-MOS_PRETRAIN_SHARES = [0.0, 0.2]
-"""The pretraining shares of a MOS study unless given; a pairs study has none (`train_pairs` does not pretrain)."""
 
 PATCH_VIEWS = ("patch_grids", "test_scales", "test_flips", "patch_pools")
 """The `SpaceConfig` fields of a patch trial's test views and pooling that a study stores (`patch_views`)."""
@@ -66,13 +50,16 @@ class StudyConfig:
 
     dataset: str = "synthetic"
     """A name in `search.data.DATASETS`, or labelled ones joined by '+' (`search.data.sources`)."""
+    kind: str | None = None
+    """The task kind (`search.study.kinds.KINDS`: "mos", "sources", "pairs"); None: the one `dataset` implies
+    (`kind_of_dataset`), which is also how a study stored before this setting existed reads."""
     root: str | None = None
     """The dataset's folder; of a combined dataset, `NAME=PATH,NAME=PATH` (one folder per source)."""
     targets: list[str] | None = None
     n_synthetic: int = 1200
     profile: str | None = None
-    """Challenge rules (search.profiles); its targets and split fill the settings left as None. None:
-    `PAIRS_PROFILE` for a pairs study, else `DEFAULT_PROFILE`."""
+    """Challenge rules (search.profiles); its targets and split fill the settings left as None. None: the
+    task kind's (`Kind.default_profile`)."""
     pair_columns: list[str] = field(default_factory=lambda: list(PAIR_COLUMNS))
     """A pairs study's CSV columns (ROOT/pairs.csv): the two images and the winner (`a`/`b` or a file name)."""
     space: str = "default"
@@ -100,7 +87,7 @@ class StudyConfig:
     pretrain_shares: list[float] | None = None
     """Shares of a trial's training time that may go to self-supervised pretraining
     (`TrainConfig.pretrain_epochs`, see `plan_schedule`); the sampler picks one per trial. None:
-    `MOS_PRETRAIN_SHARES`, or [0] for a pairs study (pair training does not pretrain)."""
+    `MOS_PRETRAIN_SHARES`, or [0] for a task kind that does not pretrain (`Kind.pretrains`)."""
     ema_decays: list[float] = field(default_factory=lambda: [0.0, 0.998])
     """Weight-averaging decays the sampler picks from (0 = off)."""
     eval_views: int = 1
@@ -119,10 +106,13 @@ class StudyConfig:
     cache_dir: str = ".cache/images"
 
     def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = kind_of_dataset(self.dataset)
+        kind = self.task
         if self.profile is None:
-            self.profile = PAIRS_PROFILE if self.dataset == PAIRS else DEFAULT_PROFILE
+            self.profile = kind.default_profile
         if self.pretrain_shares is None:
-            self.pretrain_shares = [0.0] if self.dataset == PAIRS else list(MOS_PRETRAIN_SHARES)
+            self.pretrain_shares = list(MOS_PRETRAIN_SHARES) if kind.pretrains else [0.0]
         profile = get_profile(self.profile)
         if self.targets is None and profile.targets is not None:
             self.targets = list(profile.targets)
@@ -139,36 +129,20 @@ class StudyConfig:
         self._validate()
 
     @property
-    def pairs(self) -> bool:
-        """Whether the study trains from preference pairs (Bradley-Terry, pair accuracy) instead of MOS."""
-        return self.dataset == PAIRS
-
-    @property
-    def task(self) -> TaskKind:
-        """The kind of task the study's trials train for: preference pairs or MOS."""
-        return PAIRS_TASK if self.pairs else MOS
-
-    def _validate_pairs(self) -> None:
-        """What a pairs study cannot take: a MOS profile, score columns, pretraining; its CSV columns."""
-        profile = get_profile(self.profile)
-        if profile.score_name != "pair_acc":
-            raise ValueError(f"--data {PAIRS} is scored by pair accuracy: use --profile {PAIRS_PROFILE} (profile "
-                             f"{self.profile!r} scores {profile.score_name} of MOS predictions)")
-        if self.targets:
-            raise ValueError(f"--targets does not apply to --data {PAIRS}: preference pairs carry no score columns")
-        if any(self.pretrain_shares):
-            raise ValueError(f"--data {PAIRS} trains from the pairs alone, without self-supervised pretraining: "
-                             f"--pretrain-shares must be 0, got {self.pretrain_shares}")
-        if len(self.pair_columns) != 3 or len(set(self.pair_columns)) != 3:
-            raise ValueError("--pair-columns takes three different column names (image a, image b, winner), "
-                             f"got {self.pair_columns}")
+    def task(self) -> Kind:
+        """The task kind the study's trials train for (`kind`, by name): what differs between MOS, several
+        sources and preference pairs."""
+        return kind_named(self.kind)
 
     def _validate(self) -> None:
         check_dataset_name(self.dataset)
-        if self.pairs:
-            self._validate_pairs()
-        elif list(self.pair_columns) != list(PAIR_COLUMNS):
-            raise ValueError(f"--pair-columns applies to --data {PAIRS} only, not to --data {self.dataset}")
+        kind = self.task
+        if not kind.takes(self.dataset):
+            raise ValueError(f"task kind {kind.name!r} does not take --data {self.dataset} (that is a "
+                             f"{kind_of_dataset(self.dataset)!r} study)")
+        kind.validate(self)
+        if not kind.pretrains and any(self.pretrain_shares):
+            raise ValueError(f"{kind.why_not['pretrains']}: --pretrain-shares must be 0, got {self.pretrain_shares}")
         if set(self.patch_views) != set(PATCH_VIEWS) or not all(self.patch_views.values()):
             raise ValueError(f"patch_views must give a non-empty list for each of {', '.join(PATCH_VIEWS)}, "
                              f"got {self.patch_views}")

@@ -39,8 +39,8 @@ def crop_views(batch: torch.Tensor, crop: int, n_views: int = 1) -> list[torch.T
     h, w = batch.shape[-2:]
     if not 1 <= crop <= min(h, w):
         raise ValueError(f"crop {crop} must lie in [1, {min(h, w)}] for {h}x{w} images")
-    t, l = (h - crop) // 2, (w - crop) // 2
-    offsets = [(t, l)] + ([(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)] if n_views >= 5 else [])
+    top, left = (h - crop) // 2, (w - crop) // 2
+    offsets = [(top, left)] + ([(0, 0), (0, w - crop), (h - crop, 0), (h - crop, w - crop)] if n_views >= 5 else [])
     views = [batch[..., y:y + crop, x:x + crop] for y, x in offsets]
     if n_views == 10:
         views += [v.flip(-1) for v in views]

@@ -69,6 +69,9 @@ class TrainResult:
     """With a `BestSnapshot` watch: the validated epoch whose weights the model ends on."""
     curve: list[tuple[int, float]] = field(default_factory=list)
     """With a watch: (epoch, validation score) of every validation."""
+    member_epochs: list[int] = field(default_factory=list)
+    """Of an ensemble (`search.train.retrain.train_members`): the epochs each member ran, in order; `history`
+    holds them all."""
 
     @property
     def epochs_run(self) -> int:
@@ -289,7 +292,8 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, sp
         watch.restore(model)
     model.eval()
     if not stop:
-        stop = "its planned epochs ran" + (f" (refit from {cfg.epochs} to the time budget)" if planned < cfg.epochs else "")
+        stop = ("its planned epochs ran" if planned >= cfg.epochs else
+                f"its epochs ran, {planned} of {cfg.epochs} planned: refit to end by the time budget")
     return TrainResult(history, stopped, train_seconds, per_target, task.resident, stop,
                        watch.best_epoch if watch and watch.curve else None, list(watch.curve) if watch else [])
 

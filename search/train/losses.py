@@ -2,9 +2,12 @@
 
 All take predictions and targets of shape [N, T] (on the standardised scale) and average over targets.
 PLCC and rank losses need at least two samples; for a batch of one they contribute zero.
+A loss is one entry of `LOSSES` (its function and its name in the paper); a trial samples one of
+`LOSS_PRESETS`, the weighted mixes the search offers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -60,7 +63,33 @@ def norm_in_norm_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-
     return ((p - t).abs().sum(0) / (2 * n ** 0.5)).mean()
 
 
-LOSSES: dict[str, LossFn] = {"mse": mse_loss, "plcc": plcc_loss, "rank": rank_loss, "nin": norm_in_norm_loss}
+@dataclass(frozen=True)
+class Loss:
+    """One loss as the project sees it: its function and how the paper names it."""
+
+    fn: LossFn
+    title: str
+    """Its name in the paper's prose and recipe table (e.g. "norm-in-norm")."""
+
+
+LOSSES: dict[str, Loss] = {
+    "mse": Loss(mse_loss, "MSE"),
+    "plcc": Loss(plcc_loss, "PLCC"),
+    "rank": Loss(rank_loss, "pairwise rank"),
+    "nin": Loss(norm_in_norm_loss, "norm-in-norm"),
+}
+"""Every loss by the name `TrainConfig.loss_weights` and `LOSS_PRESETS` use."""
+
+LOSS_PRESETS: dict[str, dict[str, float]] = {
+    "mse": {"mse": 1.0},
+    "mse+plcc": {"mse": 1.0, "plcc": 1.0},
+    "mse+rank": {"mse": 1.0, "rank": 1.0},
+    "mse+plcc+rank": {"mse": 1.0, "plcc": 1.0, "rank": 1.0},
+    "mse+nin": {"mse": 1.0, "nin": 1.0},
+}
+"""The loss mixes a trial samples from (`search.study.objective`). Every preset keeps an MSE term: PLCC and rank
+losses ignore the scale and offset of predictions, and without it trials scored well on correlation but predicted
+MOS off by 1.4-1.7 RMSE (the challenge breaks ties on RMSE)."""
 
 
 def make_loss(weights: dict[str, float]) -> LossFn:
@@ -70,7 +99,7 @@ def make_loss(weights: dict[str, float]) -> LossFn:
         raise ValueError(f"unknown loss(es) {', '.join(unknown)}; choose from {', '.join(LOSSES)}")
     if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
         raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}")
-    parts = [(LOSSES[name], w) for name, w in weights.items() if w]
+    parts = [(LOSSES[name].fn, w) for name, w in weights.items() if w]
 
     def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sum(w * fn(pred, target) for fn, w in parts)

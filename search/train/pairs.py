@@ -8,6 +8,7 @@ in the same epoch loop as MOS training (optimiser, EMA, precision, time budget, 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -19,7 +20,9 @@ from torch import nn
 from search.train.augment import random_crop_flip, to_model_input
 from search.data.pairs import PairRows, PairSet
 from search.train.recipe import Recipe, TrainConfig
-from search.train.retrain import Deadline, StepCosts, measured_on, time_left, timed_predict, timed_step
+from search.train.retrain import (
+    Deadline, StepCosts, measured_on, member_recipe, time_left, timed_predict, timed_step, train_members,
+)
 from search.train.step import Images, TrainingDiverged, autocast, model_device, resolve_precision
 from search.train.loop import EpochRecord, Task, TrainResult, fit, predict, seed_everything
 from space import build_model
@@ -120,6 +123,9 @@ def retrain_pairs(recipe: Recipe, data: PairSet, seed: int, device: torch.device
                   progress: bool = False, final: str = "all") -> tuple[nn.Module, TrainResult]:
     """`search.train.retrain.retrain` from preference pairs: no teacher (distillation needs MOS training), and
     on all the pairs (`final` "all": the validation part of the other strategies is split by prompt)."""
+    if recipe.spec.members > 1:
+        return train_members(partial(retrain_pairs, final=final), recipe, data, seed, device, deadline, reserve_s,
+                             progress)
     if final != "all":
         raise ValueError(f"training from preference pairs uses all of them (final 'all'), not {final!r}")
     if recipe.teacher is not None:
@@ -134,6 +140,8 @@ def measure_pair_costs(recipe: Recipe, data: PairSet, device: torch.device | str
                        test_images: torch.Tensor | None = None) -> StepCosts:
     """`search.train.retrain.measure_costs` of a pairs recipe: a pair step (both images of `batch_size`
     pairs) and scoring one image."""
+    if recipe.spec.members > 1:
+        return measure_pair_costs(member_recipe(recipe), data, device, steps, test_images).times(recipe.spec.members)
     device = torch.device(device)
     sample = data.select(np.arange(min(len(data), steps * recipe.train.batch_size)))
     step = timed_step(train_pairs, recipe.spec, recipe.train, sample, device)

@@ -28,6 +28,7 @@ from search.train.recipe import Recipe, TrainConfig
 from search.train.step import steps_per_epoch
 from search.train.loop import TrainResult, predict, seed_everything, train_model
 from space import ArchSpec, build_model, count_flops, train_flops
+from space.model import Ensemble
 
 
 FILL = "fill"
@@ -73,10 +74,24 @@ class StepCosts:
     source: str
     """Where the numbers come from: the T4 budget model, or a measurement on a named device."""
 
+    def times(self, members: int) -> "StepCosts":
+        """The costs of an ensemble of `members` networks of these costs, trained and scored one after another."""
+        return StepCosts(*(members * x for x in (self.step_s, self.pretrain_step_s, self.teacher_step_s,
+                                                 self.teacher_pretrain_step_s, self.predict_image_s)), self.source)
+
+
+def member_recipe(recipe: Recipe) -> Recipe:
+    """`recipe` for one member of its ensemble (`ArchSpec.member`); a copy."""
+    out = copy.deepcopy(recipe)
+    out.spec = recipe.spec.member()
+    return out
+
 
 def budget_costs(budget: BudgetModel, recipe: Recipe, pairs: bool = False) -> StepCosts:
     """The budget model's T4 estimate of `recipe`'s costs (per step: one batch of the recipe's batch
-    size; of pairs, so twice as many images, with `pairs`)."""
+    size; of pairs, so twice as many images, with `pairs`), all members of an ensemble."""
+    if recipe.spec.members > 1:
+        return budget_costs(budget, member_recipe(recipe), pairs).times(recipe.spec.members)
     def per_step(spec, cfg: TrainConfig) -> tuple[float, float]:
         flops, bs = train_flops(spec), cfg.batch_size * (2 if pairs else 1)
         return budget.epoch_seconds(flops, bs, bs), budget.pretrain_seconds(flops, bs, 1, bs)
@@ -196,7 +211,10 @@ def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | st
     snapshot (stopping when it stopped improving); "refit" runs the holdout in half the time left, then
     trains on all of `data` for the epochs where it validated best. With a `deadline`, training stops early,
     whatever the plan said, so that `reserve_s` seconds are left for saving and scoring. The result says
-    what ran and why it stopped (`TrainResult.stop`). Preference pairs: `search.train.pairs.retrain_pairs`."""
+    what ran and why it stopped (`TrainResult.stop`). An ensemble trains member by member (`train_members`).
+    Preference pairs: `search.train.pairs.retrain_pairs`."""
+    if recipe.spec.members > 1:
+        return train_members(partial(retrain, final=final), recipe, data, seed, device, deadline, reserve_s, progress)
     if check_final(final) == "all":
         return _train(recipe, data, None, seed, device, deadline, reserve_s, progress)
     train, val = check_split(data, seed)
@@ -211,6 +229,30 @@ def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | st
                    f"({calibration.epochs_run} epochs: {calibration.stop}) validated best")
     result.best_epoch, result.curve = calibration.best_epoch, calibration.curve
     return model, result
+
+
+MEMBER_SEED_STEP = 101
+"""Member i of an ensemble trains with seed `seed + i * MEMBER_SEED_STEP` (apart from a teacher's `seed + 1`)."""
+
+
+def train_members(train_one: Callable[..., tuple[nn.Module, TrainResult]], recipe: Recipe, data, seed: int,
+                  device: torch.device | str, deadline: Deadline | None, reserve_s: float,
+                  progress: bool) -> tuple[Ensemble, TrainResult]:
+    """An ensemble recipe trained member by member, each from scratch by `train_one` (one network's retrain, called
+    as `retrain` is) with its own seed and, under a `deadline`, an equal share of the time left; then put together.
+    The result's history runs through every member's epochs; `member_epochs` says how many each ran."""
+    n, single = recipe.spec.members, member_recipe(recipe)
+    models, results = [], []
+    for i in range(n):
+        share = None if deadline is None else Deadline((deadline.left() - reserve_s) / (n - i) + reserve_s)
+        model, result = train_one(single, data, seed + i * MEMBER_SEED_STEP, device, share, reserve_s, progress)
+        models.append(model.cpu())
+        results.append(result)
+    stops = "; ".join(f"member {i + 1}: {r.stop}" for i, r in enumerate(results))
+    joined = TrainResult([e for r in results for e in r.history], any(r.stopped_early for r in results),
+                         sum(r.seconds for r in results), results[-1].target_metrics, results[-1].resident, stops,
+                         member_epochs=[r.epochs_run for r in results])
+    return Ensemble.of_members(recipe.spec, models), joined
 
 
 def _train(recipe: Recipe, data: ImageSet, val: ImageSet | None, seed: int, device: torch.device | str,
@@ -251,6 +293,8 @@ def measure_costs(recipe: Recipe, data: ImageSet, device: torch.device | str, st
     """Step costs measured here: each model trains throwaway copies for two short epochs of `steps`
     steps on a slice of `data` (the second epoch is timed, after warm-up); scoring is timed on a slice
     of `test_images` (default: of `data`), through the recipe's test views (a patch grid included)."""
+    if recipe.spec.members > 1:
+        return measure_costs(member_recipe(recipe), data, device, steps, test_images).times(recipe.spec.members)
     device = torch.device(device)
     cfg = recipe.train
     sample = data.subset(list(range(min(len(data), steps * cfg.batch_size))))

@@ -54,10 +54,12 @@ class AttentionBlock(nn.Module):
 
 def attention_params(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int = 0) -> int:
     c = cout
-    return downsample_params(cin, c, stride) + 4 * c + (3 * c * c + 3 * c) + (c * c + c) + (c * hidden + hidden) + (hidden * c + c)
+    return (downsample_params(cin, c, stride) + 4 * c + (3 * c * c + 3 * c) + (c * c + c) + (c * hidden + hidden)
+            + (hidden * c + c))
 
 
-def attention_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int, size: int) -> tuple[int, int]:
+def attention_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int,
+                    size: int) -> tuple[int, int]:
     flops, out = downsample_flops(cin, cout, stride, size)
     tokens, c = out * out, cout
     return flops + tokens * (3 * c * c + c * c + 2 * c * hidden) + 2 * tokens * tokens * c, out
@@ -65,4 +67,5 @@ def attention_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, 
 
 ATTENTION = BlockFamily("attention", AttentionBlock, attention_params, attention_flops, out_layer=lambda b: b.proj,
                         hidden_layer=lambda b: b.mlp[0], kept_whole=lambda b: [b.qkv, b.proj],
-                        kept_whole_why="attention qkv/proj (whole heads; fixes the stage width)")
+                        kept_whole_why="attention qkv/proj (whole heads; fixes the stage width)", title="Attention",
+                        short="attn", kernel=False, late_only=True)

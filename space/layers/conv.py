@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from space.spec import BlockPlan
-
 ACTIVATION_LAYERS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 """The layer of each name in `space.spec.ACTIVATIONS`."""
 
@@ -37,8 +35,8 @@ class ConvBN(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
                  act: str | None = None, padding: int | None = None):
-        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if padding is None else padding, groups=groups, bias=False),
-                  nn.BatchNorm2d(cout)]
+        pad = kernel // 2 if padding is None else padding
+        layers = [nn.Conv2d(cin, cout, kernel, stride, pad, groups=groups, bias=False), nn.BatchNorm2d(cout)]
         if act:
             layers.append(make_act(act))
         super().__init__(*layers)
@@ -53,9 +51,26 @@ def conv_flops(cin: int, cout: int, kernel: int, out_size: int, groups: int = 1)
 
 
 @dataclass(frozen=True)
+class BlockPlan:
+    """One block with every width resolved (`space.spec.block_plan`), as its family builds and counts it."""
+
+    block: str
+    cin: int
+    cout: int
+    stride: int
+    kernel: int
+    hidden: int
+    se_hidden: int
+    """0 = no squeeze-excitation."""
+
+
+@dataclass(frozen=True)
 class BlockFamily:
-    """A stage-block family as the rest of the project sees it, declared beside its module: how it is
-    built and counted, and which layers carry its widths (so a pruned block is re-expressed as a spec)."""
+    """A stage-block family as the rest of the project sees it, declared once beside its module: how it is
+    built and counted, which layers carry its widths (so a pruned block is re-expressed as a spec), and its
+    traits, which spec validation and defaults (`space.spec`), sampling and the notation (`space.sample`) and
+    the paper (`results.paper`) ask it instead of naming families. Registered by name in
+    `space.layers.BLOCK_FAMILIES` (`space.layers.register_family` for one defined elsewhere)."""
 
     name: str
     module: type[nn.Module]
@@ -73,6 +88,30 @@ class BlockFamily:
     kept_whole: Callable[[nn.Module], list[nn.Module]] = lambda block: []
     """Layers channel pruning must leave whole, and `kept_whole_why` says why."""
     kept_whole_why: str = ""
+    title: str = ""
+    """Its name in the paper's prose and tables (e.g. "MBConv"); empty: `name`."""
+    short: str = ""
+    """Its prefix in the one-line notation (`space.sample.spec_summary`, e.g. "mb"); empty: `name`."""
+    kernel: bool = True
+    """Whether it has a kernel size (`StageSpec.kernel`: sampled, shown); False (attention): the kernel is unused."""
+    expansion: bool = True
+    """Whether its hidden width is the stage width times `StageSpec.expansion` (sampled, shown); False: the
+    hidden width is the stage width."""
+    se_channels: Callable[[int, int], int] | None = None
+    """(stage width, hidden width) -> the channels its optional squeeze-excitation acts on (`StageSpec.se`:
+    sampled, shown); None: the family has no SE."""
+    late_only: bool = False
+    """Offered only in the last two stages, where the map has at most `SpaceConfig.attention_max_tokens`
+    positions (global attention's cost grows with the square of the positions)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "title", self.title or self.name)
+        object.__setattr__(self, "short", self.short or self.name)
+
+    @property
+    def has_se(self) -> bool:
+        """Whether a stage of this family may add a squeeze-excitation."""
+        return self.se_channels is not None
 
     def build(self, b: BlockPlan, act: str) -> nn.Module:
         return self.module(b.cin, b.cout, b.stride, b.kernel, b.hidden, b.se_hidden, act)

@@ -45,10 +45,11 @@ def convnext_params(cin: int, cout: int, stride: int, kernel: int, hidden: int, 
             + cout * hidden + hidden + hidden * cout + cout)
 
 
-def convnext_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int, size: int) -> tuple[int, int]:
+def convnext_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int,
+                   size: int) -> tuple[int, int]:
     flops, out = downsample_flops(cin, cout, stride, size)
     return flops + conv_flops(cout, cout, kernel, out, groups=cout) + 2 * cout * hidden * out * out, out
 
 
 CONVNEXT = BlockFamily("convnext", ConvNeXtBlock, convnext_params, convnext_flops, out_layer=lambda b: b.pw2,
-                       hidden_layer=lambda b: b.pw1)
+                       hidden_layer=lambda b: b.pw1, title="ConvNeXt", short="cnx")

@@ -55,7 +55,8 @@ def mbconv_params(cin: int, cout: int, stride: int, kernel: int, hidden: int, se
             + se_params(hidden, se_hidden) + conv_bn_params(hidden, cout, 1))
 
 
-def mbconv_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int, size: int) -> tuple[int, int]:
+def mbconv_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int,
+                 size: int) -> tuple[int, int]:
     out = conv_out(size, kernel, stride, kernel // 2)
     flops = (conv_flops(cin, hidden, 1, size) + conv_flops(hidden, hidden, kernel, out, groups=hidden)
              + se_flops(hidden, se_hidden) + conv_flops(hidden, cout, 1, out))
@@ -63,4 +64,5 @@ def mbconv_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_
 
 
 MBCONV = BlockFamily("mbconv", MBConvBlock, mbconv_params, mbconv_flops, out_layer=lambda b: b.project[0],
-                     hidden_layer=lambda b: b.expand[0], se_layer=se_layer)
+                     hidden_layer=lambda b: b.expand[0], se_layer=se_layer, title="MBConv", short="mb",
+                     se_channels=lambda width, hidden: hidden)

@@ -77,7 +77,9 @@ class PatchView(nn.Module):
 
     def kept_whole(self) -> list[tuple[list[nn.Module], str]]:
         """The patch-attention score Linear (one output: the score) with why, when the pool has one."""
-        return [([self.pool.score], "view.pool.score (patch-attention score Linear)")] if self.pool.score is not None else []
+        if self.pool.score is None:
+            return []
+        return [([self.pool.score], "view.pool.score (patch-attention score Linear)")]
 
     def forward(self, features: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(features(self.patches(x)).unflatten(0, (len(x), self.patches.count())))

@@ -24,14 +24,18 @@ class ResidualBlock(nn.Module):
 
 def residual_params(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int) -> int:
     shortcut = conv_bn_params(cin, cout, 1) if stride != 1 or cin != cout else 0
-    return conv_bn_params(cin, hidden, kernel) + conv_bn_params(hidden, cout, kernel) + se_params(cout, se_hidden) + shortcut
+    return (conv_bn_params(cin, hidden, kernel) + conv_bn_params(hidden, cout, kernel) + se_params(cout, se_hidden)
+            + shortcut)
 
 
-def residual_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int, size: int) -> tuple[int, int]:
+def residual_flops(cin: int, cout: int, stride: int, kernel: int, hidden: int, se_hidden: int,
+                   size: int) -> tuple[int, int]:
     out = conv_out(size, kernel, stride, kernel // 2)
     shortcut = conv_flops(cin, cout, 1, out) if stride != 1 or cin != cout else 0
-    return conv_flops(cin, hidden, kernel, out) + conv_flops(hidden, cout, kernel, out) + se_flops(cout, se_hidden) + shortcut, out
+    convs = conv_flops(cin, hidden, kernel, out) + conv_flops(hidden, cout, kernel, out)
+    return convs + se_flops(cout, se_hidden) + shortcut, out
 
 
 RESIDUAL = BlockFamily("residual", ResidualBlock, residual_params, residual_flops, out_layer=lambda b: b.conv2[0],
-                       hidden_layer=lambda b: b.conv1[0], se_layer=se_layer)
+                       hidden_layer=lambda b: b.conv1[0], se_layer=se_layer, title="Residual", short="res",
+                       expansion=False, se_channels=lambda width, hidden: width)
