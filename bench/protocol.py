@@ -8,8 +8,8 @@ no study sees.
 AGIQA-3K's prompts are split once: a quarter are the test prompts (no protocol trains or scores on them), the
 rest the "study" set, which a study splits 80/20 by prompt into its training and validation parts (one split
 per `--studies` seed). The candidates are architectures of the search space at a cheap CPU proxy size (the
-fragments input at 7x7 cells of 16 px of the native image, as bench/long_horizon.py's proxies; the first is
-that proxy itself, the rest sampled by `space.sample_spec` under a FLOPs cap), all trained with one recipe
+fragments input of bench/long_horizon.py's proxies, 7x7 cells of the native image, here of `--cell` 12 px; the
+first is that proxy itself, the rest sampled by `space.sample_spec` under a FLOPs cap), all trained with one recipe
 (bench/ladder.py's `TRAIN`) for `--epochs` epochs, one thread. Per candidate and study, `results.confirm`'s own
 runs (`fold_score`): the k runs of "folds" (each trains on (k-1)/k of the study set, scores the rest) and of
 "seeds" (each trains on the study's training part with its own seed, scores its validation part). The truth:
