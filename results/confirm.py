@@ -97,6 +97,7 @@ def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, k: int = 3, var
     """Retrain the `top` best exportable candidates `k` times under `protocol` (a `Protocol` name; the runs already
     stored under it are kept) and return the ranking with their confirmed scores. With `time_limit`, no run
     starts that its candidate's trial time says would end after it (the rest stay missing, resumed later)."""
+    cfg.task.require("confirmable", study.study_name)
     if top < 1 or k < 2:
         raise ValueError(f"confirm needs at least 1 candidate and 2 runs, got top {top} and k {k}")
     proto = Protocol(protocol, k)
