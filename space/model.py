@@ -154,23 +154,17 @@ class IQANet(nn.Module):
 
 class Ensemble(nn.Module):
     """`spec.members` networks of one architecture (`ArchSpec.member`), trained apart, scoring an image by the
-    mean of their scores (each in target units). Built untrained by `build_model`; trained member by member
-    (`search.train.retrain`), then put together with `of_members`."""
+    mean of their scores (each in target units). Untrained from `build_model`; trained member by member
+    (`search.train.retrain`), then put together by passing the trained `members`."""
 
-    def __init__(self, spec: ArchSpec):
+    def __init__(self, spec: ArchSpec, members: list[IQANet] | None = None):
         super().__init__()
         spec.validate()
-        self.spec = spec
-        self.members = nn.ModuleList(IQANet(spec.member()) for _ in range(spec.members))
-
-    @classmethod
-    def of_members(cls, spec: ArchSpec, members: list[IQANet]) -> "Ensemble":
-        """The ensemble of the trained `members` (as many as `spec.members`, each of `spec.member()`)."""
-        if len(members) != spec.members:
+        if members is not None and len(members) != spec.members:
             raise ValueError(f"an ensemble of {spec.members} members cannot hold {len(members)}")
-        out = cls(spec)
-        out.members = nn.ModuleList(members)
-        return out
+        self.spec = spec
+        self.members = nn.ModuleList(members if members is not None else
+                                     [IQANet(spec.member()) for _ in range(spec.members)])
 
     @property
     def takes_uint8(self) -> bool:

@@ -252,7 +252,7 @@ def train_members(train_one: Callable[..., tuple[nn.Module, TrainResult]], recip
     joined = TrainResult([e for r in results for e in r.history], any(r.stopped_early for r in results),
                          sum(r.seconds for r in results), results[-1].target_metrics, results[-1].resident, stops,
                          member_epochs=[r.epochs_run for r in results])
-    return Ensemble.of_members(recipe.spec, models), joined
+    return Ensemble(recipe.spec, models), joined
 
 
 def _train(recipe: Recipe, data: ImageSet, val: ImageSet | None, seed: int, device: torch.device | str,
