@@ -31,6 +31,8 @@ import sqlalchemy.exc
 from optuna import get_all_study_names
 from optuna.trial import TrialState
 
+from results.candidates import Protocol, export_choice, ranked_candidates, ranked_trials
+from results.confirm import DEFAULT_PROTOCOL, DEFAULT_RUNS, chosen_protocol, confirm, confirm_seconds
 from search.budget import EFFICIENCY_RANGE
 from search.data import (
     DATASETS, PREDICT_DATASETS, absolute_root, check_dataset, check_dataset_name, is_combined, source_roots,
@@ -174,7 +176,8 @@ def _checked(check: Callable[[str], object], doc: str) -> Callable[[str], str]:
 
 
 _device = _checked(resolve_device, "A device this machine has (`resolve_device`), kept as given (a study stores it).")
-_dataset = _checked(check_dataset_name, "A study dataset: one name, or labelled ones joined by '+' (`check_dataset_name`).")
+_dataset = _checked(check_dataset_name,
+                    "A study dataset: one name, or labelled ones joined by '+' (`check_dataset_name`).")
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -209,7 +212,8 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     return StudyConfig(
         dataset=args.data, root=absolute_root(args.root), targets=args.targets, n_synthetic=args.n_synthetic,
         profile=args.profile, space=args.space or ("tiny" if args.data == "synthetic" else "default"),
-        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed, trial_budget_s=args.trial_budget,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+        trial_budget_s=args.trial_budget,
         max_epochs=args.max_epochs, min_epochs=_min_epochs(args), batch_size=args.batch_size,
         eval_views=args.eval_views,
         pretrain_shares=args.pretrain_shares, ema_decays=args.ema_decays, patches=args.patches,
@@ -281,7 +285,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from results.dashboard import dashboard_line
-    from results.candidates import export_choice
     from results.export import export_line, read_export
     from results.report import choice_schedule, format_ranking, write_report
     from search.profiles import get_profile
@@ -310,7 +313,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compress(args: argparse.Namespace) -> int:
     from compress.stage import compress_study
     from compress.variants import VariantStore
-    from results.candidates import ranked_candidates, ranked_trials
     from search.profiles import get_profile
 
     study, cfg, run_dir, storage = _open(args, _root(args))
@@ -323,12 +325,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
                            importance=args.importance, finetune_epochs=args.finetune_epochs,
                            iterative_steps=args.iterative_steps)
     cols = ["id", "params", "bytes", "score", "plcc", "srcc", "krcc", "rmse"]
-    print(frame[cols].sort_values("id").to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(frame) else "no candidates")
+    print(frame[cols].sort_values("id").to_string(index=False, float_format=lambda v: f"{v:.4f}")
+          if len(frame) else "no candidates")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from results.confirm import confirm, confirm_seconds
     from results.export import ExportOptions, export_submission
 
     from compress.variants import VariantStore
@@ -338,16 +340,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     _require_completed(study)
     variants = VariantStore(storage, study.study_name).frame()
     named = args.trial is not None or args.variant is not None
+    proto = chosen_protocol(study, args.confirm_protocol, args.confirm_runs)
     missing, seconds = (0, 0.0) if named or not cfg.task.confirmable or args.no_confirm else confirm_seconds(
-        study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes)
+        study, cfg, args.confirm_top, proto.k, variants, args.reference_sizes, proto.name)
     if missing:
         share = ("" if limit is None else f"; this run confirms for at most half the time limit "
                  f"({duration(limit.seconds / 2)}) and a later export resumes the rest")
-        print(f"confirming the {args.confirm_top} best candidates on {args.confirm_folds} prompt-grouped folds before "
-              f"export: {missing} fold trainings, about {duration(seconds)} here by their trials' times{share} "
+        print(f"confirming the {args.confirm_top} best candidates on {proto.words} before export: {missing} "
+              f"trainings, about {duration(seconds)} here by their trials' times{share} "
               "(`run_search.py confirm`; --no-confirm skips it)")
-        confirm(study, cfg, args.confirm_top, args.confirm_folds, variants, args.reference_sizes,
-                time_limit=None if limit is None else Deadline(limit.left() / 2))
+        confirm(study, cfg, args.confirm_top, proto.k, variants, args.reference_sizes,
+                time_limit=None if limit is None else Deadline(limit.left() / 2), protocol=proto.name)
     options = ExportOptions(args.team, trial=args.trial, variant=args.variant, epochs=args.epochs, date=args.date,
                             teacher=args.teacher, distill_weight=args.distill_weight,
                             reference_sizes_m=args.reference_sizes, final=args.final, time_limit=limit,
@@ -356,7 +359,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     s = result.summary
     estimate = "" if s["estimated_composite"] is None else f"  estimated composite {s['estimated_composite']:.1f}"
     print(f"exported {s['candidate']} ({s['kind']}): {s['summary']}")
-    print(f"  params {s['params']:,}{estimate}  retrain here {s['measured_retrain_s']:.0f}s; members: {s['members']['why']}")
+    print(f"  params {s['params']:,}{estimate}  retrain here {s['measured_retrain_s']:.0f}s; "
+          f"members: {s['members']['why']}")
     print(f"  {s['trained']['line']}")
     if args.time_limit and "time budget" in s["trained"]["stop"]:
         ran = " + ".join(map(str, s["trained"]["member_epochs"])) or s["trained"]["epochs_run"]
@@ -372,16 +376,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_confirm(args: argparse.Namespace) -> int:
     from compress.variants import VariantStore
-    from results.confirm import confirm
     from results.report import format_ranking
     from search.profiles import get_profile
 
     study, cfg, run_dir, storage = _open(args, _root(args))
     cfg.task.require("confirmable", study.study_name)
     _require_completed(study)
-    ranked = confirm(study, cfg, args.top, args.folds, VariantStore(storage, study.study_name).frame(),
-                     args.reference_sizes)
-    print(format_ranking(ranked, get_profile(cfg.profile), max(args.top, 5)))
+    ranked = confirm(study, cfg, args.confirm_top, args.confirm_runs, VariantStore(storage, study.study_name).frame(),
+                     args.reference_sizes, protocol=args.confirm_protocol)
+    print(format_ranking(ranked, get_profile(cfg.profile), max(args.confirm_top, 5)))
     return 0
 
 
@@ -419,7 +422,6 @@ def print_best(study, cfg: StudyConfig, storage: str) -> None:
     """Print how the proposals ended and the candidate the ranking puts first (what export takes), for a
     quick look."""
     from compress.variants import VariantStore
-    from results.candidates import export_choice, ranked_candidates
     from search.profiles import get_profile
     from search.study.record import tally, untrained_text
 
@@ -431,12 +433,13 @@ def print_best(study, cfg: StudyConfig, storage: str) -> None:
     counts = tally(records)
     print(f"\n{len(complete)} complete, {counts['stopped']} stopped early (rungs or time limit); proposals not "
           f"trained: {untrained_text(counts)}; {counts['shrunk to fit the budget']} shrunk to fit the budget")
-    choice = export_choice(ranked_candidates(study, get_profile(cfg.profile), VariantStore(storage, study.study_name).frame()))
+    variants = VariantStore(storage, study.study_name).frame()
+    choice = export_choice(ranked_candidates(study, get_profile(cfg.profile), variants))
     if choice is None:
         print("no completed trial within the caps to export yet")
         return
-    basis = (f"confirmed {choice['confirm_mean']:.3f} over {int(choice['confirm_n'])} folds" if choice["finalist"]
-             else "a single run, not confirmed")
+    basis = (f"confirmed {choice['confirm_mean']:.3f} over {int(choice['confirm_n'])} {choice['confirm_protocol']}"
+             if choice["finalist"] else "a single run, not confirmed")
     print(f"first in the ranking (what export takes): {choice['id']}: {choice['summary']}")
     print(f"  params {int(choice['params']):,}  estimated composite {choice['composite']:.1f}  "
           f"validation score {choice['score']:.3f} ({basis})")
@@ -492,7 +495,8 @@ def _add_search(sub) -> None:
                     "until it holds --trials finished ones. Every input (dataset, labels, split, memory) is checked "
                     "before the study is created, so a mistake is never stored.",
                     ["search --data agiqa3k --root ../shared/data/agiqa3k --study a3k --trials 40",
-                     "search --data agiqa3k+agiqa1k --root agiqa3k=../shared/data/agiqa3k,agiqa1k=../shared/data/agiqa1k "
+                     "search --data agiqa3k+agiqa1k "
+                     "--root agiqa3k=../shared/data/agiqa3k,agiqa1k=../shared/data/agiqa1k "
                      "--study a3k1k --trials 40",
                      "search --data pairs --root ../shared/data/pairs --study pairs --trials 40 --workers 4"])
     _study_options(p, required=False)
@@ -515,8 +519,10 @@ def _add_search(sub) -> None:
                         "patches of the image at its native size, cut by the model (default: the preset's)")
     p.add_argument("--fragments", type=int, nargs="+", default=None,
                    help="fragment grids the trials without patches may choose: 0 = off, S = an S x S grid of 32 px "
-                        "patches of the image at its native size, spliced into one view by the model (default: the preset's)")
-    p.add_argument("--val-fraction", type=_finite, default=None, help="share of prompts for validation (default: the profile's)")
+                        "patches of the image at its native size, spliced into one view by the model "
+                        "(default: the preset's)")
+    p.add_argument("--val-fraction", type=_finite, default=None,
+                   help="share of prompts for validation (default: the profile's)")
     p.add_argument("--test-fraction", type=_finite, default=None,
                    help="share of prompts held out of the search, scored once per trial (default: the profile's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the sampler and the training")
@@ -600,7 +606,8 @@ def _add_export(sub) -> None:
                     "Retrain what the report ranks first among trials and scratch variants (or --trial / --variant) "
                     "from scratch on all labelled data, and write RUNS_DIR/STUDY/export/: TEAM_DATE_model.pth, the "
                     "self-contained Kaggle notebook TEAM_DATE.ipynb, requirements.txt and HOW_TO_RUN.md.",
-                    ["export --study a3k --team TEAM", "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301",
+                    ["export --study a3k --team TEAM",
+                     "export --study a3k --team TEAM --variant t3-prune0.5-scratch --date 20260301",
                      "export --study a3k --team TEAM --trial 12 --epochs fill"])
     _study_options(p, required=True)
     p.add_argument("--team", type=_name, required=True, help="team name, as in TEAM_DATE_model.pth")
@@ -616,7 +623,8 @@ def _add_export(sub) -> None:
                         "of its trial, else 2x the epoch where it stopped rising; within the T4 budget)")
     p.add_argument("--date", type=_date, default=None, help="YYYYMMDD in the file names (default: today)")
     p.add_argument("--teacher", type=_number(int, 0), default=None,
-                   help="distil from this trial's architecture, trained first from scratch on the same data (default: no teacher)")
+                   help="distil from this trial's architecture, trained first from scratch on the same data "
+                        "(default: no teacher)")
     p.add_argument("--distill-weight", type=_number(float, 0), default=1.0, help="weight of the distillation loss term")
     p.add_argument("--final", choices=list(FINALS), default=None,
                    help=("how the scored training (export's retrain and the notebook's) ends: "
@@ -630,7 +638,7 @@ def _add_export(sub) -> None:
                    help="bound this command here (e.g. 30m): confirm gets at most half, the retrain ends by the limit; "
                         "the notebook's schedule is unchanged (default: none; fill then retrains until the profile's "
                         "deadline)")
-    _confirm_options(p, "--confirm-top", "--confirm-folds")
+    _confirm_options(p, "--confirm-")
     p.add_argument("--no-confirm", action="store_true",
                    help="export the best single-run candidate without confirming the top of the ranking first")
     _debug_option(p, argparse.SUPPRESS)
@@ -638,7 +646,8 @@ def _add_export(sub) -> None:
 
 
 def _moved_root_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default=None, help="dataset folder, when it moved since the search (default: the stored one; "
+    p.add_argument("--root", default=None,
+                   help="dataset folder, when it moved since the search (default: the stored one; "
                                                 "NAME=PATH,NAME=PATH for a combined dataset)")
 
 
@@ -648,11 +657,17 @@ def _reference_sizes_option(p: argparse.ArgumentParser) -> None:
                         "export (default: the profile's)")
 
 
-def _confirm_options(p: argparse.ArgumentParser, top: str, folds: str) -> None:
-    p.add_argument(top, dest="confirm_top" if top != "--top" else "top", type=_number(int, 1), default=3,
-                   help="candidates of the ranking to confirm (the best exportable ones)")
-    p.add_argument(folds, dest="confirm_folds" if folds != "--folds" else "folds", type=_number(int, 2), default=3,
-                   help="prompt-grouped folds each candidate is retrained on")
+def _confirm_options(p: argparse.ArgumentParser, prefix: str) -> None:
+    """`--top`, `--protocol` and `--runs` (confirm), or the same with `prefix` ("--confirm-": export)."""
+    p.add_argument(f"{prefix}top", dest="confirm_top", type=_number(int, 1), default=3,
+                   help="candidates of the ranking to confirm, the finalists (the best exportable ones by their "
+                        "single score)")
+    p.add_argument(f"{prefix}protocol", dest="confirm_protocol", choices=Protocol.NAMES, default=None,
+                   help="how each finalist is retrained: folds, on prompt-grouped folds of the study's training and "
+                        "validation images; seeds, with other seeds on the study's own split (default: the study's "
+                        f"last, else {DEFAULT_PROTOCOL}: bench/NOTES.md)")
+    p.add_argument(f"{prefix}runs", f"{prefix}folds", dest="confirm_runs", type=_number(int, 2), default=None,
+                   help=f"runs per finalist, folds or seeds (default: the study's last, else {DEFAULT_RUNS})")
 
 
 def _add_confirm(sub) -> None:
@@ -660,10 +675,11 @@ def _add_confirm(sub) -> None:
                     "Retrain the best exportable candidates from scratch on K prompt-grouped folds of the study's "
                     "training and validation images (test prompts stay out) and rank them by their mean score: "
                     "export then takes the best confirmed one. Resumes where it stopped.",
-                    ["confirm --study a3k", "confirm --study a3k --top 5 --folds 5"])
+                    ["confirm --study a3k", "confirm --study a3k --top 5 --runs 5",
+                     "confirm --study a3k --protocol seeds"])
     _study_options(p, required=True)
     _moved_root_option(p)
-    _confirm_options(p, "--top", "--folds")
+    _confirm_options(p, "--")
     _reference_sizes_option(p)
     _debug_option(p, argparse.SUPPRESS)
     p.set_defaults(func=cmd_confirm)
@@ -706,7 +722,8 @@ def _add_paper(sub) -> None:
     p.set_defaults(func=cmd_paper)
 
 
-SUBCOMMANDS = (_add_search, _add_worker, _add_report, _add_compress, _add_confirm, _add_export, _add_paper, _add_predict)
+SUBCOMMANDS = (_add_search, _add_worker, _add_report, _add_compress, _add_confirm, _add_export, _add_paper,
+               _add_predict)
 """One function per subcommand, adding its parser; add a command by adding one here."""
 
 
@@ -733,9 +750,9 @@ def demo_steps() -> list[tuple[str, list[str]]]:
         ("compress the best trial (prune 50 %, int8, fp16)", ["compress", *study, "--top", "1", "--ratios", "0.5",
                                                              "--finetune-epochs", "3"]),
         ("report again, with the compressed variants", ["report", *study, "--top", "5"]),
-        ("confirm the best two on 2 prompt-grouped folds", ["confirm", *study, "--top", "2", "--folds", "2"]),
+        ("confirm the best two on 2 prompt-grouped folds", ["confirm", *study, "--top", "2", "--runs", "2"]),
         ("export the confirmed winner: retrain from scratch, write the submission",
-         ["export", *study, "--team", "demo", "--confirm-top", "2", "--confirm-folds", "2",
+         ["export", *study, "--team", "demo", "--confirm-top", "2", "--confirm-runs", "2",
           "--epochs", str(DEMO["export_epochs"]), "--time-limit", DEMO["export_limit"]]),
     ]
 

@@ -2,7 +2,8 @@
 (`results.submission.run_submission`) on a folder of labelled images, against the budget model.
 
     python bench/deadline.py --root ../shared/data/agiqa3k --deadline 300          # any machine
-    python bench/deadline.py --root ../shared/data/agiqa3k --deadline 300 --patch 128 --widths 16 32 48 64  # a patch recipe
+    # a patch recipe:
+    python bench/deadline.py --root ../shared/data/agiqa3k --deadline 300 --patch 128 --widths 16 32 48 64
     python bench/deadline.py --quick                                               # CPU: synthetic, 40 s
     python bench/deadline.py --root /tmp/agiqa3k --export runs/a3k/export/export.json --deadline 9000  # a T4
 
@@ -91,7 +92,8 @@ def main() -> None:
                 parser.error("--root is required (or --quick)")
             folders, deadline = split_folder(Path(args.root), Path(tmp)), args.deadline
             recipe = (Recipe.from_dict(json.loads(Path(args.export).read_text())["recipe"]) if args.export
-                      else patch_recipe(args.patch, args.widths) if args.patch else reference_recipe(args.size, args.widths))
+                      else patch_recipe(args.patch, args.widths) if args.patch
+                      else reference_recipe(args.size, args.widths))
         images, train_csv, test_images, test_csv = map(str, folders)
         start = time.time()
         out = run_submission(Submission(
@@ -101,7 +103,8 @@ def main() -> None:
         n_train, n_test = len(pd.read_csv(train_csv)), len(list(Path(test_images).iterdir()))
         t4 = plan_retrain(recipe, n_train, n_test, budget_costs(BudgetModel(), recipe), np.inf,
                           out["plan"].epochs)
-        print(f"\nran {out['epochs_run']} epochs (the first plan said {out['plan'].epochs}); ended {out['elapsed_s']:.1f} s "
+        print(f"\nran {out['epochs_run']} epochs (the first plan said {out['plan'].epochs}); "
+              f"ended {out['elapsed_s']:.1f} s "
               f"after the start, deadline {deadline:.0f} s ({deadline - out['elapsed_s']:+.1f} s to spare, "
               f"{out['elapsed_s'] / deadline:.0%} of the deadline used)")
         print(f"measured {out['plan'].epoch_s:.2f} s/epoch here; the T4 budget model estimates {t4.epoch_s:.2f} "

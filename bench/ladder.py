@@ -190,14 +190,16 @@ def run_task(task: Task) -> dict:
     spec = ArchSpec.from_dict(task.spec)
     data = _data(task.dataset, task.root, spec.input.resize, task.cache_dir)
     train_idx, test_idx = grouped_kfold(data.groups, task.folds, 0)[task.fold]
-    recipe = Recipe(spec, _config(task.epochs, task.batch_size, task.seed + task.fold, distill=task.teacher is not None))
+    recipe = Recipe(spec, _config(task.epochs, task.batch_size, task.seed + task.fold,
+                                  distill=task.teacher is not None))
     seed_everything(recipe.train.seed)
     train, test = data.subset(train_idx), data.subset(test_idx)
     cpu, wall = time.process_time(), _clock(device)
     teacher = None
     if task.teacher:
         teacher = build_model(ArchSpec.from_dict(task.teacher))
-        train_model(teacher, train, None, _config(task.teacher_epochs, task.batch_size, recipe.train.seed), device=device)
+        train_model(teacher, train, None, _config(task.teacher_epochs, task.batch_size, recipe.train.seed),
+                    device=device)
     model = build_model(spec)
     train_model(model, train, None, recipe.train, device=device, teacher=teacher)
     cpu, wall = time.process_time() - cpu, _clock(device) - wall
@@ -206,7 +208,8 @@ def run_task(task: Task) -> dict:
     return {"recipe": task.name, "fold": task.fold, "seed": task.seed, "params": count_params(spec),
             "mflops": count_flops(spec) / 1e6, "train_mflops": train_flops(spec) / 1e6, "epochs": task.epochs,
             STEP_KEY[device]: task.step_s, "teacher_epochs": task.teacher_epochs,
-            "train_cpu_s": cpu, "train_wall_s": wall, "test_cpu_ms": 1e3 * (time.process_time() - start) / len(test_idx),
+            "train_cpu_s": cpu, "train_wall_s": wall,
+            "test_cpu_ms": 1e3 * (time.process_time() - start) / len(test_idx),
             **next(iter(metrics.values())), **test_variants(model, spec, test, recipe.train.eval_views, device)}
 
 
@@ -232,7 +235,8 @@ def table(rows: list[dict], order: list[str], reference: str) -> str:
     """Markdown: mean +- sd per row, and its paired gain over `reference` on the folds both ran."""
     base = {r["fold"]: r["corr_score"] for r in rows if r["recipe"] == reference}
     variants = "".join(f" | {v}, same weights" for v in TEST_VARIANTS)
-    lines = ["| recipe | params | test MFLOPs / image | epochs | train s (CPU, or GPU wall) | corr score (mean +- sd) | SRCC | PLCC "
+    lines = ["| recipe | params | test MFLOPs / image | epochs | train s (CPU, or GPU wall) "
+             "| corr score (mean +- sd) | SRCC | PLCC "
              f"| paired gain over the reference (mean +- sd) | folds won{variants} |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TEST_VARIANTS)]
     for name in order:
@@ -246,7 +250,8 @@ def table(rows: list[dict], order: list[str], reference: str) -> str:
             f"{gains.mean():+.3f} +- {sd(gains):.3f}" if len(gains) else "n/a")
         won = f"{int((gains > 0).sum())}/{len(gains)}" if name != reference and len(gains) else ""
         lines.append(f"| {name} | {r[0]['params']:,} | {r[0]['mflops']:.0f} | {r[0]['epochs']} "
-                     f"| {np.mean([x['train_wall_s' if 'step_gpu_s' in x else 'train_cpu_s'] for x in r]):.0f} | {score.mean():.3f} +- {sd(score):.3f} "
+                     f"| {np.mean([x['train_wall_s' if 'step_gpu_s' in x else 'train_cpu_s'] for x in r]):.0f} "
+                     f"| {score.mean():.3f} +- {sd(score):.3f} "
                      f"| {_mean(r, 'srcc')} | {_mean(r, 'plcc')} | {gain} | {won} |"
                      + "".join(f" {_mean(r, 'corr_score ' + v)} |" for v in TEST_VARIANTS))
     return "\n".join(lines)
@@ -271,7 +276,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="folds of the prompt-grouped split")
     parser.add_argument("--folds-run", type=int, nargs="+", default=None, help="which folds to run (default: all)")
     parser.add_argument("--only", nargs="+", default=None, help="run only these rows (names as in the table)")
-    parser.add_argument("--reference-seeds", type=int, default=2, help="seeds of the reference row (2: the seed spread)")
+    parser.add_argument("--reference-seeds", type=int, default=2,
+                        help="seeds of the reference row (2: the seed spread)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each")
     parser.add_argument("--cache-dir", default=".cache/images")
@@ -321,7 +327,8 @@ def main() -> None:
         print(f"{name}: {spec_summary(spec)}, {count_params(spec):,} params, {step_s:.3f} "
               f"{'CPU' if args.device == 'cpu' else 'GPU'} s/step "
               f"{'(from the earlier runs) ' if timed else ''}-> {epochs} epochs"
-              + (f" after a {count_params(teacher):,}-parameter teacher's {teacher_epochs}" if teacher else ""), flush=True)
+              + (f" after a {count_params(teacher):,}-parameter teacher's {teacher_epochs}" if teacher else ""),
+              flush=True)
         tasks += [Task(name if seed == 0 else f"{name}, seed {seed}", spec.to_dict(), fold, seed, epochs, step_s,
                        teacher and teacher.to_dict(), teacher_epochs, dataset, root, folds, args.batch_size,
                        args.cache_dir, args.device) for seed in seeds[name] for fold in folds_run]
@@ -336,7 +343,8 @@ def main() -> None:
         for finished, row in enumerate(pool.imap_unordered(run_task, todo), start=len(done) + 1):
             row["setup"] = specs[row["recipe"]]
             results.append(row)
-            print(f"  [{finished}/{len(tasks)} {time.perf_counter() - start:.0f}s] {row['recipe']}, fold {row['fold']}: "
+            print(f"  [{finished}/{len(tasks)} {time.perf_counter() - start:.0f}s] "
+                  f"{row['recipe']}, fold {row['fold']}: "
                   f"corr score {row['corr_score']:.3f} ({row['epochs']} epochs, {row['train_cpu_s']:.0f} CPU s, "
                   f"{row['train_wall_s']:.0f} s wall)", flush=True)
             if args.out:

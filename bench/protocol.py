@@ -196,7 +196,8 @@ def table(results: list[dict], names: list[str], studies: list[int], k: int, tru
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     if len(done) >= 3 and truth_seeds >= 2:
         a, b = (np.array([truth_runs[n][i] for n in done]) for i in (0, 1))
-        lines.append(f"| - | truth seed 0 against truth seed 1 (the truth's own noise) | {len(done)} | {srcc(a, b):.3f} "
+        lines.append(f"| - | truth seed 0 against truth seed 1 (the truth's own noise) | {len(done)} "
+                     f"| {srcc(a, b):.3f} "
                      f"| {krcc(a, b):.3f} | - | - | - |")
     pooled: dict[str, list[float]] = {}
     for s in studies:
@@ -242,7 +243,8 @@ def main() -> None:
     parser.add_argument("--flops-ratio", type=float, default=1.7, help="FLOPs cap of the sampled candidates, as a "
                                                                        "multiple of the proxy's")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each (1 while others share the CPU)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, one thread each (1 while others share the CPU)")
     parser.add_argument("--cache-dir", default=".cache/images")
     parser.add_argument("--out", default=None, help="JSON of every run; runs already in it are kept, so it resumes")
     parser.add_argument("--table-only", action="store_true", help="print the table of --out and run nothing")

@@ -147,7 +147,8 @@ def table(rows: list[dict], order: list[str]) -> str:
             continue
         score = np.array([x["corr_score"] for x in r])
         mean = {k: float(np.mean([x[k] for x in r])) for k in ("srcc", "plcc", "rmse", "t4_s", "wall_s")}
-        lines.append(f"| {name} | {r[0]['params']:,} | {score.mean():.3f} +- {score.std(ddof=1) if len(r) > 1 else 0:.3f} "
+        lines.append(f"| {name} | {r[0]['params']:,} "
+                     f"| {score.mean():.3f} +- {score.std(ddof=1) if len(r) > 1 else 0:.3f} "
                      f"| {mean['srcc']:.3f} | {mean['plcc']:.3f} | {mean['rmse']:.3f} | {mean['t4_s'] / 60:.1f} "
                      f"| {mean['wall_s']:.0f} |")
     return "\n".join(lines)
@@ -173,7 +174,8 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="AGIQA-3K folder (labels.csv + images/)")
     parser.add_argument("--quick", action="store_true", help="CPU smoke run: synthetic set, tiny models, 2 folds")
     parser.add_argument("--only", nargs="+", default=None, help="run only these recipes (names as in the table)")
-    parser.add_argument("--size", type=int, default=320, help="crop size (the plain CNN sees whole images at this size)")
+    parser.add_argument("--size", type=int, default=320,
+                        help="crop size (the plain CNN sees whole images at this size)")
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 192], help="stage widths (~1M params)")
     parser.add_argument("--small-widths", type=int, nargs="+", default=[16, 32, 64, 96], help="~250K params")
     parser.add_argument("--folds", type=int, default=5)
@@ -205,7 +207,8 @@ def main() -> None:
                   args.cache_dir, args.seed) for name, recipe in todo.items() for fold in range(folds)]
     for resize in sorted({t.recipe.resize for t in tasks}):  # decode each size once, before the workers read it
         _data(tasks[0], resize)
-    print(f"{len(todo)} recipes x {folds} folds, {epochs} epochs, {args.jobs} at once, device {resolve_device(args.device)}",
+    print(f"{len(todo)} recipes x {folds} folds, {epochs} epochs, {args.jobs} at once, "
+          f"device {resolve_device(args.device)}",
           flush=True)
     setup = {"dataset": dataset, "folds": folds, "epochs": epochs, "batch_size": args.batch_size, "seed": args.seed}
     # Keep every earlier row except those this run redoes (same recipe and fold, different setup).

@@ -5,8 +5,9 @@ scored on the same prompt-grouped test part that no study sees (the study's own 
 - `tpe-warm`: TPE starting from the known recipes (`search/study/known_recipes.json`),
 - `tpe`: TPE from nothing, `random`: random search from nothing; each is a `--space small` study run
   for `--study-share` of the arm's time (`run_search(time_limit_s=...)`), then `confirm` of its top
-  `--confirm-top` on `--confirm-folds` folds (0: the best single run is taken), then the confirmed winner retrained on all training and
-  validation images for `--retrain-minutes` (a deadline, as the notebook has) and scored on the test part;
+  `--confirm-top` on `--confirm-folds` folds (0: the best single run is taken), then the confirmed winner
+  retrained on all training and validation images for `--retrain-minutes` (a deadline, as the notebook
+  has) and scored on the test part;
 - `ladder`: the best known recipe retrained the same way, no search.
 Wall-clock timed: run it with the cores to itself (no test suite or other benchmark beside it), or
 state the load. Resumable: each arm's study lives in `--runs-dir` (a killed arm resumes its study)
@@ -95,9 +96,11 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
     kept = recipe.to_dict()  # before the retrain makes its epochs open-ended: what the trial trained
     score, seconds = test_score(recipe, cfg, args.retrain_minutes)
     return {
-        **counts, "confirm_s": confirm_s, "retrain_s": seconds, "best_single_val": float(ranked["score"].max()), "candidate": chosen["id"], "summary": chosen["summary"],
+        **counts, "confirm_s": confirm_s, "retrain_s": seconds, "best_single_val": float(ranked["score"].max()),
+        "candidate": chosen["id"], "summary": chosen["summary"],
         "params": int(chosen["params"]), "chosen_val": float(chosen["score"]),
-        "confirm_mean": float(chosen.get("confirm_mean", np.nan)), "confirm_sd": float(chosen.get("confirm_sd", np.nan)),
+        "confirm_mean": float(chosen.get("confirm_mean", np.nan)),
+        "confirm_sd": float(chosen.get("confirm_sd", np.nan)),
         "test_score": score, "recipe": kept,
     }
 

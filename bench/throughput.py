@@ -59,7 +59,8 @@ def reference_images_per_s(spec, files, batch: int, workers: int, epochs: int, d
     loader = torch.utils.data.DataLoader(JpegDataset(files, spec.input.resize, spec.input.crop), batch_size=batch,
                                          shuffle=True, num_workers=workers, drop_last=True,
                                          pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+           else torch.autocast("cpu", enabled=False))
     seen, start = 0, None
     for epoch in range(epochs + 1):  # the first epoch warms up (workers, cudnn) and is not timed
         if epoch == 1:
@@ -102,7 +103,8 @@ def concurrent_images_per_s(spec, data, batch, epochs, device_name, k: int) -> f
     training (process start-up and imports excluded)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_concurrent_worker, args=(spec, data, batch, epochs, device_name, queue)) for _ in range(k)]
+    procs = [ctx.Process(target=_concurrent_worker, args=(spec, data, batch, epochs, device_name, queue))
+             for _ in range(k)]
     for p in procs:
         p.start()
     reports = [queue.get() for _ in procs]
@@ -148,7 +150,8 @@ def main() -> None:
         spec = reference_specs(args.size)["1M"]
         print("\nconcurrent trials of the 1M model on one device (aggregate training img/s):")
         for k in args.concurrency:
-            print(f"  {k} trial(s): {concurrent_images_per_s(spec, data, args.batch_size, args.epochs, str(device), k):.1f}")
+            print(f"  {k} trial(s): "
+                  f"{concurrent_images_per_s(spec, data, args.batch_size, args.epochs, str(device), k):.1f}")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def _taylor_grads(model: IQANet, data: ImageSet) -> dict[str, torch.Tensor]:
     for start in range(0, min(len(data), 16 * TAYLOR_BATCHES), 16):
         x = to_model_input(data.images[start:start + 16, :, :crop, :crop])
         y = data.targets[start:start + 16]
-        mse_loss((model(x) - model.target_mean) / model.target_std, (y - model.target_mean) / model.target_std).backward()
+        mse_loss((model(x) - model.target_mean) / model.target_std,
+                 (y - model.target_mean) / model.target_std).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return grads

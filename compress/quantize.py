@@ -16,20 +16,13 @@ from pathlib import Path
 
 import torch
 
-from search.checkpoint import decode_weights, encode_weights, load_checkpoint
+from search.checkpoint import load_checkpoint
 from search.data import ImageSet
 from search.profiles import Profile
 from search.train.loop import evaluate
-from space import IQANet, build_model, count_flops, count_params
+from space import count_flops, count_params
 
 WEIGHT_FORMATS = ("int8", "fp16")
-
-
-def roundtrip(model: IQANet, weights: str) -> IQANet:
-    """An fp32 copy of `model` carrying exactly the weights a `weights` checkpoint would load."""
-    copy = build_model(model.spec)
-    copy.load_state_dict(decode_weights(encode_weights({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)))
-    return copy.eval()
 
 
 @dataclass
@@ -43,7 +36,8 @@ class Measurement:
 
     def delta(self, parent: "Measurement") -> dict[str, float]:
         """Change against `parent`: parameters, bytes, score and each metric."""
-        out = {"params": self.params - parent.params, "bytes": self.bytes - parent.bytes, "score": self.score - parent.score}
+        out = {"params": self.params - parent.params, "bytes": self.bytes - parent.bytes,
+               "score": self.score - parent.score}
         out.update({k: v - parent.metrics[k] for k, v in self.metrics.items() if k in parent.metrics})
         return out
 

@@ -134,8 +134,9 @@ def _finetune_config(trial: TrialRecord, epochs: int | None, steps: int) -> Trai
 
 
 def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage_url: str,
-                   ratios: tuple[float, ...] = (0.3, 0.5), trials: Sequence[int] | None = None, importance: str = "magnitude",
-                   finetune_epochs: int | None = None, iterative_steps: int = 1, global_pruning: bool = False,
+                   ratios: tuple[float, ...] = (0.3, 0.5), trials: Sequence[int] | None = None,
+                   importance: str = "magnitude", finetune_epochs: int | None = None, iterative_steps: int = 1,
+                   global_pruning: bool = False,
                    progress: bool = True) -> pd.DataFrame:
     """Prune (to each parameter reduction in `ratios`, fine-tuning after each of `iterative_steps`
     steps), retrain each pruned spec from scratch, and quantize the candidates
@@ -147,13 +148,16 @@ def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage
     run_dir = Path(run_dir)
     chosen = chosen_trials(study, trials)
     per_trial = len(WEIGHT_FORMATS) + len(ratios) * (2 + len(WEIGHT_FORMATS))
-    tag = f"-{importance}" + ("-global" if global_pruning else "") + (f"-it{iterative_steps}" if iterative_steps > 1 else "")
-    with tqdm(total=len(chosen) * per_trial, desc=f"compress {study.study_name}", unit="variant", disable=not progress) as bar:
+    tag = (f"-{importance}" + ("-global" if global_pruning else "")
+           + (f"-it{iterative_steps}" if iterative_steps > 1 else ""))
+    with tqdm(total=len(chosen) * per_trial, desc=f"compress {study.study_name}", unit="variant",
+              disable=not progress) as bar:
         stage = _Stage(study, cfg, run_dir, storage_url, bar)
         for trial in map(TrialRecord.from_trial, chosen):
             t = f"t{trial.number}"
             pids = [f"{t}-prune{r:g}{tag}" for r in ratios]
-            ids = [f"{t}-{w}" for w in WEIGHT_FORMATS] + [f"{p}{s}" for p in pids for s in ("", "-int8", "-fp16", "-scratch")]
+            ids = ([f"{t}-{w}" for w in WEIGHT_FORMATS]
+                   + [f"{p}{s}" for p in pids for s in ("", "-int8", "-fp16", "-scratch")])
             if all(stage.done(vid) for vid in ids):
                 bar.update(per_trial)
                 continue
@@ -180,7 +184,8 @@ def compress_study(study: optuna.Study, cfg: StudyConfig, run_dir: Path, storage
                     result = prune_model(model, round(count_params(model.spec) * (1 - ratio)), importance,
                                          global_pruning, iterative_steps, data=train_set, finetune=finetune)
                     pruned = result.model
-                    pruned_m = stage.save(pid, trial, "pruned", pruned, trial_m, names, left_out=result.left_out, **extra)
+                    pruned_m = stage.save(pid, trial, "pruned", pruned, trial_m, names, left_out=result.left_out,
+                                          **extra)
                     if pruned_m is None:
                         bar.update(2 + len(WEIGHT_FORMATS))
                         continue

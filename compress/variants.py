@@ -95,7 +95,8 @@ def _engine(url: str) -> sa.Engine:
     present = {c["name"] for c in sa.inspect(engine).get_columns(VARIANTS.name)}
     with engine.begin() as conn:  # a table made by an older version lacks the nullable columns added since
         for col in (c for c in VARIANTS.columns if c.name not in present):
-            conn.execute(sa.text(f"ALTER TABLE {VARIANTS.name} ADD COLUMN {col.name} {col.type.compile(engine.dialect)}"))
+            conn.execute(sa.text(f"ALTER TABLE {VARIANTS.name} ADD COLUMN {col.name} "
+                                 f"{col.type.compile(engine.dialect)}"))
     return engine
 
 
@@ -119,7 +120,8 @@ def list_variants(storage_url: str, study: str) -> pd.DataFrame:
     """Every variant of `study`, metrics and deltas (`d_score`, `d_params`, ...) expanded into columns,
     `state` COMPLETE: the layout the report concatenates under its trial rows."""
     with _engine(storage_url).connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(VARIANTS).where(VARIANTS.c.study == study).order_by(VARIANTS.c.created))]
+        rows = [dict(r._mapping) for r in conn.execute(
+            sa.select(VARIANTS).where(VARIANTS.c.study == study).order_by(VARIANTS.c.created))]
     for r in rows:
         r.update(json.loads(r.pop("metrics")))
         r.update({f"d_{k}": v for k, v in json.loads(r.pop("delta")).items()})

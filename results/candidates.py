@@ -26,7 +26,7 @@ from search.train.recipe import TrainConfig
 from space import ArchSpec
 
 METRICS = ("plcc", "srcc", "krcc", "rmse", "plcc_fit", "rmse_fit", "pair_acc")
-KINDS = ("trial", "pruned", "scratch", "int8", "fp16")
+CANDIDATE_KINDS = ("trial", "pruned", "scratch", "int8", "fp16")
 EXPORTABLE = ("trial", "scratch")
 """Kinds a from-scratch notebook reproduces."""
 COMPOSITE_COLUMNS = ("composite", "performance_points", "size_points", "size_percentile", "size_tier")
@@ -35,7 +35,7 @@ CONFIRM_ATTR = "confirm"
 "k": k, "scores": {run index: score}}} (a study confirmed before seeds existed stores {"folds": k, "scores": ...})."""
 PROTOCOL_ATTR = "confirm_protocol"
 """The study's user attribute naming the protocol its finalists are compared under: `Protocol.to_attr`."""
-CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "finalist")
+CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "confirm_protocol", "finalist")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,11 @@ class Protocol:
     def __str__(self) -> str:
         return f"{self.k} {self.name}"
 
+    @property
+    def words(self) -> str:
+        """What the runs are, for a reader: "3 prompt-grouped folds", "3 seeds on the study's split"."""
+        return f"{self.k} prompt-grouped folds" if self.name == "folds" else f"{self.k} seeds on the study's split"
+
 
 def confirm_protocol(study: optuna.Study) -> Protocol | None:
     """The study's confirm protocol (what `confirm` last ran with; for a study confirmed before the protocol was
@@ -80,7 +85,8 @@ def confirm_protocol(study: optuna.Study) -> Protocol | None:
 
 def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
     """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of runs, NaN where a row has
-    none under the study's protocol, and `finalist`: all the protocol's runs are stored). Scores stored under
+    none under the study's protocol, the protocol's name where it has some, and `finalist`: all the protocol's
+    runs are stored). Scores stored under
     another protocol (another name or k) are left out (protocols never mix); a part-way confirm shows its runs
     but is no finalist until it is resumed."""
     frame = frame.copy()
@@ -93,6 +99,7 @@ def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
     frame["confirm_mean"] = [float(np.mean(s)) if s else np.nan for s in scores]
     frame["confirm_sd"] = [float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores]
     frame["confirm_n"] = [len(s) if s else np.nan for s in scores]
+    frame["confirm_protocol"] = [protocol.name if s else None for s in scores]
     frame["finalist"] = [bool(s) and len(s) == k for s in scores]
     return frame
 
@@ -125,7 +132,8 @@ def _rankable(row: pd.Series, profile: Profile) -> bool:
             and profile.caps.allows(ArchSpec.from_dict(row["spec"])))
 
 
-def add_composite(frame: pd.DataFrame, profile: Profile, reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
+def add_composite(frame: pd.DataFrame, profile: Profile,
+                  reference_sizes_m: Sequence[float] | None = None) -> pd.DataFrame:
     """Add the composite estimate and its parts (`COMPOSITE_COLUMNS`) to rankable rows, from the confirmed
     mean score of a finalist, else the single validation score; NaN elsewhere. `single_composite` is the
     estimate from the single score of every rankable row: what finalists are chosen by."""
@@ -154,8 +162,8 @@ def rank(frame: pd.DataFrame) -> pd.DataFrame:
     rows with a composite estimate; the finalists (confirmed under the study's protocol: the same runs,
     share of data and epochs) first, by their confirmed composite, then the single-run rows apart, by theirs,
     never interleaved (a single score is one draw, the top of many draws biased high; a confirmed mean is not,
-    and a fold mean is biased low, so the two are not compared). Ties: RMSE, then size, as the challenge breaks them. Adds
-    `exportable` (the kind can be trained from scratch) and `export` (what export takes by default: the
+    and a fold mean is biased low, so the two are not compared). Ties: RMSE, then size, as the challenge breaks
+    them. Adds `exportable` (the kind can be trained from scratch) and `export` (what export takes by default: the
     first exportable finalist, else the first exportable row)."""
     ranked = frame[frame["composite"].notna()].copy()
     if "finalist" not in ranked:
@@ -218,7 +226,8 @@ def candidate_recipe(candidate: pd.Series | str | int, study: optuna.Study,
         if trial is None or trial.state != TrialState.COMPLETE:
             raise ValueError(f"trial {candidate} is not a completed trial of study {study.study_name!r}")
         return TrialRecord.from_trial(trial).trained()
-    found = variants_frame[variants_frame["id"] == candidate] if variants_frame is not None and len(variants_frame) else []
+    found = (variants_frame[variants_frame["id"] == candidate]
+             if variants_frame is not None and len(variants_frame) else [])
     if len(found) == 0:
         raise ValueError(f"no trial or compressed variant {candidate!r} in study {study.study_name!r}")
     row = found.iloc[0]

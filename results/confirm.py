@@ -16,7 +16,7 @@ nothing until it is resumed. Which protocol predicts the test prompts better was
 """
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from results.candidates import (
-    CONFIRM_ATTR, PROTOCOL_ATTR, Protocol, candidate_recipe, finalists, ranked_candidates,
+    CONFIRM_ATTR, PROTOCOL_ATTR, Protocol, candidate_recipe, confirm_protocol, finalists, ranked_candidates,
 )
 from search.data import grouped_kfold
 from search.device import resolve_device
@@ -43,6 +43,17 @@ DEFAULT_PROTOCOL = "folds"
 """The protocol `confirm` (and export, which runs it) uses unless told otherwise: folds and seeds tied within the
 noise on AGIQA-3K (Spearman with the test prompts 0.70 and 0.74 over two studies of 10 candidates, bench/NOTES.md,
 issue 32), and folds scores every study image, not the validation part the finalists were chosen on."""
+DEFAULT_RUNS = 3
+"""Runs per finalist unless told otherwise (or the study's protocol says)."""
+
+
+def chosen_protocol(study: optuna.Study, name: str | None = None, k: int | None = None) -> Protocol:
+    """The protocol a confirm of `study` runs: `name` and `k` where given, else the study's own
+    (`confirm_protocol`, so a later confirm or export resumes under it and the finalists settle), else
+    `DEFAULT_PROTOCOL` with `DEFAULT_RUNS`."""
+    stored = confirm_protocol(study)
+    return Protocol(name or (stored.name if stored else DEFAULT_PROTOCOL),
+                    k or (stored.k if stored else DEFAULT_RUNS))
 
 
 def protocol_parts(proto: Protocol, cfg: StudyConfig, data: StudyData, size: int,
@@ -79,9 +90,8 @@ def trained_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, fit: np.nda
     `data.all(size)`) with `seed`; None when `time_limit` ended its training before its epochs ran."""
     everything = data.all(recipe.spec.input.resize)
     task = cfg.task
-    train_cfg = copy.deepcopy(recipe.train)
-    train_cfg.seed = seed
-    train_cfg.time_budget_s = None if time_limit is None else max(1e-3, time_limit.left())
+    train_cfg = replace(recipe.train, seed=seed,
+                        time_budget_s=None if time_limit is None else max(1e-3, time_limit.left()))
     seed_everything(train_cfg.seed)
     model = build_model(recipe.spec)
     device = resolve_device(cfg.device)
@@ -91,16 +101,17 @@ def trained_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, fit: np.nda
     return float(get_profile(cfg.profile).score(metrics))
 
 
-def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, k: int = 3, variants: pd.DataFrame | None = None,
-            reference_sizes_m: Sequence[float] | None = None, progress: bool = True,
-            time_limit: Deadline | None = None, protocol: str = DEFAULT_PROTOCOL) -> pd.DataFrame:
-    """Retrain the `top` best exportable candidates `k` times under `protocol` (a `Protocol` name; the runs already
-    stored under it are kept) and return the ranking with their confirmed scores. With `time_limit`, no run
-    starts that its candidate's trial time says would end after it (the rest stay missing, resumed later)."""
+def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, k: int | None = None,
+            variants: pd.DataFrame | None = None, reference_sizes_m: Sequence[float] | None = None,
+            progress: bool = True, time_limit: Deadline | None = None, protocol: str | None = None) -> pd.DataFrame:
+    """Retrain the `top` best exportable candidates `k` times under `protocol` (a `Protocol` name; both default to
+    `chosen_protocol`'s; the runs already stored under it are kept) and return the ranking with their confirmed
+    scores. With `time_limit`, no run starts that its candidate's trial time says would end after it (the rest
+    stay missing, resumed later)."""
     cfg.task.require("confirmable", study.study_name)
-    if top < 1 or k < 2:
+    if top < 1 or (k is not None and k < 2):
         raise ValueError(f"confirm needs at least 1 candidate and 2 runs, got top {top} and k {k}")
-    proto = Protocol(protocol, k)
+    proto = chosen_protocol(study, protocol, k)
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
     chosen = finalists(ranked, top)
     if not chosen:
@@ -135,22 +146,16 @@ def fold_seconds(ranked: pd.DataFrame) -> dict[str, float]:
     return {cid: typical if pd.isna(w) else float(w) for cid, w in zip(ranked["id"], wall)}
 
 
-def confirm_seconds(study: optuna.Study, cfg: StudyConfig, top: int, k: int, variants: pd.DataFrame | None = None,
-                    reference_sizes_m: Sequence[float] | None = None,
-                    protocol: str = DEFAULT_PROTOCOL) -> tuple[int, float]:
-    """(runs still to do, about how many seconds they take here) of confirming the `top` best candidates."""
+def confirm_seconds(study: optuna.Study, cfg: StudyConfig, top: int, k: int | None = None,
+                    variants: pd.DataFrame | None = None, reference_sizes_m: Sequence[float] | None = None,
+                    protocol: str | None = None) -> tuple[int, float]:
+    """(runs still to do, about how many seconds they take here) of confirming the `top` best candidates under
+    `chosen_protocol(study, protocol, k)`."""
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
-    missing = _missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}), Protocol(protocol, k))
+    missing = _missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}),
+                       chosen_protocol(study, protocol, k))
     seconds = fold_seconds(ranked)
     return len(missing), sum(seconds[cid] for cid, _ in missing)
-
-
-def needs_confirming(study: optuna.Study, cfg: StudyConfig, top: int, k: int, variants: pd.DataFrame | None = None,
-                     reference_sizes_m: Sequence[float] | None = None,
-                     protocol: str = DEFAULT_PROTOCOL) -> bool:
-    """Whether one of the `top` best exportable candidates lacks `k` stored run scores under the protocol."""
-    ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
-    return bool(_missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}), Protocol(protocol, k)))
 
 
 def _missing(ids, stored: dict, proto: Protocol) -> list[tuple[str, int]]:

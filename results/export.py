@@ -13,10 +13,11 @@ its trial, else twice the epoch where it stopped rising (twice the trial's epoch
 what `--epochs` names; the T4 budget model turns it into epochs within the profile's export budget
 (fewer, down to the trial's, where it must). With "fill" the retrain here also ends at the profile's
 deadline (`Deadline`, refitting its epochs to this machine's pace as the notebook does), so an export on
-a slow machine takes at most the notebook's time, not the T4 epochs at this machine's pace. They follow the recipe's own self-supervised pretraining
-epochs (if any) and, with `--teacher TRIAL`, the training of that trial's architecture as a distillation
-teacher (counted in the budget, not saved); a candidate or teacher over the caps, or a retrain that would
-not fit at the trial's epochs, is refused. The notebook's Settings say the schedule and why.
+a slow machine takes at most the notebook's time, not the T4 epochs at this machine's pace. They follow
+the recipe's own self-supervised pretraining epochs (if any) and, with `--teacher TRIAL`, the training
+of that trial's architecture as a distillation teacher (counted in the budget, not saved); a candidate or
+teacher over the caps, or a retrain that would not fit at the trial's epochs, is refused. The notebook's
+Settings say the schedule and why.
 
 What differs between task kinds is the study's kind's (`StudyConfig.task`, `search.study.kinds`): a pairs
 study retrains from all its preference pairs (`search.train.pairs.train_pairs`, no teacher) and writes a pairs
@@ -157,8 +158,9 @@ AUTO_MEMBERS = 2
 scored, at length": two members beat one at every length, most at the longest)."""
 
 
-def choose_members(recipe: Recipe, name: str, profile: Profile, members: int | str, plan_for: Callable[[Recipe], RetrainPlan],
-                   fill: bool, reference_sizes_m: Sequence[float] | None = None) -> tuple[Recipe, str]:
+def choose_members(recipe: Recipe, name: str, profile: Profile, members: int | str,
+                   plan_for: Callable[[Recipe], RetrainPlan], fill: bool,
+                   reference_sizes_m: Sequence[float] | None = None) -> tuple[Recipe, str]:
     """(`recipe` as an ensemble of `members` networks, why that many). A number is taken as it is, refused
     (CapError) when all of them pass the parameter cap. "auto" takes the most, up to `AUTO_MEMBERS`, that earn
     the same size points as one network (so the composite estimate loses nothing, and the ranking that chose
@@ -251,7 +253,8 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, opti
                                                         "params": count_params(recipe.teacher.spec)},
         "validation_score": None if row is None else float(row["score"]),
         "confirmed": None if row is None or not row.get("finalist", False) else {
-            "mean": float(row["confirm_mean"]), "sd": float(row["confirm_sd"]), "folds": int(row["confirm_n"])},
+            "mean": float(row["confirm_mean"]), "sd": float(row["confirm_sd"]), "runs": int(row["confirm_n"]),
+            "protocol": row["confirm_protocol"]},
         "estimated_composite": None if row is None else float(row["composite"]) + _size_change(recipe.spec, profile,
                                                                                                o.reference_sizes_m),
         "estimated_t4_s": plan.seconds, "estimate_source": plan.costs.source, "measured_retrain_s": retrain_s,
@@ -305,7 +308,8 @@ def read_export(run_dir: Path) -> dict | None:
 
 def export_line(export: dict) -> str:
     """The last export in one line: what it took, the notebook's schedule, and what its own retrain trained."""
-    trained = (export.get("trained") or {}).get("line", f"{export.get('epochs', '?')} epochs planned (trained: not recorded)")
+    trained = (export.get("trained") or {}).get("line",
+                                                f"{export.get('epochs', '?')} epochs planned (trained: not recorded)")
     schedule = (export.get("schedule") or {}).get("epochs", "?")
     return f"last export: {export.get('candidate', '?')}, notebook schedule {schedule}; its retrain here {trained}"
 

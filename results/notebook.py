@@ -4,7 +4,7 @@ The notebook imports nothing of this project. Its library is the source of the p
 read with `inspect`, one cell per module under a heading, keeping only what the run calls: starting
 from the names the Run cell uses, every top-level definition they reach is kept, in source order, and
 nothing else (so a MOS notebook carries no pair code and no budget model). Three choice tables are cut to
-the notebook's own entries first (`kept_entries`): `results.submission.KINDS` to its task kind (an entry
+the notebook's own entries first (`kept_entries`): `results.submission.NOTEBOOK_KINDS` to its task kind (an entry
 registered at run time, `register_kind`, is written from its functions' names, and their module is read too),
 `space.layers.BLOCK_FAMILIES` to the block families its architectures use and `space.model.VIEWS` to
 their input view (whole-image crops, patches or fragments). Every kept module's imports
@@ -58,7 +58,7 @@ import space.layers.patches
 import space.layers.residual
 import space.model
 import space.spec
-from results.submission import KINDS, PACKAGES, NotebookKind, environment
+from results.submission import NOTEBOOK_KINDS, PACKAGES, NotebookKind, environment
 from search.files import atomic_write
 from search.study.kinds import Kind, register
 from search.train.recipe import Recipe
@@ -74,8 +74,8 @@ SOURCES: list[ModuleType] = [
     space.count,
     search.files, search.data.decode, search.data.labels, search.data.imageset, search.data.pairs, search.data.splits,
     search.metrics, search.train.losses, search.train.augment, search.train.distort, search.memory, search.train.recipe,
-    search.train.step, search.train.pretrain, search.train.snapshot, search.train.loop, search.train.retrain, search.train.pairs,
-    search.checkpoint, search.predict, results.submission,
+    search.train.step, search.train.pretrain, search.train.snapshot, search.train.loop, search.train.retrain,
+    search.train.pairs, search.checkpoint, search.predict, results.submission,
 ]
 """Every module a notebook may need, in dependency order (each uses only names defined above it)."""
 OWN_PACKAGES = ("space", "search", "compress", "results")
@@ -128,7 +128,8 @@ def _entry_source(value) -> str:
 def kind_modules(task: str) -> list[ModuleType]:
     """The modules outside `SOURCES` that hold the notebook functions of the task kind `task` (a kind
     registered by `register_kind` from another module)."""
-    found = [inspect.getmodule(v) for f in fields(KINDS[task]) if callable(v := getattr(KINDS[task], f.name))]
+    kind = NOTEBOOK_KINDS[task]
+    found = [inspect.getmodule(v) for f in fields(kind) if callable(v := getattr(kind, f.name))]
     return list(dict.fromkeys(m for m in found if m not in SOURCES))
 
 
@@ -148,8 +149,9 @@ def _statements(module: ModuleType, tables: dict[str, set[str]]) -> tuple[list[a
         elif not isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)):
             pass  # a call or a block binds nothing a notebook reaches (a kind's module registering it)
         else:
+            # the modules hold only these
             binds = {node.name} if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else set().union(
-                *map(_names, node.targets if isinstance(node, ast.Assign) else [node.target]))  # the modules hold only these
+                *map(_names, node.targets if isinstance(node, ast.Assign) else [node.target]))
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
             while first > start + 1 and lines[first - 2].lstrip().startswith("#"):
                 first -= 1  # the comment lines right above it
@@ -224,7 +226,7 @@ def kept_entries(recipe: Recipe | None, task: str) -> dict[str, set[str]]:
     """The entries of each choice table a notebook keeps: its task kind, the block families and the input
     view of its architectures (None: every family and view)."""
     specs = [r.spec for r in (recipe, recipe.teacher) if r is not None] if recipe else []
-    return {"KINDS": {task},
+    return {"NOTEBOOK_KINDS": {task},
             "BLOCK_FAMILIES": {s.block for spec in specs for s in spec.stages} if recipe else set(BLOCK_FAMILIES),
             "VIEWS": {view_kind(spec) for spec in specs} if recipe else set(VIEWS)}
 
@@ -236,14 +238,16 @@ TEAM = {team!r}
 DATE = {date!r}                       # YYYYMMDD, as in TEAM_DATE_model.pth
 '''
 _SETTINGS_TAIL = '''OUT_DIR = "/kaggle/working"
-WEIGHTS = None                        # a TEAM_DATE_model.pth to predict with, no training (e.g. "/kaggle/input/w/{team}_{date}_model.pth")
+WEIGHTS = None                        # a TEAM_DATE_model.pth to predict with, no training \
+(e.g. "/kaggle/input/w/{team}_{date}_model.pth")
 DEADLINE_S = {deadline_s:g}                  # everything ends this many seconds after START (the limit is 3 h)
 PARAM_CAP = {param_cap}                 # the challenge's parameter cap (printed beside the model's count)
 PRECISION = "auto"                    # fp16 + loss scaling on a T4, bf16 on newer GPUs; "fp16" forces the T4 path
 SMOKE = False                         # True: tiny images, one epoch (a quick end-to-end check)
 PLAN_ONLY = False                     # True: read the data, measure this machine, print the plan, stop
 SEED = {seed}
-{why}EPOCHS = {epochs}                          # "fill": train until DEADLINE_S; a number: wanted, fewer if they would not fit
+{why}EPOCHS = {epochs}                          # "fill": train until DEADLINE_S; a number: wanted, \
+fewer if they would not fit
 {finals}FINAL = {final}
 {members}RECIPE = {recipe}
 '''
@@ -255,15 +259,18 @@ GROUP_COL = "prompt"                  # groups the validation part of FINAL by p
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 '''
-_SOURCES_SETTINGS = '''TRAIN_SOURCES = [                     # trained together, each [format, folder]; predicted on the first one's scale
+_SOURCES_SETTINGS = '''TRAIN_SOURCES = [                     # trained together, each [format, folder]; \
+predicted on the first one's scale
 {sources}]
 IMAGE_COL = "name"                    # of TEST_LABELS: the official AGIQA-3K data.csv columns
 SCORE_COLS = {score_cols!r}
 TEST_IMAGES = "/kaggle/input/agiqa-3k-test/images"    # every image here is predicted
 TEST_LABELS = None                    # optional CSV (IMAGE_COL + SCORE_COLS): metrics on the images it names
 '''
-_PAIRS_SETTINGS = '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; images beside it (or in images/)
-TEST_PAIRS = "/kaggle/input/pairs/test/pairs.csv"     # pairs to choose from; a winner column is optional (pair accuracy)
+_PAIRS_SETTINGS = '''TRAIN_PAIRS = "/kaggle/input/pairs/train/pairs.csv"   # CSV of preference pairs; \
+images beside it (or in images/)
+TEST_PAIRS = "/kaggle/input/pairs/test/pairs.csv"     # pairs to choose from; a winner column is optional \
+(pair accuracy)
 PAIR_COLUMNS = {pair_columns!r}   # the two images and the winner ('a'/'b' or the file name)
 '''
 _RUN = '''result = run_submission(Submission(
@@ -301,17 +308,22 @@ def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
               f"| **total** | | | | **{sum(r.params for r in rows):,}** | **{sum(r.flops for r in rows):,}** |"]
     if spec.members > 1:
         table[-1] = table[-1].replace("**total**", "one member")
-        table.append(f"| **total: {spec.members} members** | | | | **{count_params(spec):,}** | **{count_flops(spec):,}** |")
+        table.append(f"| **total: {spec.members} members** | | | "
+                     f"| **{count_params(spec):,}** | **{count_flops(spec):,}** |")
     inp = spec.input
     view = (f"{inp.patch} px patches of the {inp.resize} px image ({inp.train_patches} at random per training step, "
             f"a {inp.grid} x {inp.grid} grid at test" + "".join(f", again at {s} px" for s in inp.test_scales)
             + (", each also mirrored" if inp.test_flip else "") + f"; {_PATCH_POOLS[spec.head.patch_pool]}"
             + (f"; plus the whole image at {inp.global_size} px)" if inp.global_size else ")")
-            if inp.patch else f"{inp.crop} px crops of the image resized to {inp.resize} px ({cfg.eval_views} view(s) at test)")
-    view = (f"a {inp.fragments} x {inp.fragments} grid of {inp.fragment} px fragments of the {inp.resize} px image, spliced "
-            f"into one {inp.view} px view (at random in their cells in training, centred at test)" if inp.fragments else view)
-    teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, {sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
-               f"parameters) is trained the same way; the model also learns from its scores (weight {cfg.distill_weight:g})."
+            if inp.patch else f"{inp.crop} px crops of the image resized to {inp.resize} px "
+            f"({cfg.eval_views} view(s) at test)")
+    view = (f"a {inp.fragments} x {inp.fragments} grid of {inp.fragment} px fragments of the {inp.resize} px image, "
+            f"spliced into one {inp.view} px view (at random in their cells in training, centred at test)"
+            if inp.fragments else view)
+    teacher = (f" First a teacher ({spec_summary(recipe.teacher.spec)}, "
+               f"{sum(r.params for r in part_costs(recipe.teacher.spec)):,} "
+               f"parameters) is trained the same way; the model also learns from its scores "
+               f"(weight {cfg.distill_weight:g})."
                if recipe.teacher else "")
     params, flops = count_params(spec), count_flops(spec)
     ensemble = (f" An ensemble: {spec.members} networks of this architecture are trained one after another from "
@@ -336,9 +348,9 @@ def model_card(recipe: Recipe, param_cap: int, fill: bool = False) -> str:
 def _members_note(recipe: Recipe) -> str:
     """The Settings comment above an ensemble's RECIPE: what its `members` mean and how to train one network."""
     n = recipe.spec.members
-    return ("" if n == 1 else f'# RECIPE["spec"]["members"] = {n}: {n} networks trained one after another, each with its '
-            "own seed and share of the time,\n# their scores averaged (an ensemble, its parameters counted in full); "
-            "1 trains one network\n")
+    return ("" if n == 1 else f'# RECIPE["spec"]["members"] = {n}: {n} networks trained one after another, '
+            "each with its own seed and share of the time,\n# their scores averaged (an ensemble, its parameters "
+            "counted in full); 1 trains one network\n")
 
 
 def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], seed: int, deadline_s: float,
@@ -347,9 +359,10 @@ def build_notebook(team: str, date: str, recipe: Recipe, targets: list[str], see
                    final: str = DEFAULT_FINAL) -> dict:
     """The submission notebook of one recipe, as nbformat 4.5 JSON (a plain dict: writing it needs no
     Jupyter package, so export works wherever the search runs). `EPOCHS` is `epochs` (a number or
-    "fill"; default: the recipe's), with `why` as a comment above it; `FINAL` is `final` (`FINALS`). The score columns default to the
-    study's targets when they are AGIQA-3K columns, else `mos_quality`. `task` names the task kind
-    (`results.submission.KINDS`, its text `TEXTS`): "pairs" trains from a CSV of preference pairs (columns
+    "fill"; default: the recipe's), with `why` as a comment above it; `FINAL` is `final` (`FINALS`). The
+    score columns default to the study's targets when they are AGIQA-3K columns, else `mos_quality`.
+    `task` names the task kind
+    (`results.submission.NOTEBOOK_KINDS`, its text `TEXTS`): "pairs" trains from a CSV of preference pairs (columns
     `pair_columns`) and writes the chosen image of every test pair; "sources" trains on all of `sources` (the
     formats of a combined study, in order, `TRAIN_SOURCES`) and predicts on the first one's scale (the study's
     kind gives these: `search.study.kinds.Kind.notebook_values`)."""
@@ -514,11 +527,12 @@ TEXTS: dict[str, NotebookText] = {
         "`choices.csv` with the chosen image of every pair in `TEST_PAIRS` (and the pair accuracy when it names the "
         "winners)", PAIRS_STEPS, finals='"all" (preference pairs train on all of them)'),
 }
-"""The notebook's text per task kind, by the names of `results.submission.KINDS` and `search.study.kinds.KINDS`."""
+"""The notebook's text per task kind, by the names of `results.submission.NOTEBOOK_KINDS` and
+`search.study.kinds.KINDS`."""
 
 
 def register_kind(kind: Kind, notebook: NotebookKind, text: NotebookText) -> Kind:
     """Add a task kind everywhere it is asked, under `kind.name`: its study side (`search.study.kinds.register`),
-    its notebook half (`results.submission.KINDS`) and its notebook's text (`TEXTS`)."""
-    KINDS[kind.name], TEXTS[kind.name] = notebook, text
+    its notebook half (`results.submission.NOTEBOOK_KINDS`) and its notebook's text (`TEXTS`)."""
+    NOTEBOOK_KINDS[kind.name], TEXTS[kind.name] = notebook, text
     return register(kind)

@@ -302,13 +302,13 @@ def _table(table_id: str, head: list[str], rows: list[tuple[str, list]]) -> str:
 
 
 def _confirmed_cell(r: pd.Series) -> str:
-    """A finalist's confirmed mean +- sd; "single run" for a row ranked by its one score (with the folds
-    a part-way confirm has stored, not counted)."""
+    """A finalist's confirmed mean +- sd over its protocol's runs ("3 folds", "3 seeds"); "single run" for a row
+    ranked by its one score (with the runs a part-way confirm has stored, not counted)."""
+    runs = f"{int(r['confirm_n'])} {r.get('confirm_protocol') or 'folds'}" if pd.notna(r.get("confirm_n")) else ""
     if _finalist(r):
         sd = f"{r['confirm_sd']:.3f}" if pd.notna(r.get("confirm_sd")) else "-"
-        return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({int(r['confirm_n'])} folds)"
-    partial = f" ({int(r['confirm_n'])} folds stored, not counted)" if pd.notna(r.get("confirm_n")) else ""
-    return f"single run{partial}"
+        return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({runs})"
+    return f"single run{f' ({runs} stored, not counted)' if runs else ''}"
 
 
 def _ranking_table(ranking: pd.DataFrame, score_name: str = "score") -> str:

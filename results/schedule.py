@@ -94,7 +94,8 @@ def candidate_schedule(study: optuna.Study, name: str, recipe: Recipe, epochs: i
     trial_epochs = recipe.train.epochs
     if epochs is not None:
         return given_schedule(epochs, trial_epochs)
-    curve = TrialRecord.from_trial(study.trials[int(name.removeprefix("trial "))]).curve if name.startswith("trial ") else []
+    curve = (TrialRecord.from_trial(study.trials[int(name.removeprefix("trial "))]).curve if name.startswith("trial ")
+             else [])
     return choose_schedule(curve, trial_epochs)
 
 

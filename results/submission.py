@@ -6,7 +6,7 @@ image of the test folder into `predictions.csv` (an unreadable test image is nam
 gets an empty score); "sources" does the same from several labelled datasets at once, each read by its
 own loader and put on the first one's scale (`search.data.imageset.combine`), so the predictions are on
 the first source's scale; "pairs" trains from a CSV of preference pairs and writes the chosen image of
-every test pair into `choices.csv`. `KINDS` holds the few functions that differ, each kind's
+every test pair into `choices.csv`. `NOTEBOOK_KINDS` holds the few functions that differ, each kind's
 `NotebookKind`: the notebook half of the study's task kind of the same name (`search.study.kinds`; the
 notebook inlines only its own kind's). The plan is measured on the machine the notebook runs on, and a guard on the
 clock stops training early when the plan was wrong, so that the weights are still saved, reloaded and
@@ -18,7 +18,7 @@ import importlib.metadata
 import os
 import platform
 from collections.abc import Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -122,6 +122,11 @@ class TestSet:
     """The test pairs CSV's rows (`PairRows`) of a pairs submission."""
 
 
+def no_holdout_text(train: Sized, s: Submission) -> str:
+    """Nothing to say of a holdout's validation part (`NotebookKind.holdout` of a kind that does not group it)."""
+    return ""
+
+
 @dataclass(frozen=True)
 class NotebookKind:
     """What differs between the task kinds in the notebook: reading, training, measuring, the target names,
@@ -136,6 +141,8 @@ class NotebookKind:
     write: Callable[[Submission, TestSet, np.ndarray, Callable[[str], None]], Path]
     items: str
     """What the training set counts: "images" or "pairs"."""
+    holdout: Callable[[Sized, Submission], str] = no_holdout_text
+    """What the validation part of a holdout of the training set is made of, for the log ("": nothing to say)."""
 
 
 def read_images(folder: str | Path, names: list[str], size: int,
@@ -248,9 +255,19 @@ def _score_cols(s: Submission) -> list[str]:
     return list(s.score_cols)
 
 
-KINDS = {
-    "mos": NotebookKind(_mos_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
-    "sources": NotebookKind(_sources_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images"),
+def _prompt_holdout(train: ImageSet, s: Submission) -> str:
+    """The validation part of a holdout of images: whole prompts, or whole images when there are none."""
+    groups = len(set(train.groups))
+    if groups == len(train):
+        return f"; its validation part holds whole images ({s.group_col!r} is no column: it may share prompts)"
+    return f"; its validation part holds whole prompts ({groups} in all)"
+
+
+NOTEBOOK_KINDS = {
+    "mos": NotebookKind(_mos_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images",
+                        _prompt_holdout),
+    "sources": NotebookKind(_sources_read, _mos_test, retrain, measure_costs, _score_cols, _mos_write, "images",
+                            _prompt_holdout),
     "pairs": NotebookKind(_pairs_read, _pairs_test, retrain_pairs, measure_pair_costs, lambda s: [PREFERENCE],
                           _pairs_write, "pairs"),
 }
@@ -287,10 +304,10 @@ def load_recipe(s: Submission) -> Recipe:
 def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     """Train, save, reload and predict as `s` says, within `s.deadline_s` (only load and predict with
     `s.weights`); writes `environment.txt` beside the outputs; returns what was written."""
-    if s.task not in KINDS:
-        raise ValueError(f"task {s.task!r} is not one of {', '.join(KINDS)}")
+    if s.task not in NOTEBOOK_KINDS:
+        raise ValueError(f"task {s.task!r} is not one of {', '.join(NOTEBOOK_KINDS)}")
     check_final(s.final)
-    kind, deadline = KINDS[s.task], Deadline(s.deadline_s, s.start)
+    kind, deadline = NOTEBOOK_KINDS[s.task], Deadline(s.deadline_s, s.start)
     env = write_environment(Path(s.out_dir))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if s.weights:
@@ -305,12 +322,13 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
     plan, reserve = _plan(recipe, kind, train, tests, s, wanted, device, deadline, log)
     if s.plan_only:
         return {"plan": plan, "elapsed_s": deadline.elapsed(), "environment": env}
-    log(f"final training: {s.final}, {FINALS[s.final]}" + _grouping(train, s))
+    log(f"final training: {s.final}, {FINALS[s.final]}" + ("" if s.final == "all" else kind.holdout(train, s)))
     model, result = kind.retrain(_open_ended(planned(recipe, plan), wanted), train, s.seed, device, deadline, reserve,
                                  progress=True, final=s.final)
     log(trained_line(result, plan.epochs) + f"; {deadline.elapsed():.0f} s gone")
     weights = Path(s.out_dir) / f"{s.team}_{s.date}_model.pth"
-    save_checkpoint(weights, model.cpu(), recipe.spec, target_names=kind.targets(s), train_config=recipe.train.to_dict())
+    save_checkpoint(weights, model.cpu(), recipe.spec, target_names=kind.targets(s),
+                    train_config=recipe.train.to_dict())
     model, _ = load_checkpoint(weights)  # what is submitted is what predicts
     _log_params(model, s, log)
     out = kind.write(s, tests, _score(model, tests, recipe.train.eval_views, recipe.train.precision, device), log)
@@ -320,22 +338,13 @@ def run_submission(s: Submission, log: Callable[[str], None] = print) -> dict:
             "trained": trained_summary(result), "elapsed_s": deadline.elapsed(), "environment": env}
 
 
-def _grouping(train: Sized, s: Submission) -> str:
-    """What the validation part of a holdout is made of, when the strategy has one."""
-    if s.final == "all" or not isinstance(train, ImageSet):
-        return ""
-    groups = len(set(train.groups))
-    if groups == len(train):
-        return f"; its validation part holds whole images ({s.group_col!r} is no column: it may share prompts)"
-    return f"; its validation part holds whole prompts ({groups} in all)"
-
-
 def trained_line(result: TrainResult, planned_epochs: int) -> str:
     """What the scored training did, in one line: epochs run against planned, why it stopped, and its
     validation curve when it checked itself."""
     curve = result.curve
     shown = curve if len(curve) <= 10 else [curve[round(i * (len(curve) - 1) / 9)] for i in range(10)]
-    checked = ("" if not curve else f"; ends on its best validated snapshot, epoch {result.best_epoch}; validation curve "
+    checked = ("" if not curve else f"; ends on its best validated snapshot, epoch {result.best_epoch}; "
+               "validation curve "
                + ", ".join(f"{e}: {v:.3f}" for e, v in shown))
     if result.member_epochs:
         return (f"trained {len(result.member_epochs)} members, {' + '.join(map(str, result.member_epochs))} epochs "
@@ -408,7 +417,8 @@ def _log_params(model: nn.Module, s: Submission, log: Callable[[str], None]) -> 
     if s.param_cap is None:
         log(f"model: {params:,} parameters")
     else:
-        log(f"model: {params:,} parameters, cap {s.param_cap:,} ({'within' if params <= s.param_cap else 'OVER'} the cap)")
+        log(f"model: {params:,} parameters, cap {s.param_cap:,} "
+            f"({'within' if params <= s.param_cap else 'OVER'} the cap)")
 
 
 def _log_unreadable(tests: TestSet, log: Callable[[str], None]) -> None:
@@ -439,10 +449,9 @@ def _open_ended(recipe: Recipe, wanted: int) -> Recipe:
     remaining epochs (and the LR schedule) to the measured pace after every epoch, so a pessimistic
     first measurement does not leave time unused (the warm-up epoch's schedule barely depends on the
     total)."""
-    for r in (recipe, recipe.teacher):
-        if r is not None:
-            r.train.epochs = max(r.train.epochs, wanted)
-    return recipe
+    def allowed(r: Recipe) -> Recipe:
+        return replace(r, train=replace(r.train, epochs=max(r.train.epochs, wanted)))
+    return replace(allowed(recipe), teacher=None if recipe.teacher is None else allowed(recipe.teacher))
 
 
 def environment() -> dict[str, str]:
@@ -450,7 +459,8 @@ def environment() -> dict[str, str]:
     cuda = torch.cuda.is_available()
     found = {"python": platform.python_version(), "cuda": torch.version.cuda or "none",
              "cudnn": str(torch.backends.cudnn.version() or "none"),
-             "gpu": torch.cuda.get_device_name(0) if cuda else f"none (CPU: {platform.processor() or platform.machine()})"}
+             "gpu": (torch.cuda.get_device_name(0) if cuda
+                     else f"none (CPU: {platform.processor() or platform.machine()})")}
     for package in PACKAGES:
         try:
             found[package] = importlib.metadata.version(package)

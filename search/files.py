@@ -50,7 +50,8 @@ def read_csv_file(path: Path, **kwargs) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable CSV file ({' '.join(str(err).split())}){_separator_hint(path)}") from None
+        raise ValueError(f"{path}: not a readable CSV file ({' '.join(str(err).split())})"
+                         f"{_separator_hint(path)}") from None
     if len(frame.columns) == 1 and _separator_hint(path):
         raise ValueError(f"{path}: one column {frame.columns[0]!r}{_separator_hint(path)}")
     return frame
@@ -60,4 +61,5 @@ def _separator_hint(path: Path) -> str:
     """A hint when the file's first line is separated by ';' rather than ','."""
     with open(path, encoding="utf-8", errors="replace") as f:
         header = f.readline()
-    return "; its first line is separated by ';': save it with ',' separators" if header.count(";") > header.count(",") else ""
+    return ("; its first line is separated by ';': save it with ',' separators" if header.count(";") > header.count(",")
+            else "")

@@ -87,7 +87,8 @@ def fit_logistic5(pred, mos) -> tuple[float, ...]:
     linear = (0.0, 1.0, float(np.mean(p)), float(slope), float(intercept))
     if p.size < 5 or _constant(p, m):
         return linear
-    guess = (float(np.ptp(m)), 4.0 / (np.std(p) + 1e-12) * np.sign(slope or 1.0), float(np.mean(p)), 0.0, float(np.mean(m)))
+    guess = (float(np.ptp(m)), 4.0 / (np.std(p) + 1e-12) * np.sign(slope or 1.0), float(np.mean(p)), 0.0,
+             float(np.mean(m)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,7 +121,8 @@ def iqa_metrics(pred, mos) -> dict[str, float]:
     """All metrics: raw PLCC/SRCC/KRCC/RMSE, PLCC/RMSE after the logistic fit, pair accuracy on
     MOS-derived pairs, and the corr score."""
     p, m = _pair(pred, mos)
-    out = {"plcc": plcc(p, m), "srcc": srcc(p, m), "krcc": krcc(p, m), "rmse": rmse(p, m), "pair_acc": pair_accuracy(p, m)}
+    out = {"plcc": plcc(p, m), "srcc": srcc(p, m), "krcc": krcc(p, m), "rmse": rmse(p, m),
+           "pair_acc": pair_accuracy(p, m)}
     mapped = logistic5(p, *fit_logistic5(p, m))
     out["plcc_fit"] = plcc(mapped, m)
     out["rmse_fit"] = rmse(mapped, m)

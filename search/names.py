@@ -12,8 +12,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def check_name(text: str, what: str | None = None) -> str:
     """`text` when it can name a folder or file, else ValueError naming `what` (if given) and the rule."""
     if not NAME.fullmatch(text):
-        raise ValueError(f"{what + ' ' if what else ''}{text!r} is not a name: use letters, digits, '.', '_' and '-', starting with a "
-                         "letter or digit (it names a folder or a file)")
+        raise ValueError(f"{what + ' ' if what else ''}{text!r} is not a name: use letters, digits, '.', '_' and '-', "
+                         "starting with a letter or digit (it names a folder or a file)")
     return text
 
 

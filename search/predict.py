@@ -57,7 +57,8 @@ def predict_frame(model_path, data: str = "folder", root=None, cache_dir: Path |
     frame = prediction_frame(list(labels["image"]), scores, target_names)
     for name in images.target_names:
         frame[name] = labels[name]
-    metrics = {name: iqa_metrics(pred[:, i], images.targets[:, i].numpy()) for i, name in enumerate(images.target_names)}
+    metrics = {name: iqa_metrics(pred[:, i], images.targets[:, i].numpy())
+               for i, name in enumerate(images.target_names)}
     return frame, metrics
 
 

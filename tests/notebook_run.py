@@ -36,6 +36,7 @@ def write_labelled_pngs(folder: Path, n_images: int, size: int, seed: int) -> Pa
 
 def run_smoke(nb: nbformat.NotebookNode, folder: Path, settings: str) -> pd.DataFrame:
     """Execute `nb` in `folder` in smoke mode with `settings` (paths) after its Settings cell; its predictions."""
-    nb.cells.insert(2, nbformat.v4.new_code_cell(f"{settings}\nOUT_DIR = {str(folder)!r}\nSMOKE = True\nDEADLINE_S = 120"))
+    nb.cells.insert(2, nbformat.v4.new_code_cell(f"{settings}\nOUT_DIR = {str(folder)!r}\nSMOKE = True"
+                                                 "\nDEADLINE_S = 120"))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     return pd.read_csv(folder / "predictions.csv")

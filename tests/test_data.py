@@ -104,7 +104,8 @@ def test_agiqa1k_duplicate_is_merged_with_a_warning(tmp_path):
     assert list(table.frame["image"]) == ["x.jpg", "y.jpg", "z.jpg"] and table.frame["MOS"].tolist() == [2.0, 2.0, 4.0]
 
 
-@pytest.mark.parametrize("content, message", [("", "empty file"), ("\x00\xff\xfe\x01,\x9c\n\x00\xff", "not a readable CSV")])
+@pytest.mark.parametrize("content, message", [("", "empty file"),
+                                              ("\x00\xff\xfe\x01,\x9c\n\x00\xff", "not a readable CSV")])
 def test_empty_or_binary_labels_file_is_named(tmp_path, content, message):
     (tmp_path / "labels.csv").write_bytes(content.encode("latin-1"))
     with pytest.raises(ValueError, match=rf"labels\.csv: {message}"):

@@ -197,7 +197,8 @@ def test_the_schedule_follows_the_trial_curve(tiny_study, tmp_path, curve, scale
     result = export_submission(_with_curve(study, number, curve), cfg, tmp_path,
                                ExportOptions("T", trial=number, date="20261122", smoke=True))
     chosen = result.summary["schedule"]
-    assert chosen["epochs"] == epochs and json.loads((tmp_path / "export" / "export.json").read_text())["schedule"] == chosen
+    assert (chosen["epochs"] == epochs
+            and json.loads((tmp_path / "export" / "export.json").read_text())["schedule"] == chosen)
     source, settings = _settings(result.notebook)
     how = (tmp_path / "export" / "HOW_TO_RUN.md").read_text()
     assert settings["EPOCHS"] == result.summary["planned_epochs"]  # the plan's epochs (smoke: 1), a number
@@ -221,7 +222,8 @@ def test_export_epochs_fill_on_the_command_line_fills_the_export_budget(tiny_stu
     images = len(StudyData(cfg, progress=False).all(recipe.spec.input.resize))
     wanted = recipe.train.epochs + 1
     exact = export_module.export_plan(recipe, "t", replace(icme, export_budget_s=math.inf),
-                                      BudgetModel(efficiency=cfg.t4_efficiency), images, Schedule(wanted, 1, "t"), False)
+                                      BudgetModel(efficiency=cfg.t4_efficiency), images, Schedule(wanted, 1, "t"),
+                                      False)
     budget = exact.seconds + 0.5 * exact.epoch_s
     monkeypatch.setattr(export_module, "get_profile", lambda name: replace(icme, export_budget_s=budget))
     assert main(["export", "--study", "tiny", "--runs-dir", str(tmp_path), "--team", "T", "--date", "20261122",
@@ -258,5 +260,6 @@ def test_export_time_limit_bounds_the_retrain_here_not_the_notebook(tiny_study, 
     assert settings["EPOCHS"] == "fill" and settings["FINAL"] == "all"
     assert "Trained at export" in (tmp_path / "tiny" / "export" / "HOW_TO_RUN.md").read_text()
     assert main(["report", "--study", "tiny", "--runs-dir", str(tmp_path)]) == 0  # says what the last export did
-    assert f"last export: trial {number}, notebook schedule fill; its retrain here {trained['line']}" in capsys.readouterr().out
+    assert (f"last export: trial {number}, notebook schedule fill; its retrain here {trained['line']}"
+            in capsys.readouterr().out)
     assert trained["line"] in (tmp_path / "tiny" / "report" / "report.html").read_text()

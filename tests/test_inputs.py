@@ -153,19 +153,24 @@ def moved_dataset(tmp: Path) -> None:
     _study(tmp, "moved", dataset="agiqa3k", root=str(tmp / "data-old"))
 
 
-SPEC = ArchSpec(InputSpec(16, 16, False), StemSpec("conv", 8, 3), [StageSpec("residual", 8, 1, 2, 3)], HeadSpec("avg", 1))
+SPEC = ArchSpec(InputSpec(16, 16, False), StemSpec("conv", 8, 3), [StageSpec("residual", 8, 1, 2, 3)],
+                HeadSpec("avg", 1))
 S = ["search", "--runs-dir", "{tmp}/runs", "--device", "cpu", "--cache-dir", "{tmp}/cache"]
 A3K = [*S, "--data", "agiqa3k", "--root", "{tmp}/data", "--space", "tiny"]
 
 ROWS = [
     # (id, fixture, argv, message regex)
-    ("unknown dataset", no_files, [*S, "--data", "imagenet"], r"--data: unknown dataset 'imagenet'; choose from synthetic"),
-    ("csv is not a study dataset", good, [*S, "--data", "csv", "--root", "{tmp}/data"], r"--data: unknown dataset 'csv'"),
+    ("unknown dataset", no_files, [*S, "--data", "imagenet"],
+     r"--data: unknown dataset 'imagenet'; choose from synthetic"),
+    ("csv is not a study dataset", good, [*S, "--data", "csv", "--root", "{tmp}/data"],
+     r"--data: unknown dataset 'csv'"),
     ("folder is not a study dataset", good, [*S, "--data", "folder", "--root", "{tmp}/data/images"],
      r"--data: unknown dataset 'folder'"),
-    ("unknown source of a combined dataset", good, [*S, "--data", "agiqa3k+koniq", "--root", "agiqa3k={tmp}/data,koniq=x"],
+    ("unknown source of a combined dataset", good,
+     [*S, "--data", "agiqa3k+koniq", "--root", "agiqa3k={tmp}/data,koniq=x"],
      r"--data: dataset 'agiqa3k\+koniq': 'koniq' is not a labelled dataset; join two or more of agiqa3k, agiqa1k"),
-    ("the synthetic set is no source", no_files, [*S, "--data", "synthetic+agiqa3k"], r"'synthetic' is not a labelled dataset"),
+    ("the synthetic set is no source", no_files, [*S, "--data", "synthetic+agiqa3k"],
+     r"'synthetic' is not a labelled dataset"),
     ("a source twice", good, [*S, "--data", "agiqa3k+agiqa3k", "--root", "agiqa3k={tmp}/data"],
      r"dataset 'agiqa3k\+agiqa3k' names a source more than once"),
     ("combined dataset without root", good, [*S, "--data", "agiqa3k+agiqa1k"],
@@ -181,25 +186,34 @@ ROWS = [
      [*S, "--data", "agiqa3k+agiqa1k", "--root", "agiqa3k={tmp}/data,agiqa1k={tmp}/nowhere"],
      r"dataset folder not found: .*nowhere"),
     ("dataset without root", no_files, [*S, "--data", "agiqa3k"], r"dataset 'agiqa3k' needs --root"),
-    ("root not found", no_files, [*S, "--data", "agiqa3k", "--root", "{tmp}/nowhere"], r"dataset folder not found: .*nowhere"),
-    ("labels file missing", no_files, [*S, "--data", "aigiqa20k", "--root", "{tmp}"], r"label file not found: .*info_train\.csv"),
+    ("root not found", no_files, [*S, "--data", "agiqa3k", "--root", "{tmp}/nowhere"],
+     r"dataset folder not found: .*nowhere"),
+    ("labels file missing", no_files, [*S, "--data", "aigiqa20k", "--root", "{tmp}"],
+     r"label file not found: .*info_train\.csv"),
     ("empty labels file", empty_labels, A3K, r"labels\.csv: empty file"),
     ("missing target column", good, [*A3K, "--targets", "mos_align"],
      r"labels\.csv: missing column\(s\) 'mos_align'; columns found: name, prompt, mos_quality"),
-    ("target given twice", good, [*A3K, "--targets", "mos_quality", "mos_quality"], r"given more than once: mos_quality"),
+    ("target given twice", good, [*A3K, "--targets", "mos_quality", "mos_quality"],
+     r"given more than once: mos_quality"),
     ("unknown synthetic target", no_files, [*S, "--targets", "sharpness"], r"unknown synthetic target\(s\) sharpness"),
-    ("duplicated image name", duplicated, A3K, r"labels\.csv: image name\(s\) listed more than once: img3\.png \(rows 5, 9\)"),
+    ("duplicated image name", duplicated, A3K,
+     r"labels\.csv: image name\(s\) listed more than once: img3\.png \(rows 5, 9\)"),
     ("text score", text_score, A3K, r"labels\.csv: column 'mos_quality', row 12: score 'good' is not a finite number"),
-    ("constant score", constant_score, A3K, r"labels\.csv: column 'mos_quality' holds the same score \(3\) in every row"),
+    ("constant score", constant_score, A3K,
+     r"labels\.csv: column 'mos_quality' holds the same score \(3\) in every row"),
     ("listed image missing", missing_image, A3K, r"image listed in .*labels\.csv not found: .*img5\.png"),
-    ("5-image dataset", five_images, A3K, r"labels\.csv: 5 images in 3 prompts split into .* each part needs at least 4"),
+    ("5-image dataset", five_images, A3K,
+     r"labels\.csv: 5 images in 3 prompts split into .* each part needs at least 4"),
     ("a single prompt", one_prompt, A3K, r"labels\.csv: a grouped hold-out needs at least 2 groups \(prompts\), got 1"),
     ("negative trial budget", no_files, [*S, "--trial-budget", "-5"], r"trial_budget_s must be > 0"),
-    ("infinite trial budget", no_files, [*S, "--trial-budget", "inf"], r"--trial-budget: must be a finite number, got inf"),
-    ("nan validation share", no_files, [*S, "--val-fraction", "nan"], r"--val-fraction: must be a finite number, got nan"),
+    ("infinite trial budget", no_files, [*S, "--trial-budget", "inf"],
+     r"--trial-budget: must be a finite number, got inf"),
+    ("nan validation share", no_files, [*S, "--val-fraction", "nan"],
+     r"--val-fraction: must be a finite number, got nan"),
     ("nan T4 efficiency", no_files, [*S, "--t4-efficiency", "NaN"], r"--t4-efficiency: must be a finite number"),
     ("infinite EMA decay", no_files, [*S, "--ema-decays", "0", "inf"], r"--ema-decays: must be a finite number"),
-    ("zero T4 efficiency", no_files, [*S, "--t4-efficiency", "0"], r"t4 efficiency must be in \[0.0005, 1\] \(a hundredth of .*\), got 0"),
+    ("zero T4 efficiency", no_files, [*S, "--t4-efficiency", "0"],
+     r"t4 efficiency must be in \[0.0005, 1\] \(a hundredth of .*\), got 0"),
     ("truncated JPEG", truncated_image, A3K, r"labels\.csv: unreadable image .*img5\.jpg: image file is truncated"),
     ("semicolon-separated labels", semicolon_labels, A3K,
      r"labels\.csv: one column 'name;prompt;mos_quality'; its first line is separated by ';': save it with ','"),
@@ -228,7 +242,8 @@ ROWS = [
      ["export", "--study", "empty", "--team", "T", "--date", "../../x", "--runs-dir", "{tmp}/runs"],
      r"--date: '\.\./\.\./x' is not a date as YYYYMMDD"),
     ("export: no such day", empty_study,
-     ["export", "--study", "empty", "--team", "T", "--date", "20261399", "--runs-dir", "{tmp}/runs"], r"--date: '20261399'"),
+     ["export", "--study", "empty", "--team", "T", "--date", "20261399", "--runs-dir", "{tmp}/runs"],
+     r"--date: '20261399'"),
     ("export: team escapes", empty_study, ["export", "--study", "empty", "--team", "../T", "--runs-dir", "{tmp}/runs"],
      r"--team: '\.\./T' is not a name"),
     ("export: epochs neither a number nor fill", empty_study,
@@ -248,7 +263,8 @@ ROWS = [
     ("compress --root: the moved dataset is found", moved_dataset,
      ["compress", "--study", "moved", "--root", "{tmp}/data", "--runs-dir", "{tmp}/runs"],
      r"study 'moved' has no completed trial yet"),
-    ("compress: bad ratio", empty_study, ["compress", "--study", "empty", "--ratios", "1.5", "--runs-dir", "{tmp}/runs"],
+    ("compress: bad ratio", empty_study,
+     ["compress", "--study", "empty", "--ratios", "1.5", "--runs-dir", "{tmp}/runs"],
      r"--ratios: must be in \(0, 1\), got 1\.5"),
     ("predict: text .pt", checkpoints, ["predict", "--model", "{tmp}/text.pt", "--root", "{tmp}"],
      r"text\.pt: not a readable checkpoint"),
@@ -262,7 +278,8 @@ ROWS = [
      ["predict", "--model", "{tmp}/model.pt", "--data", "agiqa3k", "--root", "{tmp}/data"],
      r"labels\.csv: missing column\(s\) 'mos'; .*the score column\(s\) 'mos' are the targets the checkpoint "
      r".*model\.pt was trained on"),
-    ("predict: no checkpoint", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}"], r"checkpoint not found"),
+    ("predict: no checkpoint", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}"],
+     r"checkpoint not found"),
     ("predict: csv", no_files, ["predict", "--model", "{tmp}/x.pt", "--root", "{tmp}", "--data", "csv"],
      r"--data: invalid choice: 'csv'"),
 ]
@@ -292,7 +309,8 @@ def test_storage_that_cannot_be_opened_is_a_sentence(tmp_path):
     with pytest.raises(sqlite3.OperationalError) as info:
         sqlite3.connect(tmp_path)  # a folder, not a database file
     assert error_message(info.value) == ("the study storage cannot be used (unable to open database file): check that "
-                                         "the run directory (--runs-dir) or the --storage database exists and can be written")
+                                         "the run directory (--runs-dir) or the --storage database exists and can be "
+                                         "written")
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -303,7 +321,8 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["search", "--data", "agiqa3k", "--root", "{tmp}/data", "--runs-dir", "{tmp}/runs"], "listed more than once: img3.png"),
+    (["search", "--data", "agiqa3k", "--root", "{tmp}/data", "--runs-dir", "{tmp}/runs"],
+     "listed more than once: img3.png"),
     (["predict", "--model", "{tmp}/truncated.pt", "--root", "{tmp}"], "not a readable checkpoint"),
 ])
 def test_subprocess_exit_code_and_no_traceback(tmp_path, argv, message):
@@ -328,7 +347,8 @@ def test_help_names_every_command_option_default_profile_and_dataset():
             assert action.help, f"{name} {action.option_strings} has no help"
             nothing_to_show = (any(action.default is v for v in (None, False, argparse.SUPPRESS)) or action.required
                                or action.nargs == 0)  # a flag: its default is not giving it
-            assert nothing_to_show or "(default: " in " ".join(action.help.split()) or f"(default: {action.default})" in text, \
+            assert (nothing_to_show or "(default: " in " ".join(action.help.split())
+                    or f"(default: {action.default})" in text), \
                 f"{name} {action.option_strings[0]} does not show its default"
     search = " ".join(commands["search"].format_help().split())
     for profile in PROFILES:
@@ -390,7 +410,8 @@ def test_predict_scores_every_readable_image_and_names_the_rest(tmp_path, capsys
 
 def test_workers_beyond_the_machine_are_capped_with_a_message(monkeypatch):
     monkeypatch.setattr(search.device.os, "cpu_count", lambda: 2)
-    assert search.device.worker_count(8, "cpu") == (2, "--workers 8 capped at 2 (at most one per CPU core on this machine)")
+    assert search.device.worker_count(8, "cpu") == (2, "--workers 8 capped at 2 "
+                                                       "(at most one per CPU core on this machine)")
     assert search.device.worker_count(2, "cpu") == (2, None)
     assert search.device.worker_count(None, "cpu") == (1, None)
 
@@ -401,7 +422,8 @@ def test_a_lost_worker_is_named_and_fails_the_command_only_short_of_the_target(c
     assert capsys.readouterr().err == ""
     report_lost_workers([-signal.SIGKILL, 0], reached=True, n_trials=3)
     assert capsys.readouterr().err == "worker 1 died (killed by SIGKILL); the study reached its 3 trials without it\n"
-    with pytest.raises(WorkersFailed, match=r"^worker 1 died \(killed by SIGKILL\), its trial will be retried on resume"):
+    with pytest.raises(WorkersFailed,
+                       match=r"^worker 1 died \(killed by SIGKILL\), its trial will be retried on resume"):
         report_lost_workers([-signal.SIGKILL, 0], reached=False, n_trials=3)
 
 
@@ -431,8 +453,8 @@ def test_ctrl_c_in_a_worker_process_ends_it_quietly(monkeypatch):
 
 
 def test_ctrl_c_during_a_search_ends_with_one_line_and_exit_130(tmp_path):
-    argv = [sys.executable, str(ROOT / "run_search.py"), "search", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
-            "--cache-dir", str(tmp_path / "cache"), "--n-synthetic", "48", "--trials", "50"]
+    argv = [sys.executable, str(ROOT / "run_search.py"), "search", "--runs-dir", str(tmp_path / "runs"),
+            "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--n-synthetic", "48", "--trials", "50"]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     deadline = time.time() + 120

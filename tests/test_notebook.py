@@ -69,10 +69,12 @@ def test_cells_headings_settings_and_model_card():
     for row in part_costs(recipe.spec):  # every part's exact counts, as space.count gives them
         assert f"| {row.name} |" in card and f"{row.params:,} | {row.flops:,} |" in card
     assert f"**{count_params(recipe.spec):,}** | **{count_flops(recipe.spec):,}**" in card
-    headings = [c["source"].split("`")[1] for c in cells if c["cell_type"] == "markdown" and c["source"].startswith("### ")]
+    headings = [c["source"].split("`")[1] for c in cells
+                if c["cell_type"] == "markdown" and c["source"].startswith("### ")]
     code_after = [cells[i + 1]["cell_type"] for i, c in enumerate(cells) if c["source"].startswith("### ")]
     assert len(headings) > 10 and set(code_after) == {"code"} and len(set(headings)) == len(headings)
-    assert "search.budget" not in headings and "search.train.pairs" not in headings and "space.layers.patches" not in headings
+    assert ("search.budget" not in headings and "search.train.pairs" not in headings
+            and "space.layers.patches" not in headings)
     assert cells[-1]["cell_type"] == "code" and "task='mos'" in cells[-1]["source"]
 
 
@@ -109,7 +111,8 @@ def test_a_mos_notebook_holds_only_what_its_run_calls():
                                          task="sources", sources=["agiqa3k", "agiqa1k"]))
     assert {"_sources_read", "combine", "load_agiqa1k"} <= sources and not PAIR_NAMES & sources
     for code in (generated_code(_recipe()), generated_code(_recipe(patch=16)), generated_code(_recipe(fragments=3)),
-                 generated_code(_views_recipe()), generated_code(task="pairs"), generated_code(_recipe(), task="sources")):
+                 generated_code(_views_recipe()), generated_code(task="pairs"),
+                 generated_code(_recipe(), task="sources")):
         assert not _undefined(code), _undefined(code)
 
 
@@ -119,11 +122,13 @@ def test_the_notebook_trains_and_predicts_test_views_and_attention_over_patches(
     assert "a 4 x 4 grid at test, again at 32 px, each also mirrored; the patches' features weighted" in card
     labels = write_labelled_pngs(tmp_path, 20, 48, seed=3)
     nb = nbformat.from_dict(build_notebook("T", "20260101", recipe, ["mos_quality"], 0, 600, 10_000_000))
-    out = run_smoke(nb, tmp_path, f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = {str(labels)!r}")
+    out = run_smoke(nb, tmp_path,
+                    f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = {str(labels)!r}")
     assert len(out) == 20 and out["score"].notna().all()
     model, _ = load_checkpoint(tmp_path / "T_20260101_model.pth")
     inp = model.spec.input  # the smoke size: 16 px patches of 32 px, the test scale alike
-    assert (inp.resize, inp.patch, inp.grid, inp.test_scales, inp.test_flip, inp.global_size) == (32, 16, 4, [21], True, 16)
+    assert ((inp.resize, inp.patch, inp.grid, inp.test_scales, inp.test_flip, inp.global_size)
+            == (32, 16, 4, [21], True, 16))
     assert model.spec.head.patch_pool == "attn" and model.view.pool.score.weight.abs().sum() > 0  # the scorer trained
     images = decode_images(load_folder(tmp_path / "imgs"), 32, tmp_path / "cache", progress=False)
     ours = predict(model, images.images)[:, 0]

@@ -11,7 +11,8 @@ from PIL import Image
 
 from search.data import load_agiqa3k, decode_images, make_synthetic
 from search.data.cache import decode_pairs
-from search.data.pairs import load_pairs, pairs_from_scores, split_pairs
+from search.data.pairs import load_pairs, split_pairs
+from pair_data import pairs_from_scores
 from search.train.pairs import bradley_terry_loss, choose, train_pairs, winner_accuracy
 from search.train.recipe import TrainConfig
 from search.train.loop import seed_everything
@@ -49,7 +50,8 @@ def test_pairs_read_with_winner_by_letter_or_name_and_own_columns(folder):
     table = load_pairs(folder, ("left", "right", "pick"), "prefs.csv")
     winners = [(table.names[w], table.names[lost]) for w, lost in table.pairs]
     assert winners == [("y.png", "x.png"), ("y.png", "z.png"), ("z.png", "x.png")]
-    with pytest.raises(ValueError, match=r"has no column\(s\) image_a, image_b, winner; its columns are left, right, pick"):
+    with pytest.raises(ValueError,
+                       match=r"has no column\(s\) image_a, image_b, winner; its columns are left, right, pick"):
         load_pairs(folder, filename="prefs.csv")
 
 
@@ -63,7 +65,8 @@ def test_split_keeps_validation_images_out_of_training():
 
 def test_bradley_terry_pieces():
     import torch
-    assert bradley_terry_loss(torch.tensor([5.0]), torch.tensor([-5.0])) < 0.01 < bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0]))
+    assert (bradley_terry_loss(torch.tensor([5.0]), torch.tensor([-5.0])) < 0.01
+            < bradley_terry_loss(torch.tensor([0.0]), torch.tensor([0.0])))
     scores, pairs = np.array([3.0, 1.0, 2.0]), np.array([[0, 1], [1, 2], [2, 2]])
     assert winner_accuracy(scores, pairs) == pytest.approx((1 + 0 + 0.5) / 3)
     assert choose(scores, np.array([[0, 1], [1, 2]])).tolist() == [0, 1]
@@ -92,6 +95,7 @@ def test_training_from_agiqa3k_pairs_beats_chance(tmp_path):
 
 
 def test_decode_pairs_reads_the_images(folder):
-    pd.DataFrame([("x.png", "y.png", "a")], columns=["image_a", "image_b", "winner"]).to_csv(folder / "pairs.csv", index=False)
+    pd.DataFrame([("x.png", "y.png", "a")], columns=["image_a", "image_b", "winner"]).to_csv(folder / "pairs.csv",
+                                                                                            index=False)
     data = decode_pairs(load_pairs(folder), 16, folder / "cache", progress=False)
     assert len(data.images) == 2 and data.pairs.tolist() == [[0, 1]] and data.images.images.shape == (2, 3, 16, 16)

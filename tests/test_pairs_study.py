@@ -15,7 +15,7 @@ from PIL import Image
 from run_search import main
 from results.export import ExportOptions, export_submission
 from search.data import make_synthetic
-from search.data.pairs import pairs_from_scores
+from pair_data import pairs_from_scores
 from search.study import StudyConfig, StudyData, TrialRecord, create_study, default_storage_url, load_study
 from search.study.storage import check_split
 
@@ -113,9 +113,11 @@ def test_predict_pairs_writes_the_chosen_image(pairs_run, tmp_path, capsys):
 
 @pytest.mark.parametrize("edit, extra, message", [
     (lambda f: f.assign(winner=["left"] + list(f["winner"][1:])), [], r"pairs\.csv line 2: winner 'left' is neither"),
-    (lambda f: f.assign(image_b=["gone.png"] + list(f["image_b"][1:])), [], r"pairs\.csv line 2: image 'gone\.png' not found"),
+    (lambda f: f.assign(image_b=["gone.png"] + list(f["image_b"][1:])), [],
+     r"pairs\.csv line 2: image 'gone\.png' not found"),
     (lambda f: f.rename(columns={"winner": "pick"}), [], r"pairs\.csv has no column\(s\) winner; its columns are"),
-    (lambda f: f, ["--profile", "icme2026-aigc"], r"--data pairs is scored by pair accuracy: use --profile ntire-pairwise"),
+    (lambda f: f, ["--profile", "icme2026-aigc"],
+     r"--data pairs is scored by pair accuracy: use --profile ntire-pairwise"),
     (lambda f: f, ["--pretrain-shares", "0.2"], r"without self-supervised pretraining"),
     (lambda f: f.head(3), [], r"pairs\.csv: 3 pairs over \d+ images split by image into .* each part needs at least 4"),
 ])
@@ -125,7 +127,8 @@ def test_bad_pairs_input_is_one_line_before_any_study(tmp_path, capsys, edit, ex
     names = [f"i{k}.png" for k in range(6)]
     for k, name in enumerate(names):
         Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(folder / "images" / name)
-    pairs = pd.DataFrame([(names[k], names[(k + 1) % 6], "a") for k in range(6)], columns=["image_a", "image_b", "winner"])
+    pairs = pd.DataFrame([(names[k], names[(k + 1) % 6], "a") for k in range(6)],
+                         columns=["image_a", "image_b", "winner"])
     edit(pairs).to_csv(folder / "pairs.csv", index=False)
     argv = ["search", "--data", "pairs", "--root", str(folder), "--study", "bad", "--runs-dir", str(tmp_path / "runs"),
             "--space", "tiny", "--trials", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), *extra]
@@ -141,7 +144,8 @@ def _other_winners(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs.assign(winner=pairs["image_b"].where(won_a, pairs["image_a"]))
 
 
-@pytest.mark.parametrize("change", [lambda pairs: pairs.iloc[:-41], _other_winners], ids=["41 pairs fewer", "winners swapped"])
+@pytest.mark.parametrize("change", [lambda pairs: pairs.iloc[:-41], _other_winners],
+                         ids=["41 pairs fewer", "winners swapped"])
 def test_resuming_with_changed_pairs_is_refused(tmp_path, capsys, change):
     """The fingerprint covers the pairs and their winners, not only the validation images' names (which
     swapped winners leave as they were): the study is created (no trial needed), the CSV is changed, and
@@ -150,6 +154,8 @@ def test_resuming_with_changed_pairs_is_refused(tmp_path, capsys, change):
     cfg = StudyConfig(dataset="pairs", root=str(folder), space="tiny", device="cpu", cache_dir=str(tmp_path / "cache"))
     check_split(create_study(cfg, "fp", default_storage_url(tmp_path / "runs" / "fp")), StudyData(cfg))
     change(pd.read_csv(folder / "pairs.csv")).to_csv(folder / "pairs.csv", index=False)
-    assert main(["search", "--data", "pairs", "--root", str(folder), "--study", "fp", "--runs-dir", str(tmp_path / "runs"),
-                 "--space", "tiny", "--trials", "1", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]) == 2
-    assert re.search(r"study 'fp' was validated on another split \(fingerprint v3:\w+, now v3:\w+\)", _last_error(capsys))
+    assert main(["search", "--data", "pairs", "--root", str(folder), "--study", "fp",
+                 "--runs-dir", str(tmp_path / "runs"), "--space", "tiny", "--trials", "1", "--device", "cpu",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert re.search(r"study 'fp' was validated on another split \(fingerprint v3:\w+, now v3:\w+\)",
+                     _last_error(capsys))

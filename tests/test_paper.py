@@ -318,7 +318,8 @@ def test_paper_compiles(tiny_study, kit, variants, ieee, monkeypatch):
     spec = ArchSpec.from_dict(TrialRecord.from_trial(study.trials[_best_trial(study, cfg, variants)]).spec)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert f"{count_params(spec):,}" in text
-    assert re.search(r"trial.1-p50", text)  # the escaped id typeset (OT1 draws "_" as a rule pdftotext reads as a space)
+    # the escaped id typeset (OT1 draws "_" as a rule pdftotext reads as a space)
+    assert re.search(r"trial.1-p50", text)
     assert "[TODO:" in text and "??" not in text  # the team's marks shown; every reference and citation resolved
     if ieee and installed("IEEEtran.cls") and shutil.which("pdfinfo"):
         info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout

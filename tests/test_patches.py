@@ -19,7 +19,8 @@ from search.study import StudyConfig, TrialRecord, run_search
 from search.train.loop import predict, train_model
 from search.train.recipe import TrainConfig
 from space import (
-    ArchSpec, Caps, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params, sample_spec, train_flops,
+    ArchSpec, Caps, HeadSpec, InputSpec, StageSpec, StemSpec, build_model, count_flops, count_params, sample_spec,
+    train_flops,
 )
 
 
@@ -50,7 +51,8 @@ def test_the_exported_notebook_trains_and_predicts_the_patch_recipe(patch_study,
     assert exported.model.spec.input.patch == 32
     labels = write_labelled_pngs(tmp_path, 20, 64, seed=5)
     out = run_smoke(nbformat.read(exported.notebook, as_version=4), tmp_path,
-                    f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\nTRAIN_LABELS = TEST_LABELS = {str(labels)!r}")
+                    f"TRAIN_IMAGES = TEST_IMAGES = {str(tmp_path / 'imgs')!r}\n"
+                    f"TRAIN_LABELS = TEST_LABELS = {str(labels)!r}")
     assert len(out) == 20 and out["score"].notna().all()
     model, _ = load_checkpoint(tmp_path / "Team_P_20261123_model.pth")
     assert (model.spec.input.resize, model.spec.input.patch) == (32, 16)  # the smoke size: 16 px patches of 32 px
@@ -59,8 +61,10 @@ def test_the_exported_notebook_trains_and_predicts_the_patch_recipe(patch_study,
     assert np.abs(out.sort_values("image")["score"].to_numpy() - ours).max() < 1e-4
 
 
-def _patch_spec(global_size: int, patch_pool: str = "mean", scales: tuple[int, ...] = (), flip: bool = False) -> ArchSpec:
-    return ArchSpec(InputSpec(64, 64, False, 24, 2, 3, global_size, test_scales=list(scales), test_flip=flip), StemSpec("conv", 16),
+def _patch_spec(global_size: int, patch_pool: str = "mean", scales: tuple[int, ...] = (),
+                flip: bool = False) -> ArchSpec:
+    return ArchSpec(InputSpec(64, 64, False, 24, 2, 3, global_size, test_scales=list(scales), test_flip=flip),
+                    StemSpec("conv", 16),
                     [StageSpec("mbconv", 24, 1, 2, 3, 2.0, True), StageSpec("residual", 32, 2, 2, 3, 2.0, True)],
                     HeadSpec("avgstd", 2, 32, patch_pool=patch_pool), act="silu")
 
@@ -111,6 +115,7 @@ def test_a_study_keeps_the_test_views_it_was_created_with():
         spec = sample_spec(trial, old, Caps())
         study.tell(trial, 0.0)
         assert not {"patch_grid", "test_scale", "test_flip", "patch_pool"} & set(trial.params)
-        assert (spec.input.grid, spec.input.test_scales, spec.input.test_flip, spec.head.patch_pool) == (3, [], False, "mean")
+        assert ((spec.input.grid, spec.input.test_scales, spec.input.test_flip, spec.head.patch_pool)
+                == (3, [], False, "mean"))
     with pytest.raises(ValueError, match="patch_views must give a non-empty list for each of patch_grids"):
         StudyConfig(space="small", patch_views={"patch_grids": [3]})

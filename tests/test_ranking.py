@@ -14,7 +14,7 @@ from results import confirm as confirm_module
 from results.candidates import (
     CONFIRM_ATTR, PROTOCOL_ATTR, Protocol, candidate_recipe, export_choice, finalists, ranked_candidates, ranked_trials,
 )
-from results.confirm import confirm, fold_score, needs_confirming
+from results.confirm import chosen_protocol, confirm, confirm_seconds, fold_score
 from results.export import export_recipe
 from results.report import format_ranking
 from run_search import print_best
@@ -85,7 +85,8 @@ def test_a_finalist_whose_folds_are_better_wins_over_a_better_single_score(tiny_
     assert _export_id(study, cfg) == f"trial {a}"  # before confirming: the best single run
     ranked = confirm(study, cfg, top=2, k=3, progress=False)
     assert export_choice(ranked)["id"] == f"trial {b}" and list(ranked["id"][:2]) == [f"trial {b}", f"trial {a}"]
-    assert list(ranked["finalist"][:3]) == [True, True, False] and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "folds", "k": 3}
+    assert (list(ranked["finalist"][:3]) == [True, True, False]
+            and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "folds", "k": 3})
 
 
 def test_a_lucky_single_run_does_not_beat_finalists_it_was_never_compared_with(tiny_study, folds):
@@ -112,10 +113,10 @@ def test_a_second_export_confirms_nothing(tiny_study, folds):
     study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
     folds.register(study)
     folds.scores = {a: [0.60, 0.61, 0.62], b: [0.70, 0.71, 0.72]}  # the old rule then confirmed the third trial too
-    assert needs_confirming(study, cfg, 2, 3)
+    assert confirm_seconds(study, cfg, 2, 3)[0]
     confirm(study, cfg, top=2, k=3, progress=False)
     folds.calls.clear()
-    assert not needs_confirming(study, cfg, 2, 3)
+    assert not confirm_seconds(study, cfg, 2, 3)[0]
     confirm(study, cfg, top=2, k=3, progress=False)
     assert folds.calls == []
 
@@ -134,7 +135,7 @@ def test_fold_counts_never_mix_and_a_partial_confirm_does_not_count(tiny_study):
     assert not ranked.loc[f"trial {c}", "finalist"] and ranked.loc[f"trial {c}", "confirm_n"] == 2
     terminal = format_ranking(ranked.reset_index(), get_profile(cfg.profile))
     assert "single run (2 folds stored, not counted)" in terminal and "0.610 +- 0.010 (3 folds)" in terminal
-    assert needs_confirming(study, cfg, 3, 3)  # b and c are resumed or redone on the protocol's folds
+    assert confirm_seconds(study, cfg, 3, 3)[0]  # b and c are resumed or redone on the protocol's folds
 
 
 def test_the_summary_compress_report_and_export_name_the_same_model(tiny_study, folds, capsys):
@@ -165,7 +166,8 @@ def test_a_time_limited_confirm_stores_no_shortened_fold(tiny_study, folds):
     assert folds.calls == [] and study.user_attrs.get(CONFIRM_ATTR, {}) == {}
     data = StudyData(cfg, progress=False)
     recipe = candidate_recipe(a, study)
-    assert fold_score(recipe, cfg, data, Protocol("folds", 3), 0, time_limit=Deadline(0.05)) is None  # real training, cut by the clock
+    # real training, cut by the clock
+    assert fold_score(recipe, cfg, data, Protocol("folds", 3), 0, time_limit=Deadline(0.05)) is None
 
 
 def test_a_seeds_confirm_stores_its_runs_under_its_own_protocol_and_resumes(tiny_study, folds):
@@ -180,10 +182,27 @@ def test_a_seeds_confirm_stores_its_runs_under_its_own_protocol_and_resumes(tiny
                                                            "scores": {"0": 0.70, "1": 0.71, "2": 0.72}}
     assert export_choice(ranked)["id"] == f"trial {a}" and list(ranked["finalist"][:2]) == [True, True]
     folds.calls.clear()
-    assert not needs_confirming(study, cfg, 2, 3, protocol="seeds")
+    assert not confirm_seconds(study, cfg, 2, 3, protocol="seeds")[0]
     confirm(study, cfg, top=2, k=3, progress=False, protocol="seeds")  # resumed: every run is stored
     assert folds.calls == []
-    assert needs_confirming(study, cfg, 2, 3, protocol="folds")  # the folds protocol has none of them
+    assert confirm_seconds(study, cfg, 2, 3, protocol="folds")[0]  # the folds protocol has none of them
+
+
+def test_a_later_confirm_or_export_keeps_the_studys_protocol_unless_told_another(tiny_study, folds):
+    """The finalists settle: after `confirm --protocol seeds --runs 2`, a plain confirm (or export's) resumes
+    under seeds with 2 runs instead of starting folds; the report and summary name the protocol."""
+    _, cfg, _ = tiny_study
+    study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
+    folds.register(study)
+    folds.scores = {a: [0.70, 0.71], b: [0.66, 0.67]}
+    confirm(study, cfg, top=2, k=2, progress=False, protocol="seeds")
+    assert chosen_protocol(study) == Protocol("seeds", 2) and confirm_seconds(study, cfg, 2)[0] == 0
+    folds.calls.clear()
+    ranked = confirm(study, cfg, top=2, progress=False)
+    assert folds.calls == [] and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "seeds", "k": 2}
+    assert "0.705 +- 0.007 (2 seeds)" in format_ranking(ranked, get_profile(cfg.profile))
+    assert chosen_protocol(study, "folds") == Protocol("folds", 2)  # told another: that one, with the study's k
+    assert confirm_seconds(study, cfg, 2, 3)[0] == 6  # another k is another protocol: every run is missing
 
 
 def test_a_part_way_seeds_confirm_resumes_only_its_missing_runs(tiny_study, folds):

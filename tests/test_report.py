@@ -54,7 +54,8 @@ def test_tiers_are_named_and_their_boundaries_sit_where_the_percentile_crosses_t
     bounds = tier_boundaries(ICME)
     assert [b for b, _ in bounds] == [0.10, 0.25, 0.50, 0.75]
     for bound, params in bounds:  # below the line the tier is not reached yet, just above it is
-        assert size_percentile(params - 1, ICME.reference_sizes_m) < bound <= size_percentile(params + 1, ICME.reference_sizes_m)
+        assert (size_percentile(params - 1, ICME.reference_sizes_m) < bound
+                <= size_percentile(params + 1, ICME.reference_sizes_m))
     assert tier_boundaries(ICME, [1.0, 2.0, 3.0, 4.0]) == [(0.10, 1e6), (0.25, 1e6), (0.50, 2e6), (0.75, 3e6)]
 
 
@@ -108,7 +109,8 @@ def _variants(study) -> pd.DataFrame:
     a = best.user_attrs
     rows = [dict(kind=kind, id=f"t{best.number}-{kind}", trial=best.number, parent=None, state="COMPLETE",
                  score=best.values[0] + 0.05, params=a["params"], flops=a["flops"], bytes=a["bytes"] // 4,
-                 rmse=0.1, spec=TrialRecord.from_trial(best).spec, summary=a["summary"], d_score=0.05, d_params=0, d_bytes=-a["bytes"])
+                 rmse=0.1, spec=TrialRecord.from_trial(best).spec, summary=a["summary"], d_score=0.05, d_params=0,
+                 d_bytes=-a["bytes"])
             for kind in ("int8", "fp16", "pruned")]
     rows.append({**rows[0], "kind": "scratch", "id": f"t{best.number}-scratch", "score": best.values[0] - 0.2,
                  "train_config": TrialRecord.from_trial(best).recipe["train"]})
@@ -171,8 +173,8 @@ def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, mo
     def confirmed(*args, **kwargs):  # the confirm stage's columns: every trial within noise of its neighbours
         frame = frame_of(*args, **kwargs)
         n = len(frame)
-        return frame.assign(confirm_mean=0.5, confirm_sd=[0.04] + [np.nan] * (n - 1), confirm_n=[3] + [np.nan] * (n - 1),
-                            finalist=[True] + [False] * (n - 1), score=0.5)
+        return frame.assign(confirm_mean=0.5, confirm_sd=[0.04] + [np.nan] * (n - 1),
+                            confirm_n=[3] + [np.nan] * (n - 1), finalist=[True] + [False] * (n - 1), score=0.5)
 
     monkeypatch.setattr(report, "candidates_frame", confirmed)
     ranked = write_report(study, ICME, tmp_path)
@@ -187,7 +189,8 @@ def test_near_chance_warning_for_correlation_and_pair_accuracy():
     pairs = get_profile("ntire-pairwise")
     assert "near chance (below 0.2)" in chance_warning(exportable_ranking(_ranked([0.15, 0.1]), ICME), ICME)
     assert chance_warning(exportable_ranking(_ranked([0.25, 0.1]), ICME), ICME) is None
-    assert "near chance (below 0.55; a coin scores 0.5)" in chance_warning(exportable_ranking(_ranked([0.52]), pairs), pairs)
+    assert "near chance (below 0.55; a coin scores 0.5)" in chance_warning(exportable_ranking(_ranked([0.52]), pairs),
+                                                                           pairs)
     assert chance_warning(exportable_ranking(_ranked([0.60]), pairs), pairs) is None
 
 
@@ -216,7 +219,8 @@ def test_context_line_names_the_run(tiny_study, tmp_path):
     study, cfg, run_dir = tiny_study
     line = run_context(study, ICME, now=datetime.datetime(2026, 11, 29, 19, 30))
     assert line.startswith("dataset synthetic (240 generated images) · profile icme2026-aigc · space tiny · "
-                           "trial budget 1000 T4 s (at most 3 epochs) · 3 trials finished (3 complete, 0 stopped early)")
+                           "trial budget 1000 T4 s (at most 3 epochs) · "
+                           "3 trials finished (3 complete, 0 stopped early)")
     assert f"trials ran {study.trials[0].datetime_start:%Y-%m-%d}" in line and line.endswith("report 2026-11-29 19:30")
     write_report(study, ICME, tmp_path)
     assert "<p class='context' id='context'>dataset synthetic" in (tmp_path / "report.html").read_text()

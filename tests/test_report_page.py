@@ -39,7 +39,8 @@ def _rendered_dom(page: Path, profile_dir: Path, width: int | None = None) -> st
     done = subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", f"--user-data-dir={profile_dir}",
-         *([f"--window-size={width},900"] if width else []), "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+         *([f"--window-size={width},900"] if width else []), "--virtual-time-budget=10000", "--dump-dom",
+         page.as_uri()],
         check=True, capture_output=True, text=True, timeout=120)
     return done.stdout
 

@@ -13,7 +13,7 @@ import torch
 from notebook_run import write_labelled_pngs
 
 from results.export import choose_members
-from results.submission import KINDS, Submission
+from results.submission import NOTEBOOK_KINDS, Submission
 from run_search import DEMO, build_parser, demo_steps
 from search.data import ImageSet, make_synthetic
 from search.data.pairs import PairSet
@@ -123,11 +123,11 @@ def test_the_notebook_groups_its_validation_part_by_prompt_when_the_labels_name_
     frame.assign(prompt=[f"p{i // 4}" for i in range(len(frame))]).to_csv(tmp_path / "with_prompts.csv", index=False)
     common = dict(team="T", date="20260101", out_dir=str(tmp_path), recipe=_recipe(1).to_dict(), epochs=1,
                   deadline_s=60, train_images=str(tmp_path / "imgs"), test_images=str(tmp_path / "imgs"))
-    grouped, _ = KINDS["mos"].read(Submission(**common, train_labels=str(tmp_path / "with_prompts.csv")), 16)
+    grouped, _ = NOTEBOOK_KINDS["mos"].read(Submission(**common, train_labels=str(tmp_path / "with_prompts.csv")), 16)
     assert sorted(set(grouped.groups)) == [f"p{i}" for i in range(6)]
     train, part = check_split(grouped, 0)
     assert not set(train.groups) & set(part.groups)
-    alone, _ = KINDS["mos"].read(Submission(**common, train_labels=str(labels)), 16)
+    alone, _ = NOTEBOOK_KINDS["mos"].read(Submission(**common, train_labels=str(labels)), 16)
     assert len(set(alone.groups)) == len(alone)
 
 
@@ -141,7 +141,8 @@ def test_an_ensemble_trains_each_member_apart_and_scores_their_mean(tmp_path):
     recipe = _ensemble(_recipe(2))
     model, result = retrain(recipe, data, seed=0, final="all")
     single, _ = retrain(_recipe(2), data, seed=0, final="all")
-    assert result.member_epochs == [2, 2] and result.epochs_run == 4 and "member 2: its planned epochs ran" in result.stop
+    assert (result.member_epochs == [2, 2] and result.epochs_run == 4
+            and "member 2: its planned epochs ran" in result.stop)
     first, second = model.members
     assert torch.equal(first.stem_conv().weight, single.stem_conv().weight), "member 1 is the single run of the seed"
     assert not torch.equal(first.stem_conv().weight, second.stem_conv().weight), "each member has its own seed"
@@ -150,7 +151,8 @@ def test_an_ensemble_trains_each_member_apart_and_scores_their_mean(tmp_path):
     assert count_params(recipe.spec) == 2 * count_params(_recipe(2).spec) == sum(p.numel() for p in model.parameters())
     path = save_checkpoint(tmp_path / "e.pth", model, recipe.spec)
     loaded, _ = load_checkpoint(path)
-    assert loaded.spec.members == 2 and np.allclose(predict(loaded, data.images), predict(model, data.images), atol=1e-6)
+    assert loaded.spec.members == 2 and np.allclose(predict(loaded, data.images), predict(model, data.images),
+                                                    atol=1e-6)
 
 
 def test_an_ensemble_shares_the_deadline_between_its_members():

@@ -34,7 +34,8 @@ def _images(folder: Path, n: int, seed: int) -> tuple[list[str], np.ndarray]:
     names = [f"img{i}.png" for i in range(n)]  # the same file names in both sources
     for name, s in zip(names, strength):
         scene = np.kron(rng.uniform(60, 200, (4, 4, 3)), np.ones((4, 4, 1)))
-        Image.fromarray(np.clip(scene + s * 80 * rng.standard_normal(scene.shape), 0, 255).astype(np.uint8)).save(folder / name)
+        Image.fromarray(np.clip(scene + s * 80 * rng.standard_normal(scene.shape), 0, 255).astype(np.uint8)).save(
+            folder / name)
     return names, 1 + 4 * (1 - strength)
 
 

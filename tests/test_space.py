@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from space import (
-    ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, block_plan, build_model, count_flops,
-    count_params, fit_to_caps, part_costs, sample_spec, spec_summary, train_flops,
+    ArchSpec, CapError, Caps, HeadSpec, InputSpec, SpaceConfig, StageSpec, StemSpec, block_plan, build_model,
+    count_flops, count_params, fit_to_caps, part_costs, sample_spec, spec_summary, train_flops,
 )
 from space.layers import BLOCK_FAMILIES
 from space.count import backbone_views
@@ -73,12 +73,14 @@ def _assert_parts_measured(spec: ArchSpec, measured_flops, training: bool = Fals
 
 
 def test_counted_params_and_flops_per_part_equal_the_built_model(measured_flops):
-    for spec in _random_specs(25, SpaceConfig.tiny(), Caps(), 4) + _random_specs(4, SpaceConfig(), Caps(params=300_000), 5):
+    for spec in (_random_specs(25, SpaceConfig.tiny(), Caps(), 4)
+                 + _random_specs(4, SpaceConfig(), Caps(params=300_000), 5)):
         _assert_parts_measured(spec, measured_flops)
 
 
 PATCH_SPACE = dataclasses.replace(SpaceConfig.tiny(), patches=(0, 16, 24), native=48, train_patches=(1, 3),
-                                  global_sizes=(0, 32), patch_grids=(3, 4), test_scales=(1.0, 0.75), test_flips=(False, True),
+                                  global_sizes=(0, 32), patch_grids=(3, 4), test_scales=(1.0, 0.75),
+                                  test_flips=(False, True),
                                   patch_pools=("mean", "attn", "meanstd"))
 
 
@@ -120,7 +122,8 @@ FRAGMENT_SPACE = dataclasses.replace(SpaceConfig.tiny(), patches=(0, 16), fragme
 
 def test_fragment_models_count_exactly_and_sample_every_input(measured_flops):
     specs = _random_specs(30, FRAGMENT_SPACE, Caps(), 7)
-    assert {(s.input.fragments, s.input.fragment) for s in specs if s.input.fragments} == {(2, 8), (2, 16), (3, 8), (3, 16)}
+    assert ({(s.input.fragments, s.input.fragment) for s in specs if s.input.fragments}
+            == {(2, 8), (2, 16), (3, 8), (3, 16)})
     assert any(s.input.patch for s in specs) and any(not s.input.patch and not s.input.fragments for s in specs)
     for spec in specs:
         _assert_parts_measured(spec, measured_flops)
@@ -128,7 +131,8 @@ def test_fragment_models_count_exactly_and_sample_every_input(measured_flops):
         if spec.input.fragments:
             inp = spec.input
             assert inp.resize == inp.crop == 48 and not inp.patch and inp.view == inp.fragments * inp.fragment
-            assert count_flops(spec) == train_flops(spec) and f"fr{inp.fragments}x{inp.fragment}/48" in spec_summary(spec)
+            assert (count_flops(spec) == train_flops(spec)
+                    and f"fr{inp.fragments}x{inp.fragment}/48" in spec_summary(spec))
 
 
 def _fragment_origins(view: torch.Tensor, grid: int, size: int, width: int) -> list[list[list[tuple[int, int]]]]:
@@ -153,8 +157,10 @@ def test_fragments_come_from_inside_each_cell_random_in_training_and_centred_at_
     for n, image in enumerate(_fragment_origins(test, 3, 10, 44)):
         for i, row in enumerate(image):
             for j, (top, left) in enumerate(row):  # the cell's centre
-                assert (top, left) == (rows[i] + (rows[i + 1] - rows[i] - 10) // 2, cols[j] + (cols[j + 1] - cols[j] - 10) // 2)
-                assert torch.equal(test[n, :, i * 10:(i + 1) * 10, j * 10:(j + 1) * 10], x[n, :, top:top + 10, left:left + 10])
+                assert (top, left) == (rows[i] + (rows[i + 1] - rows[i] - 10) // 2,
+                                       cols[j] + (cols[j + 1] - cols[j] - 10) // 2)
+                assert torch.equal(test[n, :, i * 10:(i + 1) * 10, j * 10:(j + 1) * 10],
+                                   x[n, :, top:top + 10, left:left + 10])
     torch.manual_seed(0)
     cut.train()
     seen: set[tuple[int, int, int, int]] = set()
@@ -165,7 +171,8 @@ def test_fragments_come_from_inside_each_cell_random_in_training_and_centred_at_
             for i, row in enumerate(image):
                 for j, (top, left) in enumerate(row):  # a window of its own image, inside its own cell
                     assert rows[i] <= top <= rows[i + 1] - 10 and cols[j] <= left <= cols[j + 1] - 10
-                    assert torch.equal(train[n, :, i * 10:(i + 1) * 10, j * 10:(j + 1) * 10], x[n, :, top:top + 10, left:left + 10])
+                    assert torch.equal(train[n, :, i * 10:(i + 1) * 10, j * 10:(j + 1) * 10],
+                                       x[n, :, top:top + 10, left:left + 10])
                     seen.add((i, j, top - rows[i], left - cols[j]))
     assert {(top, left) for i, j, top, left in seen if (i, j) == (0, 0)} == {(a, b) for a in range(7) for b in range(5)}
     torch.manual_seed(1)
@@ -187,7 +194,8 @@ def test_specs_stored_before_fragments_load_unchanged():
 
 
 def test_the_default_and_small_spaces_offer_fragments_of_the_native_image():
-    assert (SpaceConfig().fragments, SpaceConfig.small().fragments, SpaceConfig.tiny().fragments) == ((0, 7), (0, 5), (0,))
+    assert ((SpaceConfig().fragments, SpaceConfig.small().fragments, SpaceConfig.tiny().fragments)
+            == ((0, 7), (0, 5), (0,)))
     for space, view in ((SpaceConfig(), 224), (SpaceConfig.small(), 160)):
         specs = _random_specs(12, dataclasses.replace(space, patches=(0,), mscn=(False,)), Caps(), 8)
         fragments = [s for s in specs if s.input.fragments]
@@ -203,7 +211,8 @@ def test_a_single_choice_records_no_parameter_so_whole_image_trials_sample_as_be
     trial = study.ask()  # the tiny space offers one test view and the mean over patches: nothing is asked
     spec = sample_spec(trial, dataclasses.replace(SpaceConfig.tiny(), patches=(32,), train_patches=(2,)), Caps())
     assert not {"patch_grid", "test_scale", "test_flip", "patch_pool"} & set(trial.params)
-    assert (spec.input.grid, spec.input.test_scales, spec.input.test_flip, spec.head.patch_pool) == (3, [], False, "mean")
+    assert ((spec.input.grid, spec.input.test_scales, spec.input.test_flip, spec.head.patch_pool)
+            == (3, [], False, "mean"))
 
 
 def test_the_default_and_small_spaces_offer_the_test_views_and_patch_pools():
@@ -220,14 +229,16 @@ def test_the_default_and_small_spaces_offer_the_test_views_and_patch_pools():
 
 def _views_spec(grid: int = 3, scales: tuple[int, ...] = (), flip: bool = False, pool: str = "mean",
                 global_size: int = 0, head_pool: str = "avgstd") -> ArchSpec:
-    return ArchSpec(InputSpec(48, 48, False, 16, 2, grid, global_size, test_scales=list(scales), test_flip=flip), StemSpec("conv", 8),
+    return ArchSpec(InputSpec(48, 48, False, 16, 2, grid, global_size, test_scales=list(scales), test_flip=flip),
+                    StemSpec("conv", 8),
                     [StageSpec("mbconv", 16, 1, 2, 3, 2.0, True), StageSpec("residual", 24, 1, 2, 3)],
                     HeadSpec(head_pool, 2, 16, patch_pool=pool))
 
 
 @pytest.mark.parametrize("grid, scales, flip, pool, global_size", [
-    (4, (), False, "mean", 0), (3, (32,), False, "mean", 32), (3, (), True, "mean", 0), (4, (24, 32), True, "mean", 32),
-    (3, (), False, "attn", 0), (4, (32,), True, "attn", 32), (3, (), False, "meanstd", 0), (3, (32,), True, "meanstd", 32),
+    (4, (), False, "mean", 0), (3, (32,), False, "mean", 32), (3, (), True, "mean", 0),
+    (4, (24, 32), True, "mean", 32), (3, (), False, "attn", 0), (4, (32,), True, "attn", 32),
+    (3, (), False, "meanstd", 0), (3, (32,), True, "meanstd", 32),
 ])
 def test_test_views_and_patch_pools_count_exactly(measured_flops, grid, scales, flip, pool, global_size):
     spec = _views_spec(grid, scales, flip, pool, global_size)
@@ -239,7 +250,8 @@ def test_test_views_and_patch_pools_count_exactly(measured_flops, grid, scales, 
     plain, features = _views_spec(global_size=global_size), 2 * (16 + 24)  # avgstd of the two fused stages
     pooling = {"mean": 0, "attn": 2 * features, "meanstd": features * 16}[pool]  # scores of 2 patches; a wider Linear
     assert train_flops(spec) == train_flops(plain) + pooling  # test views cost nothing in training
-    assert build_model(spec).head.mlp[0].in_features == (2 if pool == "meanstd" else 1) * features + (features if global_size else 0)
+    assert (build_model(spec).head.mlp[0].in_features
+            == (2 if pool == "meanstd" else 1) * features + (features if global_size else 0))
     extra = count_params(spec) - count_params(plain)
     assert extra == {"mean": 0, "attn": features + 1, "meanstd": features * 16}[pool]  # meanstd: a wider head Linear
 
@@ -285,16 +297,19 @@ def test_spec_dicts_without_the_test_view_fields_load_unchanged():
 
 
 @pytest.mark.parametrize("change, field", [
-    (dict(patch=16, crop=32), "input.patch"), (dict(patch=80), "input.patch"), (dict(global_size=16), "input.global_size"),
+    (dict(patch=16, crop=32), "input.patch"), (dict(patch=80), "input.patch"),
+    (dict(global_size=16), "input.global_size"),
     (dict(patch=16, train_patches=0), "input"), (dict(patch=16, test_scales=[64]), "input.test_scales"),
-    (dict(patch=16, test_scales=[8]), "input.test_scales"), (dict(test_flip=True), "input"), (dict(test_scales=[32]), "input"),
+    (dict(patch=16, test_scales=[8]), "input.test_scales"), (dict(test_flip=True), "input"),
+    (dict(test_scales=[32]), "input"),
     (dict(patch_pool="max"), "head.patch_pool"), (dict(patch_pool="attn"), "head.patch_pool"),
     (dict(patch=16, patch_pool="meanstd"), "head.patch_pool"),  # one training patch: nothing to pool over
     (dict(patch=16, train_patches=2, grid=1, patch_pool="attn"), "head.patch_pool"),  # one test patch
     (dict(fragments=2, patch=16), "input.fragments"), (dict(fragments=2, fragment=8, crop=32), "input.fragments"),
     (dict(fragments=3, fragment=22), "input.fragments"), (dict(fragments=2, fragment=3), "input.fragments"),
     (dict(fragments=-2), "input.fragments"), (dict(fragments=2, global_size=16), "input.global_size"),
-    (dict(fragments=2, fragment=8, test_flip=True), "input"), (dict(fragments=2, fragment=8, test_scales=[32]), "input"),
+    (dict(fragments=2, fragment=8, test_flip=True), "input"),
+    (dict(fragments=2, fragment=8, test_scales=[32]), "input"),
     (dict(fragments=2, fragment=8, patch_pool="attn"), "head.patch_pool"),
 ])
 def test_bad_patch_inputs_name_the_field(change, field):
@@ -344,7 +359,8 @@ def test_every_block_family_is_registered_and_reads_its_widths_off_a_built_block
         for plans, stage in zip(block_plan(spec), model.blocks()):
             for plan, built in zip(plans, stage):
                 assert built.family is BLOCK_FAMILIES[plan.block] and isinstance(built.module, built.family.module)
-                assert built.family.widths(built.module) == (plan.cout, plan.hidden, plan.se_hidden), (block, built.name)
+                assert built.family.widths(built.module) == (plan.cout, plan.hidden, plan.se_hidden), \
+                    (block, built.name)
                 assert built.stride == plan.stride
 
 

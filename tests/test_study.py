@@ -48,7 +48,8 @@ def test_rung_epochs_are_fractions_of_the_schedule():
 
 def test_should_stop_counts_only_no_larger_better_peers():
     def peer(params, score):  # stored as studies always stored them
-        trial = create_trial(state=TrialState.COMPLETE, values=[score, params], user_attrs={"params": params, "rung0": score})
+        trial = create_trial(state=TrialState.COMPLETE, values=[score, params],
+                             user_attrs={"params": params, "rung0": score})
         return TrialRecord.from_trial(trial)
 
     rungs = ParetoRungs(dominators=3, margin=0.01)
@@ -138,7 +139,8 @@ def _freeze_a_running_trial(study: optuna.Study, deadline: float) -> tuple[optun
     The trial is re-read after the worker is frozen, so it cannot finish between the choice and the kill.
     """
     while time.time() < deadline:
-        running = [r for r in map(TrialRecord.from_trial, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        running = [r for r in map(TrialRecord.from_trial,
+                                  study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
                    if r.worker]
         if running and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             pid = int(running[0].worker.rsplit(":", 1)[1])
@@ -411,7 +413,8 @@ def _kill_during_a_trial(proc: subprocess.Popen, run_dir: Path, deadline: float)
             study = optuna.load_study(study_name="k", storage=default_storage_url(run_dir))
             if any(TrialRecord.from_trial(t).worker for t in study.get_trials(states=(TrialState.RUNNING,))):
                 proc.send_signal(signal.SIGSTOP)
-                running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if TrialRecord.from_trial(t).worker]
+                running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                           if TrialRecord.from_trial(t).worker]
                 if running:
                     proc.kill()
                     proc.wait()

@@ -12,7 +12,7 @@ from optuna.trial import TrialState, create_trial
 
 from results import confirm as confirm_module
 from results.candidates import CONFIRM_ATTR, Protocol, ranked_candidates
-from results.confirm import confirm, fold_score, needs_confirming
+from results.confirm import confirm, confirm_seconds, fold_score
 from search.budget import BudgetModel
 from search.profiles import get_profile
 from search.study import StudyConfig, StudyData, TrialRecord, run_search
@@ -156,13 +156,13 @@ def test_a_lucky_single_run_loses_its_place_when_its_folds_say_so(tiny_study, mo
     recipes = {f"trial {t.number}": candidate_recipe(t.number, study).to_dict()
                for t in study.get_trials(states=(TrialState.COMPLETE,))}
     monkeypatch.setattr(confirm_module, "fold_score", fake_fold_score)
-    assert needs_confirming(study, cfg, 2, 3)
+    assert confirm_seconds(study, cfg, 2, 3)[0]
     ranked = confirm(study, cfg, top=2, k=3, progress=False)
     assert ranked.loc[ranked["export"], "id"].item() == f"trial {other}"
     row = ranked.set_index("id").loc[f"trial {lucky}"]
     assert row["confirm_mean"] == pytest.approx(0.33) and row["confirm_sd"] == pytest.approx(0.03)
     assert row["confirm_n"] == 3 and len(calls) == 6
-    assert not needs_confirming(study, cfg, 2, 3)
+    assert not confirm_seconds(study, cfg, 2, 3)[0]
     confirm(study, cfg, top=2, k=3, progress=False)  # resumed: every fold is stored, nothing retrains
     assert len(calls) == 6 and set(study.user_attrs[CONFIRM_ATTR]) == {f"trial {lucky}", f"trial {other}"}
 

@@ -37,14 +37,16 @@ def split():
     return data.subset(np.arange(180)), data.subset(np.arange(180, 240))
 
 
-@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                               ((9, 0), torch.bfloat16)])
 def test_precision_follows_compute_capability(capability, dtype):
     assert resolve_precision("auto", torch.device("cuda"), capability) == dtype
 
 
 def test_precision_on_the_cpu_and_by_name():
     assert resolve_precision("auto", CPU) is None  # fp32 on a CPU unless asked
-    assert resolve_precision("fp16", CPU) == torch.float16 and resolve_precision("fp32", torch.device("cuda"), (9, 0)) is None
+    assert (resolve_precision("fp16", CPU) == torch.float16
+            and resolve_precision("fp32", torch.device("cuda"), (9, 0)) is None)
     with pytest.raises(ValueError, match="precision 'fp8'"):
         resolve_precision("fp8", CPU)
     assert TrainConfig.from_dict({"amp": False}).precision == "fp32"  # recipes stored before `precision`

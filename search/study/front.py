@@ -13,7 +13,8 @@ import pandas as pd
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows no other row beats on both fewer parameters and a higher score, sorted by parameters."""
-    done = frame[(frame["state"] == "COMPLETE") & frame["score"].notna()].sort_values(["params", "score"], ascending=[True, False])
+    done = frame[(frame["state"] == "COMPLETE") & frame["score"].notna()].sort_values(["params", "score"],
+                                                                                        ascending=[True, False])
     keep, best = [], -np.inf
     for idx, r in done.iterrows():
         if r["score"] > best:

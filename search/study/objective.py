@@ -18,8 +18,8 @@ pretraining, since neither applies to pairs.
 """
 from __future__ import annotations
 
-import copy
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -103,9 +103,8 @@ def plan_trial(recipe: Recipe, pretrain_share: float, cfg: StudyConfig, budget: 
     spec = shrink_to_fit(recipe.spec, affords, what)
     shrunk = None if spec == recipe.spec else (f"widths shrunk from {count_params(recipe.spec):,} to "
                                                f"{count_params(spec):,} params to fit {what}")
-    planned = Recipe(spec, copy.deepcopy(recipe.train))
-    planned.train.pretrain_epochs, planned.train.epochs = schedule(spec)
-    return planned, shrunk
+    pretrain_epochs, epochs = schedule(spec)
+    return Recipe(spec, replace(recipe.train, pretrain_epochs=pretrain_epochs, epochs=epochs)), shrunk
 
 
 def duplicate_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
@@ -209,7 +208,8 @@ class Objective:
         TrialRecord.store(trial, metrics={k: float(v) for k, v in result.metrics.items()},
                           target_metrics=result.target_metrics, epochs_run=result.epochs_run, wall_s=result.seconds,
                           t4_s=self._t4_seconds(recipe.spec, len(train_set), recipe.train, result.epochs_run),
-                          stopped_early=result.stopped_early, time_limit=(result.stopped_early and self.time_up()) or None)
+                          stopped_early=result.stopped_early,
+                          time_limit=(result.stopped_early and self.time_up()) or None)
         if result.stopped_early:
             raise optuna.TrialPruned(f"stopped at epoch {result.epochs_run}: " + (
                 "the study's time limit" if self.time_up() else "dominated at its rung"))

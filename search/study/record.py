@@ -76,7 +76,8 @@ class TrialRecord:
         stored = {f.name: attrs[f.name] for f in fields(cls) if f.name in attrs and f.name not in _FROM_TRIAL}
         rungs = {int(m.group(1)): v for k, v in attrs.items() if (m := _RUNG.fullmatch(k))}
         if "recipe" not in stored and "spec" in attrs and "train_config" in attrs:  # stored before `recipe`
-            stored["recipe"] = Recipe(ArchSpec.from_dict(attrs["spec"]), TrainConfig.from_dict(attrs["train_config"])).to_dict()
+            stored["recipe"] = Recipe(ArchSpec.from_dict(attrs["spec"]),
+                                      TrainConfig.from_dict(attrs["train_config"])).to_dict()
         return cls(number=trial.number, state=trial.state, values=None if trial.values is None else list(trial.values),
                    **stored, rungs=rungs)
 

@@ -151,14 +151,16 @@ class StudyConfig:
             raise ValueError(f"patches must be 0 (whole image) or sizes in 8..{space.native} px (the {self.space} "
                              f"space's native size), got {self.patches}")
         if not space.fragments or any(s < 0 or s * max(space.fragment_sizes) > space.native for s in space.fragments):
-            raise ValueError(f"fragments must be 0 (off) or grids of at most {space.native // max(space.fragment_sizes)} "
+            raise ValueError(f"fragments must be 0 (off) or grids of at most "
+                             f"{space.native // max(space.fragment_sizes)} "
                              f"cells a side ({max(space.fragment_sizes)} px fragments of the {self.space} space's "
                              f"{space.native} px images), got {self.fragments}")
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("early stopping", self.early_stop, EARLY_STOPPING)
         for name, value, least in (("max_epochs", self.max_epochs, 1), ("min_epochs", self.min_epochs, 1),
                                    ("batch_size", self.batch_size, 1),
-                                   ("eval_views", self.eval_views, 1), ("n_synthetic", self.n_synthetic, MIN_SYNTHETIC)):
+                                   ("eval_views", self.eval_views, 1),
+                                   ("n_synthetic", self.n_synthetic, MIN_SYNTHETIC)):
             if value < least:
                 raise ValueError(f"{name} must be at least {least}, got {value}")
         BudgetModel(efficiency=self.t4_efficiency)  # refuses an efficiency outside EFFICIENCY_RANGE
@@ -166,11 +168,13 @@ class StudyConfig:
             raise ValueError(f"trial_budget_s must be > 0 (T4 seconds per trial), got {self.trial_budget_s}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
-        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
             raise ValueError(f"need 0 < val_fraction, 0 <= test_fraction and their sum < 1; "
                              f"got {self.val_fraction} and {self.test_fraction}")
         if not self.pretrain_shares or any(not 0 <= f < 1 for f in self.pretrain_shares):
-            raise ValueError(f"pretrain_shares must be a non-empty list of values in [0, 1), got {self.pretrain_shares}")
+            raise ValueError(f"pretrain_shares must be a non-empty list of values in [0, 1), "
+                             f"got {self.pretrain_shares}")
         if not self.ema_decays or any(not 0 <= d < 1 for d in self.ema_decays):
             raise ValueError(f"ema_decays must be a non-empty list of values in [0, 1), got {self.ema_decays}")
         if any(not 0 < f < 1 for f in self.rung_fractions):

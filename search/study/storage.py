@@ -77,7 +77,8 @@ def create_study(cfg: StudyConfig, name: str, storage_url: str) -> optuna.Study:
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", cfg.to_dict())
-        study.set_metric_names([get_profile(cfg.profile).score_name, "params"] + (["flops"] if cfg.flops_objective else []))
+        study.set_metric_names([get_profile(cfg.profile).score_name, "params"]
+                               + (["flops"] if cfg.flops_objective else []))
         return study
     stored = StudyConfig.from_dict(stored).to_dict()  # older studies: today's spelling of the same settings
     differing = [k for k, v in cfg.to_dict().items() if k not in LOCAL_SETTINGS and stored.get(k) != v]
@@ -106,7 +107,8 @@ def check_split(study: optuna.Study, data: StudyData) -> None:
     none, or has an older study's unversioned one that still matches; refuse to go on with another one (the
     labels, pairs or images changed since): trials validated on different splits cannot be compared."""
     records = map(TrialRecord.from_trial, study.get_trials(deepcopy=False))
-    recorded = study.user_attrs.get("val_fingerprint") or next((r.val_fingerprint for r in records if r.val_fingerprint), None)
+    recorded = (study.user_attrs.get("val_fingerprint")
+                or next((r.val_fingerprint for r in records if r.val_fingerprint), None))
     fingerprint = data.val_fingerprint()
     if recorded is not None and not data.matches(recorded):
         raise ValueError(f"study {study.study_name!r} was validated on another split (fingerprint {recorded}, "

@@ -137,7 +137,8 @@ def no_completed(study: optuna.Study) -> str:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return (f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90
+            else f"{seconds:.0f} s")
 
 
 def run_worker(storage_url: str, study_name: str, n_trials: int, run_dir: Path, overrides: dict | None = None,
@@ -277,7 +278,8 @@ def run_search(cfg: StudyConfig, study_name: str, n_trials: int, run_dir: Path,
             cv = known.cv
             _say(f"enqueued known recipe {known.name} (cross-validated {cv['score']:.3f} +- {cv['sd']:.3f} over "
                  f"{cv['folds']} folds; bench/NOTES.md)")
-    (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()}, indent=2))
+    (run_dir / "config.json").write_text(json.dumps({"study": study_name, "storage": storage_url, **cfg.to_dict()},
+                                                    indent=2))
     overrides = {k: getattr(cfg, k) for k in LOCAL_SETTINGS}
     if workers <= 1:
         run_worker(storage_url, study_name, n_trials, run_dir, overrides, progress=progress, data=data, stop_at=stop_at)

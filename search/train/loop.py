@@ -137,9 +137,11 @@ def _metrics_per_target(pred: np.ndarray, data: ImageSet) -> dict[str, dict[str,
     parts = [(p, t) for (_, p), (_, t) in zip(data.own_scale(pred), data.own_scale(truth)) if len(p) >= 2]
     out = {}
     for i, name in enumerate(data.target_names):
-        scored = [(len(p), iqa_metrics(p[:, i], t[:, i])) for p, t in parts] or [(1, iqa_metrics(pred[:, i], truth[:, i]))]
+        scored = ([(len(p), iqa_metrics(p[:, i], t[:, i])) for p, t in parts]
+                  or [(1, iqa_metrics(pred[:, i], truth[:, i]))])
         total = sum(n for n, _ in scored)
-        out[name] = scored[0][1] if len(scored) == 1 else {k: sum(n * m[k] for n, m in scored) / total for k in scored[0][1]}
+        out[name] = (scored[0][1] if len(scored) == 1
+                     else {k: sum(n * m[k] for n, m in scored) / total for k in scored[0][1]})
     return out
 
 
@@ -221,7 +223,7 @@ def _refit(wanted: int, durations: list[float], left: float) -> int:
 
 
 @dataclass
-class Task:
+class FitTask:
     """What one kind of training gives the shared epoch loop (`fit`)."""
 
     batch_loss: Callable[[torch.Tensor], torch.Tensor]
@@ -236,8 +238,9 @@ class Task:
     """Each item's source when a set combines several (every batch then holds one: `Batches`)."""
 
 
-def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, spent_s: float,
-        on_epoch: Callable[[EpochRecord], bool] | None, progress: bool, watch: BestSnapshot | None = None) -> TrainResult:
+def fit(model: nn.Module, task: FitTask, cfg: TrainConfig, device: torch.device, spent_s: float,
+        on_epoch: Callable[[EpochRecord], bool] | None, progress: bool,
+        watch: BestSnapshot | None = None) -> TrainResult:
     """Epochs of `task` under `cfg` (after `spent_s` seconds of pretraining): the optimiser, EMA, the
     time budget with refitting of the remaining epochs, validation and early stopping. With a `watch`,
     validation runs on the epochs it says are due, it may end training, and the model ends on its best
@@ -269,7 +272,8 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, device: torch.device, sp
         history.append(EpochRecord(epoch, stats.loss, train_seconds, stats.images / max(stats.seconds, 1e-9),
                                    optimise.lr, metrics, per_target, stats.skipped))
         bar.update()
-        bar.set_postfix(loss=f"{stats.loss:.3f}", **{k: f"{metrics[k]:.3f}" for k in ("srcc", "pair_acc") if k in metrics})
+        bar.set_postfix(loss=f"{stats.loss:.3f}",
+                        **{k: f"{metrics[k]:.3f}" for k in ("srcc", "pair_acc") if k in metrics})
         if on_epoch is not None and on_epoch(history[-1]):
             stopped, stop = epoch < cfg.epochs, "stopped by the study's early stopping"
             break
@@ -316,7 +320,7 @@ def train_model(model: nn.Module, train_set: ImageSet, val_set: ImageSet | None,
     spent = pretrain(model, images, cfg, device, cfg.time_budget_s or math.inf) if cfg.pretrain_epochs else 0.0
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed)
     crop = cfg.crop or images.data.shape[-1]
-    task = Task(_mos_loss(model, images, targets, cfg, norm, gen, teacher), len(images), images.index_device,
+    task = FitTask(_mos_loss(model, images, targets, cfg, norm, gen, teacher), len(images), images.index_device,
                 lambda scored, epoch: _validate(scored, val_set, cfg, device, crop, epoch), images.resident,
                 train_set.sources)
     return fit(model, task, cfg, device, spent, on_epoch, progress, watch)

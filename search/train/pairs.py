@@ -24,7 +24,7 @@ from search.train.retrain import (
     Deadline, StepCosts, measured_on, member_recipe, time_left, timed_predict, timed_step, train_members,
 )
 from search.train.step import Images, TrainingDiverged, autocast, model_device, resolve_precision
-from search.train.loop import EpochRecord, Task, TrainResult, fit, predict, seed_everything
+from search.train.loop import EpochRecord, FitTask, TrainResult, fit, predict, seed_everything
 from space import build_model
 
 PREFERENCE = "preference"
@@ -114,7 +114,8 @@ def train_pairs(model: nn.Module, train: PairSet, val: PairSet | None, cfg: Trai
             return {}
         return evaluate_pairs(scored, val, cfg.crop, cfg.eval_views, device, cfg.precision)
 
-    task = Task(_pair_loss(model, images, pairs, cfg, gen), len(train), images.index_device, validate, images.resident)
+    task = FitTask(_pair_loss(model, images, pairs, cfg, gen), len(train), images.index_device, validate,
+                   images.resident)
     return fit(model, task, cfg, device, 0.0, on_epoch, progress)
 
 

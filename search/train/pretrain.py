@@ -21,8 +21,8 @@ PRETRAIN_MARGIN = 0.5
 copy degraded one step further; a hinge, so scores stop growing once the order is clear."""
 
 
-def pretrain(model: nn.Module, images: torch.Tensor | Images, cfg: TrainConfig, device: torch.device | str | None = None,
-             seconds_left: float = math.inf) -> float:
+def pretrain(model: nn.Module, images: torch.Tensor | Images, cfg: TrainConfig,
+             device: torch.device | str | None = None, seconds_left: float = math.inf) -> float:
     """`cfg.pretrain_epochs` self-supervised ranking epochs on uint8 `images` (no labels): the model's
     first output must score each crop `PRETRAIN_MARGIN` above a mildly degraded copy and that above a
     strongly degraded one (in units of `target_std` when the model has it). Stops early after

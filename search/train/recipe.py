@@ -10,7 +10,7 @@ notebook holds it as a literal.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from search.train.distort import DISTORTIONS
 from search.train.losses import make_loss
@@ -101,9 +101,10 @@ class Recipe:
     """Trained first, on the same images at the student's input size; it only teaches and is not saved."""
 
     def __post_init__(self) -> None:
-        self.train.crop = self.spec.input.crop  # the training crop is the spec's, never a second copy
-        if self.spec.input.patch or self.spec.input.fragments:  # it scores its own grid; crops would repeat it
-            self.train.eval_views = 1
+        # A copy of the given settings (a caller's TrainConfig is never changed): the training crop is the spec's,
+        # never a second copy, and a patch or fragment view scores its own grid, so crops would repeat it.
+        views = 1 if self.spec.input.patch or self.spec.input.fragments else self.train.eval_views
+        self.train = replace(self.train, crop=self.spec.input.crop, eval_views=views)
         if self.teacher is not None and self.teacher.teacher is not None:
             raise ValueError("a teacher recipe cannot have a teacher of its own")
 
@@ -121,6 +122,5 @@ class Recipe:
         and crop (the teacher scores the student's crops)."""
         spec = copy.deepcopy(teacher.spec)
         spec.input.resize, spec.input.crop = self.spec.input.resize, self.spec.input.crop
-        train = copy.deepcopy(self.train)
-        train.distill_weight = distill_weight
-        return Recipe(copy.deepcopy(self.spec), train, Recipe(spec, copy.deepcopy(teacher.train)))
+        return Recipe(copy.deepcopy(self.spec), replace(self.train, distill_weight=distill_weight),
+                      Recipe(spec, teacher.train))

@@ -9,7 +9,6 @@ epochs are a number, or `FILL`: as many as the deadline allows (`wanted_epochs`)
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, replace
@@ -82,9 +81,7 @@ class StepCosts:
 
 def member_recipe(recipe: Recipe) -> Recipe:
     """`recipe` for one member of its ensemble (`ArchSpec.member`); a copy."""
-    out = copy.deepcopy(recipe)
-    out.spec = recipe.spec.member()
-    return out
+    return replace(recipe, spec=recipe.spec.member())
 
 
 def budget_costs(budget: BudgetModel, recipe: Recipe, pairs: bool = False) -> StepCosts:
@@ -125,7 +122,8 @@ class RetrainPlan:
         measured = "measured" if self.costs.source.startswith("measured") else "estimated"
         extra = f" after {self.pretrain_epochs} pretraining epochs" if self.pretrain_epochs else ""
         return (f"{measured} {self.epoch_s:.1f} s/epoch ({self.costs.source}), {self.epochs} epochs fit{extra}, "
-                f"expected end {duration(elapsed_s + self.seconds)} of a {duration(limit_s or elapsed_s + self.budget_s)} limit")
+                f"expected end {duration(elapsed_s + self.seconds)} "
+                f"of a {duration(limit_s or elapsed_s + self.budget_s)} limit")
 
 
 def duration(seconds: float) -> str:
@@ -164,11 +162,11 @@ def plan_retrain(recipe: Recipe, n_train: int, n_test: int, costs: StepCosts, bu
 
 def planned(recipe: Recipe, plan: RetrainPlan) -> Recipe:
     """`recipe` with the plan's epochs (its teacher trains as many MOS epochs as the student)."""
-    out = copy.deepcopy(recipe)
-    out.train.epochs, out.train.pretrain_epochs = plan.epochs, plan.pretrain_epochs
-    if out.teacher is not None:
-        out.teacher.train.epochs, out.teacher.train.pretrain_epochs = plan.epochs, plan.teacher_pretrain_epochs
-    return out
+    teacher = None if recipe.teacher is None else replace(
+        recipe.teacher, train=replace(recipe.teacher.train, epochs=plan.epochs,
+                                      pretrain_epochs=plan.teacher_pretrain_epochs))
+    return replace(recipe, train=replace(recipe.train, epochs=plan.epochs, pretrain_epochs=plan.pretrain_epochs),
+                   teacher=teacher)
 
 
 class Deadline:
@@ -222,8 +220,7 @@ def retrain(recipe: Recipe, data: ImageSet, seed: int, device: torch.device | st
         return _train(recipe, train, val, seed, device, deadline, reserve_s, progress)
     half = None if deadline is None else Deadline(deadline.left() / 2 + reserve_s / 2)
     _, calibration = _train(recipe, train, val, seed, device, half, reserve_s, progress, patience=False)
-    refit = copy.deepcopy(recipe)
-    refit.train.epochs = calibration.best_epoch or calibration.epochs_run
+    refit = replace(recipe, train=replace(recipe.train, epochs=calibration.best_epoch or calibration.epochs_run))
     model, result = _train(refit, data, None, seed, device, deadline, reserve_s, progress)
     result.stop = (f"{result.stop}; refit on all data for the {refit.train.epochs} epochs where a holdout run "
                    f"({calibration.epochs_run} epochs: {calibration.stop}) validated best")
@@ -263,7 +260,8 @@ def _train(recipe: Recipe, data: ImageSet, val: ImageSet | None, seed: int, devi
     teacher = None
     if recipe.teacher is not None:
         student_s = _student_share(recipe, deadline, reserve_s)
-        teacher_cfg = replace(recipe.teacher.train, seed=seed + 1, time_budget_s=time_left(deadline, reserve_s + student_s))
+        teacher_cfg = replace(recipe.teacher.train, seed=seed + 1,
+                              time_budget_s=time_left(deadline, reserve_s + student_s))
         seed_everything(teacher_cfg.seed)
         teacher = build_model(recipe.teacher.spec)
         train_model(teacher, data, None, teacher_cfg, device=device, progress=progress)
@@ -322,7 +320,8 @@ def timed_predict(recipe: Recipe, images: torch.Tensor, device: torch.device, mo
     return (time.perf_counter() - start) / len(images)
 
 
-def timed_step(train: Callable[..., TrainResult], spec: ArchSpec, cfg: TrainConfig, sample, device: torch.device) -> float:
+def timed_step(train: Callable[..., TrainResult], spec: ArchSpec, cfg: TrainConfig, sample,
+               device: torch.device) -> float:
     """Seconds of one step of `train` (`train_model`, or pair training) on `sample`, timed on the second
     of two short epochs."""
     probe = replace(cfg, epochs=2, pretrain_epochs=0, time_budget_s=None)

@@ -23,7 +23,8 @@ from torch import nn
 from search.memory import fits_on_device
 from search.train.recipe import PRECISIONS, TrainConfig
 
-def resolve_precision(precision: str, device: torch.device, capability: tuple[int, int] | None = None) -> torch.dtype | None:
+def resolve_precision(precision: str, device: torch.device,
+                      capability: tuple[int, int] | None = None) -> torch.dtype | None:
     """The autocast dtype of a run on `device` (None = fp32). "auto": bf16 on a GPU of compute capability
     8.0 or more (Ampere on), fp16 below it (a T4 is 7.5 and has no native bf16 convolutions, although
     `torch.cuda.is_bf16_supported()` says True there by emulation), fp32 on a CPU. "fp16" and "bf16"
@@ -136,7 +137,8 @@ class Stepper:
             if self.clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip, foreach=True)
-            scale = self.scaler._scale.clone() if self.fp16 else None  # the scale backs off exactly when a step is skipped
+            # the scale backs off exactly when a step is skipped
+            scale = self.scaler._scale.clone() if self.fp16 else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.schedule.step()
