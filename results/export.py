@@ -25,7 +25,6 @@ notebook, which trains from a CSV of pairs and writes the chosen image of every 
 """
 from __future__ import annotations
 
-import copy
 import datetime
 import errno
 import json
@@ -34,7 +33,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -167,9 +166,7 @@ def choose_members(recipe: Recipe, name: str, profile: Profile, members: int | s
     the candidate still holds), stay within the cap, and whose plan (`plan_for`) fits the export budget with the
     epochs one network would train (with "fill", `fill`, they share the deadline instead)."""
     def as_ensemble(n: int) -> Recipe:
-        out = copy.deepcopy(recipe)
-        out.spec.members = n
-        return out
+        return replace(recipe, spec=replace(recipe.spec, members=n))
 
     one = count_params(recipe.spec)
     if members != "auto":
@@ -178,7 +175,7 @@ def choose_members(recipe: Recipe, name: str, profile: Profile, members: int | s
             profile.caps.check(ensemble.spec, f"{name} as an ensemble of {members}")
         except CapError as err:
             raise CapError(f"{err} of {profile.name}: refusing to export it") from None
-        return ensemble, f"{members} member(s), as asked"
+        return ensemble, f"{members} member{'' if members == 1 else 's'}, as asked"
     points = lambda n: _size_points(n * one, profile, reference_sizes_m)  # noqa: E731
     alone = plan_for(recipe).epochs
     for n in range(AUTO_MEMBERS, 1, -1):
