@@ -48,7 +48,7 @@ from search.study import (
 from search.study.workers import INTERRUPTED, WorkersFailed, no_completed
 from search.train.retrain import DEFAULT_FINAL, FILL, FINALS, Deadline, duration, wanted_epochs
 
-DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1200, trial_budget_s=60.0, max_epochs=12,
+DEMO = dict(study="demo", trials=8, space="tiny", n_synthetic=1000, trial_budget_s=60.0, max_epochs=12,
             export_epochs=12, export_limit="3m")
 
 USER_ERRORS = (ValueError, OSError, MemoryError, sqlite3.OperationalError, sqlalchemy.exc.OperationalError)
