@@ -35,7 +35,7 @@ CONFIRM_ATTR = "confirm"
 "k": k, "scores": {run index: score}}} (a study confirmed before seeds existed stores {"folds": k, "scores": ...})."""
 PROTOCOL_ATTR = "confirm_protocol"
 """The study's user attribute naming the protocol its finalists are compared under: `Protocol.to_attr`."""
-CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "confirm_protocol", "finalist")
+CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "confirm_protocol", "confirm_scores", "finalist")
 
 
 @dataclass(frozen=True)
@@ -85,21 +85,22 @@ def confirm_protocol(study: optuna.Study) -> Protocol | None:
 
 def add_confirmed(frame: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
     """Add the confirmed scores (`CONFIRM_COLUMNS`: mean, sample sd and number of runs, NaN where a row has
-    none under the study's protocol, the protocol's name where it has some, and `finalist`: all the protocol's
-    runs are stored). Scores stored under
+    none under the study's protocol, the protocol's name and the run scores in run order where it has some, and
+    `finalist`: all the protocol's runs are stored). Scores stored under
     another protocol (another name or k) are left out (protocols never mix); a part-way confirm shows its runs
     but is no finalist until it is resumed."""
     frame = frame.copy()
     protocol = confirm_protocol(study)
     k = protocol.k if protocol else None
     stored = study.user_attrs.get(CONFIRM_ATTR, {})
-    scores = [list(entry.get("scores", {}).values())
+    scores = [[score for _, score in sorted(entry.get("scores", {}).items(), key=lambda run: int(run[0]))]
               if protocol is not None and Protocol.of(entry := stored.get(cid, {})) == protocol else []
               for cid in frame["id"]]
     frame["confirm_mean"] = [float(np.mean(s)) if s else np.nan for s in scores]
     frame["confirm_sd"] = [float(np.std(s, ddof=1)) if len(s) > 1 else np.nan for s in scores]
     frame["confirm_n"] = [len(s) if s else np.nan for s in scores]
     frame["confirm_protocol"] = [protocol.name if s else None for s in scores]
+    frame["confirm_scores"] = [tuple(s) if s else None for s in scores]
     frame["finalist"] = [bool(s) and len(s) == k for s in scores]
     return frame
 

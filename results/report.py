@@ -236,7 +236,8 @@ def exportable_ranking(ranked: pd.DataFrame, profile: Profile) -> pd.DataFrame:
     """The exportable rows of `ranked` (`results.candidates.rank`) in its order, renumbered, with `noise`:
     True where a row's composite differs from the row above by less than one standard error of the two
     scores' difference (in performance points; the size points carry no noise), so their order is not
-    established. Only rows of one group are compared: finalists with finalists, single runs with single runs."""
+    established: for two finalists, paired over their runs (`_paired_error`). Only rows of one group are
+    compared: finalists with finalists, single runs with single runs."""
     rows = ranked[ranked["exportable"]].reset_index(drop=True)
     est = [_estimate(r, profile) for _, r in rows.iterrows()]
     scale = profile.performance_points / profile.score_max
@@ -245,9 +246,21 @@ def exportable_ranking(ranked: pd.DataFrame, profile: Profile) -> pd.DataFrame:
         (above, e_above), (score, e) = est[i - 1], est[i]
         gap = scale * (above - score) + rows.at[i - 1, "size_points"] - rows.at[i, "size_points"]
         same_group = rows.at[i - 1, "finalist"] == rows.at[i, "finalist"]
-        noise.append(bool(same_group and abs(gap) < scale * np.hypot(e_above, e)))
+        error = _paired_error(rows.iloc[i - 1], rows.iloc[i])
+        noise.append(bool(same_group and abs(gap) < scale * (np.hypot(e_above, e) if error is None else error)))
     rows["noise"] = noise
     return rows
+
+
+def _paired_error(above: pd.Series, row: pd.Series) -> float | None:
+    """The standard error of two finalists' mean difference, paired run by run (run i of a protocol is the same
+    fold and seed for every candidate, so what the fold or seed does to both cancels); None unless both are
+    finalists with the same runs."""
+    a, b = above.get("confirm_scores"), row.get("confirm_scores")
+    if not (_finalist(above) and _finalist(row)) or not isinstance(a, tuple) or not isinstance(b, tuple) \
+            or len(a) != len(b) or len(a) < 2:
+        return None
+    return float(np.std(np.subtract(a, b), ddof=1) / np.sqrt(len(a)))
 
 
 def chance_warning(ranking: pd.DataFrame, profile: Profile) -> str | None:

@@ -22,6 +22,7 @@ from results.paper.ablations import read_ablation
 from results.paper.experiments import ranking_table
 from results.paper.facts import exported_model
 from results.paper.fmt import fixed, plural, tex_int
+from results.paper.sections import result_phrase
 from search.study.front import pareto_front
 from search.profiles import get_profile
 from search.study import TrialRecord
@@ -212,10 +213,21 @@ def test_ranking_shows_the_confirmed_scores(tiny_study, variants):
     assert [_int(r[2]) for r in plain] == list(ranked["params"].head(5))
     assert [len(r) for r in plain] == [5] * len(plain)  # no "Confirmed" column when nothing was confirmed
 
-    confirmed = ranked.assign(confirm_mean=np.nan, confirm_sd=np.nan, confirm_n=np.nan)
-    confirmed.loc[0, ["confirm_mean", "confirm_sd", "confirm_n"]] = [0.4567, 0.0123, 3]
-    rows = _tables(ranking_table(confirmed, exp, profile))["tab:ranking"]
-    assert rows[0][5] == "0.457 $\\pm$ 0.012 (3 runs)" and all(r[5] == "--" for r in rows[1:])
+    confirmed = ranked.assign(confirm_mean=np.nan, confirm_sd=np.nan, confirm_n=np.nan, confirm_protocol=None,
+                              finalist=False)
+    confirmed.loc[0, ["confirm_mean", "confirm_sd", "confirm_n", "confirm_protocol", "finalist"]] = \
+        [0.4567, 0.0123, 3, "folds", True]
+    confirmed.loc[1, ["confirm_mean", "confirm_sd", "confirm_n", "confirm_protocol"]] = [0.9, 0.0, 1, "folds"]
+    table_tex = ranking_table(confirmed, exp, profile)
+    rows = _tables(table_tex)["tab:ranking"]
+    assert rows[0][5] == "0.457 $\\pm$ 0.012 (3 prompt-grouped folds)"
+    assert all(r[5] == "--" for r in rows[1:])  # a part-way confirm (row 2) is not shown as confirmed
+    assert "3 runs each, retrained from scratch on prompt-grouped folds" in table_tex
+    confirmed["confirm_protocol"] = "seeds"
+    table_tex = ranking_table(confirmed, exp, profile)
+    assert _tables(table_tex)["tab:ranking"][0][5] == "0.457 $\\pm$ 0.012 (3 seeds)"
+    assert "with other seeds on the same split" in table_tex
+    assert result_phrase(confirmed.iloc[0], profile).endswith("(0.457 $\\pm$ 0.012 over 3 seeds)")
 
 
 def test_ablations_are_the_benchmarks_numbers(kit):

@@ -166,6 +166,19 @@ def test_noise_marks_neighbours_closer_than_the_seed_spread_or_the_confirmed_sd(
     assert list(exportable_ranking(singles, ICME)["noise"]) == [False, False, True]  # the singles, by the seed spread
 
 
+def test_two_finalists_are_compared_run_by_run():
+    """Folds differ in difficulty, and both finalists meet the same folds: a finalist better on every fold by
+    0.01 is established as better although each one's fold sd (0.05) is wide; unpaired it would be noise."""
+    a, b = (0.70, 0.75, 0.80), (0.69, 0.74, 0.79)
+    paired = _ranked([0.80, 0.78], confirm_mean=[np.mean(a), np.mean(b)], confirm_sd=[0.05, 0.05],
+                     confirm_n=[3, 3], confirm_scores=[a, b])
+    assert list(exportable_ranking(paired, ICME)["noise"]) == [False, False]
+    crossing = (0.64, 0.79, 0.84)  # a mean 0.017 above, the order changing from fold to fold
+    unsure = _ranked([0.80, 0.78], confirm_mean=[np.mean(crossing), np.mean(b)], confirm_sd=[0.05, 0.05],
+                     confirm_n=[3, 3], confirm_scores=[crossing, b])
+    assert list(exportable_ranking(unsure, ICME)["noise"]) == [False, True]
+
+
 def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, monkeypatch):
     study, cfg, run_dir = tiny_study
     frame_of = report.candidates_frame

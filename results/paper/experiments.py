@@ -24,12 +24,32 @@ def candidate_name(candidate: str) -> str:
     return candidate.replace("trial ", "Trial ", 1) if candidate.startswith("trial ") else tex_escape(candidate)
 
 
-def confirmed(row: pd.Series) -> str | None:
-    """"mean $\\pm$ sd (n runs)" of the confirm stage, or None when the row was not confirmed."""
-    if pd.isna(row.get("confirm_mean", float("nan"))):
+PROTOCOL_WORDS = {"folds": ("prompt-grouped fold", "retrained from scratch on prompt-grouped folds of the training "
+                            "and validation images"),
+                  "seeds": ("seed", "retrained from scratch with other seeds on the same split")}
+"""Per confirm protocol (`results.candidates.Protocol`): what one run is called, and how the runs were made."""
+
+
+def confirmed_parts(row: pd.Series) -> tuple[str, str] | None:
+    """("mean $\\pm$ sd", "3 prompt-grouped folds") of a finalist, or None for a row ranked by its single run
+    (a part-way confirm counts for nothing)."""
+    if not row.get("finalist", False):
         return None
-    return (f"{fixed(row['confirm_mean'])} $\\pm$ {fixed(row['confirm_sd'])} "
-            f"({plural(int(row['confirm_n']), 'run')})")
+    run = PROTOCOL_WORDS[row.get("confirm_protocol") or "folds"][0]
+    return f"{fixed(row['confirm_mean'])} $\\pm$ {fixed(row['confirm_sd'])}", plural(int(row["confirm_n"]), run)
+
+
+def confirmed(row: pd.Series) -> str | None:
+    """"mean $\\pm$ sd (3 prompt-grouped folds)" of a finalist, or None (`confirmed_parts`)."""
+    parts = confirmed_parts(row)
+    return None if parts is None else f"{parts[0]} ({parts[1]})"
+
+
+def finalists_words(finalists: pd.DataFrame) -> str:
+    """How the finalists' runs were made, for a caption ("3 runs each, retrained from scratch on ...")."""
+    first = finalists.iloc[0]
+    return (f"{plural(int(first['confirm_n']), 'run')} each, "
+            f"{PROTOCOL_WORDS[first.get('confirm_protocol') or 'folds'][1]}")
 
 
 def ranking_table(ranked: pd.DataFrame, exp: Exported, profile: Profile) -> str:
@@ -38,7 +58,8 @@ def ranking_table(ranked: pd.DataFrame, exp: Exported, profile: Profile) -> str:
     mine = ranked[ranked["id"] == exp.candidate]
     if len(mine) and mine.index[0] not in shown.index:
         shown = pd.concat([shown, mine])
-    has_confirm = "confirm_mean" in ranked and ranked["confirm_mean"].notna().any()
+    finalists = ranked[ranked["finalist"]] if "finalist" in ranked else ranked.iloc[:0]
+    has_confirm = len(finalists) > 0
     rows = []
     for rank, r in shown.iterrows():
         mark = "$^\\ast$" if r["id"] == exp.candidate else ""
@@ -49,8 +70,8 @@ def ranking_table(ranked: pd.DataFrame, exp: Exported, profile: Profile) -> str:
         rows.append(" & ".join(cells) + " \\\\")
     caption = (f"The ranking the export takes from ($^\\ast$: the exported candidate): validation "
                f"{score_words(profile)} "
-               "of the search" + (" and, where confirmed, mean $\\pm$ sd over repeated training runs with other "
-                                  "seeds" if has_confirm else "; no candidate was confirmed by repeated runs") + ".")
+               "of the search" + (f" and, for the finalists, mean $\\pm$ sd of {finalists_words(finalists)}"
+                                  if has_confirm else "; no candidate was confirmed by repeated runs") + ".")
     return table("tab:ranking", caption, "rlrrr" + ("r" if has_confirm else ""),
                  "Rank & Candidate & Params & MFLOPs & Score" + (" & Confirmed" if has_confirm else ""), rows)
 

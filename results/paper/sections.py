@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from results.paper.bib import dataset_title
-from results.paper.experiments import candidate_name, confirmed
+from results.paper.experiments import candidate_name, confirmed_parts
 from results.paper.facts import Exported
 from results.paper.fmt import (
     challenge_cite, challenge_title, fixed, mflops, plural, score_words, tex_escape, tex_int, todo, unsettable,
@@ -40,10 +40,10 @@ def title_block(title: str | None, authors: list[str] | None, ieee: bool) -> str
 
 
 def result_phrase(row: pd.Series, profile: Profile) -> str:
-    """"a validation correlation score of 0.512 (0.498 $\\pm$ 0.012 over 3 runs with other seeds)"."""
-    again = confirmed(row)
+    """"a validation correlation score of 0.512 (0.498 $\\pm$ 0.012 over 3 prompt-grouped folds)"."""
+    again = confirmed_parts(row)
     return (f"a validation {score_words(profile)} of {fixed(row['score'])}"
-            + (f" ({again} with other seeds)" if again else ""))
+            + (f" ({again[0]} over {again[1]})" if again else ""))
 
 
 def abstract(cfg: StudyConfig, profile: Profile, exp: Exported, row: pd.Series, completed: int, ieee: bool) -> str:
