@@ -48,6 +48,12 @@ class Protocol:
     name: str
     k: int
     NAMES: ClassVar[tuple[str, ...]] = ("folds", "seeds")
+    RUN_NOUN: ClassVar[dict[str, str]] = {"folds": "prompt-grouped fold", "seeds": "seed"}
+    """What one run of each protocol is called."""
+    HOW: ClassVar[dict[str, str]] = {
+        "folds": "retrained from scratch on prompt-grouped folds of the training and validation images",
+        "seeds": "retrained from scratch with other seeds on the study's own split"}
+    """How each protocol's runs are made, for a reader."""
 
     def __post_init__(self) -> None:
         if self.name not in self.NAMES or int(self.k) < 2:
@@ -69,8 +75,8 @@ class Protocol:
 
     @property
     def words(self) -> str:
-        """What the runs are, for a reader: "3 prompt-grouped folds", "3 seeds on the study's split"."""
-        return f"{self.k} prompt-grouped folds" if self.name == "folds" else f"{self.k} seeds on the study's split"
+        """The runs, for a reader: "3 prompt-grouped folds", "3 seeds"."""
+        return f"{self.k} {self.RUN_NOUN[self.name]}s"
 
 
 def confirm_protocol(study: optuna.Study) -> Protocol | None:

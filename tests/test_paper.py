@@ -226,7 +226,7 @@ def test_ranking_shows_the_confirmed_scores(tiny_study, variants):
     confirmed["confirm_protocol"] = "seeds"
     table_tex = ranking_table(confirmed, exp, profile)
     assert _tables(table_tex)["tab:ranking"][0][5] == "0.457 $\\pm$ 0.012 (3 seeds)"
-    assert "with other seeds on the same split" in table_tex
+    assert "with other seeds on the study's own split" in table_tex
     assert result_phrase(confirmed.iloc[0], profile).endswith("(0.457 $\\pm$ 0.012 over 3 seeds)")
 
 

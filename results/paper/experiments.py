@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from results.candidates import Protocol
 from results.paper.bib import dataset_title
 from results.paper.facts import Exported, exported_row
 from results.paper.fmt import WRAPPED, fixed, mflops, plural, score_words, table, tex_escape, tex_int, todo
@@ -24,18 +25,12 @@ def candidate_name(candidate: str) -> str:
     return candidate.replace("trial ", "Trial ", 1) if candidate.startswith("trial ") else tex_escape(candidate)
 
 
-PROTOCOL_WORDS = {"folds": ("prompt-grouped fold", "retrained from scratch on prompt-grouped folds of the training "
-                            "and validation images"),
-                  "seeds": ("seed", "retrained from scratch with other seeds on the same split")}
-"""Per confirm protocol (`results.candidates.Protocol`): what one run is called, and how the runs were made."""
-
-
 def confirmed_parts(row: pd.Series) -> tuple[str, str] | None:
     """("mean $\\pm$ sd", "3 prompt-grouped folds") of a finalist, or None for a row ranked by its single run
     (a part-way confirm counts for nothing)."""
     if not row.get("finalist", False):
         return None
-    run = PROTOCOL_WORDS[row.get("confirm_protocol") or "folds"][0]
+    run = Protocol.RUN_NOUN[row.get("confirm_protocol") or "folds"]
     return f"{fixed(row['confirm_mean'])} $\\pm$ {fixed(row['confirm_sd'])}", plural(int(row["confirm_n"]), run)
 
 
@@ -49,7 +44,7 @@ def finalists_words(finalists: pd.DataFrame) -> str:
     """How the finalists' runs were made, for a caption ("3 runs each, retrained from scratch on ...")."""
     first = finalists.iloc[0]
     return (f"{plural(int(first['confirm_n']), 'run')} each, "
-            f"{PROTOCOL_WORDS[first.get('confirm_protocol') or 'folds'][1]}")
+            f"{Protocol.HOW[first.get('confirm_protocol') or 'folds']}")
 
 
 def ranking_table(ranked: pd.DataFrame, exp: Exported, profile: Profile) -> str:
