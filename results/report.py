@@ -1,16 +1,16 @@
-"""The study report: a CSV of every trial and compressed variant, an offline page a person can act on,
-and the ranking for the terminal.
+"""The study report: a CSV of every trial and compressed variant, an offline page a person can act on, and the ranking
+for the terminal.
 
 `runs/NAME/report/trials.csv` holds one row per trial or variant. `report.html` opens with the run's context
-(dataset, profile, space, budget, trials, dates), what export will take and the final schedule it would
-retrain it with, a warning when even the best score is near chance, and the ranking of the exportable
-candidates (trials and scratch variants) by estimated composite score, with confirmed scores (mean +- sd over
-prompt-grouped folds) where a confirm stage ran and a mark where two neighbours differ by less than the score
-noise; the storage copies (int8, fp16) and pruned weights follow in a comparison table against their parents.
-Then the Pareto front of parameters (log axis) against the profile's score with the size-tier boundaries (in
-the legend) and the export choice marked, a key to the architecture notation, the learning curves and the
-largest of Optuna's parameter importances. plotly.js is written beside the page (`plotly.min.js`), so it works
-offline; without it the page says so instead of showing empty boxes.
+(dataset, profile, space, budget, trials, dates), what export will take and the final schedule it would retrain it
+with, a warning when even the best score is near chance, and the ranking of the exportable candidates (trials and
+scratch variants) by estimated composite score, with the finalists' confirmed scores (mean +- sd over the confirm
+protocol's runs, folds or seeds) and a mark where two neighbours differ by less than the score noise; the storage
+copies (int8, fp16) and pruned weights follow in a comparison table against their parents. Then the Pareto front of
+parameters (log axis) against the profile's score with the size-tier boundaries (in the legend) and the export
+choice marked, a key to the architecture notation, the learning curves and the largest of Optuna's parameter
+importances. plotly.js is written beside the page (`plotly.min.js`), so it works offline; without it the page says
+so instead of showing empty boxes.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ SEED_SPREAD = 0.025
 """Seed-to-seed spread of one run's validation score, as a share of the profile's best score: the mean
 absolute difference between two seeds of the same recipe on the same fold, 0.025 corr score over the 5
 prompt-grouped folds of AGIQA-3K (bench/NOTES.md, "Quality ladder on 2 CPU cores", row "the same, second
-seed"). Used for a candidate whose score was not confirmed over several folds (`confirm_sd`)."""
+seed"). Used for a candidate that is not a confirmed finalist."""
 NEAR_CHANCE = 0.2
 """A best score below this share of the profile's best value (a correlation score of 0.2) is near chance."""
 NEAR_CHANCE_PAIR_ACC = 0.55
@@ -218,13 +218,13 @@ def _t4(seconds: float) -> str:
 
 
 def _finalist(r: pd.Series) -> bool:
-    """Confirmed on every fold of the study's protocol (`results.candidates.add_confirmed`)."""
+    """Confirmed on every run of the study's protocol (`results.candidates.add_confirmed`)."""
     return bool(r.get("finalist", False)) and pd.notna(r.get("confirm_mean"))
 
 
 def _estimate(r: pd.Series, profile: Profile) -> tuple[float, float]:
-    """A row's score and its standard error: the confirmed mean over `confirm_n` folds (error
-    confirm_sd / sqrt(n)) where the confirm stage ran, else the search's single score (error `SEED_SPREAD`)."""
+    """A row's score and its standard error: a finalist's confirmed mean over its `confirm_n` runs (error
+    confirm_sd / sqrt(n)), else the search's single score (error `SEED_SPREAD`)."""
     spread = SEED_SPREAD * profile.score_max
     if _finalist(r):
         sd = r["confirm_sd"] if pd.notna(r.get("confirm_sd")) else spread
