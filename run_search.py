@@ -55,9 +55,9 @@ USER_ERRORS = (ValueError, OSError, MemoryError, sqlite3.OperationalError, sqlal
 """What a wrong option, file or folder raises: reported in one line (exit 2) unless --debug."""
 INTERRUPTED_LINES = {
     "compress": "interrupted: the variants already recorded are kept: rerun the same command to go on with the rest",
-    "confirm": "interrupted: the folds already confirmed are kept: rerun the same command to go on from there",
-    "export": "interrupted: nothing was exported (the previous export, if any, is as it was; the folds already "
-              "confirmed are kept): rerun the same command to export",
+    "confirm": "interrupted: the confirm runs already done are kept: rerun the same command to go on from there",
+    "export": "interrupted: nothing was exported (the previous export, if any, is as it was; the confirm runs "
+              "already done are kept): rerun the same command to export",
 }
 """What Ctrl-C (exit 130) says it left, by command; any other command runs or reads a study's trials."""
 INTERRUPTED_TRIALS = ("interrupted: a study keeps its finished trials (the running ones are retried): rerun the same "

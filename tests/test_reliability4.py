@@ -200,9 +200,9 @@ def test_an_empty_root_of_one_dataset_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command, line", [
-    (["confirm", "--study", "s"], "interrupted: the folds already confirmed are kept: rerun the same command"),
+    (["confirm", "--study", "s"], "interrupted: the confirm runs already done are kept: rerun the same command"),
     (["export", "--study", "s", "--team", "T"], "interrupted: nothing was exported (the previous export, if any, is "
-                                                "as it was; the folds already confirmed are kept)"),
+                                                "as it was; the confirm runs already done are kept)"),
     (["compress", "--study", "s"], "interrupted: the variants already recorded are kept"),
     (["worker", "--study", "s"], "interrupted: a study keeps its finished trials"),
 ])
