@@ -32,7 +32,9 @@ from optuna import get_all_study_names
 from optuna.trial import TrialState
 
 from results.candidates import Protocol, export_choice, ranked_candidates, ranked_trials
-from results.confirm import DEFAULT_PROTOCOL, DEFAULT_RUNS, chosen_protocol, confirm, confirm_seconds
+from results.confirm import (
+    DEFAULT_PROTOCOL, DEFAULT_RUNS, DEFAULT_TOP, chosen_protocol, chosen_top, confirm, confirm_seconds,
+)
 from search.budget import EFFICIENCY_RANGE
 from search.data import (
     DATASETS, PREDICT_DATASETS, absolute_root, check_dataset, check_dataset_name, is_combined, source_roots,
@@ -340,16 +342,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     _require_completed(study)
     variants = VariantStore(storage, study.study_name).frame()
     named = args.trial is not None or args.variant is not None
-    proto = chosen_protocol(study, args.confirm_protocol, args.confirm_runs)
+    proto, top = chosen_protocol(study, args.confirm_protocol, args.confirm_runs), chosen_top(study, args.confirm_top)
     missing, seconds = (0, 0.0) if named or not cfg.task.confirmable or args.no_confirm else confirm_seconds(
-        study, cfg, args.confirm_top, proto.k, variants, args.reference_sizes, proto.name)
+        study, cfg, top, proto.k, variants, args.reference_sizes, proto.name)
     if missing:
         share = ("" if limit is None else f"; this run confirms for at most half the time limit "
                  f"({duration(limit.seconds / 2)}) and a later export resumes the rest")
-        print(f"confirming the {args.confirm_top} best candidates on {proto.words} before export: {missing} "
+        print(f"confirming the {top} best candidates on {proto.words} before export: {missing} "
               f"trainings, about {duration(seconds)} here by their trials' times{share} "
               "(`run_search.py confirm`; --no-confirm skips it)")
-        confirm(study, cfg, args.confirm_top, proto.k, variants, args.reference_sizes,
+        confirm(study, cfg, top, proto.k, variants, args.reference_sizes,
                 time_limit=None if limit is None else Deadline(limit.left() / 2), protocol=proto.name)
     options = ExportOptions(args.team, trial=args.trial, variant=args.variant, epochs=args.epochs, date=args.date,
                             teacher=args.teacher, distill_weight=args.distill_weight,
@@ -382,9 +384,10 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     study, cfg, run_dir, storage = _open(args, _root(args))
     cfg.task.require("confirmable", study.study_name)
     _require_completed(study)
-    ranked = confirm(study, cfg, args.confirm_top, args.confirm_runs, VariantStore(storage, study.study_name).frame(),
+    top = chosen_top(study, args.confirm_top)
+    ranked = confirm(study, cfg, top, args.confirm_runs, VariantStore(storage, study.study_name).frame(),
                      args.reference_sizes, protocol=args.confirm_protocol)
-    print(format_ranking(ranked, get_profile(cfg.profile), max(args.confirm_top, 5)))
+    print(format_ranking(ranked, get_profile(cfg.profile), max(top, 5)))
     return 0
 
 
@@ -659,9 +662,9 @@ def _reference_sizes_option(p: argparse.ArgumentParser) -> None:
 
 def _confirm_options(p: argparse.ArgumentParser, prefix: str) -> None:
     """`--top`, `--protocol` and `--runs` (confirm), or the same with `prefix` ("--confirm-": export)."""
-    p.add_argument(f"{prefix}top", dest="confirm_top", type=_number(int, 1), default=3,
+    p.add_argument(f"{prefix}top", dest="confirm_top", type=_number(int, 1), default=None,
                    help="candidates of the ranking to confirm, the finalists (the best exportable ones by their "
-                        "single score)")
+                        f"single score) (default: as many as the study's last confirm, else {DEFAULT_TOP})")
     p.add_argument(f"{prefix}protocol", dest="confirm_protocol", choices=Protocol.NAMES, default=None,
                    help="how each finalist is retrained: folds, on prompt-grouped folds of the study's training and "
                         "validation images; seeds, with other seeds on the study's own split (default: the study's "
@@ -751,9 +754,10 @@ def demo_steps() -> list[tuple[str, list[str]]]:
                                                              "--finetune-epochs", "3"]),
         ("report again, with the compressed variants", ["report", *study, "--top", "5"]),
         ("confirm the best two on 2 prompt-grouped folds", ["confirm", *study, "--top", "2", "--runs", "2"]),
-        ("export the confirmed winner: retrain from scratch, write the submission",
-         ["export", *study, "--team", "demo", "--confirm-top", "2", "--confirm-runs", "2",
-          "--epochs", str(DEMO["export_epochs"]), "--time-limit", DEMO["export_limit"]]),
+        ("export the confirmed winner (confirm's finalists and folds, so nothing more to confirm): retrain from "
+         "scratch, write the submission",
+         ["export", *study, "--team", "demo", "--epochs", str(DEMO["export_epochs"]),
+          "--time-limit", DEMO["export_limit"]]),
     ]
 
 

@@ -34,7 +34,8 @@ CONFIRM_ATTR = "confirm"
 """The study's user attribute holding confirmed run scores (`results.confirm`): {candidate id: {"protocol": name,
 "k": k, "scores": {run index: score}}} (a study confirmed before seeds existed stores {"folds": k, "scores": ...})."""
 PROTOCOL_ATTR = "confirm_protocol"
-"""The study's user attribute naming the protocol its finalists are compared under: `Protocol.to_attr`."""
+"""The study's user attribute naming the protocol its finalists are compared under (`Protocol.to_attr`) and how
+many finalists `confirm` last took ("top")."""
 CONFIRM_COLUMNS = ("confirm_mean", "confirm_sd", "confirm_n", "confirm_protocol", "confirm_scores", "finalist")
 
 

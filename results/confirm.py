@@ -45,6 +45,8 @@ noise on AGIQA-3K (Spearman with the test prompts 0.70 and 0.74 over two studies
 issue 32), and folds scores every study image, not the validation part the finalists were chosen on."""
 DEFAULT_RUNS = 3
 """Runs per finalist unless told otherwise (or the study's protocol says)."""
+DEFAULT_TOP = 3
+"""Finalists unless told otherwise (or the study's last confirm says)."""
 
 
 def chosen_protocol(study: optuna.Study, name: str | None = None, k: int | None = None) -> Protocol:
@@ -54,6 +56,12 @@ def chosen_protocol(study: optuna.Study, name: str | None = None, k: int | None 
     stored = confirm_protocol(study)
     return Protocol(name or (stored.name if stored else DEFAULT_PROTOCOL),
                     k or (stored.k if stored else DEFAULT_RUNS))
+
+
+def chosen_top(study: optuna.Study, top: int | None = None) -> int:
+    """How many finalists a confirm of `study` takes: `top` where given, else as many as its last confirm took,
+    else `DEFAULT_TOP`."""
+    return top or study.user_attrs.get(PROTOCOL_ATTR, {}).get("top") or DEFAULT_TOP
 
 
 def protocol_parts(proto: Protocol, cfg: StudyConfig, data: StudyData, size: int,
@@ -101,22 +109,22 @@ def trained_score(recipe: Recipe, cfg: StudyConfig, data: StudyData, fit: np.nda
     return float(get_profile(cfg.profile).score(metrics))
 
 
-def confirm(study: optuna.Study, cfg: StudyConfig, top: int = 3, k: int | None = None,
+def confirm(study: optuna.Study, cfg: StudyConfig, top: int | None = None, k: int | None = None,
             variants: pd.DataFrame | None = None, reference_sizes_m: Sequence[float] | None = None,
             progress: bool = True, time_limit: Deadline | None = None, protocol: str | None = None) -> pd.DataFrame:
-    """Retrain the `top` best exportable candidates `k` times under `protocol` (a `Protocol` name; both default to
-    `chosen_protocol`'s; the runs already stored under it are kept) and return the ranking with their confirmed
-    scores. With `time_limit`, no run starts that its candidate's trial time says would end after it (the rest
-    stay missing, resumed later)."""
+    """Retrain the `top` best exportable candidates (`chosen_top`) `k` times under `protocol` (a `Protocol` name;
+    both default to `chosen_protocol`'s; the runs already stored under it are kept) and return the ranking with
+    their confirmed scores. With `time_limit`, no run starts that its candidate's trial time says would end after
+    it (the rest stay missing, resumed later)."""
     cfg.task.require("confirmable", study.study_name)
-    if top < 1 or (k is not None and k < 2):
+    if (top is not None and top < 1) or (k is not None and k < 2):
         raise ValueError(f"confirm needs at least 1 candidate and 2 runs, got top {top} and k {k}")
-    proto = chosen_protocol(study, protocol, k)
+    proto, top = chosen_protocol(study, protocol, k), chosen_top(study, top)
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
     chosen = finalists(ranked, top)
     if not chosen:
         raise ValueError(f"study {study.study_name!r} has no completed trial within the caps to confirm")
-    study.set_user_attr(PROTOCOL_ATTR, proto.to_attr())  # finalists are compared under this protocol only
+    study.set_user_attr(PROTOCOL_ATTR, {**proto.to_attr(), "top": top})  # finalists are compared under it only
     stored: dict = dict(study.user_attrs.get(CONFIRM_ATTR, {}))
     data = StudyData(cfg, progress=progress)
     seconds = fold_seconds(ranked)
@@ -146,13 +154,13 @@ def fold_seconds(ranked: pd.DataFrame) -> dict[str, float]:
     return {cid: typical if pd.isna(w) else float(w) for cid, w in zip(ranked["id"], wall)}
 
 
-def confirm_seconds(study: optuna.Study, cfg: StudyConfig, top: int, k: int | None = None,
+def confirm_seconds(study: optuna.Study, cfg: StudyConfig, top: int | None = None, k: int | None = None,
                     variants: pd.DataFrame | None = None, reference_sizes_m: Sequence[float] | None = None,
                     protocol: str | None = None) -> tuple[int, float]:
-    """(runs still to do, about how many seconds they take here) of confirming the `top` best candidates under
-    `chosen_protocol(study, protocol, k)`."""
+    """(runs still to do, about how many seconds they take here) of confirming the `chosen_top(study, top)` best
+    candidates under `chosen_protocol(study, protocol, k)`."""
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
-    missing = _missing(finalists(ranked, top), study.user_attrs.get(CONFIRM_ATTR, {}),
+    missing = _missing(finalists(ranked, chosen_top(study, top)), study.user_attrs.get(CONFIRM_ATTR, {}),
                        chosen_protocol(study, protocol, k))
     seconds = fold_seconds(ranked)
     return len(missing), sum(seconds[cid] for cid, _ in missing)

@@ -14,7 +14,7 @@ from results import confirm as confirm_module
 from results.candidates import (
     CONFIRM_ATTR, PROTOCOL_ATTR, Protocol, candidate_recipe, export_choice, finalists, ranked_candidates, ranked_trials,
 )
-from results.confirm import chosen_protocol, confirm, confirm_seconds, fold_score
+from results.confirm import chosen_protocol, chosen_top, confirm, confirm_seconds, fold_score
 from results.export import export_recipe
 from results.report import format_ranking
 from run_search import print_best
@@ -86,7 +86,7 @@ def test_a_finalist_whose_folds_are_better_wins_over_a_better_single_score(tiny_
     ranked = confirm(study, cfg, top=2, k=3, progress=False)
     assert export_choice(ranked)["id"] == f"trial {b}" and list(ranked["id"][:2]) == [f"trial {b}", f"trial {a}"]
     assert (list(ranked["finalist"][:3]) == [True, True, False]
-            and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "folds", "k": 3})
+            and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "folds", "k": 3, "top": 2})
 
 
 def test_a_lucky_single_run_does_not_beat_finalists_it_was_never_compared_with(tiny_study, folds):
@@ -177,7 +177,7 @@ def test_a_seeds_confirm_stores_its_runs_under_its_own_protocol_and_resumes(tiny
     folds.scores = {a: [0.70, 0.71, 0.72], b: [0.66, 0.67, 0.68]}
     ranked = confirm(study, cfg, top=2, k=3, progress=False, protocol="seeds")
     assert set(folds.protocols) == {Protocol("seeds", 3)} and len(folds.calls) == 6
-    assert study.user_attrs[PROTOCOL_ATTR] == {"protocol": "seeds", "k": 3}
+    assert study.user_attrs[PROTOCOL_ATTR] == {"protocol": "seeds", "k": 3, "top": 2}
     assert study.user_attrs[CONFIRM_ATTR][f"trial {a}"] == {"protocol": "seeds", "k": 3,
                                                            "scores": {"0": 0.70, "1": 0.71, "2": 0.72}}
     assert export_choice(ranked)["id"] == f"trial {a}" and list(ranked["finalist"][:2]) == [True, True]
@@ -189,8 +189,9 @@ def test_a_seeds_confirm_stores_its_runs_under_its_own_protocol_and_resumes(tiny
 
 
 def test_a_later_confirm_or_export_keeps_the_studys_protocol_unless_told_another(tiny_study, folds):
-    """The finalists settle: after `confirm --protocol seeds --runs 2`, a plain confirm (or export's) resumes
-    under seeds with 2 runs instead of starting folds; the report and summary name the protocol."""
+    """The finalists settle: after `confirm --top 2 --protocol seeds --runs 2`, a plain confirm (or export's)
+    resumes with 2 finalists under seeds with 2 runs instead of starting 3 on folds; the report names the
+    protocol."""
     _, cfg, _ = tiny_study
     study, (a, b, _) = _study(tiny_study, [0.80, 0.76, 0.70])
     folds.register(study)
@@ -198,8 +199,9 @@ def test_a_later_confirm_or_export_keeps_the_studys_protocol_unless_told_another
     confirm(study, cfg, top=2, k=2, progress=False, protocol="seeds")
     assert chosen_protocol(study) == Protocol("seeds", 2) and confirm_seconds(study, cfg, 2)[0] == 0
     folds.calls.clear()
-    ranked = confirm(study, cfg, top=2, progress=False)
-    assert folds.calls == [] and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "seeds", "k": 2}
+    assert chosen_top(study) == 2 and confirm_seconds(study, cfg)[0] == 0  # neither top, k nor protocol given
+    ranked = confirm(study, cfg, progress=False)
+    assert folds.calls == [] and study.user_attrs[PROTOCOL_ATTR] == {"protocol": "seeds", "k": 2, "top": 2}
     assert "0.705 +- 0.007 (2 seeds)" in format_ranking(ranked, get_profile(cfg.profile))
     assert chosen_protocol(study, "folds") == Protocol("folds", 2)  # told another: that one, with the study's k
     assert confirm_seconds(study, cfg, 2, 3)[0] == 6  # another k is another protocol: every run is missing
