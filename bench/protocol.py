@@ -152,16 +152,18 @@ def run_task(task: Task) -> dict:
             "cpu_s": time.process_time() - start}
 
 
-def _bootstrap(a: np.ndarray, b: np.ndarray, truth: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """2.5 and 97.5 percentiles of Spearman(a, truth) - Spearman(b, truth) over candidates resampled with
-    replacement (paired: the same resample for both)."""
+def _bootstrap(pairs: list[tuple[np.ndarray, np.ndarray]], truth: np.ndarray, n: int = 2000,
+               seed: int = 0) -> tuple[float, float]:
+    """2.5 and 97.5 percentiles of the mean over `pairs` (one (a, b) per study, candidates in the order of
+    `truth`) of Spearman(a, truth) - Spearman(b, truth), over candidates resampled with replacement (paired:
+    the same resample for both protocols and every study)."""
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n):
         idx = rng.integers(0, len(truth), len(truth))
         if len(np.unique(truth[idx])) < 3:
             continue
-        diffs.append(srcc(a[idx], truth[idx]) - srcc(b[idx], truth[idx]))
+        diffs.append(np.mean([srcc(a[idx], truth[idx]) - srcc(b[idx], truth[idx]) for a, b in pairs]))
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
@@ -200,6 +202,7 @@ def table(results: list[dict], names: list[str], studies: list[int], k: int, tru
                      f"| {srcc(a, b):.3f} "
                      f"| {krcc(a, b):.3f} | - | - | - |")
     pooled: dict[str, list[float]] = {}
+    every_study: list[tuple[np.ndarray, np.ndarray]] = []
     for s in studies:
         protocols = {f"{k} folds": ("folds", range(k)), f"{k} seeds": ("seeds", range(k)),
                      "1 fold (fold 0 alone)": ("folds", range(1)), "1 seed (seed 0 alone: a trial's single run)":
@@ -219,13 +222,21 @@ def table(results: list[dict], names: list[str], studies: list[int], k: int, tru
             lines.append(f"| {s} | {label} | {len(full)} | {rho:.3f} | {krcc(m, truth):.3f} "
                          f"| {'yes' if pick == int(np.argmax(truth)) else 'no'} | {truth.max() - truth[pick]:.3f} "
                          f"| {cpu:.0f} |")
-        lo, hi = _bootstrap(means[f"{k} folds"], means[f"{k} seeds"], truth)
+        lo, hi = _bootstrap([(means[f"{k} folds"], means[f"{k} seeds"])], truth)
+        if full == done:
+            every_study.append((means[f"{k} folds"], means[f"{k} seeds"]))
         lines.append(f"| {s} | Spearman of folds minus seeds, paired bootstrap over candidates, 95 % | {len(full)} "
                      f"| {srcc(means[f'{k} folds'], truth) - srcc(means[f'{k} seeds'], truth):+.3f} "
                      f"[{lo:+.3f}, {hi:+.3f}] | | | | |")
     if len(studies) > 1 and pooled:
         for label, rhos in pooled.items():
             lines.append(f"| mean of {len(rhos)} studies | {label} | | {np.mean(rhos):.3f} | | | | |")
+    if len(every_study) > 1:
+        truth = np.array([np.mean(truth_runs[n]) for n in done])
+        lo, hi = _bootstrap(every_study, truth)
+        mean = np.mean([srcc(a, truth) - srcc(b, truth) for a, b in every_study])
+        lines.append(f"| mean of {len(every_study)} studies | Spearman of folds minus seeds, paired bootstrap over "
+                     f"candidates, 95 % | {len(done)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] | | | | |")
     return "\n".join(lines)
 
 
