@@ -41,8 +41,9 @@ FOLD_SEED = 1000
 trials' seeds."""
 DEFAULT_PROTOCOL = "folds"
 """The protocol `confirm` (and export, which runs it) uses unless told otherwise: folds and seeds tied within the
-noise on AGIQA-3K (Spearman with the test prompts 0.70 and 0.74 over two studies of 10 candidates, bench/NOTES.md,
-issue 32), and folds scores every study image, not the validation part the finalists were chosen on."""
+noise on AGIQA-3K (Spearman with the test prompts 0.67 and 0.76 over three studies of 10 candidates, the pooled
+difference's 95 % interval [-0.35, +0.07], bench/NOTES.md, issue 32), and folds scores every study image, not the
+validation part the finalists were chosen on."""
 DEFAULT_RUNS = 3
 """Runs per finalist unless told otherwise (or the study's protocol says)."""
 DEFAULT_TOP = 3
