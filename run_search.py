@@ -674,10 +674,12 @@ def _confirm_options(p: argparse.ArgumentParser, prefix: str) -> None:
 
 
 def _add_confirm(sub) -> None:
-    p = _subcommand(sub, "confirm", "retrain the top of the ranking on prompt-grouped folds; rank by the mean",
-                    "Retrain the best exportable candidates from scratch on K prompt-grouped folds of the study's "
-                    "training and validation images (test prompts stay out) and rank them by their mean score: "
-                    "export then takes the best confirmed one. Resumes where it stopped.",
+    p = _subcommand(sub, "confirm", "retrain the finalists several times under one protocol; rank them by the mean",
+                    "Retrain the best exportable candidates (the finalists) from scratch --runs times under one "
+                    "protocol: prompt-grouped folds of the study's training and validation images (test prompts "
+                    "stay out), or other seeds on the study's split; rank them by their mean score: export then "
+                    "takes the best finalist. Resumes where it stopped; the study keeps its protocol and finalists "
+                    "for later confirms and exports.",
                     ["confirm --study a3k", "confirm --study a3k --top 5 --runs 5",
                      "confirm --study a3k --protocol seeds"])
     _study_options(p, required=True)

@@ -170,9 +170,9 @@ def rank(frame: pd.DataFrame) -> pd.DataFrame:
     rows with a composite estimate; the finalists (confirmed under the study's protocol: the same runs,
     share of data and epochs) first, by their confirmed composite, then the single-run rows apart, by theirs,
     never interleaved (a single score is one draw, the top of many draws biased high; a confirmed mean is not,
-    and a fold mean is biased low, so the two are not compared). Ties: RMSE, then size, as the challenge breaks
-    them. Adds `exportable` (the kind can be trained from scratch) and `export` (what export takes by default: the
-    first exportable finalist, else the first exportable row)."""
+    and a fold mean, trained on less data, is biased low, so the two are not compared). Ties: RMSE, then size,
+    as the challenge breaks them. Adds `exportable` (the kind can be trained from scratch) and `export` (what
+    export takes by default: the first exportable finalist, else the first exportable row)."""
     ranked = frame[frame["composite"].notna()].copy()
     if "finalist" not in ranked:
         ranked["finalist"] = False

@@ -1,18 +1,18 @@
 """Confirmation before export: the top of the ranking retrained k times under one protocol.
 
-One trial is one seed on one validation split, and the seed spread of one recipe (0.025 on average,
-0.073 at most, bench/NOTES.md) is about the size of the differences between architectures, so the top
-of a ranking by single runs is partly noise. `confirm` retrains each of the `top` best exportable
-candidates from scratch with its recipe (its planned epochs) k times under one protocol
-(`results.candidates.Protocol`): "folds", k prompt-grouped folds of the study's training and validation
-images (the test prompts stay out), or "seeds", k seeds on the study's own split (trained on its training
-part, scored on its validation part); run i trains with its own seed, shared by every candidate. It stores
-the run scores in the study (`CONFIRM_ATTR`) and the protocol (`PROTOCOL_ATTR`). The finalists are the `top`
-best by their single-run composite (`results.candidates.finalists`), so the set settles; the ranking
-(`results.candidates.rank`) compares them with each other by their means, apart from the single-run rows,
-and export takes the best one. A resumed run skips the runs already stored; a part-way one counts for
-nothing until it is resumed. Which protocol predicts the test prompts better was measured
-(bench/protocol.py, bench/NOTES.md "Which confirm protocol predicts the test"): `DEFAULT_PROTOCOL`.
+One trial is one seed on one validation split, and the seed spread of one recipe (0.025 on average, 0.073 at
+most, bench/NOTES.md) is about the size of the differences between architectures, so the top of a ranking by
+single runs is partly noise. `confirm` retrains each of the `top` best exportable candidates from scratch with
+its recipe (its planned epochs) k times under one protocol (`results.candidates.Protocol`): "folds", k prompt-
+grouped folds of the study's training and validation images (the test prompts stay out), or "seeds", k seeds on
+the study's own split (trained on its training part, scored on its validation part); run i trains with its own
+seed, shared by every candidate. It stores the run scores in the study (`CONFIRM_ATTR`) and the protocol and
+number of finalists (`PROTOCOL_ATTR`). The finalists are the `top` best by their single-run composite
+(`results.candidates.finalists`), so the set settles; the ranking (`results.candidates.rank`) compares them with
+each other by their means, apart from the single-run rows, and export takes the best one. A resumed run skips
+the runs already stored; a part-way one counts for nothing until it is resumed. Which protocol predicts the test
+prompts better was measured (bench/protocol.py, bench/NOTES.md "Which confirm protocol predicts the test"):
+`DEFAULT_PROTOCOL`.
 """
 from __future__ import annotations
 
@@ -55,14 +55,18 @@ def chosen_protocol(study: optuna.Study, name: str | None = None, k: int | None 
     (`confirm_protocol`, so a later confirm or export resumes under it and the finalists settle), else
     `DEFAULT_PROTOCOL` with `DEFAULT_RUNS`."""
     stored = confirm_protocol(study)
-    return Protocol(name or (stored.name if stored else DEFAULT_PROTOCOL),
-                    k or (stored.k if stored else DEFAULT_RUNS))
+    return Protocol(name if name is not None else stored.name if stored else DEFAULT_PROTOCOL,
+                    k if k is not None else stored.k if stored else DEFAULT_RUNS)
 
 
 def chosen_top(study: optuna.Study, top: int | None = None) -> int:
     """How many finalists a confirm of `study` takes: `top` where given, else as many as its last confirm took,
     else `DEFAULT_TOP`."""
-    return top or study.user_attrs.get(PROTOCOL_ATTR, {}).get("top") or DEFAULT_TOP
+    if top is not None:
+        if top < 1:
+            raise ValueError(f"confirm needs at least 1 finalist, got top {top}")
+        return top
+    return study.user_attrs.get(PROTOCOL_ATTR, {}).get("top") or DEFAULT_TOP
 
 
 def protocol_parts(proto: Protocol, cfg: StudyConfig, data: StudyData, size: int,
@@ -118,9 +122,7 @@ def confirm(study: optuna.Study, cfg: StudyConfig, top: int | None = None, k: in
     their confirmed scores. With `time_limit`, no run starts that its candidate's trial time says would end after
     it (the rest stay missing, resumed later)."""
     cfg.task.require("confirmable", study.study_name)
-    if (top is not None and top < 1) or (k is not None and k < 2):
-        raise ValueError(f"confirm needs at least 1 candidate and 2 runs, got top {top} and k {k}")
-    proto, top = chosen_protocol(study, protocol, k), chosen_top(study, top)
+    proto, top = chosen_protocol(study, protocol, k), chosen_top(study, top)  # each refuses a bad value
     ranked = ranked_candidates(study, get_profile(cfg.profile), variants, reference_sizes_m)
     chosen = finalists(ranked, top)
     if not chosen:

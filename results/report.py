@@ -247,15 +247,15 @@ def exportable_ranking(ranked: pd.DataFrame, profile: Profile) -> pd.DataFrame:
         gap = scale * (above - score) + rows.at[i - 1, "size_points"] - rows.at[i, "size_points"]
         same_group = rows.at[i - 1, "finalist"] == rows.at[i, "finalist"]
         error = _paired_error(rows.iloc[i - 1], rows.iloc[i])
-        noise.append(bool(same_group and abs(gap) < scale * (np.hypot(e_above, e) if error is None else error)))
+        noise.append(bool(same_group and abs(gap) <= scale * (np.hypot(e_above, e) if error is None else error)))
     rows["noise"] = noise
     return rows
 
 
 def _paired_error(above: pd.Series, row: pd.Series) -> float | None:
     """The standard error of two finalists' mean difference, paired run by run (run i of a protocol is the same
-    fold and seed for every candidate, so what the fold or seed does to both cancels); None unless both are
-    finalists with the same runs."""
+    fold and seed for every candidate, so what a hard fold does to both cancels; with seeds on one split the
+    pairing gains less, but the estimate stays fair); None unless both are finalists with the same runs."""
     a, b = above.get("confirm_scores"), row.get("confirm_scores")
     if not (_finalist(above) and _finalist(row)) or not isinstance(a, tuple) or not isinstance(b, tuple) \
             or len(a) != len(b) or len(a) < 2:
@@ -317,7 +317,8 @@ def _table(table_id: str, head: list[str], rows: list[tuple[str, list]]) -> str:
 def _confirmed_cell(r: pd.Series) -> str:
     """A finalist's confirmed mean +- sd over its protocol's runs ("3 folds", "3 seeds"); "single run" for a row
     ranked by its one score (with the runs a part-way confirm has stored, not counted)."""
-    runs = f"{int(r['confirm_n'])} {r.get('confirm_protocol') or 'folds'}" if pd.notna(r.get("confirm_n")) else ""
+    n, name = r.get("confirm_n"), r.get("confirm_protocol") or "folds"
+    runs = f"{int(n)} {name if n != 1 else name.removesuffix('s')}" if pd.notna(n) else ""
     if _finalist(r):
         sd = f"{r['confirm_sd']:.3f}" if pd.notna(r.get("confirm_sd")) else "-"
         return f"{r['confirm_mean']:.3f} &plusmn; {sd} ({runs})"
@@ -440,12 +441,13 @@ def _page(study: optuna.Study, profile: Profile, frame: pd.DataFrame, ranked: pd
                             if warning else "") + _choice_box(choice, profile, schedule, last_export)
         + f"<h2>Ranking of the exportable candidates</h2><p>{len(ranking)} trials and scratch variants within the "
         "caps, by estimated composite score; ties broken by RMSE, then size. The finalists (confirmed on every "
-        "fold of the study's protocol) come first, by their fold means; the single-run rows follow apart, by "
-        "their one score, never interleaved: the best of many single runs is biased high, a fold mean (trained "
-        "on less data) low. Export takes the first row "
+        "run of the study's protocol, folds or seeds) come first, by their confirmed means; the single-run rows "
+        "follow apart, by their one score, never interleaved: the best of many single runs is biased high, a fold "
+        "mean (trained on less data) low. Export takes the first row "
         f"(highlighted). <b>{NOISE_MARK}</b>: this row's composite differs from the row above, in its group, by "
-        "less than the score noise explains (one standard error of the difference of the two scores: confirmed "
-        f"mean &plusmn; sd over folds for finalists, else the measured seed spread of &plusmn;{spread:g}), so the "
+        "less than the score noise explains (one standard error of the difference of the two scores: for two "
+        "finalists, of their run-by-run differences; else the measured seed spread of "
+        f"&plusmn;{spread:g}), so the "
         "order of the two is not established. Size percentile: the share of reference teams smaller than the model "
         "(0 % = smallest); T4 time: estimated training time on a T4 (search budget model).</p>"
         + _ranking_table(ranking, profile.score_name)

@@ -205,6 +205,8 @@ def test_a_later_confirm_or_export_keeps_the_studys_protocol_unless_told_another
     assert "0.705 +- 0.007 (2 seeds)" in format_ranking(ranked, get_profile(cfg.profile))
     assert chosen_protocol(study, "folds") == Protocol("folds", 2)  # told another: that one, with the study's k
     assert confirm_seconds(study, cfg, 2, 3)[0] == 6  # another k is another protocol: every run is missing
+    with pytest.raises(ValueError, match="at least 1 finalist"):
+        confirm_seconds(study, cfg, 0)  # 0 is refused, not read as "the study's"
 
 
 def test_a_part_way_seeds_confirm_resumes_only_its_missing_runs(tiny_study, folds):

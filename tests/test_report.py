@@ -177,6 +177,9 @@ def test_two_finalists_are_compared_run_by_run():
     unsure = _ranked([0.80, 0.78], confirm_mean=[np.mean(crossing), np.mean(b)], confirm_sd=[0.05, 0.05],
                      confirm_n=[3, 3], confirm_scores=[crossing, b])
     assert list(exportable_ranking(unsure, ICME)["noise"]) == [False, True]
+    tied = _ranked([0.80, 0.78], confirm_mean=[np.mean(b)] * 2, confirm_sd=[0.05] * 2, confirm_n=[3, 3],
+                   confirm_scores=[b, b])
+    assert list(exportable_ranking(tied, ICME)["noise"]) == [False, True]  # the same runs: no order established
 
 
 def test_page_shows_confirmed_scores_and_the_noise_mark(tiny_study, tmp_path, monkeypatch):

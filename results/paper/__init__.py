@@ -6,8 +6,8 @@
   article); what only the team can write is a red `\\todo{...}`. `compile_paper` builds `paper.pdf`.
 - `method.tex`: method and experiments: the exported architecture per stage with exact parameter and FLOP
   counts and its input policy, the training recipe, the search, the compressed variants, the metric
-  formulas, the Pareto-optimal trials, the ranking export takes from (confirmed mean +- sd when the study
-  was confirmed), ablations from the benchmarks' JSON, the final retrain (`export/export.json`) and published
+  formulas, the Pareto-optimal trials, the ranking export takes from (the finalists' confirmed mean +- sd
+  and their protocol), ablations from the benchmarks' JSON, the final retrain (`export/export.json`) and published
   systems. "Exported" is the candidate in `export/export.json`, else the one `results.candidates` ranks first.
 - `figures/`: the Pareto front (parameters, log axis, against the profile's score, with the size-tier
   boundaries) and the learning curves, as vector PDFs with PNG copies.

@@ -5,7 +5,7 @@ A kind owns how a study's data is checked, read, split, fingerprinted, trained o
 budget an item costs, what its notebook needs to know of the study, and what the stages may do with it
 (`confirmable`, `compressible`, `distillable`, `pretrains`); the stages ask it (`StudyConfig.task`, the kind
 `StudyConfig.kind` names) instead of testing the data's type. Its notebook half (reading the notebook's
-inputs, writing its outputs, the notebook's text) is `results.submission.KINDS` and `results.notebook.TEXTS`
+inputs, writing its outputs, the notebook's text) is `results.submission.NOTEBOOK_KINDS` and `results.notebook.TEXTS`
 under the same name (`results.notebook.register_kind` registers all three). A new kind is a subclass in one
 file and `register(kind)`; `KINDS` holds them by name.
 """
