@@ -45,7 +45,7 @@ from torch import nn
 from results.candidates import candidate_recipe, export_choice, ranked_candidates
 from results.notebook import write_notebook, write_run_files
 from results.schedule import Schedule, candidate_schedule
-from results.score import size_percentile, size_points
+from results.score import size_standing
 from search.budget import BudgetModel
 from search.checkpoint import save_checkpoint
 from search.device import resolve_device
@@ -176,7 +176,7 @@ def choose_members(recipe: Recipe, name: str, profile: Profile, members: int | s
         except CapError as err:
             raise CapError(f"{err} of {profile.name}: refusing to export it") from None
         return ensemble, f"{members} member{'' if members == 1 else 's'}, as asked"
-    points = lambda n: _size_points(n * one, profile, reference_sizes_m)  # noqa: E731
+    points = lambda n: size_standing(n * one, profile, reference_sizes_m)[1]  # noqa: E731
     alone = plan_for(recipe).epochs
     for n in range(AUTO_MEMBERS, 1, -1):
         if n * one > profile.caps.params or points(n) < points(1) - 1e-9:
@@ -276,12 +276,8 @@ def export_submission(study: optuna.Study, cfg: StudyConfig, run_dir: Path, opti
 def _size_change(spec, profile: Profile, reference_sizes_m: Sequence[float] | None) -> float:
     """Size points an ensemble `spec` earns more than one of its members (<= 0): what its composite estimate
     loses against the member's, which the ranking scored."""
-    return (_size_points(count_params(spec), profile, reference_sizes_m)
-            - _size_points(count_params(spec.member()), profile, reference_sizes_m))
-
-
-def _size_points(params: int, profile: Profile, reference_sizes_m: Sequence[float] | None) -> float:
-    return size_points(size_percentile(params, reference_sizes_m or profile.reference_sizes_m), profile)
+    return (size_standing(count_params(spec), profile, reference_sizes_m)[1]
+            - size_standing(count_params(spec.member()), profile, reference_sizes_m)[1])
 
 
 EXPORT_JSON = Path("export") / "export.json"

@@ -51,14 +51,21 @@ def size_points(percentile: float, profile: Profile) -> float:
     return tiers[-1][1]
 
 
+def size_standing(params: int, profile: Profile,
+                  reference_sizes_m: Sequence[float] | None = None) -> tuple[float, float]:
+    """(size percentile, size points) of a model of `params` parameters among `reference_sizes_m` (default: the
+    profile's)."""
+    percentile = size_percentile(params, reference_sizes_m or profile.reference_sizes_m)
+    return percentile, size_points(percentile, profile)
+
+
 def composite_score(score: float, params: int, profile: Profile,
                     reference_sizes_m: Sequence[float] | None = None) -> CompositeEstimate:
     """Estimate the composite points of a model with validation `score` and `params` parameters."""
     if params > profile.caps.params:
         raise ValueError(f"{params:,} parameters exceed the {profile.name} cap of {profile.caps.params:,}")
-    percentile = size_percentile(params, reference_sizes_m or profile.reference_sizes_m)
+    percentile, size = size_standing(params, profile, reference_sizes_m)
     perf = profile.performance_points * max(0.0, min(1.0, score / profile.score_max))
-    size = size_points(percentile, profile)
     return CompositeEstimate(perf, size, percentile, perf + size)
 
 

@@ -82,8 +82,6 @@ class Kind:
     methods that differ; `MosKind` is the reference."""
 
     name: str
-    items: str = "images"
-    """What the training set counts: "images" or "pairs"."""
     images_per_item: int = 1
     """Images scored per training item: one image, or both images of a pair."""
     default_final: str = DEFAULT_FINAL
@@ -191,8 +189,8 @@ class Kind:
         return measure_costs(recipe, data, device)
 
     def budget_costs(self, budget: BudgetModel, recipe: Recipe) -> StepCosts:
-        """`recipe`'s step costs by the T4 budget model."""
-        return budget_costs(budget, recipe)
+        """`recipe`'s step costs by the T4 budget model (a step scores `images_per_item` images per item)."""
+        return budget_costs(budget, recipe, self.images_per_item)
 
 
 class MosKind(Kind):
@@ -230,7 +228,7 @@ class PairsKind(Kind):
     """Preference pairs of images (`search.data.pairs`), trained with a Bradley-Terry loss
     (`search.train.pairs`), scored by pair accuracy, split by image."""
 
-    name, items, images_per_item, default_final, default_profile = "pairs", "pairs", 2, "all", PAIRS_PROFILE
+    name, images_per_item, default_final, default_profile = "pairs", 2, "all", PAIRS_PROFILE
     confirmable = compressible = distillable = pretrains = known_recipes = False
     why_not = {
         "confirmable": "confirm does not handle preference-pair studies (its folds group images by prompt; pairs "
@@ -310,8 +308,6 @@ class PairsKind(Kind):
     def measure(self, recipe, data, device) -> StepCosts:
         return measure_pair_costs(recipe, data, device)
 
-    def budget_costs(self, budget, recipe) -> StepCosts:
-        return budget_costs(budget, recipe, pairs=True)
 
 
 KINDS: dict[str, Kind] = {}

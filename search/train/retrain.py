@@ -84,13 +84,13 @@ def member_recipe(recipe: Recipe) -> Recipe:
     return replace(recipe, spec=recipe.spec.member())
 
 
-def budget_costs(budget: BudgetModel, recipe: Recipe, pairs: bool = False) -> StepCosts:
-    """The budget model's T4 estimate of `recipe`'s costs (per step: one batch of the recipe's batch
-    size; of pairs, so twice as many images, with `pairs`), all members of an ensemble."""
+def budget_costs(budget: BudgetModel, recipe: Recipe, images_per_item: int = 1) -> StepCosts:
+    """The budget model's T4 estimate of `recipe`'s costs (per step: one batch of the recipe's batch size,
+    of items of `images_per_item` images each: 2 for preference pairs), all members of an ensemble."""
     if recipe.spec.members > 1:
-        return budget_costs(budget, member_recipe(recipe), pairs).times(recipe.spec.members)
+        return budget_costs(budget, member_recipe(recipe), images_per_item).times(recipe.spec.members)
     def per_step(spec, cfg: TrainConfig) -> tuple[float, float]:
-        flops, bs = train_flops(spec), cfg.batch_size * (2 if pairs else 1)
+        flops, bs = train_flops(spec), cfg.batch_size * images_per_item
         return budget.epoch_seconds(flops, bs, bs), budget.pretrain_seconds(flops, bs, 1, bs)
 
     step, pre = per_step(recipe.spec, recipe.train)
